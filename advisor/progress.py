@@ -1,0 +1,154 @@
+"""The headless display of a running study: rich progress bars, a line per trial, a summary table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich import box
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from tuner.events import (
+    Event,
+    Stage,
+    StudyFinished,
+    StudyStarted,
+    TrialEvaluated,
+    TrialFinished,
+    TrialProgress,
+    TrialStarted,
+)
+
+
+def describe_params(params: dict[str, Any]) -> str:
+    """A trial's configuration in one short phrase."""
+    if not params:
+        return "-"
+    rank = int(params["rank"])
+    return (
+        f"lr {float(params['learning_rate']):.2e}, r {rank}, "
+        f"alpha {float(params['alpha_multiple']) * rank:g}, {params['targets']}"
+    )
+
+
+class RichReporter:
+    """Renders study events: the study bar (trial i/N, ETA) and the running trial's bar (step, loss, tokens/s)."""
+
+    def __init__(self, console: Console, summary_console: Console) -> None:
+        self.console = console
+        self.summary_console = summary_console
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+        )
+        self.study_task: TaskID | None = None
+        self.trial_task: TaskID | None = None
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, Stage):
+            if self.console.is_terminal:  # in a log, only outcomes: an error stays the one line on stderr
+                self.console.print(f"[dim]{event.message}...[/dim]")
+        elif isinstance(event, StudyStarted):
+            self.progress.start()
+            self.study_task = self.progress.add_task(
+                "trials", total=event.total_trials, completed=event.finished_trials, info=event.run_dir
+            )
+        elif isinstance(event, TrialStarted):
+            if self.trial_task is not None:
+                self.progress.remove_task(self.trial_task)
+            self.trial_task = self.progress.add_task(
+                f"trial {event.index}/{event.total}", total=event.steps, info=describe_params(event.params)
+            )
+        elif isinstance(event, TrialProgress) and self.trial_task is not None:
+            self.progress.update(
+                self.trial_task,
+                completed=event.step,
+                info=f"loss {event.loss:.4f}  {event.tokens_per_second:,.0f} tok/s",
+            )
+        elif isinstance(event, TrialEvaluated):
+            self.progress.console.print(
+                f"  trial {event.number} step {event.step}: held-out loss {event.target_loss:.4f}, "
+                f"general {event.general_loss:.4f}, objective {event.objective:.4f}"
+            )
+        elif isinstance(event, TrialFinished):
+            self._trial_finished(event)
+        elif isinstance(event, StudyFinished):
+            self.progress.stop()
+            self.summary_console.print(summary_table(event.trials))
+            self.summary_console.print(recommendation_text(event.recommendation))
+
+    def _trial_finished(self, event: TrialFinished) -> None:
+        if self.study_task is not None:
+            self.progress.advance(self.study_task)
+        if self.trial_task is not None:
+            self.progress.remove_task(self.trial_task)
+            self.trial_task = None
+        value = f"objective {event.value:.4f}" if event.value is not None else "no objective"
+        reason = f": {event.reason}" if event.reason else ""
+        self.progress.console.print(f"trial {event.number} {event.state.lower()} ({value}, {event.seconds:.0f} s){reason}")
+
+    def close(self) -> None:
+        """Stop the live display (also after an error); prints nothing if it never started."""
+        if self.study_task is not None:
+            self.progress.stop()
+
+
+def trial_outcome(trial: dict[str, Any]) -> str:
+    """'complete', 'pruned', 'diverged' or 'fail'."""
+    if str(trial.get("reason") or "").startswith("diverged"):
+        return "diverged"
+    return str(trial["state"]).lower()
+
+
+def summary_table(trials: list[dict[str, Any]]) -> Table:
+    """Every finished trial: its configuration, outcome and losses (fits 80 columns)."""
+    table = Table(title="Trials", title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1), collapse_padding=True, pad_edge=False)
+    for column in ("#", "lr", "r", "alpha", "targets", "outcome", "obj", "loss", "forgot", "tok/s"):
+        table.add_column(column, justify="left" if column in ("targets", "outcome") else "right")
+
+    def number(value: Any, spec: str) -> str:
+        return format(value, spec) if isinstance(value, (int, float)) else "-"
+
+    for trial in trials:
+        params = trial["params"]
+        lora = trial.get("lora") or {}
+        table.add_row(
+            str(trial["number"]),
+            number(params.get("learning_rate"), ".1e"),
+            str(params.get("rank", "-")),
+            number(lora.get("alpha"), "g"),
+            str(params.get("targets", "-")),
+            trial_outcome(trial),
+            number(trial.get("value"), ".4f"),
+            number(trial.get("target_loss"), ".4f"),
+            number(trial.get("forgetting_rise"), "+.4f"),
+            number(trial.get("tokens_per_second"), ",.0f"),
+        )
+    return table
+
+
+def recommendation_text(recommendation: dict[str, Any]) -> str:
+    """The recommended configuration, one line per choice with its evidence."""
+    lines = [
+        f"[bold]Recommended[/bold] for {recommendation['task']} on {recommendation['model']}: "
+        f"lr {recommendation['learning_rate']:.2e}, rank {recommendation['rank']}, "
+        f"alpha {recommendation['alpha']:g}, targets {recommendation['targets']}, "
+        f"{recommendation['epochs']} epochs",
+    ]
+    lines += [f"  {choice}: {why}" for choice, why in recommendation["evidence"].items()]
+    lines.append(f"  written to {recommendation['run_dir']}/recommendation.json")
+    return "\n".join(lines)

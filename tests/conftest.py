@@ -1,0 +1,77 @@
+"""Shared fixtures: the local data mirror, an isolated cache, and a tiny random Llama built in the test."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CHAT_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def mirror_dir() -> Path | None:
+    """The shared data mirror: ADVISOR_DATA_DIR, else ../shared/data beside the checkout."""
+    for candidate in (os.environ.get("ADVISOR_DATA_DIR"), REPO.parent / "shared" / "data"):
+        if candidate and (Path(candidate) / "gsm8k" / "train.jsonl").is_file():
+            return Path(candidate).resolve()
+    return None
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    found = mirror_dir()
+    if found is None:
+        pytest.skip("the shared data mirror (../shared/data or ADVISOR_DATA_DIR) is not here")
+    return found
+
+
+# The hub is unreachable here: fail fast instead of retrying for half a minute. Set before
+# huggingface_hub is imported, which reads these once.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    monkeypatch.setenv("ADVISOR_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "advisor-cache"))
+
+
+def build_tiny_model(directory: Path, data_dir: Path) -> Path:
+    """Save a randomly initialised 2-layer Llama and a small BPE tokenizer trained on the mirror's text."""
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers, decoders
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    lines = (data_dir / "gsm8k" / "train.jsonl").read_text(encoding="utf-8").splitlines()[:2000]
+    corpus = [json.loads(line)["question"] + " " + json.loads(line)["answer"] for line in lines]
+    code = json.loads((data_dir / "code" / "code_alpaca_2k.json").read_text(encoding="utf-8"))[:1000]
+    corpus += [item["instruction"] + " " + item["output"] for item in code]
+    special = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    backend.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=512, special_tokens=special))
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend, eos_token="<|im_end|>", pad_token="<|endoftext|>", bos_token="<|endoftext|>"
+    )
+    tokenizer.chat_template = CHAT_TEMPLATE
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+        initializer_range=0.3, tie_word_embeddings=True, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+    )
+    LlamaForCausalLM(config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-llama"), data_dir)

@@ -1,0 +1,28 @@
+"""The headless core imports without torch, transformers, peft, lm_eval or textual (checked in a fresh interpreter)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+HEAVY = ("torch", "transformers", "peft", "lm_eval", "textual", "datasets")
+PURE = ("tuner.settings", "tuner.space", "tuner.objective", "tuner.recommend", "tuner.packing",
+        "tuner.paper", "tuner.events", "tuner.errors", "tuner.models", "tuner.data", "tuner.study")
+
+
+def loaded_after(code: str) -> list[str]:
+    probe = f"import sys\n{code}\nprint('LOADED', *(m for m in {HEAVY!r} if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    return result.stdout.splitlines()[-1].split()[1:]
+
+
+@pytest.mark.parametrize("module", PURE)
+def test_pure_module_imports_no_heavy_library(module):
+    assert loaded_after(f"import {module}") == []
+
+
+def test_advisor_help_imports_neither_torch_nor_textual():
+    code = "from advisor.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\ntry:\n    main(['tune', '--help'])\nexcept SystemExit:\n    pass"
+    assert loaded_after(code) == []

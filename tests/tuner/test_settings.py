@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+import pytest
+
+from tuner.settings import LoraSettings, StudySettings, TrainBudget
+
+
+@pytest.mark.parametrize(
+    ("tokens", "batch", "seq", "steps", "warmup", "evals"),
+    [
+        (2048, 4, 512, 1, 0, [1]),
+        (65536, 4, 512, 32, 3, [8, 16, 24, 32]),
+        (10_000, 2, 128, 39, 4, [10, 20, 29, 39]),
+        (1024, 2, 128, 4, 0, [1, 2, 3, 4]),
+    ],
+)
+def test_budget_steps_warmup_and_evaluations(tokens, batch, seq, steps, warmup, evals):
+    budget = TrainBudget(train_tokens=tokens, batch_size=batch, seq_len=seq)
+    assert budget.steps() == steps
+    assert budget.warmup_steps() == warmup
+    assert budget.eval_steps() == evals
+
+
+def test_budget_below_one_step_says_what_one_step_needs():
+    with pytest.raises(ValueError, match=r"100 tokens is below one optimizer step \(4 rows x 512 tokens = 2048\)"):
+        TrainBudget(train_tokens=100)
+
+
+def test_lora_target_modules_follow_llama_names():
+    assert LoraSettings(16, 32, "attention").target_modules() == ["q_proj", "k_proj", "v_proj", "o_proj"]
+    assert LoraSettings(16, 32, "mlp").target_modules() == ["gate_proj", "up_proj", "down_proj"]
+    assert LoraSettings(16, 32, "all").target_modules() == "all-linear"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"rank": 0, "alpha": 1, "targets": "all"}, "rank must be at least 1, got 0"),
+        ({"rank": 8, "alpha": 16, "targets": "embeddings"}, "targets must be one of attention, mlp, all"),
+    ],
+)
+def test_lora_settings_reject_bad_values(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        LoraSettings(**kwargs)
+
+
+def test_study_settings_identity_leaves_out_the_trial_count():
+    budget = TrainBudget(train_tokens=4096)
+    few = StudySettings(task="math", model="m", trials=3, budget=budget)
+    many = StudySettings(task="math", model="m", trials=30, budget=budget)
+    assert few.identity() == many.identity()
+    assert "trials" not in few.identity()
+    assert StudySettings(task="math", model="m", trials=3, budget=budget, goal=1.0).identity() != few.identity()
+
+
+def test_study_settings_reject_goal_outside_0_1_and_custom_without_data():
+    budget = TrainBudget(train_tokens=4096)
+    with pytest.raises(ValueError, match="goal must be between 0"):
+        StudySettings(task="math", model="m", trials=1, budget=budget, goal=1.5)
+    with pytest.raises(ValueError, match="custom task needs --data"):
+        StudySettings(task="custom", model="m", trials=1, budget=budget)

@@ -1,0 +1,95 @@
+"""Whole studies on the tiny model: end to end, resumed, diverging, and refusing mismatched settings."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+
+from tuner.errors import AdvisorError  # noqa: E402
+from tuner.events import StudyFinished, TrialFinished, TrialStarted  # noqa: E402
+from tuner.settings import StudySettings, TrainBudget  # noqa: E402
+from tuner.space import SearchSpace  # noqa: E402
+from tuner.study import run_study  # noqa: E402
+
+BUDGET = TrainBudget(train_tokens=4096, batch_size=2, seq_len=128, evaluations=2)
+TINY_SPACE = SearchSpace(lr_low=1e-2, lr_high=2e-1)  # a random model needs high rates to move
+
+
+def settings(model: Path, trials: int, **kwargs) -> StudySettings:
+    return StudySettings(task="math", model=str(model), trials=trials, budget=BUDGET, **kwargs)
+
+
+def records(run_dir: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted((run_dir / "trials").glob("trial_*.json"))]
+
+
+def test_three_trial_study_writes_trials_and_recommendation(tiny_model, data_dir, tmp_path):
+    events = []
+    run_dir = tmp_path / "run"
+    rec = run_study(settings(tiny_model, 3), run_dir, data_dir=data_dir, space=TINY_SPACE, report=events.append)
+    written = json.loads((run_dir / "recommendation.json").read_text())
+    assert written["learning_rate"] == rec["learning_rate"] and written["rank"] == rec["rank"]
+    for key in ("learning_rate", "rank", "alpha", "target_modules", "objective", "evidence"):
+        assert key in written
+    assert set(written["evidence"]) >= {"learning_rate", "rank", "alpha", "target_modules"}
+    trials = records(run_dir)
+    assert [t["number"] for t in trials] == [0, 1, 2]
+    assert trials[0]["params"] == {"learning_rate": 1e-4, "rank": 16, "alpha_multiple": 2.0, "targets": "all"}
+    complete = [t for t in trials if t["state"] == "COMPLETE"]
+    assert complete and all(len(t["train_curve"]) == 16 and len(t["evaluations"]) == 2 for t in complete)
+    assert written["objective"]["value"] == min(t["value"] for t in complete)
+    assert sum(isinstance(e, TrialStarted) for e in events) == 3
+    assert sum(isinstance(e, TrialFinished) for e in events) == 3 and isinstance(events[-1], StudyFinished)
+
+    # The same study with more trials resumes: the first three stay as they were, none is repeated.
+    run_study(settings(tiny_model, 5), run_dir, data_dir=data_dir, space=TINY_SPACE)
+    resumed = records(run_dir)
+    assert len(resumed) == 5 and resumed[:3] == trials
+    assert len({json.dumps(t["params"], sort_keys=True) for t in resumed}) == 5
+
+    with pytest.raises(AdvisorError, match="holds a study with other settings \\(goal differ\\)"):
+        run_study(settings(tiny_model, 5, goal=0.9), run_dir, data_dir=data_dir)
+
+
+def test_diverging_trial_is_pruned_with_its_reason(tiny_model, data_dir, tmp_path):
+    rec = run_study(settings(tiny_model, 3), tmp_path / "run", data_dir=data_dir, space=SearchSpace(lr_low=50, lr_high=100))
+    diverged = records(tmp_path / "run")[2]
+    assert diverged["state"] == "PRUNED" and diverged["reason"].startswith("diverged:")
+    assert rec["trials"]["pruned"] >= 1
+    assert "diverged" in rec["evidence"]["learning_rate"]
+
+
+def test_killed_study_resumes_keeping_every_completed_trial(tiny_model, data_dir, tmp_path):
+    run_dir = tmp_path / "run"
+    command = [
+        sys.executable, "-m", "advisor.cli", "tune", "--task", "math", "--model", str(tiny_model),
+        "--trials", "4", "--trial-tokens", "65536", "--batch-size", "4", "--seq-len", "128",
+        "--data-dir", str(data_dir), "--out", str(run_dir), "--json",
+    ]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline = time.monotonic() + 240
+    while not (run_dir / "trials" / "trial_0000.json").exists():
+        assert process.poll() is None and time.monotonic() < deadline, "the study never finished a trial"
+        time.sleep(0.05)
+    time.sleep(0.5)  # into the next trial
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    before = records(run_dir)
+    assert before and len(before) < 4
+
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    after = records(run_dir)
+    assert len(after) == 4 and after[: len(before)] == before
+    assert len({json.dumps(t["params"], sort_keys=True) for t in after}) == 4
+    assert json.loads(done.stdout)["trials"]["complete"] + json.loads(done.stdout)["trials"]["pruned"] == 4

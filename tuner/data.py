@@ -1,0 +1,308 @@
+"""Training and held-out data: loaded through `datasets`, chat-formatted, loss on responses only, packed.
+
+Hub datasets by default; a local mirror (the layout of the project's shared/data) when `--data-dir` or
+ADVISOR_DATA_DIR is given.
+"""
+
+from __future__ import annotations
+
+import bz2
+import json
+import logging
+import os
+import random
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tuner.errors import AdvisorError
+from tuner.packing import IGNORE_INDEX, PackedRows, pack
+from tuner.settings import StudySettings
+
+if TYPE_CHECKING:
+    import datasets
+    from transformers import PreTrainedTokenizerBase
+
+DATA_DIR_ENV = "ADVISOR_DATA_DIR"
+MAX_EXAMPLES = 20_000
+"""Examples kept after the deterministic shuffle: enough for any trial budget, cheap to tokenise."""
+
+# General text for the forgetting term, kept apart from the items the evaluation scores:
+# ARC-Easy (forgetting is scored on ARC-Challenge), and the tails of HellaSwag validation and
+# WinoGrande dev, which a subset evaluation (the first N items) never reaches.
+HELLASWAG_RESERVED_FROM = 9042
+WINOGRANDE_RESERVED_FROM = 1067
+GENERAL_HUB_DATASET = ("Salesforce/wikitext", "wikitext-103-raw-v1", "validation")
+
+Row = dict[str, Any]
+Pair = dict[str, str]
+
+_CALCULATOR = re.compile(r"<<[^>]*>>")
+
+
+def _alpaca(row: Row) -> Pair:
+    extra = (row.get("input") or "").strip()
+    prompt = row["instruction"] + (f"\n\n{extra}" if extra else "")
+    return {"prompt": prompt, "response": row["output"]}
+
+
+def _evol(row: Row) -> Pair:
+    return {"prompt": row["instruction"], "response": row["output"]}
+
+
+def _magicoder(row: Row) -> Pair:
+    return {"prompt": row["instruction"], "response": row["response"]}
+
+
+def _mbpp(row: Row) -> Pair:
+    tests = "\n".join(row["test_list"])
+    return {"prompt": f"{row['text']}\nYour code should pass these tests:\n{tests}", "response": row["code"]}
+
+
+def _gsm8k(row: Row) -> Pair:
+    # GSM8K answers carry calculator annotations <<48/2=24>>; the worked solution reads better without.
+    return {"prompt": row["question"], "response": _CALCULATOR.sub("", row["answer"])}
+
+
+def _metamath(row: Row) -> Pair:
+    return {"prompt": row["query"], "response": row["response"]}
+
+
+def _mbpp_train_split(row: Row) -> bool:
+    # MBPP task ids 511-974 are the training split (google-research README); 11-510 are scored.
+    return 511 <= int(row["task_id"]) <= 974
+
+
+@dataclass(frozen=True)
+class Source:
+    """One dataset: a path in the mirror or a hub id, and how its rows become (prompt, response)."""
+
+    location: str
+    to_pair: Callable[[Row], Pair]
+    config: str | None = None
+    split: str = "train"
+    keep: Callable[[Row], bool] | None = None
+
+
+TASK_SOURCES: dict[str, dict[str, list[Source]]] = {
+    "code": {
+        # Magicoder-Evol-Instruct-110K is the paper's code IFT set.
+        "hub": [Source("ise-uiuc/Magicoder-Evol-Instruct-110K", _magicoder)],
+        "mirror": [
+            Source("code/code_alpaca_2k.json", _alpaca),
+            Source("code/evol-codealpaca-2k-1.json", _evol),
+            Source("code/evol-codealpaca-2k-2.json", _evol),
+            Source("mbpp/mbpp.jsonl", _mbpp, keep=_mbpp_train_split),
+        ],
+    },
+    "math": {
+        # MetaMathQA is the paper's math IFT set; GSM8K train is the mirror's.
+        "hub": [Source("openai/gsm8k", _gsm8k, config="main"), Source("meta-math/MetaMathQA", _metamath)],
+        "mirror": [Source("gsm8k/train.jsonl", _gsm8k)],
+    },
+}
+
+
+def resolve_data_dir(given: str | None) -> Path | None:
+    """The local mirror: --data-dir, else ADVISOR_DATA_DIR, else None (load from the hub)."""
+    value = given or os.environ.get(DATA_DIR_ENV)
+    if not value:
+        return None
+    path = Path(value).expanduser()
+    origin = "--data-dir" if given else DATA_DIR_ENV
+    if not path.is_dir():
+        raise AdvisorError(f"data directory not found: {path} (from {origin})")
+    return path
+
+
+def _builder_for(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".json"):
+        return "json"
+    if suffix in (".csv", ".parquet"):
+        return suffix[1:]
+    raise AdvisorError(f"cannot read {path}: expected a .jsonl, .json, .csv or .parquet file")
+
+
+def _load_file(path: Path) -> datasets.Dataset:
+    import datasets
+
+    if not path.is_file():
+        raise AdvisorError(f"dataset file not found: {path}")
+    try:
+        return datasets.load_dataset(_builder_for(path), data_files=str(path), split="train")
+    except AdvisorError:
+        raise
+    except Exception as error:  # datasets raises several types for malformed files
+        raise AdvisorError(f"cannot read {path}: {_first_line(error)}") from None
+
+
+def _load_hub(source: Source) -> datasets.Dataset:
+    import datasets
+
+    try:
+        return datasets.load_dataset(source.location, source.config, split=source.split)
+    except Exception as error:  # unreachable hub, unknown id, missing split
+        raise AdvisorError(
+            f"cannot load dataset '{source.location}' from the Hugging Face hub ({_first_line(error)}); "
+            f"give a local mirror with --data-dir or {DATA_DIR_ENV}"
+        ) from None
+
+
+def _first_line(error: BaseException) -> str:
+    """The first line of the innermost cause: datasets wraps parse errors in a generic message."""
+    while error.__cause__ is not None:
+        error = error.__cause__
+    text = str(error).strip() or type(error).__name__
+    return text.splitlines()[0]
+
+
+def _as_pairs(table: datasets.Dataset, source: Source) -> datasets.Dataset:
+    if source.keep is not None:
+        table = table.filter(source.keep)
+    return table.map(source.to_pair, remove_columns=table.column_names)
+
+
+def load_pairs(settings: StudySettings, data_dir: Path | None) -> datasets.Dataset:
+    """The task's (prompt, response) pairs, shuffled deterministically and capped at MAX_EXAMPLES."""
+    import datasets
+
+    datasets.disable_progress_bars()
+    datasets.utils.logging.set_verbosity(logging.CRITICAL)  # errors come back as one AdvisorError line
+    if settings.task == "custom":
+        tables = [_custom_pairs(settings)]
+    else:
+        sources = TASK_SOURCES[settings.task]["mirror" if data_dir else "hub"]
+        tables = []
+        for source in sources:
+            table = _load_file(data_dir / source.location) if data_dir else _load_hub(source)
+            try:
+                tables.append(_as_pairs(table, source))
+            except KeyError as missing:
+                raise AdvisorError(f"dataset {source.location} has no column {missing}") from None
+    pairs = datasets.concatenate_datasets(tables).shuffle(seed=settings.seed)
+    return pairs.select(range(min(len(pairs), MAX_EXAMPLES)))
+
+
+def _custom_pairs(settings: StudySettings) -> datasets.Dataset:
+    location = str(settings.data)
+    path = Path(location).expanduser()
+    looks_local = path.exists() or path.suffix.lower() in (".jsonl", ".json", ".csv", ".parquet")
+    table = _load_file(path) if looks_local else _load_hub(Source(location, _evol))
+    columns = (settings.prompt_column, settings.response_column)
+    missing = [column for column in columns if column not in table.column_names]
+    if missing:
+        raise AdvisorError(
+            f"{location} has no column {', '.join(repr(c) for c in missing)}; its columns are "
+            f"{', '.join(table.column_names)} (name them with --prompt-column and --response-column)"
+        )
+    if len(table) == 0:
+        raise AdvisorError(f"{location} holds no rows")
+    prompt_column, response_column = columns
+    return table.map(
+        lambda row: {"prompt": str(row[prompt_column]), "response": str(row[response_column])},
+        remove_columns=table.column_names,
+    )
+
+
+def format_pair(tokenizer: PreTrainedTokenizerBase, prompt: str, response: str) -> tuple[str, str]:
+    """The prompt text (up to where the answer starts) and the response text, through the chat template if any."""
+    if getattr(tokenizer, "chat_template", None):
+        user = [{"role": "user", "content": prompt}]
+        prompt_text = tokenizer.apply_chat_template(user, tokenize=False, add_generation_prompt=True)
+        full_text = tokenizer.apply_chat_template(
+            [*user, {"role": "assistant", "content": response}], tokenize=False
+        )
+        if full_text.startswith(prompt_text):
+            return prompt_text, full_text[len(prompt_text):]
+    eos = tokenizer.eos_token or ""
+    return f"### Instruction:\n{prompt}\n\n### Response:\n", f"{response}{eos}"
+
+
+def encode_pairs(
+    tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str], responses: Sequence[str]
+) -> tuple[list[list[int]], list[list[int]]]:
+    """Token ids and labels for each pair; prompt tokens carry no loss."""
+    texts = [format_pair(tokenizer, p, r) for p, r in zip(prompts, responses)]
+    prompt_ids = tokenizer([t[0] for t in texts], add_special_tokens=False)["input_ids"]
+    response_ids = tokenizer([t[1] for t in texts], add_special_tokens=False)["input_ids"]
+    input_ids = [p + r for p, r in zip(prompt_ids, response_ids)]
+    labels = [[IGNORE_INDEX] * len(p) + r for p, r in zip(prompt_ids, response_ids)]
+    return input_ids, labels
+
+
+def encode_texts(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str]) -> list[list[int]]:
+    """Plain text documents as token ids ending in EOS, for language-model loss on every token."""
+    eos = tokenizer.eos_token or ""
+    return tokenizer([f"{text}{eos}" for text in texts], add_special_tokens=False)["input_ids"]
+
+
+def general_texts(data_dir: Path | None) -> list[str]:
+    """Held-out general text for the forgetting term: the mirror's reserved items, else a hub corpus."""
+    if data_dir is None:
+        name, config, split = GENERAL_HUB_DATASET
+        table = _load_hub(Source(name, _evol, config=config, split=split))
+        return [line.strip() for line in table["text"] if len(line.strip()) > 200]
+    texts: list[str] = []
+    arc = data_dir / "arc" / "ARC-Easy-Test.jsonl"
+    hellaswag = data_dir / "hellaswag" / "hellaswag_val_full.txt.bz2"
+    winogrande = data_dir / "winogrande" / "dev.jsonl"
+    for path in (arc, hellaswag, winogrande):
+        if not path.is_file():
+            raise AdvisorError(f"general-text file not found: {path} (needed for the forgetting term)")
+    for line in arc.read_text(encoding="utf-8").splitlines():
+        item = json.loads(line)
+        answer = next(c["text"] for c in item["question"]["choices"] if c["label"] == item["answerKey"])
+        texts.append(f"{item['question']['stem']} {answer}")
+    lines = bz2.decompress(hellaswag.read_bytes()).decode("utf-8").splitlines()
+    for task in range(HELLASWAG_RESERVED_FROM, len(lines) // 6):
+        context, gold, *endings = lines[task * 6 : task * 6 + 6]
+        texts.append(f"{context} {endings[int(gold)]}")
+    for index, line in enumerate(winogrande.read_text(encoding="utf-8").splitlines()):
+        if index >= WINOGRANDE_RESERVED_FROM:
+            item = json.loads(line)
+            texts.append(item["sentence"].replace("_", item[f"option{item['answer']}"]))
+    return texts
+
+
+@dataclass(frozen=True)
+class StudyData:
+    """Everything the trials train and evaluate on, tokenised and packed once per study."""
+
+    train: PackedRows
+    heldout: PackedRows
+    general: PackedRows
+    train_examples: int
+    heldout_examples: int
+
+
+def prepare_study_data(
+    settings: StudySettings, tokenizer: PreTrainedTokenizerBase, data_dir: Path | None
+) -> StudyData:
+    """Load, format and pack the task data and the general text; split train / held-out deterministically."""
+    budget = settings.budget
+    pairs = load_pairs(settings, data_dir)
+    input_ids, labels = encode_pairs(tokenizer, pairs["prompt"], pairs["response"])
+    examples = [(i, lab) for i, lab in zip(input_ids, labels) if any(t != IGNORE_INDEX for t in lab[: budget.seq_len])]
+    # The held-out set is the first examples of the shuffled data, enough to fill its rows.
+    needed = (budget.eval_rows + 1) * budget.seq_len
+    held, held_tokens = 0, 0
+    while held < len(examples) and held_tokens < needed:
+        held_tokens += min(len(examples[held][0]), budget.seq_len)
+        held += 1
+    heldout = pack(examples[:held], budget.seq_len).head(budget.eval_rows)
+    train = pack(examples[held:], budget.seq_len)
+    where = f"{settings.data}" if settings.task == "custom" else f"the {settings.task} data"
+    if len(heldout) < 1 or len(train) < budget.batch_size:
+        raise AdvisorError(
+            f"{where} is too small: {len(examples)} usable examples give {len(train)} training rows of "
+            f"{budget.seq_len} tokens after a held-out set of {len(heldout)}; one batch needs {budget.batch_size} "
+            "(lower --batch-size or --seq-len, or give more data)"
+        )
+    texts = general_texts(data_dir)
+    random.Random(settings.seed).shuffle(texts)  # mix the sources before taking the first rows
+    general_ids = encode_texts(tokenizer, texts)
+    general = pack(((ids, ids) for ids in general_ids), budget.seq_len).head(budget.eval_rows)
+    return StudyData(train, heldout, general, len(examples) - held, held)

@@ -1,0 +1,72 @@
+"""What a running study tells its display (pure): the CLI renders these with rich, the app as messages."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class StudyStarted:
+    total_trials: int
+    finished_trials: int
+    run_dir: str
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A preparation stage (loading the model, tokenising, scoring the base model)."""
+
+    message: str
+
+
+@dataclass(frozen=True)
+class TrialStarted:
+    number: int
+    index: int
+    """1-based position among the study's trials."""
+    total: int
+    steps: int
+    params: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrialProgress:
+    number: int
+    step: int
+    steps: int
+    loss: float
+    tokens_per_second: float
+
+
+@dataclass(frozen=True)
+class TrialEvaluated:
+    number: int
+    step: int
+    target_loss: float
+    general_loss: float
+    objective: float
+
+
+@dataclass(frozen=True)
+class TrialFinished:
+    number: int
+    state: str
+    """'COMPLETE', 'PRUNED' or 'FAIL'."""
+    value: float | None
+    reason: str | None
+    seconds: float
+
+
+@dataclass(frozen=True)
+class StudyFinished:
+    recommendation: dict[str, object]
+    trials: list[dict[str, object]]
+
+
+Event = StudyStarted | Stage | TrialStarted | TrialProgress | TrialEvaluated | TrialFinished | StudyFinished
+Reporter = Callable[[Event], None]
+
+
+def ignore(event: Event) -> None:
+    """A reporter that shows nothing."""

@@ -1,0 +1,355 @@
+"""The Optuna study: paper configurations first, then TPE with median pruning, resumable from disk."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tuner.errors import AdvisorError
+from tuner.events import (
+    Reporter,
+    Stage,
+    StudyFinished,
+    StudyStarted,
+    TrialEvaluated,
+    TrialFinished,
+    TrialProgress,
+    TrialStarted,
+    ignore,
+)
+from tuner.objective import forgetting_rise, objective_value
+from tuner.recommend import recommend
+from tuner.settings import StudySettings
+from tuner.space import SearchSpace, lora_from_params
+
+if TYPE_CHECKING:
+    import optuna
+
+STUDY_NAME = "advisor"
+STARTUP_TRIALS = 5
+"""Trials before TPE models the space: the enqueued paper configurations, then random draws."""
+
+
+def quiet_libraries() -> None:
+    """Silence the libraries' own progress bars and deprecation chatter; the study has its display."""
+    import warnings
+
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers|peft)\.")
+
+
+class TrialFailed(Exception):
+    """A trial that could not run (out of memory); recorded as FAIL with its reason, and the study goes on."""
+
+
+def write_json(path: Path, payload: object) -> None:
+    """Write JSON atomically: a reader sees the old file or the new one, never half of one."""
+    staging = path.with_name(f".{path.name}.tmp")
+    staging.write_text(json.dumps(payload, indent=2, default=str) + "\n", encoding="utf-8")
+    os.replace(staging, path)
+
+
+def default_storage(run_dir: Path) -> str:
+    """The study's SQLite file inside the run directory."""
+    return f"sqlite:///{run_dir.resolve() / 'study.db'}"
+
+
+def open_storage(url: str) -> optuna.storages.RDBStorage:
+    """An Optuna RDB storage, or AdvisorError for a URL it cannot open."""
+    import optuna
+
+    try:
+        return optuna.storages.RDBStorage(url)
+    except Exception as error:  # SQLAlchemy raises many types for bad URLs and unreachable servers
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise AdvisorError(f"cannot open study storage {url!r}: {first}") from None
+
+
+@contextlib.contextmanager
+def run_dir_lock(run_dir: Path) -> Iterator[None]:
+    """Hold the run directory for this process; a second `advisor tune` on it stops with a clear error."""
+    with open(run_dir / ".lock", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise AdvisorError(f"{run_dir} is in use by another advisor process") from None
+        yield
+
+
+def trial_record(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
+    """One trial as written to RUN_DIR/trials/: parameters, outcome, losses and curve."""
+    attrs = trial.user_attrs
+    record: dict[str, Any] = {
+        "number": trial.number,
+        "state": trial.state.name,
+        "params": trial.params,
+        "value": trial.value,
+        "reason": attrs.get("pruned_reason") or attrs.get("failed_reason"),
+        "target_loss": attrs.get("target_loss"),
+        "general_loss": attrs.get("general_loss"),
+        "forgetting_rise": attrs.get("forgetting_rise"),
+        "tokens_per_second": attrs.get("tokens_per_second"),
+        "train_seconds": attrs.get("train_seconds"),
+        "evaluations": attrs.get("evaluations", []),
+        "train_curve": attrs.get("train_curve", []),
+        "intermediate_values": {str(step): value for step, value in trial.intermediate_values.items()},
+        "started": trial.datetime_start,
+        "finished": trial.datetime_complete,
+    }
+    if trial.params:
+        record["lora"] = asdict(lora_from_params(trial.params))
+    return record
+
+
+def _is_interrupted(trial: optuna.trial.FrozenTrial) -> bool:
+    from optuna.trial import TrialState
+
+    return trial.state == TrialState.FAIL and "failed_reason" not in trial.user_attrs
+
+
+def finished_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """Trials that reached an end: complete, pruned, or failed for a recorded reason (not interrupted)."""
+    from optuna.trial import TrialState
+
+    ended = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+    return [t for t in study.get_trials(deepcopy=False, states=ended) if not _is_interrupted(t)]
+
+
+def requeue_interrupted(study: optuna.Study) -> int:
+    """Mark trials left running by a killed process as failed and enqueue their parameters again."""
+    from optuna.trial import TrialState
+
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        study.tell(trial.number, state=TrialState.FAIL)
+    requeued = set(study.user_attrs.get("requeued", []))
+    count = 0
+    for trial in study.get_trials(deepcopy=False):
+        if _is_interrupted(trial) and trial.number not in requeued:
+            if trial.params:
+                study.enqueue_trial(trial.params)
+                count += 1
+            requeued.add(trial.number)
+    study.set_user_attr("requeued", sorted(requeued))
+    return count
+
+
+class Engine:
+    """Runs one study: prepares data and model, runs trials through Optuna, writes the run directory."""
+
+    def __init__(
+        self,
+        settings: StudySettings,
+        run_dir: Path,
+        *,
+        data_dir: Path | None = None,
+        storage: str | None = None,
+        space: SearchSpace | None = None,
+        report: Reporter = ignore,
+    ) -> None:
+        self.settings = settings
+        self.run_dir = run_dir
+        self.data_dir = data_dir
+        self.storage_url = storage
+        self.space = space or SearchSpace()
+        self.report = report
+
+    def run(self) -> dict[str, Any]:
+        """Run the study to its trial count and return the recommendation (also in recommendation.json)."""
+        import optuna
+
+        from tuner.data import prepare_study_data
+        from tuner.models import load_tokenizer, model_identity, resolve_model
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        quiet_libraries()
+        if self.run_dir.exists() and not self.run_dir.is_dir():
+            raise AdvisorError(f"--out {self.run_dir} exists and is not a directory")
+        storage = open_storage(self.storage_url) if self.storage_url else None
+        stored = self._stored_study(storage)
+        if stored is not None:
+            self._check_identity(stored)
+
+        source = resolve_model(self.settings.model)
+        self.report(Stage(f"loading tokenizer of {source.describe()}"))
+        tokenizer = load_tokenizer(source)
+        self.report(Stage(f"preparing {self.settings.task} data"))
+        data = prepare_study_data(self.settings, tokenizer, self.data_dir)
+        identity = model_identity(source)
+
+        created = not self.run_dir.exists()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            with run_dir_lock(self.run_dir):
+                return self._run_locked(storage, source, data, identity, len(stored.trials) if stored else 0)
+        except BaseException:
+            if created and not (self.run_dir / "trials").exists():
+                shutil.rmtree(self.run_dir, ignore_errors=True)  # nothing ran: leave nothing behind
+            raise
+
+    def _stored_study(self, storage: optuna.storages.RDBStorage | None) -> optuna.Study | None:
+        import optuna
+
+        if storage is None:
+            if not (self.run_dir / "study.db").is_file():
+                return None
+            storage = open_storage(default_storage(self.run_dir))
+        try:
+            return optuna.load_study(study_name=STUDY_NAME, storage=storage)
+        except KeyError:
+            return None
+
+    def _check_identity(self, study: optuna.Study) -> None:
+        stored = study.user_attrs.get("settings")
+        wanted = json.loads(json.dumps(self.settings.identity()))
+        if stored is not None and stored != wanted:
+            differing = sorted(k for k in wanted if stored.get(k) != wanted[k])
+            raise AdvisorError(
+                f"{self.run_dir} holds a study with other settings ({', '.join(differing)} differ); "
+                "resume it with the same settings or choose another --out"
+            )
+
+    def _run_locked(
+        self, storage: Any, source: Any, data: Any, identity: str, trials_before: int
+    ) -> dict[str, Any]:
+        import optuna
+
+        from tuner.models import load_model
+        from tuner.trial import heldout_loss, pick_runtime
+
+        settings, budget = self.settings, self.settings.budget
+        storage = storage or open_storage(default_storage(self.run_dir))
+        study = optuna.create_study(
+            study_name=STUDY_NAME,
+            storage=storage,
+            direction="minimize",
+            load_if_exists=True,
+            # Seeded past the trials already there, so a resumed study draws fresh points.
+            sampler=optuna.samplers.TPESampler(
+                seed=settings.seed + trials_before, n_startup_trials=STARTUP_TRIALS, multivariate=True
+            ),
+            # The first evaluation is never pruned: early losses rank learning rates poorly.
+            pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=budget.eval_steps()[0]),
+        )
+        if "settings" not in study.user_attrs:
+            study.set_user_attr("settings", json.loads(json.dumps(settings.identity())))
+            for params in self.space.paper_configurations(settings.task):
+                study.enqueue_trial(params, skip_if_exists=True)
+        requeue_interrupted(study)
+        write_json(self.run_dir / "settings.json", {**asdict(settings), "storage": self.storage_url or "study.db"})
+        (self.run_dir / "trials").mkdir(exist_ok=True)
+        self._write_trials(study)
+
+        finished = len(finished_trials(study))
+        self.report(StudyStarted(settings.trials, finished, str(self.run_dir)))
+        remaining = settings.trials - finished
+        runtime = pick_runtime()
+        base = study.user_attrs.get("base_losses")
+        if base is not None and base.get("model_identity") != identity:
+            raise AdvisorError(f"the weights of {settings.model} changed since this study started; use another --out")
+
+        if remaining > 0:
+            self.report(Stage(f"loading {source.describe()} on {runtime.describe()}"))
+            model = load_model(source, runtime.device, runtime.dtype)
+            if base is None:
+                self.report(Stage("scoring the base model on held-out target and general text"))
+                base = {
+                    "model_identity": identity,
+                    "target_loss": heldout_loss(model, data.heldout, budget.batch_size, runtime),
+                    "general_loss": heldout_loss(model, data.general, budget.batch_size, runtime),
+                }
+                study.set_user_attr("base_losses", base)
+
+            def objective(trial: optuna.Trial) -> float:
+                return self._objective(trial, model, data, runtime, base)
+
+            study.optimize(
+                objective,
+                n_trials=remaining,
+                catch=(TrialFailed,),
+                callbacks=[self._trial_done],
+            )
+        records = self._write_trials(study)
+        base_losses = {k: v for k, v in (base or {}).items() if k != "model_identity"}
+        recommendation = recommend(settings, records, base_losses)
+        recommendation["runtime"] = runtime.describe()
+        recommendation["run_dir"] = str(self.run_dir)
+        write_json(self.run_dir / "recommendation.json", recommendation)
+        self.report(StudyFinished(recommendation, records))
+        return recommendation
+
+    def _objective(self, trial: optuna.Trial, model: Any, data: Any, runtime: Any, base: dict[str, Any]) -> float:
+        """Run one trial; Optuna records its value, or PRUNED / FAIL with the reason in its user attributes."""
+        import optuna
+        import torch
+
+        from tuner.trial import run_trial
+
+        settings, budget = self.settings, self.settings.budget
+        params = self.space.suggest(trial)
+        lora = lora_from_params(params)
+        index = len(finished_trials(trial.study)) + 1
+        self.report(TrialStarted(trial.number, index, settings.trials, budget.steps(), params))
+
+        def on_step(step: int, loss: float, tokens_per_second: float) -> None:
+            self.report(TrialProgress(trial.number, step, budget.steps(), loss, tokens_per_second))
+
+        def on_eval(step: int, target_loss: float, general_loss: float) -> str | None:
+            value = objective_value(target_loss, general_loss, base["general_loss"], settings.goal)
+            self.report(TrialEvaluated(trial.number, step, target_loss, general_loss, value))
+            trial.report(value, step)
+            if trial.should_prune():
+                return (
+                    f"pruned at step {step}: objective {value:.4f} is worse than the median of earlier "
+                    "trials at this step"
+                )
+            return None
+
+        try:
+            result = run_trial(
+                model, data, lora, float(params["learning_rate"]), budget, runtime,
+                start_loss=base["target_loss"], seed=settings.seed + trial.number,
+                on_step=on_step, on_eval=on_eval,
+            )
+        except torch.OutOfMemoryError as error:
+            trial.set_user_attr("failed_reason", f"out of memory: {str(error).splitlines()[0]}")
+            raise TrialFailed(str(error)) from None
+        trial.set_user_attr("train_curve", [[s, round(v, 5)] for s, v in result.train_curve])
+        trial.set_user_attr("evaluations", [list(e) for e in result.evaluations])
+        trial.set_user_attr("tokens_per_second", round(result.tokens_per_second(), 1))
+        trial.set_user_attr("train_seconds", round(result.train_seconds, 2))
+        if result.evaluations:
+            _, target_loss, general_loss = result.evaluations[-1]
+            trial.set_user_attr("target_loss", target_loss)
+            trial.set_user_attr("general_loss", general_loss)
+            trial.set_user_attr("forgetting_rise", forgetting_rise(general_loss, base["general_loss"]))
+        if result.stopped_reason:
+            trial.set_user_attr("pruned_reason", result.stopped_reason)
+            raise optuna.TrialPruned(result.stopped_reason)
+        return objective_value(target_loss, general_loss, base["general_loss"], settings.goal)
+
+    def _trial_done(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        record = trial_record(trial)
+        write_json(self.run_dir / "trials" / f"trial_{trial.number:04d}.json", record)
+        seconds = (trial.datetime_complete - trial.datetime_start).total_seconds() if trial.datetime_complete else 0.0
+        self.report(TrialFinished(trial.number, trial.state.name, trial.value, record["reason"], seconds))
+
+    def _write_trials(self, study: optuna.Study) -> list[dict[str, Any]]:
+        records = [trial_record(t) for t in finished_trials(study)]
+        for record in records:
+            write_json(self.run_dir / "trials" / f"trial_{record['number']:04d}.json", record)
+        return records
+
+
+def run_study(settings: StudySettings, run_dir: Path, **options: Any) -> dict[str, Any]:
+    """Run (or resume) a study and return its recommendation."""
+    return Engine(settings, run_dir, **options).run()

@@ -1,0 +1,208 @@
+"""One trial: LoRA adapters on the base model, trained for a token budget and evaluated at intervals.
+
+Reads top to bottom like a single-device LoRA recipe: set up adapters, optimiser and schedule; train;
+evaluate; clean up (the adapters are unloaded so the next trial starts from the untouched base model).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from tuner.objective import DivergenceGuard
+from tuner.packing import IGNORE_INDEX, PackedRows
+from tuner.settings import LoraSettings, TrainBudget
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedModel
+
+    from tuner.data import StudyData
+
+StepCallback = Callable[[int, float, float], None]
+"""Called after each optimizer step with (step, training loss, training tokens per second)."""
+EvalCallback = Callable[[int, float, float], "str | None"]
+"""Called after each evaluation with (step, target loss, general loss); returns a reason to stop, or None."""
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Where trials run: CUDA with bf16 where present, CPU fp32 otherwise."""
+
+    device: torch.device
+    dtype: torch.dtype
+
+    @property
+    def is_cuda(self) -> bool:
+        return self.device.type == "cuda"
+
+    def autocast(self) -> contextlib.AbstractContextManager[object]:
+        """bf16 autocast on CUDA; nothing on CPU."""
+        import torch
+
+        if self.is_cuda and self.dtype == torch.bfloat16:
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def describe(self) -> str:
+        import torch
+
+        if self.is_cuda:
+            return f"{torch.cuda.get_device_name(self.device)} ({str(self.dtype).removeprefix('torch.')})"
+        return f"CPU ({torch.get_num_threads()} threads, float32)"
+
+
+def pick_runtime() -> Runtime:
+    """CUDA with bf16 where the GPU supports it, else CUDA fp32, else CPU fp32."""
+    import torch
+
+    if torch.cuda.is_available():
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+        return Runtime(torch.device("cuda"), dtype)
+    return Runtime(torch.device("cpu"), torch.float32)
+
+
+@dataclass
+class TrialResult:
+    """What one trial measured."""
+
+    train_curve: list[tuple[int, float]] = field(default_factory=list)
+    """(step, training loss) after every optimizer step."""
+    evaluations: list[tuple[int, float, float]] = field(default_factory=list)
+    """(step, held-out target loss, held-out general loss)."""
+    stopped_reason: str | None = None
+    """Why the trial ended before its budget (divergence or pruning), else None."""
+    train_tokens: int = 0
+    train_seconds: float = 0.0
+
+    def tokens_per_second(self) -> float:
+        return self.train_tokens / self.train_seconds if self.train_seconds > 0 else 0.0
+
+
+def row_order(rows: int, needed: int, seed: int) -> list[int]:
+    """Row indices for `needed` draws: a fresh seeded permutation per epoch over the rows."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    order: list[int] = []
+    while len(order) < needed:
+        order.extend(torch.randperm(rows, generator=generator).tolist())
+    return order[:needed]
+
+
+def batch_tensors(rows: PackedRows, indices: list[int], device: torch.device) -> dict[str, torch.Tensor]:
+    """Model inputs for some packed rows; no attention mask, so transformers masks by position ids."""
+    import torch
+
+    return {
+        name: torch.from_numpy(getattr(rows, name)[indices]).to(device, non_blocking=True)
+        for name in ("input_ids", "labels", "position_ids")
+    }
+
+
+def heldout_loss(model: PreTrainedModel, rows: PackedRows, batch_size: int, runtime: Runtime) -> float:
+    """Mean loss per label token over packed rows."""
+    import torch
+
+    was_training = model.training
+    model.eval()
+    total_loss, total_tokens = 0.0, 0
+    with torch.no_grad(), runtime.autocast():
+        for start in range(0, len(rows), batch_size):
+            batch = batch_tensors(rows, list(range(start, min(start + batch_size, len(rows)))), runtime.device)
+            # The model shifts labels by one: every label but each row's first is predicted.
+            counted = int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
+            if counted:
+                loss = model(**batch, use_cache=False).loss
+                total_loss += float(loss) * counted
+                total_tokens += counted
+    model.train(was_training)
+    return total_loss / total_tokens if total_tokens else float("nan")
+
+
+def _steps(budget: TrainBudget, train_rows: int, seed: int) -> Iterator[tuple[int, list[int]]]:
+    order = row_order(train_rows, budget.steps() * budget.batch_size, seed)
+    for step in range(1, budget.steps() + 1):
+        yield step, order[(step - 1) * budget.batch_size : step * budget.batch_size]
+
+
+def run_trial(
+    model: PreTrainedModel,
+    data: StudyData,
+    lora: LoraSettings,
+    learning_rate: float,
+    budget: TrainBudget,
+    runtime: Runtime,
+    *,
+    start_loss: float,
+    seed: int = 0,
+    on_step: StepCallback | None = None,
+    on_eval: EvalCallback | None = None,
+) -> TrialResult:
+    """Train LoRA adapters on `model` for the budget and evaluate them; `model` is left as it was."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import get_cosine_schedule_with_warmup
+
+    # Set up: adapters, optimiser, schedule.
+    torch.manual_seed(seed)
+    config = LoraConfig(
+        r=lora.rank,
+        lora_alpha=lora.alpha,
+        target_modules=lora.target_modules(),
+        lora_dropout=lora.dropout,
+        task_type="CAUSAL_LM",
+    )
+    peft_model = get_peft_model(model, config)
+    trainable = [p for p in peft_model.parameters() if p.requires_grad]
+    # AdamW without weight decay (the paper trains with weight decay 0).
+    optimizer = torch.optim.AdamW(trainable, lr=learning_rate, weight_decay=0.0)
+    scheduler = get_cosine_schedule_with_warmup(optimizer, budget.warmup_steps(), budget.steps())
+    guard = DivergenceGuard(start_loss)
+    eval_steps = set(budget.eval_steps())
+    result = TrialResult()
+
+    try:
+        # Train.
+        peft_model.train()
+        for step, rows in _steps(budget, len(data.train), seed):
+            batch = batch_tensors(data.train, rows, runtime.device)
+            started = time.perf_counter()
+            with runtime.autocast():
+                loss = peft_model(**batch, use_cache=False).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(trainable, budget.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step_loss = float(loss.detach())  # waits for the device
+            result.train_seconds += time.perf_counter() - started
+            result.train_tokens += budget.tokens_per_step()
+            result.train_curve.append((step, step_loss))
+            if on_step is not None:
+                on_step(step, step_loss, result.tokens_per_second())
+            result.stopped_reason = guard.check(step, step_loss)
+            if result.stopped_reason:
+                break
+            if step not in eval_steps:
+                continue
+
+            # Evaluate.
+            target_loss = heldout_loss(peft_model, data.heldout, budget.batch_size, runtime)
+            general_loss = heldout_loss(peft_model, data.general, budget.batch_size, runtime)
+            result.evaluations.append((step, target_loss, general_loss))
+            result.stopped_reason = guard.check_heldout(step, target_loss)
+            if result.stopped_reason is None and on_eval is not None:
+                result.stopped_reason = on_eval(step, target_loss, general_loss)
+            if result.stopped_reason:
+                break
+    finally:
+        # Clean up: remove the adapters so the base model is exactly as it was.
+        peft_model.unload()
+        del optimizer, scheduler, peft_model
+        if runtime.is_cuda:
+            torch.cuda.empty_cache()
+    return result
