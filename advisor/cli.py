@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import NoReturn
 
 from tuner.errors import AdvisorError
-
 from tuner.models import DEFAULT_MODEL
 
 
@@ -35,24 +34,44 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", parser_class=_Parser)
 
     tune_parser = commands.add_parser(
-        "tune", help="search LoRA settings with short real trials", description=tune.__doc__,
+        "tune",
+        help="search LoRA settings with short real trials",
+        description=tune.__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    tune_parser.add_argument("--task", choices=("code", "math", "custom"), default="code", help="what to learn (default: code)")
-    tune_parser.add_argument("--model", default=DEFAULT_MODEL, help=f"built-in name, hub id, local directory or .gguf file (default: {DEFAULT_MODEL})")
+    tune_parser.add_argument(
+        "--task", choices=("code", "math", "custom"), default="code", help="what to learn (default: code)"
+    )
+    tune_parser.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help=f"built-in name, hub id, local directory or .gguf file (default: {DEFAULT_MODEL})",
+    )
     tune_parser.add_argument("--trials", type=int, default=12, help="trials in the study (default: 12)")
-    tune_parser.add_argument("--trial-tokens", type=int, default=65536, help="training tokens per trial (default: 65536)")
-    tune_parser.add_argument("--goal", type=_probability, default=0.5, help="0 learns most, 1 forgets least (default: 0.5)")
+    tune_parser.add_argument(
+        "--trial-tokens", type=int, default=65536, help="training tokens per trial (default: 65536)"
+    )
+    tune_parser.add_argument(
+        "--goal", type=_probability, default=0.5, help="0 learns most, 1 forgets least (default: 0.5)"
+    )
     tune_parser.add_argument("--out", type=Path, default=None, help="run directory (default: runs/TASK)")
-    tune_parser.add_argument("--data-dir", default=None, help="local dataset mirror (default: $ADVISOR_DATA_DIR, else the hub)")
-    tune_parser.add_argument("--storage", default=None, help="Optuna RDB URL (default: sqlite file in the run directory)")
+    tune_parser.add_argument(
+        "--data-dir", default=None, help="local dataset mirror (default: $ADVISOR_DATA_DIR, else the hub)"
+    )
+    tune_parser.add_argument(
+        "--storage", default=None, help="Optuna RDB URL (default: sqlite file in the run directory)"
+    )
     tune_parser.add_argument("--json", action="store_true", help="print the recommendation as JSON on stdout")
     tune_parser.add_argument("--batch-size", type=int, default=4, help="rows per optimizer step (default: 4)")
     tune_parser.add_argument("--seq-len", type=int, default=512, help="tokens per packed row (default: 512)")
     tune_parser.add_argument("--seed", type=int, default=0, help="seed for sampler, split and trials (default: 0)")
     tune_parser.add_argument("--data", default=None, help="custom task: JSONL/JSON/CSV/Parquet file or hub dataset id")
-    tune_parser.add_argument("--prompt-column", default="prompt", help="custom task: instruction column (default: prompt)")
-    tune_parser.add_argument("--response-column", default="response", help="custom task: answer column (default: response)")
+    tune_parser.add_argument(
+        "--prompt-column", default="prompt", help="custom task: instruction column (default: prompt)"
+    )
+    tune_parser.add_argument(
+        "--response-column", default="response", help="custom task: answer column (default: response)"
+    )
     return parser
 
 
@@ -68,11 +87,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             from advisor.tune import tune
 
             return tune(
-                task=args.task, model=args.model, trials=args.trials, trial_tokens=args.trial_tokens,
-                goal=args.goal, out=args.out or Path("runs") / args.task, data_dir=args.data_dir,
-                storage=args.storage, json_output=args.json, batch_size=args.batch_size,
-                seq_len=args.seq_len, seed=args.seed, data=args.data,
-                prompt_column=args.prompt_column, response_column=args.response_column,
+                task=args.task,
+                model=args.model,
+                trials=args.trials,
+                trial_tokens=args.trial_tokens,
+                goal=args.goal,
+                out=args.out or Path("runs") / args.task,
+                data_dir=args.data_dir,
+                storage=args.storage,
+                json_output=args.json,
+                batch_size=args.batch_size,
+                seq_len=args.seq_len,
+                seed=args.seed,
+                data=args.data,
+                prompt_column=args.prompt_column,
+                response_column=args.response_column,
             )
     except AdvisorError as error:
         sys.stderr.write(f"advisor: error: {error}\n")

@@ -99,7 +99,9 @@ class RichReporter:
             self.trial_task = None
         value = f"objective {event.value:.4f}" if event.value is not None else "no objective"
         reason = f": {event.reason}" if event.reason else ""
-        self.progress.console.print(f"trial {event.number} {event.state.lower()} ({value}, {event.seconds:.0f} s){reason}")
+        self.progress.console.print(
+            f"trial {event.number} {event.state.lower()} ({value}, {event.seconds:.0f} s){reason}"
+        )
 
     def close(self) -> None:
         """Stop the live display (also after an error); prints nothing if it never started."""
@@ -116,7 +118,9 @@ def trial_outcome(trial: dict[str, Any]) -> str:
 
 def summary_table(trials: list[dict[str, Any]]) -> Table:
     """Every finished trial: its configuration, outcome and losses (fits 80 columns)."""
-    table = Table(title="Trials", title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1), collapse_padding=True, pad_edge=False)
+    table = Table(
+        title="Trials", title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1), collapse_padding=True, pad_edge=False
+    )
     for column in ("#", "lr", "r", "alpha", "targets", "outcome", "obj", "loss", "forgot", "tok/s"):
         table.add_column(column, justify="left" if column in ("targets", "outcome") else "right")
 

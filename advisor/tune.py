@@ -41,8 +41,15 @@ def tune(
     try:
         budget = TrainBudget(train_tokens=trial_tokens, batch_size=batch_size, seq_len=seq_len)
         settings = StudySettings(
-            task=task, model=model, trials=trials, budget=budget, goal=goal, seed=seed,
-            data=data, prompt_column=prompt_column, response_column=response_column,
+            task=task,
+            model=model,
+            trials=trials,
+            budget=budget,
+            goal=goal,
+            seed=seed,
+            data=data,
+            prompt_column=prompt_column,
+            response_column=response_column,
         )
     except ValueError as error:
         raise AdvisorError(str(error)) from None

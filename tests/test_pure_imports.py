@@ -8,8 +8,19 @@ import sys
 import pytest
 
 HEAVY = ("torch", "transformers", "peft", "lm_eval", "textual", "datasets")
-PURE = ("tuner.settings", "tuner.space", "tuner.objective", "tuner.recommend", "tuner.packing",
-        "tuner.paper", "tuner.events", "tuner.errors", "tuner.models", "tuner.data", "tuner.study")
+PURE = (
+    "tuner.settings",
+    "tuner.space",
+    "tuner.objective",
+    "tuner.recommend",
+    "tuner.packing",
+    "tuner.paper",
+    "tuner.events",
+    "tuner.errors",
+    "tuner.models",
+    "tuner.data",
+    "tuner.study",
+)
 
 
 def loaded_after(code: str) -> list[str]:
@@ -24,5 +35,12 @@ def test_pure_module_imports_no_heavy_library(module):
 
 
 def test_advisor_help_imports_neither_torch_nor_textual():
-    code = "from advisor.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\ntry:\n    main(['tune', '--help'])\nexcept SystemExit:\n    pass"
+    code = (
+        "from advisor.cli import main\n"
+        "for argv in (['--help'], ['tune', '--help']):\n"
+        "    try:\n"
+        "        main(argv)\n"
+        "    except SystemExit:\n"
+        "        pass"
+    )
     assert loaded_after(code) == []

@@ -135,7 +135,7 @@ def _load_file(path: Path) -> datasets.Dataset:
         return datasets.load_dataset(_builder_for(path), data_files=str(path), split="train")
     except AdvisorError:
         raise
-    except Exception as error:  # datasets raises several types for malformed files
+    except Exception as error:  # noqa: BLE001 (datasets raises several types for malformed files)
         raise AdvisorError(f"cannot read {path}: {_first_line(error)}") from None
 
 
@@ -144,7 +144,7 @@ def _load_hub(source: Source) -> datasets.Dataset:
 
     try:
         return datasets.load_dataset(source.location, source.config, split=source.split)
-    except Exception as error:  # unreachable hub, unknown id, missing split
+    except Exception as error:  # noqa: BLE001 (unreachable hub, unknown id, missing split)
         raise AdvisorError(
             f"cannot load dataset '{source.location}' from the Hugging Face hub ({_first_line(error)}); "
             f"give a local mirror with --data-dir or {DATA_DIR_ENV}"
@@ -212,11 +212,9 @@ def format_pair(tokenizer: PreTrainedTokenizerBase, prompt: str, response: str) 
     if getattr(tokenizer, "chat_template", None):
         user = [{"role": "user", "content": prompt}]
         prompt_text = tokenizer.apply_chat_template(user, tokenize=False, add_generation_prompt=True)
-        full_text = tokenizer.apply_chat_template(
-            [*user, {"role": "assistant", "content": response}], tokenize=False
-        )
+        full_text = tokenizer.apply_chat_template([*user, {"role": "assistant", "content": response}], tokenize=False)
         if full_text.startswith(prompt_text):
-            return prompt_text, full_text[len(prompt_text):]
+            return prompt_text, full_text[len(prompt_text) :]
     eos = tokenizer.eos_token or ""
     return f"### Instruction:\n{prompt}\n\n### Response:\n", f"{response}{eos}"
 
@@ -225,12 +223,20 @@ def encode_pairs(
     tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str], responses: Sequence[str]
 ) -> tuple[list[list[int]], list[list[int]]]:
     """Token ids and labels for each pair; prompt tokens carry no loss."""
-    texts = [format_pair(tokenizer, p, r) for p, r in zip(prompts, responses)]
+    texts = [format_pair(tokenizer, p, r) for p, r in zip(prompts, responses, strict=True)]
     prompt_ids = tokenizer([t[0] for t in texts], add_special_tokens=False)["input_ids"]
     response_ids = tokenizer([t[1] for t in texts], add_special_tokens=False)["input_ids"]
-    input_ids = [p + r for p, r in zip(prompt_ids, response_ids)]
-    labels = [[IGNORE_INDEX] * len(p) + r for p, r in zip(prompt_ids, response_ids)]
+    input_ids = [p + r for p, r in zip(prompt_ids, response_ids, strict=True)]
+    labels = [[IGNORE_INDEX] * len(p) + r for p, r in zip(prompt_ids, response_ids, strict=True)]
     return input_ids, labels
+
+
+def usable_examples(
+    input_ids: list[list[int]], labels: list[list[int]], seq_len: int
+) -> list[tuple[list[int], list[int]]]:
+    """The examples that keep a loss-carrying token once cut to `seq_len`."""
+    pairs = zip(input_ids, labels, strict=True)
+    return [(ids, lab) for ids, lab in pairs if any(t != IGNORE_INDEX for t in lab[:seq_len])]
 
 
 def encode_texts(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str]) -> list[list[int]]:
@@ -278,14 +284,12 @@ class StudyData:
     heldout_examples: int
 
 
-def prepare_study_data(
-    settings: StudySettings, tokenizer: PreTrainedTokenizerBase, data_dir: Path | None
-) -> StudyData:
+def prepare_study_data(settings: StudySettings, tokenizer: PreTrainedTokenizerBase, data_dir: Path | None) -> StudyData:
     """Load, format and pack the task data and the general text; split train / held-out deterministically."""
     budget = settings.budget
     pairs = load_pairs(settings, data_dir)
     input_ids, labels = encode_pairs(tokenizer, pairs["prompt"], pairs["response"])
-    examples = [(i, lab) for i, lab in zip(input_ids, labels) if any(t != IGNORE_INDEX for t in lab[: budget.seq_len])]
+    examples = usable_examples(input_ids, labels, budget.seq_len)
     # The held-out set is the first examples of the shuffled data, enough to fill its rows.
     needed = (budget.eval_rows + 1) * budget.seq_len
     held, held_tokens = 0, 0
@@ -304,5 +308,6 @@ def prepare_study_data(
     texts = general_texts(data_dir)
     random.Random(settings.seed).shuffle(texts)  # mix the sources before taking the first rows
     general_ids = encode_texts(tokenizer, texts)
-    general = pack(((ids, ids) for ids in general_ids), budget.seq_len).head(budget.eval_rows)
+    # Each document's first token would be predicted from the previous document's end: no loss there.
+    general = pack(((ids, [IGNORE_INDEX, *ids[1:]]) for ids in general_ids), budget.seq_len).head(budget.eval_rows)
     return StudyData(train, heldout, general, len(examples) - held, held)

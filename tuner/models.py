@@ -123,7 +123,7 @@ def cached_gguf(gguf_file: Path) -> Path:
     try:
         tokenizer = AutoTokenizer.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name)
         model = AutoModelForCausalLM.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name)
-    except Exception as error:  # gguf raises many types for damaged files
+    except Exception as error:  # noqa: BLE001 (gguf raises many types for damaged files)
         raise AdvisorError(f"cannot load GGUF model {gguf_file}: {str(error).splitlines()[0]}") from None
     # The dequantised weights are plain tensors, but the model still carries the GGUF quantizer,
     # which Trainer and save_pretrained refuse: drop the marker before saving.

@@ -16,7 +16,8 @@ class PackedRows:
     """Rows of `seq_len` tokens; `position_ids` restart at 0 where an example starts.
 
     transformers turns restarting position ids into a block-diagonal causal mask, so no example
-    attends to its neighbour in the row.
+    attends to its neighbour in the row. An example that runs past a row's end goes on in the next
+    row (its positions carry on), as in the usual concatenate-and-chunk packing.
     """
 
     input_ids: np.ndarray
@@ -44,7 +45,10 @@ class PackedRows:
 
 
 def pack(examples: Iterable[tuple[Sequence[int], Sequence[int]]], seq_len: int) -> PackedRows:
-    """Concatenate (input_ids, labels) examples, each cut to `seq_len`, into full rows; the last partial row is dropped."""
+    """Concatenate (input_ids, labels) examples, each cut to `seq_len`, into full rows.
+
+    The last partial row is dropped: no row is padded.
+    """
     if seq_len < 1:
         raise ValueError(f"seq_len must be at least 1, got {seq_len}")
     ids_parts: list[np.ndarray] = []

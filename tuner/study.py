@@ -70,7 +70,7 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
 
     try:
         return optuna.storages.RDBStorage(url)
-    except Exception as error:  # SQLAlchemy raises many types for bad URLs and unreachable servers
+    except Exception as error:  # noqa: BLE001 (SQLAlchemy raises many types for bad URLs and unreachable servers)
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise AdvisorError(f"cannot open study storage {url!r}: {first}") from None
 
@@ -218,9 +218,7 @@ class Engine:
                 "resume it with the same settings or choose another --out"
             )
 
-    def _run_locked(
-        self, storage: Any, source: Any, data: Any, identity: str, trials_before: int
-    ) -> dict[str, Any]:
+    def _run_locked(self, storage: Any, source: Any, data: Any, identity: str, trials_before: int) -> dict[str, Any]:
         import optuna
 
         from tuner.models import load_model
@@ -237,8 +235,9 @@ class Engine:
             sampler=optuna.samplers.TPESampler(
                 seed=settings.seed + trials_before, n_startup_trials=STARTUP_TRIALS, multivariate=True
             ),
-            # The first evaluation is never pruned: early losses rank learning rates poorly.
-            pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=budget.eval_steps()[0]),
+            # The first evaluation is never pruned (Optuna prunes from step n_warmup_steps on):
+            # the earliest losses rank learning rates poorly, mid-warm-up.
+            pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=budget.eval_steps()[0] + 1),
         )
         if "settings" not in study.user_attrs:
             study.set_user_attr("settings", json.loads(json.dumps(settings.identity())))
@@ -316,9 +315,16 @@ class Engine:
 
         try:
             result = run_trial(
-                model, data, lora, float(params["learning_rate"]), budget, runtime,
-                start_loss=base["target_loss"], seed=settings.seed + trial.number,
-                on_step=on_step, on_eval=on_eval,
+                model,
+                data,
+                lora,
+                float(params["learning_rate"]),
+                budget,
+                runtime,
+                start_loss=base["target_loss"],
+                seed=settings.seed + trial.number,
+                on_step=on_step,
+                on_eval=on_eval,
             )
         except torch.OutOfMemoryError as error:
             trial.set_user_attr("failed_reason", f"out of memory: {str(error).splitlines()[0]}")

@@ -18,6 +18,7 @@ from tuner.settings import LoraSettings, TrainBudget
 
 if TYPE_CHECKING:
     import torch
+    from peft import LoraConfig
     from transformers import PreTrainedModel
 
     from tuner.data import StudyData
@@ -123,6 +124,19 @@ def heldout_loss(model: PreTrainedModel, rows: PackedRows, batch_size: int, runt
     return total_loss / total_tokens if total_tokens else float("nan")
 
 
+def peft_config(lora: LoraSettings) -> LoraConfig:
+    """peft's LoraConfig for our adapter settings."""
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=lora.rank,
+        lora_alpha=lora.alpha,
+        target_modules=lora.target_modules(),
+        lora_dropout=lora.dropout,
+        task_type="CAUSAL_LM",
+    )
+
+
 def _steps(budget: TrainBudget, train_rows: int, seed: int) -> Iterator[tuple[int, list[int]]]:
     order = row_order(train_rows, budget.steps() * budget.batch_size, seed)
     for step in range(1, budget.steps() + 1):
@@ -144,19 +158,12 @@ def run_trial(
 ) -> TrialResult:
     """Train LoRA adapters on `model` for the budget and evaluate them; `model` is left as it was."""
     import torch
-    from peft import LoraConfig, get_peft_model
+    from peft import get_peft_model
     from transformers import get_cosine_schedule_with_warmup
 
     # Set up: adapters, optimiser, schedule.
     torch.manual_seed(seed)
-    config = LoraConfig(
-        r=lora.rank,
-        lora_alpha=lora.alpha,
-        target_modules=lora.target_modules(),
-        lora_dropout=lora.dropout,
-        task_type="CAUSAL_LM",
-    )
-    peft_model = get_peft_model(model, config)
+    peft_model = get_peft_model(model, peft_config(lora))
     trainable = [p for p in peft_model.parameters() if p.requires_grad]
     # AdamW without weight decay (the paper trains with weight decay 0).
     optimizer = torch.optim.AdamW(trainable, lr=learning_rate, weight_decay=0.0)
@@ -169,8 +176,8 @@ def run_trial(
         # Train.
         peft_model.train()
         for step, rows in _steps(budget, len(data.train), seed):
-            batch = batch_tensors(data.train, rows, runtime.device)
             started = time.perf_counter()
+            batch = batch_tensors(data.train, rows, runtime.device)
             with runtime.autocast():
                 loss = peft_model(**batch, use_cache=False).loss
             loss.backward()

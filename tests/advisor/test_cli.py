@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 
 import pytest
 
 from advisor.cli import main
+from tests.conftest import tune_command
 
 
 def run_cli(capsys, *args: str) -> tuple[int, str, str]:
@@ -26,14 +26,17 @@ def common(data_dir, tmp_path):
     ("extra", "message"),
     [
         (["--model", "./no-such-model"], "advisor: error: model not found: './no-such-model' is not a built-in name"),
-        (["--model", "nobody/no-such-model"], "advisor: error: cannot load model 'nobody/no-such-model' (looked on the Hugging Face hub"),
+        (
+            ["--model", "nobody/no-such-model"],
+            "advisor: error: cannot load model 'nobody/no-such-model' (looked on the Hugging Face hub",
+        ),
         (["--trial-tokens", "100"], "advisor: error: a trial budget of 100 tokens is below one optimizer step"),
         (["--storage", "notadb://x"], "advisor: error: cannot open study storage 'notadb://x'"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_nothing_written(capsys, common, tmp_path, tiny_model, extra, message):
     args = [*common, "--model", str(tiny_model), *extra] if "--model" not in extra else [*common, *extra]
-    code, out, err = run_cli(capsys, *args)
+    code, _, err = run_cli(capsys, *args)
     assert code == 2 and err.startswith(message), err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert not (tmp_path / "run").exists()
@@ -41,11 +44,25 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(capsys, common, tmp_pa
 
 def test_missing_data_dir_and_unreadable_custom_file(capsys, tmp_path, tiny_model):
     out_dir = str(tmp_path / "run")
-    code, _, err = run_cli(capsys, "tune", "--model", str(tiny_model), "--data-dir", str(tmp_path / "none"), "--out", out_dir)
-    assert code == 2 and err.strip() == f"advisor: error: data directory not found: {tmp_path / 'none'} (from --data-dir)"
+    code, _, err = run_cli(
+        capsys, "tune", "--model", str(tiny_model), "--data-dir", str(tmp_path / "none"), "--out", out_dir
+    )
+    assert (
+        code == 2 and err.strip() == f"advisor: error: data directory not found: {tmp_path / 'none'} (from --data-dir)"
+    )
     (tmp_path / "broken.jsonl").write_text("{oops\n")
-    code, _, err = run_cli(capsys, "tune", "--task", "custom", "--data", str(tmp_path / "broken.jsonl"),
-                           "--model", str(tiny_model), "--out", out_dir)
+    code, _, err = run_cli(
+        capsys,
+        "tune",
+        "--task",
+        "custom",
+        "--data",
+        str(tmp_path / "broken.jsonl"),
+        "--model",
+        str(tiny_model),
+        "--out",
+        out_dir,
+    )
     assert code == 2 and err.startswith(f"advisor: error: cannot read {tmp_path / 'broken.jsonl'}")
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
 
@@ -59,11 +76,12 @@ def test_argument_errors_are_one_line(capsys):
 
 
 def test_json_prints_the_recommendation_on_stdout(tiny_model, data_dir, tmp_path):
+    options = ["--trials", "2", "--trial-tokens", "2048", "--batch-size", "2", "--seq-len", "128", "--json"]
     result = subprocess.run(
-        [sys.executable, "-m", "advisor.cli", "tune", "--task", "math", "--model", str(tiny_model), "--trials", "2",
-         "--trial-tokens", "2048", "--batch-size", "2", "--seq-len", "128", "--data-dir", str(data_dir),
-         "--out", str(tmp_path / "run"), "--json"],
-        capture_output=True, text=True, timeout=300,
+        tune_command(tiny_model, data_dir, tmp_path / "run", *options),
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     rec = json.loads(result.stdout)

@@ -64,7 +64,10 @@ def test_chat_template_formats_and_prompt_tokens_carry_no_loss(tokenizer):
 
 def test_general_text_is_kept_apart_from_scored_items(data_dir):
     texts = general_texts(data_dir)
-    arc_challenge = [json.loads(l)["question"]["stem"] for l in (data_dir / "arc" / "ARC-Challenge-Test.jsonl").read_text().splitlines()]
+    arc_challenge = [
+        json.loads(line)["question"]["stem"]
+        for line in (data_dir / "arc" / "ARC-Challenge-Test.jsonl").read_text().splitlines()
+    ]
     assert not set(arc_challenge[:50]) & {t.rsplit(" ", 1)[0] for t in texts}
     assert len(texts) == 2376 + (10042 - HELLASWAG_RESERVED_FROM) + 200
 
@@ -80,7 +83,9 @@ def test_prepared_data_splits_without_overlap_and_fills_rows(data_dir, tokenizer
 def test_custom_csv_with_named_columns(tmp_path, tokenizer):
     rows = "".join(f'"Say {i}","{i} {i} {i}"\n' for i in range(300))
     (tmp_path / "mine.csv").write_text("question,reply\n" + rows)
-    pairs = load_pairs(settings("custom", data=str(tmp_path / "mine.csv"), prompt_column="question", response_column="reply"), None)
+    pairs = load_pairs(
+        settings("custom", data=str(tmp_path / "mine.csv"), prompt_column="question", response_column="reply"), None
+    )
     assert len(pairs) == 300 and set(pairs.column_names) == {"prompt", "response"}
 
 
@@ -101,7 +106,10 @@ def test_custom_file_errors_say_what_is_wrong(tmp_path, content, name, message):
 def test_missing_mirror_file_and_unreachable_hub_say_where_they_looked(tmp_path):
     with pytest.raises(AdvisorError, match=r"dataset file not found: .*gsm8k/train.jsonl"):
         load_pairs(settings("math"), tmp_path)
-    with pytest.raises(AdvisorError, match=r"cannot load dataset 'openai/gsm8k' from the Hugging Face hub .*--data-dir or ADVISOR_DATA_DIR"):
+    with pytest.raises(
+        AdvisorError,
+        match=r"cannot load dataset 'openai/gsm8k' from the Hugging Face hub .*--data-dir or ADVISOR_DATA_DIR",
+    ):
         load_pairs(settings("math"), None)
     with pytest.raises(AdvisorError, match=r"data directory not found: .*nowhere \(from --data-dir\)"):
         resolve_data_dir(str(tmp_path / "nowhere"))

@@ -5,9 +5,9 @@ from __future__ import annotations
 import optuna
 import pytest
 
+from tuner.recommend import recommend
 from tuner.settings import StudySettings, TrainBudget
 from tuner.space import SearchSpace, lora_from_params
-from tuner.recommend import recommend
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -47,9 +47,14 @@ def test_space_rejects_inverted_learning_rates():
 
 def _record(number, state, value, lr, rank, targets, reason=None):
     return {
-        "number": number, "state": state, "value": value, "reason": reason,
+        "number": number,
+        "state": state,
+        "value": value,
+        "reason": reason,
         "params": {"learning_rate": lr, "rank": rank, "alpha_multiple": 2.0, "targets": targets},
-        "target_loss": value, "general_loss": 2.0, "forgetting_rise": 0.01,
+        "target_loss": value,
+        "general_loss": 2.0,
+        "forgetting_rise": 0.01,
     }
 
 
@@ -64,7 +69,13 @@ def test_recommendation_takes_the_lowest_objective_and_explains_each_choice():
         _record(3, "PRUNED", 9.0, 2e-3, 8, "mlp", reason="diverged: training loss became nan at step 3"),
     ]
     rec = recommend(SETTINGS, trials, {"target_loss": 1.6, "general_loss": 2.0})
-    assert (rec["trial"], rec["learning_rate"], rec["rank"], rec["alpha"], rec["targets"]) == (1, 3e-4, 64, 128.0, "all")
+    assert (rec["trial"], rec["learning_rate"], rec["rank"], rec["alpha"], rec["targets"]) == (
+        1,
+        3e-4,
+        64,
+        128.0,
+        "all",
+    )
     assert rec["target_modules"] == "all-linear" and rec["epochs"] == 4
     assert rec["trials"] == {"complete": 3, "pruned": 1, "fail": 0}
     assert "3x the paper's LoRA rate for math at rank 64 (0.0001)" in rec["evidence"]["learning_rate"]

@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,11 +13,12 @@ import pytest
 
 pytest.importorskip("torch")
 
-from tuner.errors import AdvisorError  # noqa: E402
-from tuner.events import StudyFinished, TrialFinished, TrialStarted  # noqa: E402
-from tuner.settings import StudySettings, TrainBudget  # noqa: E402
-from tuner.space import SearchSpace  # noqa: E402
-from tuner.study import run_study  # noqa: E402
+from tests.conftest import tune_command
+from tuner.errors import AdvisorError
+from tuner.events import StudyFinished, TrialFinished, TrialStarted
+from tuner.settings import StudySettings, TrainBudget
+from tuner.space import SearchSpace
+from tuner.study import run_study
 
 BUDGET = TrainBudget(train_tokens=4096, batch_size=2, seq_len=128, evaluations=2)
 TINY_SPACE = SearchSpace(lr_low=1e-2, lr_high=2e-1)  # a random model needs high rates to move
@@ -61,7 +61,9 @@ def test_three_trial_study_writes_trials_and_recommendation(tiny_model, data_dir
 
 
 def test_diverging_trial_is_pruned_with_its_reason(tiny_model, data_dir, tmp_path):
-    rec = run_study(settings(tiny_model, 3), tmp_path / "run", data_dir=data_dir, space=SearchSpace(lr_low=50, lr_high=100))
+    rec = run_study(
+        settings(tiny_model, 3), tmp_path / "run", data_dir=data_dir, space=SearchSpace(lr_low=50, lr_high=100)
+    )
     diverged = records(tmp_path / "run")[2]
     assert diverged["state"] == "PRUNED" and diverged["reason"].startswith("diverged:")
     assert rec["trials"]["pruned"] >= 1
@@ -70,11 +72,8 @@ def test_diverging_trial_is_pruned_with_its_reason(tiny_model, data_dir, tmp_pat
 
 def test_killed_study_resumes_keeping_every_completed_trial(tiny_model, data_dir, tmp_path):
     run_dir = tmp_path / "run"
-    command = [
-        sys.executable, "-m", "advisor.cli", "tune", "--task", "math", "--model", str(tiny_model),
-        "--trials", "4", "--trial-tokens", "65536", "--batch-size", "4", "--seq-len", "128",
-        "--data-dir", str(data_dir), "--out", str(run_dir), "--json",
-    ]
+    options = ["--trials", "4", "--trial-tokens", "65536", "--batch-size", "4", "--seq-len", "128", "--json"]
+    command = tune_command(tiny_model, data_dir, run_dir, *options)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     deadline = time.monotonic() + 240

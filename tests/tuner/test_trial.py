@@ -37,8 +37,15 @@ def test_a_trial_learns_and_reports_each_step_and_evaluation(setup):
     model, data, runtime, start = setup
     steps, evals = [], []
     result = run_trial(
-        model, data, LoraSettings(16, 32, "all"), 1e-1, BUDGET, runtime, start_loss=start,
-        on_step=lambda s, loss, tps: steps.append(s), on_eval=lambda s, t, g: evals.append(s),
+        model,
+        data,
+        LoraSettings(16, 32, "all"),
+        1e-1,
+        BUDGET,
+        runtime,
+        start_loss=start,
+        on_step=lambda s, loss, tps: steps.append(s),
+        on_eval=lambda s, t, g: evals.append(s),
     )
     assert result.stopped_reason is None
     assert steps == list(range(1, 17)) and evals == [8, 16]
@@ -66,7 +73,13 @@ def test_a_diverging_trial_stops_with_its_reason(setup):
 def test_on_eval_can_stop_a_trial(setup):
     model, data, runtime, start = setup
     result = run_trial(
-        model, data, LoraSettings(8, 16, "mlp"), 1e-3, BUDGET, runtime, start_loss=start,
+        model,
+        data,
+        LoraSettings(8, 16, "mlp"),
+        1e-3,
+        BUDGET,
+        runtime,
+        start_loss=start,
         on_eval=lambda step, target, general: f"pruned at step {step}",
     )
     assert result.stopped_reason == "pruned at step 8" and len(result.evaluations) == 1
