@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     import optuna
 
 STUDY_NAME = "advisor"
+"""The study's name in the run directory's own SQLite file."""
 STARTUP_TRIALS = 5
 """Trials before TPE models the space: the enqueued paper configurations, then random draws."""
 
@@ -62,6 +63,11 @@ def write_json(path: Path, payload: object) -> None:
 def default_storage(run_dir: Path) -> str:
     """The study's SQLite file inside the run directory."""
     return f"sqlite:///{run_dir.resolve() / 'study.db'}"
+
+
+def study_name(run_dir: Path, external_storage: bool) -> str:
+    """The study's name: fixed in the run directory's own file, the run directory's path in a shared database."""
+    return f"{STUDY_NAME}:{run_dir.resolve()}" if external_storage else STUDY_NAME
 
 
 def open_storage(url: str) -> optuna.storages.RDBStorage:
@@ -162,6 +168,7 @@ class Engine:
         self.storage_url = storage
         self.space = space or SearchSpace()
         self.report = report
+        self.study_name = study_name(run_dir, external_storage=storage is not None)
 
     def run(self) -> dict[str, Any]:
         """Run the study to its trial count and return the recommendation (also in recommendation.json)."""
@@ -204,7 +211,7 @@ class Engine:
                 return None
             storage = open_storage(default_storage(self.run_dir))
         try:
-            return optuna.load_study(study_name=STUDY_NAME, storage=storage)
+            return optuna.load_study(study_name=self.study_name, storage=storage)
         except KeyError:
             return None
 
@@ -227,7 +234,7 @@ class Engine:
         settings, budget = self.settings, self.settings.budget
         storage = storage or open_storage(default_storage(self.run_dir))
         study = optuna.create_study(
-            study_name=STUDY_NAME,
+            study_name=self.study_name,
             storage=storage,
             direction="minimize",
             load_if_exists=True,

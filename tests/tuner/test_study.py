@@ -92,3 +92,16 @@ def test_killed_study_resumes_keeping_every_completed_trial(tiny_model, data_dir
     assert len(after) == 4 and after[: len(before)] == before
     assert len({json.dumps(t["params"], sort_keys=True) for t in after}) == 4
     assert json.loads(done.stdout)["trials"]["complete"] + json.loads(done.stdout)["trials"]["pruned"] == 4
+
+
+def test_storage_url_keeps_the_study_outside_the_run_directory(tiny_model, data_dir, tmp_path):
+    import optuna
+
+    from tuner.study import study_name
+
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    run_dir = tmp_path / "run"
+    run_study(settings(tiny_model, 1), run_dir, data_dir=data_dir, storage=url)
+    assert not (run_dir / "study.db").exists() and (run_dir / "recommendation.json").is_file()
+    study = optuna.load_study(study_name=study_name(run_dir, external_storage=True), storage=url)
+    assert len(study.trials) == 1 and study.trials[0].params["rank"] == 16
