@@ -31,6 +31,11 @@ from tuner.space import SearchSpace, lora_from_params
 
 if TYPE_CHECKING:
     import optuna
+    from transformers import PreTrainedModel
+
+    from tuner.data import StudyData
+    from tuner.models import ModelSource
+    from tuner.trial import Runtime
 
 STUDY_NAME = "advisor"
 """The study's name in the run directory's own SQLite file."""
@@ -225,7 +230,14 @@ class Engine:
                 "resume it with the same settings or choose another --out"
             )
 
-    def _run_locked(self, storage: Any, source: Any, data: Any, identity: str, trials_before: int) -> dict[str, Any]:
+    def _run_locked(
+        self,
+        storage: optuna.storages.RDBStorage | None,
+        source: ModelSource,
+        data: StudyData,
+        identity: str,
+        trials_before: int,
+    ) -> dict[str, Any]:
         import optuna
 
         from tuner.models import load_model
@@ -293,7 +305,9 @@ class Engine:
         self.report(StudyFinished(recommendation, records))
         return recommendation
 
-    def _objective(self, trial: optuna.Trial, model: Any, data: Any, runtime: Any, base: dict[str, Any]) -> float:
+    def _objective(
+        self, trial: optuna.Trial, model: PreTrainedModel, data: StudyData, runtime: Runtime, base: dict[str, Any]
+    ) -> float:
         """Run one trial; Optuna records its value, or PRUNED / FAIL with the reason in its user attributes."""
         import optuna
         import torch
