@@ -78,17 +78,31 @@ def isolation(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
     return request.param
 
 
+# Paths the sandbox replaces with tmpfs (scratch dirs) or may cover (/root, when the interpreter lives there).
+_NOT_VISIBLE = ("/tmp", "/var/tmp", "/dev/shm", "/root")
+
+
+def visible_parent() -> Path:
+    """A root-writable directory the sample sees as it is: beside this file unless the checkout is hidden."""
+    for candidate in (Path(__file__).parent, Path("/srv"), Path("/opt"), Path("/var/lib")):
+        resolved = candidate.resolve()
+        hidden = any(resolved.is_relative_to(path) for path in _NOT_VISIBLE)
+        if resolved.is_dir() and os.access(resolved, os.W_OK) and not hidden:
+            return resolved
+    pytest.skip("no root-writable directory outside the sandbox's tmpfs mounts")
+
+
 @pytest.fixture(params=["tmp_path", "visible"])
 def outside_dir(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path]:
     """A root-owned directory outside the sample's: pytest's tmp_path, or one the sample can see and enter.
 
-    The second lies outside every tmpfs the sandbox mounts (beside this file), so only the
-    unprivileged uid keeps the sample from writing there.
+    The second lies outside every tmpfs the sandbox mounts (beside this file, or /srv, /opt or
+    /var/lib where the checkout lies under /tmp), so only the unprivileged uid keeps the sample out.
     """
     if request.param == "tmp_path":
         yield tmp_path
         return
-    directory = Path(tempfile.mkdtemp(prefix=".sandbox-outside-", dir=Path(__file__).parent))
+    directory = Path(tempfile.mkdtemp(prefix=".sandbox-outside-", dir=visible_parent()))
     directory.chmod(0o755)
     try:
         yield directory
