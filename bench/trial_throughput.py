@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tuner.data import StudyData, encode_pairs, load_pairs, prepare_study_data, resolve_data_dir, usable_examples
+from tuner.data import Example, StudyData, pack_study_data, resolve_data_dir, task_examples
 from tuner.models import DEFAULT_MODEL, load_model, load_tokenizer, resolve_model
 from tuner.packing import IGNORE_INDEX
 from tuner.settings import LoraSettings, StudySettings, TrainBudget
@@ -76,18 +76,11 @@ def default_data_dir() -> str | None:
     return os.environ.get("ADVISOR_DATA_DIR") or (str(shared) if shared.is_dir() else None)
 
 
-def trainer_examples(
-    settings: StudySettings, tokenizer: PreTrainedTokenizerBase, data_dir: Path | None, data: StudyData
-) -> datasets.Dataset:
-    """The runner's training examples unpacked: same pairs, formatting and split, each cut to seq_len."""
+def trainer_examples(examples: list[Example], data: StudyData, seq_len: int) -> datasets.Dataset:
+    """The runner's training examples unpacked: the examples after its held-out ones, each cut to seq_len."""
     import datasets
 
-    seq_len = settings.budget.seq_len
-    pairs = load_pairs(settings, data_dir)
-    input_ids, labels = encode_pairs(tokenizer, pairs["prompt"], pairs["response"])
-    # The filter and split of prepare_study_data: usable examples, the held-out ones first.
-    usable = usable_examples(input_ids, labels, seq_len)
-    train = usable[data.heldout_examples :]
+    train = examples[data.heldout_examples :]
     return datasets.Dataset.from_dict(
         {"input_ids": [i[:seq_len] for i, _ in train], "labels": [lab[:seq_len] for _, lab in train]}
     )
@@ -222,8 +215,9 @@ def main() -> None:
     source = resolve_model(args.model)
     tokenizer = load_tokenizer(source)
     model = load_model(source, runtime.device, runtime.dtype)
-    data = prepare_study_data(settings, tokenizer, data_dir)
-    examples = trainer_examples(settings, tokenizer, data_dir, data)
+    encoded = task_examples(settings, tokenizer, data_dir)
+    data = pack_study_data(settings, encoded, tokenizer, data_dir)
+    examples = trainer_examples(encoded, data, settings.budget.seq_len)
     print(f"device: {runtime.describe()}")
     print(f"model: {source.describe()}")
     print(

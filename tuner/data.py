@@ -231,14 +231,6 @@ def encode_pairs(
     return input_ids, labels
 
 
-def usable_examples(
-    input_ids: list[list[int]], labels: list[list[int]], seq_len: int
-) -> list[tuple[list[int], list[int]]]:
-    """The examples that keep a loss-carrying token once cut to `seq_len`."""
-    pairs = zip(input_ids, labels, strict=True)
-    return [(ids, lab) for ids, lab in pairs if any(t != IGNORE_INDEX for t in lab[:seq_len])]
-
-
 def encode_texts(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str]) -> list[list[int]]:
     """Plain text documents as token ids ending in EOS, for language-model loss on every token."""
     eos = tokenizer.eos_token or ""
@@ -284,12 +276,29 @@ class StudyData:
     heldout_examples: int
 
 
-def prepare_study_data(settings: StudySettings, tokenizer: PreTrainedTokenizerBase, data_dir: Path | None) -> StudyData:
-    """Load, format and pack the task data and the general text; split train / held-out deterministically."""
-    budget = settings.budget
+Example = tuple[list[int], list[int]]
+"""One tokenised example: input ids and labels (IGNORE_INDEX on the prompt)."""
+
+
+def task_examples(settings: StudySettings, tokenizer: PreTrainedTokenizerBase, data_dir: Path | None) -> list[Example]:
+    """The task's pairs in the shuffled order, encoded; those left without a loss token at seq_len are dropped."""
+    seq_len = settings.budget.seq_len
     pairs = load_pairs(settings, data_dir)
     input_ids, labels = encode_pairs(tokenizer, pairs["prompt"], pairs["response"])
-    examples = usable_examples(input_ids, labels, budget.seq_len)
+    encoded = zip(input_ids, labels, strict=True)
+    return [(ids, lab) for ids, lab in encoded if any(t != IGNORE_INDEX for t in lab[:seq_len])]
+
+
+def prepare_study_data(settings: StudySettings, tokenizer: PreTrainedTokenizerBase, data_dir: Path | None) -> StudyData:
+    """Load, format and pack the task data and the general text; split train / held-out deterministically."""
+    return pack_study_data(settings, task_examples(settings, tokenizer, data_dir), tokenizer, data_dir)
+
+
+def pack_study_data(
+    settings: StudySettings, examples: list[Example], tokenizer: PreTrainedTokenizerBase, data_dir: Path | None
+) -> StudyData:
+    """Split encoded examples into held-out (the first ones) and train, pack both, and add the general text."""
+    budget = settings.budget
     # The held-out set is the first examples of the shuffled data, enough to fill its rows.
     needed = (budget.eval_rows + 1) * budget.seq_len
     held, held_tokens = 0, 0
