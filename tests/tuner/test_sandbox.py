@@ -298,23 +298,21 @@ def test_a_detached_child_does_not_outlive_the_sample(isolation, ending):
     assert marked_processes(marker) == []
 
 
+def touch_outside(directory: Path, target: Path, action: str) -> SandboxResult:
+    """Run a sample that lists `directory`, then does `action` to TARGET."""
+    source = """
+        import os
+        try:
+            print("sees", sorted(os.listdir(DIRECTORY)))
+        except OSError as error:
+            print("cannot list:", error)
+        """
+    return run_untrusted(program(textwrap.dedent(source) + action, DIRECTORY=str(directory), TARGET=str(target)))
+
+
 def test_writing_outside_its_directory_fails(isolation, outside_dir):
     target = outside_dir / f"escaped-{uuid.uuid4().hex}.txt"
-    result = run_untrusted(
-        program(
-            """
-            import os
-            try:
-                print("sees", sorted(os.listdir(DIRECTORY)))
-            except OSError as error:
-                print("cannot list:", error)
-            with open(TARGET, "w") as handle:
-                handle.write("escaped")
-            """,
-            DIRECTORY=str(outside_dir),
-            TARGET=str(target),
-        )
-    )
+    result = touch_outside(outside_dir, target, 'open(TARGET, "w").write("escaped")')
     assert result.status == "failed"
     assert not target.exists()
 
@@ -323,20 +321,7 @@ def test_deleting_outside_its_directory_fails(isolation, outside_dir):
     keep = outside_dir / "keep.txt"
     keep.write_text("precious")
     keep.chmod(0o644)
-    result = run_untrusted(
-        program(
-            """
-            import os
-            try:
-                print("sees", sorted(os.listdir(DIRECTORY)))
-            except OSError as error:
-                print("cannot list:", error)
-            os.remove(TARGET)
-            """,
-            DIRECTORY=str(outside_dir),
-            TARGET=str(keep),
-        )
-    )
+    result = touch_outside(outside_dir, keep, "os.remove(TARGET)")
     assert result.status == "failed"
     assert keep.read_text() == "precious"
     if outside_dir.name.startswith(".sandbox-outside-"):
