@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
@@ -33,19 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="advisor", description="LoRA Advisor: LoRA settings found by real short training runs.")
     commands = parser.add_subparsers(dest="command", parser_class=_Parser)
 
-    tune_parser = commands.add_parser(
-        "tune",
-        help="search LoRA settings with short real trials",
-        description=tune.__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    tune_parser = _command(commands, "tune", tune, "search LoRA settings with short real trials")
     tune_parser.add_argument(
         "--task", choices=("code", "math", "custom"), default="code", help="what to learn (default: code)"
-    )
-    tune_parser.add_argument(
-        "--model",
-        default=DEFAULT_MODEL,
-        help=f"built-in name, hub id, local directory or .gguf file (default: {DEFAULT_MODEL})",
     )
     tune_parser.add_argument("--trials", type=int, default=12, help="trials in the study (default: 12)")
     tune_parser.add_argument(
@@ -55,9 +46,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--goal", type=_probability, default=0.5, help="0 learns most, 1 forgets least (default: 0.5)"
     )
     tune_parser.add_argument("--out", type=Path, default=None, help="run directory (default: runs/TASK)")
-    tune_parser.add_argument(
-        "--data-dir", default=None, help="local dataset mirror (default: $ADVISOR_DATA_DIR, else the hub)"
-    )
     tune_parser.add_argument(
         "--storage", default=None, help="Optuna RDB URL (default: sqlite file in the run directory)"
     )
@@ -72,7 +60,81 @@ def build_parser() -> argparse.ArgumentParser:
     tune_parser.add_argument(
         "--response-column", default="response", help="custom task: answer column (default: response)"
     )
+    tune_parser.add_argument(
+        "--allow-code-execution",
+        action="store_true",
+        help="code task: score trials on HumanEval, running the generated code in a sandbox",
+    )
+    tune_parser.add_argument(
+        "--score-items",
+        type=_non_negative,
+        default=None,
+        help="benchmark items per trial (default: as many as fit in 20%% of a trial's time; 0: no scoring)",
+    )
+    _add_eval(commands)
     return parser
+
+
+def _command(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], name: str, function: Callable[..., int], summary: str
+) -> argparse.ArgumentParser:
+    """A subcommand whose description is its function's docstring, with the options every command shares."""
+    parser = commands.add_parser(
+        name, help=summary, description=function.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help=f"built-in name, hub id, local directory or .gguf file (default: {DEFAULT_MODEL})",
+    )
+    parser.add_argument(
+        "--data-dir", default=None, help="local dataset mirror (default: $ADVISOR_DATA_DIR, else the hub)"
+    )
+    return parser
+
+
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
+def _add_eval(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from advisor.evaluate import evaluate
+
+    parser = _command(commands, "eval", evaluate, "score a model or adapter on learning and forgetting benchmarks")
+    parser.add_argument("--adapter", type=Path, default=None, help="a PEFT adapter directory to score beside its base")
+    parser.add_argument(
+        "--tasks",
+        default=None,
+        help="comma-separated: hellaswag,winogrande,arc_challenge,gsm8k,humaneval (default: all)",
+    )
+    parser.add_argument("--limit", type=_positive, default=None, help="items per benchmark, a seeded sample")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the sample of items (default: 0)")
+    parser.add_argument(
+        "--prompt-format",
+        choices=("chat", "plain"),
+        default="chat",
+        help="GSM8K/HumanEval prompts: chat template or lm-eval's plain prompts (default: chat)",
+    )
+    parser.add_argument(
+        "--allow-code-execution", action="store_true", help="allow running generated code (in a sandbox)"
+    )
+    parser.add_argument(
+        "--humaneval-samples",
+        type=Path,
+        default=None,
+        help="score HumanEval completions from a JSONL file (task_id, completion) instead of a model",
+    )
+    parser.add_argument("--json", action="store_true", help="print the scores as JSON on stdout")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -82,6 +144,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    # The libraries' own tqdm bars would interleave with ours; tqdm reads this when first imported.
+    os.environ.setdefault("TQDM_DISABLE", "1")
     try:
         if args.command == "tune":
             from advisor.tune import tune
@@ -102,14 +166,41 @@ def main(argv: Sequence[str] | None = None) -> int:
                 data=args.data,
                 prompt_column=args.prompt_column,
                 response_column=args.response_column,
+                allow_code_execution=args.allow_code_execution,
+                score_items=args.score_items,
             )
+        if args.command == "eval":
+            return _run_eval(args)
     except AdvisorError as error:
         sys.stderr.write(f"advisor: error: {error}\n")
         return 2
     except KeyboardInterrupt:
-        sys.stderr.write("advisor: interrupted; finished trials are saved, run the same command to resume\n")
+        if args.command == "tune":
+            sys.stderr.write("advisor: interrupted; finished trials are saved, run the same command to resume\n")
+        else:
+            sys.stderr.write("advisor: interrupted\n")
         return 130
     parser.error(f"unknown command {args.command}")
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    from advisor.evaluate import evaluate, evaluate_samples
+
+    if args.humaneval_samples is not None:
+        return evaluate_samples(
+            samples=args.humaneval_samples, allow_code_execution=args.allow_code_execution, json_output=args.json
+        )
+    return evaluate(
+        model=args.model,
+        adapter=args.adapter,
+        tasks=args.tasks,
+        limit=args.limit,
+        seed=args.seed,
+        prompt_format=args.prompt_format,
+        allow_code_execution=args.allow_code_execution,
+        data_dir=args.data_dir,
+        json_output=args.json,
+    )
 
 
 if __name__ == "__main__":

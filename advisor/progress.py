@@ -25,6 +25,7 @@ from tuner.events import (
     TrialEvaluated,
     TrialFinished,
     TrialProgress,
+    TrialScored,
     TrialStarted,
 )
 
@@ -84,11 +85,16 @@ class RichReporter:
                 f"  trial {event.number} step {event.step}: held-out loss {event.target_loss:.4f}, "
                 f"general {event.general_loss:.4f}, objective {event.objective:.4f}"
             )
+        elif isinstance(event, TrialScored):
+            self.progress.console.print(f"  trial {event.number} scored: {scores_text(event)}")
         elif isinstance(event, TrialFinished):
             self._trial_finished(event)
         elif isinstance(event, StudyFinished):
             self.progress.stop()
             self.summary_console.print(summary_table(event.trials))
+            plot = scores_plot(event.recommendation.get("scores"), self.summary_console)
+            if plot:
+                self.summary_console.print(plot, markup=False, highlight=False)
             self.summary_console.print(recommendation_text(event.recommendation))
 
     def _trial_finished(self, event: TrialFinished) -> None:
@@ -107,6 +113,55 @@ class RichReporter:
         """Stop the live display (also after an error); prints nothing if it never started."""
         if self.study_task is not None:
             self.progress.stop()
+
+
+def scores_text(event: TrialScored) -> str:
+    """A scored trial's figures in one line."""
+    parts = [f"{name} {value:.3f}" for name, value in event.scores.items()]
+    if event.general is not None:
+        parts.append(f"general mean {event.general:.3f}")
+    return ", ".join(parts)
+
+
+def scores_lines(scores: dict[str, Any] | None, run_dir: str) -> list[str]:
+    """What the scoring stage found, for the recommendation text."""
+    if not scores:
+        return []
+    plan = scores.get("plan") or {}
+    if not plan.get("limit"):
+        return [f"  scores: none ({plan.get('reason', 'scoring is off')})"]
+    lines = [f"  scores: {plan['limit']} items per benchmark ({plan.get('reason', '')})"]
+    if scores.get("base_general") is not None:
+        lines.append(
+            f"  base model: general mean {scores['base_general']:.3f}"
+            + (
+                f", {scores['learning_benchmark']} {scores['base_learning']:.3f}"
+                if scores.get("learning_benchmark")
+                else ""
+            )
+        )
+    front = scores.get("pareto_front")
+    if front:
+        members = ", ".join(
+            f"trial {p['trial']} (general {p['general']:.3f}, learning {p['learning']:.3f})" for p in front
+        )
+        lines.append(f"  Pareto front: {members}")
+    if scores.get("plot"):
+        lines.append(f"  plot: {run_dir}/{scores['plot']}")
+    return lines
+
+
+def scores_plot(scores: dict[str, Any] | None, console: Console) -> str | None:
+    """The learning-vs-forgetting scatter of a study's scored trials, sized to the console; None without one."""
+    from tuner.benchmarks import BENCHMARKS
+    from tuner.plot import ScorePoint, terminal_plot
+
+    if not scores or len(scores.get("points", [])) < 2:
+        return None
+    points = [ScorePoint(**point) for point in scores["points"]]
+    width = max(40, min(console.width, 100))
+    title = BENCHMARKS[scores["learning_benchmark"]].title
+    return terminal_plot(points, learning_name=title, width=width, height=20, color=console.is_terminal)
 
 
 def trial_outcome(trial: dict[str, Any]) -> str:
@@ -154,5 +209,6 @@ def recommendation_text(recommendation: dict[str, Any]) -> str:
         f"{recommendation['epochs']} epochs",
     ]
     lines += [f"  {choice}: {why}" for choice, why in recommendation["evidence"].items()]
+    lines += scores_lines(recommendation.get("scores"), recommendation["run_dir"])
     lines.append(f"  written to {recommendation['run_dir']}/recommendation.json")
     return "\n".join(lines)

@@ -24,11 +24,16 @@ def tune(
     data: str | None = None,
     prompt_column: str = "prompt",
     response_column: str = "response",
+    allow_code_execution: bool = False,
+    score_items: int | None = None,
 ) -> int:
     """Find a LoRA configuration for your task with real short training runs searched by Optuna.
 
     The paper's settings run first, then TPE searches learning rate, rank, alpha and target modules;
-    pruned trials stop early. Running the same command again resumes the study in --out.
+    pruned trials stop early. Trials that survive are scored on learning (GSM8K, or HumanEval with
+    --allow-code-execution) and forgetting (HellaSwag, WinoGrande, ARC-Challenge) on subsets that keep
+    scoring within 20 % of a trial's time; the Pareto front and a plot end the study. Running the same
+    command again resumes the study in --out.
     """
     from rich.console import Console
 
@@ -57,7 +62,15 @@ def tune(
     stderr = Console(stderr=True)
     reporter = RichReporter(stderr, stderr if json_output else Console())
     try:
-        recommendation = run_study(settings, out, data_dir=mirror, storage=storage, report=reporter)
+        recommendation = run_study(
+            settings,
+            out,
+            data_dir=mirror,
+            storage=storage,
+            report=reporter,
+            allow_code_execution=allow_code_execution,
+            score_items=score_items,
+        )
     finally:
         reporter.close()
     if json_output:

@@ -20,6 +20,12 @@ PURE = (
     "tuner.models",
     "tuner.data",
     "tuner.study",
+    "tuner.benchmarks",
+    "tuner.score_cache",
+    "tuner.lm_tasks",
+    "tuner.evaluation",
+    "advisor.evaluate",
+    "tuner.plot",
 )
 
 

@@ -59,12 +59,24 @@ class TrialFinished:
 
 
 @dataclass(frozen=True)
+class TrialScored:
+    """A surviving trial's benchmark scores (the headline figure of each), and its general and learning scores."""
+
+    number: int
+    scores: dict[str, float]
+    general: float | None
+    learning: float | None
+
+
+@dataclass(frozen=True)
 class StudyFinished:
     recommendation: dict[str, object]
     trials: list[dict[str, object]]
 
 
-Event = StudyStarted | Stage | TrialStarted | TrialProgress | TrialEvaluated | TrialFinished | StudyFinished
+Event = (
+    StudyStarted | Stage | TrialStarted | TrialProgress | TrialEvaluated | TrialScored | TrialFinished | StudyFinished
+)
 Reporter = Callable[[Event], None]
 
 

@@ -106,6 +106,14 @@ def model_identity(source: ModelSource) -> str:
     return source.location
 
 
+def loaded_identity(source: ModelSource, model: PreTrainedModel) -> str:
+    """model_identity, with a hub model's resolved revision (the commit its files came from) where known."""
+    revision = getattr(model.config, "_commit_hash", None)
+    if source.kind == "hub" and revision:
+        return f"{source.location}@{revision}"
+    return model_identity(source)
+
+
 def _load_kwargs(dtype: torch.dtype | None = None) -> dict[str, object]:
     kwargs: dict[str, object] = {"attn_implementation": "sdpa"}
     if dtype is not None:

@@ -12,6 +12,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tuner.benchmarks import BENCHMARKS, LEARNING_TASK, forgetting_score, study_benchmarks
 from tuner.errors import AdvisorError
 from tuner.events import (
     Reporter,
@@ -21,6 +22,7 @@ from tuner.events import (
     TrialEvaluated,
     TrialFinished,
     TrialProgress,
+    TrialScored,
     TrialStarted,
     ignore,
 )
@@ -31,14 +33,17 @@ from tuner.space import SearchSpace, lora_from_params
 
 if TYPE_CHECKING:
     import optuna
-    from transformers import PreTrainedModel
+    from peft import PeftModel
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
     from tuner.data import StudyData
+    from tuner.evaluation import TaskScore, TrialScorer
     from tuner.models import ModelSource
-    from tuner.trial import Runtime
+    from tuner.trial import Runtime, TrialResult
 
 STUDY_NAME = "advisor"
 """The study's name in the run directory's own SQLite file."""
+PLOT_FILE = "learning_vs_forgetting.png"
 STARTUP_TRIALS = 5
 """Trials before TPE models the space: the enqueued paper configurations, then random draws."""
 
@@ -112,6 +117,9 @@ def trial_record(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
         "tokens_per_second": attrs.get("tokens_per_second"),
         "train_seconds": attrs.get("train_seconds"),
         "evaluations": attrs.get("evaluations", []),
+        "scores": {name: score["score"] for name, score in attrs.get("scores", {}).items()},
+        "general_score": attrs.get("general_score"),
+        "learning_score": attrs.get("learning_score"),
         "train_curve": attrs.get("train_curve", []),
         "intermediate_values": {str(step): value for step, value in trial.intermediate_values.items()},
         "started": trial.datetime_start,
@@ -166,8 +174,15 @@ class Engine:
         storage: str | None = None,
         space: SearchSpace | None = None,
         report: Reporter = ignore,
+        allow_code_execution: bool = False,
+        score_items: int | None = None,
     ) -> None:
         self.settings = settings
+        self.allow_code_execution = allow_code_execution
+        self.score_items = score_items
+        """Items per benchmark when scoring trials: None sizes them to the trial time, 0 turns scoring off."""
+        self.tokenizer: PreTrainedTokenizerBase | None = None
+        self.scorer: TrialScorer | None = None
         self.run_dir = run_dir
         self.data_dir = data_dir
         self.storage_url = storage
@@ -193,7 +208,7 @@ class Engine:
 
         source = resolve_model(self.settings.model)
         self.report(Stage(f"loading tokenizer of {source.describe()}"))
-        tokenizer = load_tokenizer(source)
+        tokenizer = self.tokenizer = load_tokenizer(source)
         self.report(Stage(f"preparing {self.settings.task} data"))
         data = prepare_study_data(self.settings, tokenizer, self.data_dir)
         identity = model_identity(source)
@@ -287,6 +302,8 @@ class Engine:
                 }
                 study.set_user_attr("base_losses", base)
 
+            self.scorer = self._scorer(study, runtime, identity)
+
             def objective(trial: optuna.Trial) -> float:
                 return self._objective(trial, model, data, runtime, base)
 
@@ -301,6 +318,7 @@ class Engine:
         recommendation = recommend(settings, records, base_losses)
         recommendation["runtime"] = runtime.describe()
         recommendation["run_dir"] = str(self.run_dir)
+        recommendation["scores"] = self._final_stage(study, records)
         write_json(self.run_dir / "recommendation.json", recommendation)
         self.report(StudyFinished(recommendation, records))
         return recommendation
@@ -334,6 +352,12 @@ class Engine:
                 )
             return None
 
+        scores: dict[str, Any] = {}
+
+        def on_trained(adapted: PeftModel, result: TrialResult) -> None:
+            if self.scorer is not None:
+                scores.update(self.scorer(adapted, result.train_seconds) or {})
+
         try:
             result = run_trial(
                 model,
@@ -346,6 +370,7 @@ class Engine:
                 seed=settings.seed + trial.number,
                 on_step=on_step,
                 on_eval=on_eval,
+                on_trained=on_trained,
             )
         except torch.OutOfMemoryError as error:
             trial.set_user_attr("failed_reason", f"out of memory: {str(error).splitlines()[0]}")
@@ -359,10 +384,78 @@ class Engine:
             trial.set_user_attr("target_loss", target_loss)
             trial.set_user_attr("general_loss", general_loss)
             trial.set_user_attr("forgetting_rise", forgetting_rise(general_loss, base["general_loss"]))
+        if scores:
+            self._record_scores(trial, scores)
         if result.stopped_reason:
             trial.set_user_attr("pruned_reason", result.stopped_reason)
             raise optuna.TrialPruned(result.stopped_reason)
         return objective_value(target_loss, general_loss, base["general_loss"], settings.goal)
+
+    def _scorer(self, study: optuna.Study, runtime: Runtime, identity: str) -> TrialScorer | None:
+        """What scores the surviving trials on the benchmarks, or None when scoring is off."""
+        from tuner.evaluation import TrialScorer
+
+        if self.score_items == 0:
+            return None
+        return TrialScorer(
+            study,
+            self.tokenizer,
+            self.data_dir,
+            runtime,
+            identity=identity,
+            benchmarks=study_benchmarks(self.settings.task, self.allow_code_execution),
+            seed=self.settings.seed,
+            allow_code_execution=self.allow_code_execution,
+            fixed_items=self.score_items,
+            notify=lambda message: self.report(Stage(message)),
+        )
+
+    def _record_scores(self, trial: optuna.Trial, scores: dict[str, TaskScore]) -> None:
+        figures = {name: score.score for name, score in scores.items()}
+        learning = LEARNING_TASK.get(self.settings.task)
+        trial.set_user_attr("scores", {name: score.as_dict() for name, score in scores.items()})
+        trial.set_user_attr("general_score", forgetting_score(figures))
+        trial.set_user_attr("learning_score", figures.get(learning) if learning else None)
+        self.report(
+            TrialScored(trial.number, figures, trial.user_attrs["general_score"], trial.user_attrs["learning_score"])
+        )
+
+    def _final_stage(self, study: optuna.Study, records: list[dict[str, Any]]) -> dict[str, Any] | None:
+        """The study's scores: the base model, the trials that were scored, their Pareto front and the plot."""
+        from tuner.plot import ScorePoint, pareto_front, write_png
+
+        base = study.user_attrs.get("base_scores")
+        if base is None:
+            plan = study.user_attrs.get("score_plan")
+            return {"plan": plan} if plan else None
+        base_figures = {name: score["score"] for name, score in base.items()}
+        learning = LEARNING_TASK.get(self.settings.task)
+        summary: dict[str, Any] = {
+            "plan": study.user_attrs.get("score_plan"),
+            "base": base_figures,
+            "base_general": forgetting_score(base_figures),
+            "base_learning": base_figures.get(learning) if learning else None,
+            "learning_benchmark": learning if learning in base_figures else None,
+            "trials": {r["number"]: r["scores"] for r in records if r.get("scores")},
+        }
+        if summary["learning_benchmark"] is None:
+            return summary
+        points = [ScorePoint("base", summary["base_general"], summary["base_learning"], is_base=True)]
+        points += [
+            ScorePoint(f"trial {r['number']}", r["general_score"], r["learning_score"])
+            for r in records
+            if r.get("general_score") is not None and r.get("learning_score") is not None
+        ]
+        front = pareto_front(points)
+        summary["pareto_front"] = [
+            {"trial": int(p.label.removeprefix("trial ")), "general": p.general, "learning": p.learning} for p in front
+        ]
+        if len(points) > 1:
+            title = f"{self.settings.task}: learning vs forgetting ({self.settings.model})"
+            plot = write_png(points, self.run_dir / PLOT_FILE, learning_name=BENCHMARKS[learning].title, title=title)
+            summary["plot"] = plot.name
+        summary["points"] = [asdict(p) for p in points]
+        return summary
 
     def _trial_done(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         record = trial_record(trial)

@@ -18,7 +18,7 @@ from tuner.settings import LoraSettings, TrainBudget
 
 if TYPE_CHECKING:
     import torch
-    from peft import LoraConfig
+    from peft import LoraConfig, PeftModel
     from transformers import PreTrainedModel
 
     from tuner.data import StudyData
@@ -27,6 +27,8 @@ StepCallback = Callable[[int, float, float], None]
 """Called after each optimizer step with (step, training loss, training tokens per second)."""
 EvalCallback = Callable[[int, float, float], "str | None"]
 """Called after each evaluation with (step, target loss, general loss); returns a reason to stop, or None."""
+TrainedCallback = Callable[["PeftModel", "TrialResult"], None]
+"""Called once a trial has trained to its budget, with the adapters still attached (to score them)."""
 
 
 @dataclass(frozen=True)
@@ -155,6 +157,7 @@ def run_trial(
     seed: int = 0,
     on_step: StepCallback | None = None,
     on_eval: EvalCallback | None = None,
+    on_trained: TrainedCallback | None = None,
 ) -> TrialResult:
     """Train LoRA adapters on `model` for the budget and evaluate them; `model` is left as it was."""
     import torch
@@ -206,6 +209,10 @@ def run_trial(
                 result.stopped_reason = on_eval(step, target_loss, general_loss)
             if result.stopped_reason:
                 break
+
+        # Score what survived, adapters attached.
+        if on_trained is not None and result.stopped_reason is None:
+            on_trained(peft_model, result)
     finally:
         # Clean up: remove the adapters so the base model is exactly as it was.
         peft_model.unload()

@@ -106,3 +106,43 @@ def test_storage_url_keeps_the_study_outside_the_run_directory(tiny_model, data_
     study = optuna.load_study(study_name=study_name(run_dir, external_storage=True), storage=url)
     assert [t.state.name for t in study.trials] == ["COMPLETE", "WAITING"]  # the second paper setting waits
     assert study.trials[0].params["rank"] == 16
+
+
+def test_surviving_trials_are_scored_and_the_study_ends_with_a_pareto_front(tiny_model, data_dir, tmp_path):
+    from tuner.events import Stage, TrialScored
+
+    events = []
+    run_dir = tmp_path / "run"
+    options = {"data_dir": data_dir, "space": TINY_SPACE, "score_items": 4}
+    rec = run_study(settings(tiny_model, 3), run_dir, report=events.append, **options)
+    scored = [t for t in records(run_dir) if t["scores"]]
+    assert scored and all(t["state"] == "COMPLETE" for t in scored)
+    for trial in scored:
+        assert set(trial["scores"]) == {"hellaswag", "winogrande", "arc_challenge", "gsm8k"}
+        assert all(0.0 <= value <= 1.0 for value in trial["scores"].values())
+        mean = sum(trial["scores"][n] for n in ("hellaswag", "winogrande", "arc_challenge")) / 3
+        assert trial["general_score"] == pytest.approx(mean) and trial["learning_score"] == trial["scores"]["gsm8k"]
+    assert sum(isinstance(e, TrialScored) for e in events) == len(scored)
+    scores = rec["scores"]
+    assert scores["plan"]["limit"] == 4 and scores["learning_benchmark"] == "gsm8k"
+    assert set(scores["base"]) == {"hellaswag", "winogrande", "arc_challenge", "gsm8k"}
+    front = {p["trial"] for p in scores["pareto_front"]}
+    assert front and front <= {t["number"] for t in scored}
+    assert (run_dir / scores["plot"]).read_bytes()[:4] == b"\x89PNG"
+
+    # Resumed, the base model is not scored again: its scores live in the study (and the cache).
+    events.clear()
+    run_study(settings(tiny_model, 4), run_dir, report=events.append, **options)
+    assert not any(isinstance(e, Stage) and "base model on the study" in e.message for e in events)
+
+
+def test_scoring_is_sized_to_the_trial_time_and_left_out_when_too_short(tiny_model, data_dir, tmp_path):
+    from tuner.benchmarks import items_within_share
+
+    rec = run_study(settings(tiny_model, 1), tmp_path / "run", data_dir=data_dir)
+    plan = rec["scores"]["plan"]
+    assert set(plan["seconds_per_item"]) == {"hellaswag", "winogrande", "arc_challenge", "gsm8k"}
+    expected = items_within_share(plan["train_seconds"], plan["seconds_per_item"])
+    assert plan["limit"] == (expected if expected >= 4 else 0)
+    if plan["limit"] == 0:
+        assert "--score-items" in plan["reason"]

