@@ -140,6 +140,8 @@ def scores_lines(scores: dict[str, Any] | None, run_dir: str) -> list[str]:
                 else ""
             )
         )
+    if scores.get("note"):
+        lines.append(f"  {scores['note']}")
     front = scores.get("pareto_front")
     if front:
         members = ", ".join(

@@ -27,7 +27,7 @@ def test_two_short_trials_of_the_real_model(builtin_gguf, data_dir, tmp_path):
 
     budget = TrainBudget(train_tokens=2048, batch_size=2, seq_len=256, evaluations=1, eval_rows=4)
     settings = StudySettings(task="math", model=DEFAULT_MODEL, trials=2, budget=budget)
-    rec = run_study(settings, tmp_path / "run", data_dir=data_dir)
+    rec = run_study(settings, tmp_path / "run", data_dir=data_dir, score_items=0)  # scoring: the test below
 
     # The dequantised model is cached as plain safetensors without the GGUF marker.
     cached = gguf_cache_dir(builtin_gguf)
@@ -43,3 +43,26 @@ def test_two_short_trials_of_the_real_model(builtin_gguf, data_dir, tmp_path):
     assert 0.3 < base < 3.0  # an instruction-tuned model already knows GSM8K's format
     for trial in trials:
         assert trial["state"] == "COMPLETE" and trial["target_loss"] < base + 0.05
+
+
+def test_the_real_model_is_scored_on_every_benchmark_once(builtin_gguf, data_dir):
+    from tuner.benchmarks import BENCHMARKS, EvalSettings
+    from tuner.evaluation import score_model
+    from tuner.models import DEFAULT_MODEL, load_model, load_tokenizer, loaded_identity, resolve_model
+    from tuner.score_cache import ScoreCache
+    from tuner.trial import pick_runtime
+
+    source, runtime = resolve_model(DEFAULT_MODEL), pick_runtime()
+    tokenizer, model = load_tokenizer(source), load_model(source, runtime.device, runtime.dtype)
+    settings = EvalSettings(tasks=tuple(BENCHMARKS), limit=4, allow_code_execution=True)
+    identity, cache = loaded_identity(source, model), ScoreCache()
+    scores = score_model(model, tokenizer, settings, data_dir, runtime, identity=identity, cache=cache)
+    assert set(scores) == set(BENCHMARKS)
+    for name, score in scores.items():
+        assert score.items == 4 and 0.0 <= score.score <= 1.0 and score.seconds > 0 and not score.cached, name
+    assert set(scores["gsm8k"].metrics) == {"exact_match,strict-match", "exact_match,flexible-extract"}
+    assert set(scores["hellaswag"].metrics) == {"acc", "acc_norm"}
+
+    again = score_model(model, tokenizer, settings, data_dir, runtime, identity=identity, cache=cache)
+    assert all(score.cached for score in again.values())
+    assert {n: s.score for n, s in again.items()} == {n: s.score for n, s in scores.items()}

@@ -118,6 +118,7 @@ def trial_record(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
         "train_seconds": attrs.get("train_seconds"),
         "evaluations": attrs.get("evaluations", []),
         "scores": {name: score["score"] for name, score in attrs.get("scores", {}).items()},
+        "scoring_seconds": round(sum(score["seconds"] for score in attrs.get("scores", {}).values()), 2),
         "general_score": attrs.get("general_score"),
         "learning_score": attrs.get("learning_score"),
         "train_curve": attrs.get("train_curve", []),
@@ -439,6 +440,8 @@ class Engine:
             "trials": {r["number"]: r["scores"] for r in records if r.get("scores")},
         }
         if summary["learning_benchmark"] is None:
+            if learning is not None:
+                summary["note"] = f"{learning} not scored: it runs generated code; pass --allow-code-execution"
             return summary
         points = [ScorePoint("base", summary["base_general"], summary["base_learning"], is_base=True)]
         points += [

@@ -236,3 +236,13 @@ def test_a_missing_mirror_file_is_named(tmp_path: Path):
 
     with pytest.raises(AdvisorError, match=r"benchmark file not found: .*winogrande/dev.jsonl"):
         score_task(ScriptedLM(choose=_gold_index), "winogrande", EvalSettings(tasks=("winogrande",)), tmp_path)
+
+
+def test_without_a_mirror_the_hub_is_tried_and_its_failure_named():
+    from tuner.errors import AdvisorError
+
+    settings = EvalSettings(tasks=("arc_challenge",), limit=2)
+    with pytest.raises(
+        AdvisorError, match=r"cannot load benchmark arc_challenge from the Hugging Face hub.*--data-dir"
+    ):
+        score_task(ScriptedLM(choose=_gold_index), "arc_challenge", settings, None)
