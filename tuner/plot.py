@@ -165,7 +165,7 @@ def write_png(points: Sequence[ScorePoint], path: Path, *, learning_name: str, t
         axes.annotate(
             point.label,
             (point.general, point.learning),
-            xytext=(5, 5),
+            xytext=(6, -12) if point.is_base else (5, 5),  # below the base, above trials: a trial on it stays legible
             textcoords="offset points",
             fontsize=8,
             fontweight="bold" if point.is_base else "normal",
