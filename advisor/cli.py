@@ -66,13 +66,38 @@ def build_parser() -> argparse.ArgumentParser:
         help="code task: score trials on HumanEval, running the generated code in a sandbox",
     )
     tune_parser.add_argument(
+        "--memory-budget",
+        default=None,
+        help="e.g. 24GiB (GPU memory, or RAM on CPU): only configurations estimated to fit are tried",
+    )
+    tune_parser.add_argument(
         "--score-items",
         type=_non_negative,
         default=None,
         help="benchmark items per trial (default: as many as fit in 20%% of a trial's time; 0: no scoring)",
     )
     _add_eval(commands)
+    _add_memory(commands)
     return parser
+
+
+def _add_memory(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from advisor.memory_command import memory
+
+    parser = _command(commands, "memory", memory, "estimate training memory and what fits a budget")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where it trains (default: cpu)")
+    parser.add_argument("--rank", type=_positive, default=16, help="LoRA rank (default: 16)")
+    parser.add_argument(
+        "--targets",
+        choices=("all", "attention", "mlp", "full"),
+        default="all",
+        help="LoRA targets, or full fine-tuning (default: all)",
+    )
+    parser.add_argument("--batch", type=_positive, default=4, help="rows per step (default: 4)")
+    parser.add_argument("--seq", type=_positive, default=512, help="tokens per row (default: 512)")
+    parser.add_argument("--gradient-checkpointing", action="store_true", help="recompute activations per layer")
+    parser.add_argument("--budget", default=None, help="memory budget, e.g. 24GiB (GPU memory, or RAM on CPU)")
+    parser.add_argument("--json", action="store_true", help="print the estimate as JSON on stdout")
 
 
 def _command(
@@ -168,9 +193,24 @@ def main(argv: Sequence[str] | None = None) -> int:
                 response_column=args.response_column,
                 allow_code_execution=args.allow_code_execution,
                 score_items=args.score_items,
+                memory_budget=args.memory_budget,
             )
         if args.command == "eval":
             return _run_eval(args)
+        if args.command == "memory":
+            from advisor.memory_command import memory
+
+            return memory(
+                model=args.model,
+                device=args.device,
+                rank=args.rank,
+                targets=args.targets,
+                batch=args.batch,
+                seq_len=args.seq,
+                gradient_checkpointing=args.gradient_checkpointing,
+                budget=args.budget,
+                json_output=args.json,
+            )
     except AdvisorError as error:
         sys.stderr.write(f"advisor: error: {error}\n")
         return 2

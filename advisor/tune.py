@@ -5,6 +5,14 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tuner.errors import AdvisorError
+
+if TYPE_CHECKING:
+    from tuner.settings import StudySettings
+    from tuner.space import SearchSpace
+    from tuner.study import Feasibility
 
 
 def tune(
@@ -26,6 +34,7 @@ def tune(
     response_column: str = "response",
     allow_code_execution: bool = False,
     score_items: int | None = None,
+    memory_budget: str | None = None,
 ) -> int:
     """Find a LoRA configuration for your task with real short training runs searched by Optuna.
 
@@ -37,13 +46,14 @@ def tune(
     """
     from rich.console import Console
 
+    from advisor.memory import parse_size
     from advisor.progress import RichReporter
     from tuner.data import resolve_data_dir
-    from tuner.errors import AdvisorError
     from tuner.settings import StudySettings, TrainBudget
     from tuner.study import run_study
 
     try:
+        budget_bytes = parse_size(memory_budget) if memory_budget is not None else None
         budget = TrainBudget(train_tokens=trial_tokens, batch_size=batch_size, seq_len=seq_len)
         settings = StudySettings(
             task=task,
@@ -55,10 +65,12 @@ def tune(
             data=data,
             prompt_column=prompt_column,
             response_column=response_column,
+            memory_budget=budget_bytes,
         )
     except ValueError as error:
         raise AdvisorError(str(error)) from None
     mirror = resolve_data_dir(data_dir)
+    space, feasible = memory_bounds(settings)
     stderr = Console(stderr=True)
     reporter = RichReporter(stderr, stderr if json_output else Console())
     try:
@@ -70,9 +82,53 @@ def tune(
             report=reporter,
             allow_code_execution=allow_code_execution,
             score_items=score_items,
+            space=space,
+            feasible=feasible,
         )
     finally:
         reporter.close()
     if json_output:
         sys.stdout.write(json.dumps(recommendation, indent=2, default=str) + "\n")
     return 0
+
+
+def memory_bounds(settings: StudySettings) -> tuple[SearchSpace | None, Feasibility | None]:
+    """The search space narrowed to what the memory estimate says fits the budget, and the check each trial passes.
+
+    Ranks that fit with some target set and target sets that fit at the smallest rank stay; a drawn pair that
+    still does not fit is pruned before it runs. Nothing fitting is an error that says what would.
+    """
+    from dataclasses import replace
+
+    from advisor.memory import TrainSetup, estimate, format_size
+    from advisor.memory_command import feasible_text, memory_report, model_shape, weights_refusal
+    from tuner.settings import LoraSettings
+    from tuner.space import SearchSpace
+
+    if settings.memory_budget is None:
+        return None, None
+    import torch
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    shape = model_shape(settings.model)
+    trial_setup = TrainSetup(device=device, batch=settings.budget.batch_size, seq_len=settings.budget.seq_len)
+    limit = settings.memory_budget
+
+    def feasible(lora: LoraSettings) -> str | None:
+        total = estimate(shape, replace(trial_setup, rank=lora.rank, targets=lora.targets)).total
+        if total <= limit:
+            return None
+        return f"estimated {format_size(total)} for r={lora.rank} on {lora.targets}, over {format_size(limit)}"
+
+    space = SearchSpace()
+    fitting = [(r, t) for r in space.ranks for t in space.targets if feasible(LoraSettings(r, 2 * r, t)) is None]
+    if not fitting:
+        refusal = weights_refusal(shape, trial_setup, limit)
+        if refusal:
+            raise AdvisorError(refusal)
+        smallest = replace(trial_setup, rank=min(space.ranks), targets="attention")
+        advice = feasible_text(memory_report(settings.model, shape, smallest, limit)).replace("\n", ";")
+        raise AdvisorError(f"no LoRA configuration fits {format_size(limit)} at these trial settings. {advice}")
+    ranks = tuple(sorted({r for r, _ in fitting}))
+    targets = tuple(t for t in space.targets if any(t == target for _, target in fitting))
+    return replace(space, ranks=ranks, targets=targets), feasible

@@ -42,6 +42,18 @@ def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPath
     monkeypatch.setenv("ADVISOR_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "advisor-cache"))
 
 
+def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """`advisor ARGS` in this process: exit code (argparse's own exits included), stdout and stderr."""
+    from advisor.cli import main
+
+    try:
+        code = main(list(args))
+    except SystemExit as exit_:
+        code = int(exit_.code or 0)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
 def tune_command(model: Path, data_dir: Path, out: Path, *options: str) -> list[str]:
     """`advisor tune` on the math task as a subprocess argv, with the given extra options."""
     import sys

@@ -25,6 +25,9 @@ PURE = (
     "tuner.lm_tasks",
     "tuner.evaluation",
     "advisor.evaluate",
+    "advisor.memory",
+    "advisor.memory_command",
+    "tuner.memory_probe",
     "tuner.plot",
 )
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import json
 import os
 import re
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tuner.errors import AdvisorError
 
@@ -159,6 +160,22 @@ def loadable_location(source: ModelSource) -> str:
     if source.kind == "gguf":
         return str(cached_gguf(Path(source.location)))
     return source.location
+
+
+def model_config(source: ModelSource) -> dict[str, Any]:
+    """The model's config as a dict (config.json; a GGUF model is cached first, a hub model asks the hub)."""
+    if source.kind == "hub":
+        from transformers import AutoConfig
+
+        try:
+            return AutoConfig.from_pretrained(source.location).to_dict()
+        except (OSError, ValueError) as error:
+            raise _hub_error(source, error) from None
+    path = Path(loadable_location(source)) / "config.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise AdvisorError(f"cannot read the model config {path}: {error}") from None
 
 
 def _hub_error(source: ModelSource, error: BaseException) -> AdvisorError:

@@ -119,8 +119,12 @@ class StudySettings:
     """Custom task: the column holding the instruction."""
     response_column: str = "response"
     """Custom task: the column holding the answer to learn."""
+    memory_budget: int | None = None
+    """Bytes a trial may use (GPU memory, or RAM on CPU); configurations estimated above it are not run."""
 
     def __post_init__(self) -> None:
+        if self.memory_budget is not None and self.memory_budget < 1:
+            raise ValueError(f"memory budget must be positive, got {self.memory_budget}")
         if self.task not in TASKS:
             raise ValueError(f"task must be one of {', '.join(TASKS)}, got {self.task!r}")
         if self.trials < 1:
@@ -134,4 +138,6 @@ class StudySettings:
         """The settings a resumed study must share with the stored one (all but the trial count)."""
         fields = asdict(self)
         fields.pop("trials")
+        if fields["memory_budget"] is None:  # studies from before budgets existed resume unchanged
+            fields.pop("memory_budget")
         return fields

@@ -7,7 +7,7 @@ import fcntl
 import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,7 +28,7 @@ from tuner.events import (
 )
 from tuner.objective import forgetting_rise, objective_value
 from tuner.recommend import recommend
-from tuner.settings import StudySettings
+from tuner.settings import LoraSettings, StudySettings
 from tuner.space import SearchSpace, lora_from_params
 
 if TYPE_CHECKING:
@@ -41,6 +41,8 @@ if TYPE_CHECKING:
     from tuner.models import ModelSource
     from tuner.trial import Runtime, TrialResult
 
+Feasibility = Callable[[LoraSettings], "str | None"]
+"""Why an adapter configuration would not fit the memory budget, or None if it fits."""
 STUDY_NAME = "advisor"
 """The study's name in the run directory's own SQLite file."""
 PLOT_FILE = "learning_vs_forgetting.png"
@@ -117,6 +119,8 @@ def trial_record(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
         "tokens_per_second": attrs.get("tokens_per_second"),
         "train_seconds": attrs.get("train_seconds"),
         "evaluations": attrs.get("evaluations", []),
+        "infeasible": bool(attrs.get("infeasible", False)),
+        "measured_peak_bytes": attrs.get("measured_peak_bytes"),
         "scores": {name: score["score"] for name, score in attrs.get("scores", {}).items()},
         "scoring_seconds": round(sum(score["seconds"] for score in attrs.get("scores", {}).values()), 2),
         "general_score": attrs.get("general_score"),
@@ -177,7 +181,10 @@ class Engine:
         report: Reporter = ignore,
         allow_code_execution: bool = False,
         score_items: int | None = None,
+        feasible: Feasibility | None = None,
     ) -> None:
+        self.feasible = feasible
+        """Why a configuration cannot fit the memory budget (None when it can); checked before a trial runs."""
         self.settings = settings
         self.allow_code_execution = allow_code_execution
         self.score_items = score_items
@@ -257,7 +264,7 @@ class Engine:
         import optuna
 
         from tuner.models import load_model
-        from tuner.trial import heldout_loss, pick_runtime
+        from tuner.trial import heldout_loss, pick_runtime, return_freed_memory
 
         settings, budget = self.settings, self.settings.budget
         storage = storage or open_storage(default_storage(self.run_dir))
@@ -277,7 +284,8 @@ class Engine:
         if "settings" not in study.user_attrs:
             study.set_user_attr("settings", json.loads(json.dumps(settings.identity())))
             for params in self.space.paper_configurations(settings.task):
-                study.enqueue_trial(params, skip_if_exists=True)
+                if self.feasible is None or self.feasible(lora_from_params(params)) is None:
+                    study.enqueue_trial(params, skip_if_exists=True)
         requeue_interrupted(study)
         write_json(self.run_dir / "settings.json", {**asdict(settings), "storage": self.storage_url or "study.db"})
         (self.run_dir / "trials").mkdir(exist_ok=True)
@@ -292,6 +300,8 @@ class Engine:
             raise AdvisorError(f"the weights of {settings.model} changed since this study started; use another --out")
 
         if remaining > 0:
+            if not runtime.is_cuda:
+                return_freed_memory()  # the peak the memory estimate predicts, not glibc's retained pages
             self.report(Stage(f"loading {source.describe()} on {runtime.describe()}"))
             model = load_model(source, runtime.device, runtime.dtype)
             if base is None:
@@ -338,6 +348,11 @@ class Engine:
         lora = lora_from_params(params)
         index = len(finished_trials(trial.study)) + 1
         self.report(TrialStarted(trial.number, index, settings.trials, budget.steps(), params))
+        too_big = self.feasible(lora) if self.feasible is not None else None
+        if too_big is not None:
+            trial.set_user_attr("infeasible", True)
+            trial.set_user_attr("pruned_reason", f"infeasible: {too_big}")
+            raise optuna.TrialPruned(too_big)
 
         def on_step(step: int, loss: float, tokens_per_second: float) -> None:
             self.report(TrialProgress(trial.number, step, budget.steps(), loss, tokens_per_second))
@@ -374,7 +389,11 @@ class Engine:
                 on_trained=on_trained,
             )
         except torch.OutOfMemoryError as error:
-            trial.set_user_attr("failed_reason", f"out of memory: {str(error).splitlines()[0]}")
+            peak = torch.cuda.max_memory_allocated() if runtime.is_cuda else None
+            measured = f" (peak {peak / (1 << 30):.2f} GiB allocated)" if peak else ""
+            trial.set_user_attr("infeasible", True)
+            trial.set_user_attr("measured_peak_bytes", peak)
+            trial.set_user_attr("failed_reason", f"out of memory{measured}: {str(error).splitlines()[0]}")
             raise TrialFailed(str(error)) from None
         trial.set_user_attr("train_curve", [[s, round(v, 5)] for s, v in result.train_curve])
         trial.set_user_attr("evaluations", [list(e) for e in result.evaluations])

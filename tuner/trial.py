@@ -58,6 +58,32 @@ class Runtime:
         return f"CPU ({torch.get_num_threads()} threads, float32)"
 
 
+HEAP_MMAP_THRESHOLD = 64 << 10
+"""Allocations above this size get their own pages from the kernel and give them back when freed."""
+
+
+def return_freed_memory() -> bool:
+    """Make glibc hand freed tensor memory back to the kernel (M_MMAP_THRESHOLD fixed at 64 KiB); False elsewhere.
+
+    By default glibc raises its mmap threshold as large blocks are freed, so after the first step activation
+    buffers come from the heap and stay resident once freed: on this project's CPU machine LoRA r=16 on
+    SmolLM2-135M at 4 x 256 tokens peaked at 4.8 GB resident that way and 2.8 GB with the threshold fixed.
+    """
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return False
+    try:
+        libc = ctypes.CDLL(name)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    m_mmap_threshold = -3
+    return bool(mallopt(m_mmap_threshold, HEAP_MMAP_THRESHOLD))
+
+
 def pick_runtime() -> Runtime:
     """CUDA with bf16 where the GPU supports it, else CUDA fp32, else CPU fp32."""
     import torch

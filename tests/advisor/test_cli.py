@@ -8,13 +8,7 @@ import subprocess
 import pytest
 
 from advisor.cli import main
-from tests.conftest import tune_command
-
-
-def run_cli(capsys, *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+from tests.conftest import run_cli, tune_command
 
 
 @pytest.fixture

@@ -10,16 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from advisor.cli import main
-
-
-def run_cli(capsys, *args: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(args))
-    except SystemExit as exit_:  # argparse's own errors
-        code = int(exit_.code)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+from tests.conftest import run_cli
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,276 @@
+"""Training memory from a model's config, before anything runs (pure: no torch).
+
+The estimate counts what a LoRA (or full) fine-tuning step holds at its peak, the end of the forward pass
+into the loss: the weights, the trainable parameters and their optimizer state, the activations autograd
+saves for the backward pass, and the logits with the loss's copies of them (gradients replace activations
+during the backward pass, so they count only where they are larger). The
+activation count follows a Llama-style decoder layer in transformers: which tensors autograd keeps depends
+on which linear layers train (a frozen linear layer keeps nothing of its input).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+GIB = 1 << 30
+DEVICES = ("cpu", "cuda")
+TARGETS = ("attention", "mlp", "all", "full")
+OPTIMIZERS = {"adamw": 2, "sgd": 0}
+"""State tensors per trainable parameter."""
+RUNTIME_OVERHEAD = {"cpu": 200 << 20, "cuda": 0}
+"""Memory a step holds beyond the counted tensors. CPU: 200 MiB, the intercept of measured peaks against
+tokens per step (SmolLM2-135M, 256 to 2048 tokens; bench/memory_estimate.py): the autograd engine, oneDNN
+scratch space and the held-out batch. CUDA: not measured (no GPU was lent to calibrate it)."""
+LOGIT_COPIES = 3
+"""Vocabulary-sized float32 tensors per token alive at once at the loss: the logits, their log-softmax, and
+one gradient (measured: 3 copies fit every CPU configuration; the two gradients are never alive together)."""
+QLORA_BYTES_PER_PARAM = 0.5 + 0.5 / 64 * 1.0625
+"""NF4 weights with double-quantised block constants (QLoRA, Dettmers et al. 2023): about 4.13 bits."""
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """The sizes of a Llama-style decoder that the estimate needs, read from a transformers config."""
+
+    hidden: int
+    layers: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    intermediate: int
+    vocab: int
+    tied_embeddings: bool
+
+    def __post_init__(self) -> None:
+        for name, value in asdict(self).items():
+            if name != "tied_embeddings" and value < 1:
+                raise ValueError(f"{name} must be at least 1, got {value}")
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> ModelShape:
+        """The shape from a config.json dict; ValueError naming a missing field."""
+        try:
+            hidden, heads = int(config["hidden_size"]), int(config["num_attention_heads"])
+            return cls(
+                hidden=hidden,
+                layers=int(config["num_hidden_layers"]),
+                heads=heads,
+                kv_heads=int(config.get("num_key_value_heads") or heads),
+                head_dim=int(config.get("head_dim") or hidden // heads),
+                intermediate=int(config["intermediate_size"]),
+                vocab=int(config["vocab_size"]),
+                tied_embeddings=bool(config.get("tie_word_embeddings", False)),
+            )
+        except KeyError as missing:
+            raise ValueError(f"the model config has no {missing.args[0]}: not a Llama-style decoder") from None
+
+    def linear_shapes(self) -> dict[str, tuple[int, int]]:
+        """(in, out) features of each linear layer in one decoder layer, by module name."""
+        q, kv = self.heads * self.head_dim, self.kv_heads * self.head_dim
+        return {
+            "q_proj": (self.hidden, q),
+            "k_proj": (self.hidden, kv),
+            "v_proj": (self.hidden, kv),
+            "o_proj": (q, self.hidden),
+            "gate_proj": (self.hidden, self.intermediate),
+            "up_proj": (self.hidden, self.intermediate),
+            "down_proj": (self.intermediate, self.hidden),
+        }
+
+    def parameters(self) -> int:
+        """Every parameter: embeddings, the head unless tied, each layer's linear layers and norms, the final norm."""
+        per_layer = sum(i * o for i, o in self.linear_shapes().values()) + 2 * self.hidden
+        head = 0 if self.tied_embeddings else self.vocab * self.hidden
+        return self.vocab * self.hidden + head + self.layers * per_layer + self.hidden
+
+
+ATTENTION_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj")
+MLP_MODULES = ("gate_proj", "up_proj", "down_proj")
+
+
+@dataclass(frozen=True)
+class TrainSetup:
+    """One training configuration whose memory is estimated."""
+
+    device: str = "cpu"
+    """'cpu' (float32, as the advisor trains there) or 'cuda' (bfloat16 weights and activations)."""
+    targets: str = "all"
+    """LoRA on 'attention', 'mlp' or 'all' linear layers, or 'full' fine-tuning."""
+    rank: int = 16
+    batch: int = 4
+    seq_len: int = 512
+    gradient_checkpointing: bool = False
+    optimizer: str = "adamw"
+    quantized: bool = False
+    """QLoRA: the frozen weights in 4-bit NF4."""
+
+    def __post_init__(self) -> None:
+        if self.device not in DEVICES:
+            raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
+        if self.targets not in TARGETS:
+            raise ValueError(f"targets must be one of {', '.join(TARGETS)}, got {self.targets!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        for name in ("rank", "batch", "seq_len"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.quantized and self.targets == "full":
+            raise ValueError("QLoRA trains adapters: quantized weights need LoRA targets, not 'full'")
+
+    @property
+    def tokens(self) -> int:
+        return self.batch * self.seq_len
+
+    @property
+    def activation_bytes(self) -> int:
+        return 4 if self.device == "cpu" else 2
+
+    def trained_modules(self) -> tuple[str, ...]:
+        return {
+            "attention": ATTENTION_MODULES,
+            "mlp": MLP_MODULES,
+            "all": ATTENTION_MODULES + MLP_MODULES,
+            "full": ATTENTION_MODULES + MLP_MODULES,
+        }[self.targets]
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """Bytes per part of a training step's peak, and their total."""
+
+    weights: int
+    trainable: int
+    gradients: int
+    optimizer: int
+    activations: int
+    logits: int
+    overhead: int
+    trainable_parameters: int
+
+    @property
+    def total(self) -> int:
+        """The step's peak. Gradients are freed after each step (zero_grad(set_to_none=True)) and grow back only
+        as the backward pass frees activations, so they add to the peak only where they outweigh those."""
+        transient = max(self.activations + self.logits, self.gradients)
+        return self.weights + self.trainable + self.optimizer + transient + self.overhead
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            **{f"{k}_bytes": v for k, v in asdict(self).items() if k != "trainable_parameters"},
+            "trainable_parameters": self.trainable_parameters,
+            "total_bytes": self.total,
+        }
+
+
+def trainable_parameters(shape: ModelShape, setup: TrainSetup) -> int:
+    """Adapter parameters (r x (in + out) per adapted linear layer), or every parameter for full fine-tuning."""
+    if setup.targets == "full":
+        return shape.parameters()
+    linears = shape.linear_shapes()
+    return shape.layers * sum(setup.rank * (linears[m][0] + linears[m][1]) for m in setup.trained_modules())
+
+
+def saved_per_token_layer(shape: ModelShape, setup: TrainSetup) -> float:
+    """Activation values autograd keeps per token in one decoder layer for the backward pass.
+
+    Always: the two RMSNorm inputs and their reciprocal roots; attention's query, its keys and values repeated
+    to every head, its output and log-sum-exp; the MLP's gate output, its activation and the up projection.
+    A trained linear layer also keeps its input (q/k/v share the attention norm's output, gate/up the MLP
+    norm's); each adapter keeps its r-wide intermediate. PyTorch's fused attention keeps no heads x sequence
+    probabilities on either device (measured on CPU: the peak grows with tokens, barely with row length).
+    """
+    h, q = shape.hidden, shape.heads * shape.head_dim
+    saved = 2 * h + 2 + 4 * q + shape.heads + 3 * shape.intermediate
+    modules = setup.trained_modules()
+    if any(m in modules for m in ("q_proj", "k_proj", "v_proj")):
+        saved += h
+    if "o_proj" in modules:
+        saved += q
+    if any(m in modules for m in ("gate_proj", "up_proj")):
+        saved += h
+    if "down_proj" in modules:
+        saved += shape.intermediate
+    if setup.targets != "full":
+        saved += setup.rank * len(modules)
+    return saved
+
+
+def estimate(shape: ModelShape, setup: TrainSetup) -> MemoryEstimate:
+    """The peak memory of one training step, by part."""
+    full = setup.targets == "full"
+    weight_bytes = 4 if setup.device == "cpu" else 2
+    frozen_params = shape.parameters() - (shape.parameters() if full else 0)
+    trainable = trainable_parameters(shape, setup)
+    # peft keeps adapters in float32 (autocast_adapter_dtype); full fine-tuning trains the weights as loaded.
+    trainable_bytes = weight_bytes if full else 4
+    weights = math.ceil(frozen_params * (QLORA_BYTES_PER_PARAM if setup.quantized else weight_bytes))
+    per_layer = saved_per_token_layer(shape, setup)
+    if setup.gradient_checkpointing:
+        # Only each layer's input is kept; one layer's activations are rebuilt at a time in the backward pass.
+        activation_values = setup.tokens * (shape.layers * shape.hidden + per_layer)
+    else:
+        activation_values = setup.tokens * shape.layers * per_layer
+    return MemoryEstimate(
+        weights=weights,
+        trainable=trainable * trainable_bytes,
+        gradients=trainable * trainable_bytes,
+        optimizer=trainable * trainable_bytes * OPTIMIZERS[setup.optimizer],
+        activations=math.ceil(activation_values * setup.activation_bytes),
+        logits=setup.tokens * shape.vocab * 4 * LOGIT_COPIES,  # the loss runs in float32
+        overhead=RUNTIME_OVERHEAD[setup.device],
+        trainable_parameters=trainable,
+    )
+
+
+_SIZE = re.compile(r"\s*([0-9]*\.?[0-9]+)\s*([KMGT]i?B?|B)?\s*", re.IGNORECASE)
+_UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def parse_size(text: str) -> int:
+    """Bytes from '24GiB', '24G', '1.5 TiB' or '512MB' (binary units throughout); ValueError otherwise."""
+    match = _SIZE.fullmatch(text)
+    if not match:
+        raise ValueError(f"not a memory size: {text!r} (try 24GiB)")
+    unit = (match.group(2) or "").upper().rstrip("B").rstrip("I")
+    value = float(match.group(1)) * _UNITS[unit]
+    if value <= 0:
+        raise ValueError(f"a memory budget must be positive, got {text!r}")
+    return int(value)
+
+
+def format_size(value: float) -> str:
+    """Bytes as GiB (two decimals), MiB or KiB."""
+    if value >= GIB / 10:
+        return f"{value / GIB:.2f} GiB"
+    return f"{value / (1 << 20):.0f} MiB" if value >= 1 << 20 else f"{value / (1 << 10):.0f} KiB"
+
+
+RANKS = (256, 128, 64, 32, 16, 8)
+BATCHES = (32, 16, 8, 4, 2, 1)
+SEQ_LENS = (4096, 2048, 1024, 512, 256, 128)
+
+
+def fits(shape: ModelShape, setup: TrainSetup, budget: int) -> bool:
+    return estimate(shape, setup).total <= budget
+
+
+def largest_feasible(shape: ModelShape, setup: TrainSetup, budget: int) -> dict[str, Any]:
+    """Under a budget, without and with gradient checkpointing: the largest rank at the setup's batch and length,
+    the largest batch and the longest rows at its rank; and whether only QLoRA (4-bit weights) would fit."""
+    found: dict[str, Any] = {"budget_bytes": budget}
+    for checkpointing in (False, True):
+        base = replace(setup, gradient_checkpointing=checkpointing)
+        ranks = () if setup.targets == "full" else RANKS
+        found["with_checkpointing" if checkpointing else "without_checkpointing"] = {
+            "rank": next((r for r in ranks if fits(shape, replace(base, rank=r), budget)), None),
+            "batch": next((b for b in BATCHES if fits(shape, replace(base, batch=b), budget)), None),
+            "seq_len": next((n for n in SEQ_LENS if fits(shape, replace(base, seq_len=n), budget)), None),
+        }
+    smallest = replace(setup, gradient_checkpointing=True, rank=8, batch=1, seq_len=min(SEQ_LENS))
+    lora = setup.targets if setup.targets != "full" else "all"
+    found["smallest_fits"] = fits(shape, smallest, budget)
+    found["qlora_fits"] = fits(shape, replace(smallest, targets=lora, quantized=True), budget)
+    return found
