@@ -77,6 +77,7 @@ def measure(
         "seq_len": seq_len,
         "measured_bytes": measured,
         "steps": len(result.train_curve),
+        "tokens_per_second": round(result.tokens_per_second(), 1),
     }
 
 

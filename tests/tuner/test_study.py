@@ -146,3 +146,26 @@ def test_scoring_is_sized_to_the_trial_time_and_left_out_when_too_short(tiny_mod
     assert plan["limit"] == (expected if expected >= 4 else 0)
     if plan["limit"] == 0:
         assert "--score-items" in plan["reason"]
+
+
+def test_a_trial_out_of_memory_is_recorded_infeasible_and_the_study_goes_on(
+    tiny_model, data_dir, tmp_path, monkeypatch
+):
+    import torch
+
+    import tuner.trial
+
+    real_run_trial = tuner.trial.run_trial
+
+    def run_trial(model, data, lora, *args, **kwargs):
+        if lora.rank == 256:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real_run_trial(model, data, lora, *args, **kwargs)
+
+    monkeypatch.setattr(tuner.trial, "run_trial", run_trial)
+    rec = run_study(settings(tiny_model, 3), tmp_path / "run", data_dir=data_dir, space=TINY_SPACE, score_items=0)
+    trials = records(tmp_path / "run")
+    assert trials[1]["state"] == "FAIL" and trials[1]["infeasible"]
+    assert trials[1]["reason"].startswith("out of memory: CUDA out of memory. Tried to allocate 2.00 GiB")
+    assert len(trials) == 3 and trials[2]["state"] in ("COMPLETE", "PRUNED")
+    assert rec["trials"]["fail"] == 1
