@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     from advisor.tune import tune
 
     parser = _Parser(prog="advisor", description="LoRA Advisor: LoRA settings found by real short training runs.")
+    parser.add_argument("--run", type=Path, default=None, help="open the app on a run directory (resume its study)")
     commands = parser.add_subparsers(dest="command", parser_class=_Parser)
 
     tune_parser = _command(commands, "tune", tune, "search LoRA settings with short real trials")
@@ -167,7 +168,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
-        parser.print_help()
+        if not (sys.stdin.isatty() and sys.stdout.isatty()):
+            parser.print_help()  # the app needs a terminal; elsewhere, the commands
+            return 0
+        from advisor.app import AdvisorApp
+
+        AdvisorApp(run_dir=args.run).run()
         return 0
     # The libraries' own tqdm bars would interleave with ours; tqdm reads this when first imported.
     os.environ.setdefault("TQDM_DISABLE", "1")

@@ -27,6 +27,7 @@ PURE = (
     "advisor.evaluate",
     "advisor.memory",
     "advisor.memory_command",
+    "advisor.advice",
     "tuner.memory_probe",
     "tuner.plot",
 )

@@ -1,0 +1,116 @@
+"""The Textual app: the guided session from the first question to a recommendation (the App only)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from textual.app import App
+from textual.binding import Binding
+
+from advisor.advice import Choices
+from tuner.events import Event
+from tuner.settings import StudySettings, TrainBudget
+
+Runner = Callable[[StudySettings, Path, Callable[[Event], None]], dict[str, Any]]
+"""Runs a study to its end, reporting every event; returns the recommendation."""
+
+
+def run_tuner(settings: StudySettings, run_dir: Path, report: Callable[[Event], None]) -> dict[str, Any]:
+    """The real study: the memory-narrowed search space, then tuner.study.run_study."""
+    from advisor.tune import memory_bounds
+    from tuner.data import resolve_data_dir
+    from tuner.study import run_study
+
+    space, feasible = memory_bounds(settings)
+    return run_study(settings, run_dir, data_dir=resolve_data_dir(None), space=space, feasible=feasible, report=report)
+
+
+def stored_settings(run_dir: Path) -> StudySettings | None:
+    """The settings of the study in a run directory, or None when it holds none."""
+    path = run_dir / "settings.json"
+    if not (run_dir / "study.db").is_file() or not path.is_file():
+        return None
+    stored = json.loads(path.read_text(encoding="utf-8"))
+    stored.pop("storage", None)
+    stored["budget"] = TrainBudget(**stored["budget"])
+    return StudySettings(**stored)
+
+
+class AdvisorApp(App[None]):
+    """LoRA Advisor in the terminal."""
+
+    TITLE = "LoRA Advisor"
+    SUB_TITLE = "Biderman et al. 2024: LoRA learns less and forgets less"
+    BINDINGS = [Binding("ctrl+q", "quit", "Quit", priority=True)]
+
+    def __init__(self, runner: Runner = run_tuner, run_dir: Path | None = None, runs_root: Path = Path("runs")) -> None:
+        super().__init__()
+        self.runner = runner
+        self.run_dir = run_dir
+        self.runs_root = runs_root
+        self.choices = Choices()
+
+    @property
+    def steps(self) -> list[type]:
+        from advisor.screens.goal import GoalScreen
+        from advisor.screens.memory import MemoryScreen
+        from advisor.screens.model import ModelScreen
+        from advisor.screens.task import TaskScreen
+
+        return [TaskScreen, ModelScreen, MemoryScreen, GoalScreen]
+
+    def on_mount(self) -> None:
+        from advisor.screens.resume import ResumeScreen
+
+        settings = stored_settings(self.run_dir) if self.run_dir is not None else None
+        if settings is None:
+            self.push_screen(self.steps[0]())
+            return
+        summary = (
+            f"{self.run_dir} holds a {settings.task} study of {settings.model} "
+            f"({settings.trials} trials of {settings.budget.train_tokens} tokens). Continue it?"
+        )
+
+        def answered(resume: bool | None) -> None:
+            if resume:
+                self.start_study(settings, self.run_dir)  # type: ignore[arg-type]
+            else:
+                self.push_screen(self.steps[0]())
+
+        self.push_screen(ResumeScreen(summary), answered)
+
+    def next_step(self) -> None:
+        """Open the step after the current one, or start the study after the last."""
+        kinds = self.steps
+        current = type(self.screen)
+        if current in kinds and kinds.index(current) + 1 < len(kinds):
+            self.push_screen(kinds[kinds.index(current) + 1]())
+            return
+        settings = self.study_settings()
+        self.start_study(settings, self.run_dir or self.runs_root / settings.task)
+
+    def study_settings(self) -> StudySettings:
+        from advisor.memory import parse_size
+
+        choices = self.choices
+        return StudySettings(
+            task=choices.task,
+            model=choices.model,
+            trials=choices.trials,
+            budget=TrainBudget(train_tokens=choices.trial_tokens),
+            goal=choices.goal,
+            data=choices.data,
+            prompt_column=choices.prompt_column,
+            response_column=choices.response_column,
+            memory_budget=parse_size(choices.memory_budget) if choices.memory_budget else None,
+        )
+
+    def start_study(self, settings: StudySettings, run_dir: Path) -> None:
+        from advisor.screens.study import StudyScreen
+
+        self.log(f"study settings: {asdict(settings)}")
+        self.push_screen(StudyScreen(settings, run_dir))

@@ -1,0 +1,66 @@
+"""Step 3: the memory budget, with the live estimate of a trial and what fits."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.widgets import Input, Static
+
+from advisor.advice import memory_advice
+from advisor.screens.step import StepScreen
+
+
+class MemoryScreen(StepScreen):
+    step_title = "3/4  How much memory may a trial use?"
+
+    def compose_step(self) -> ComposeResult:
+        budget = self.app.choices.memory_budget or ""  # type: ignore[attr-defined]
+        yield Static("GPU memory, or RAM when training on CPU (e.g. 8GiB); empty for no limit", classes="field-label")
+        yield Input(budget, placeholder="8GiB", id="budget")
+        yield Static("", id="estimate")
+
+    def on_mount(self) -> None:
+        self.estimate(self.query_one("#budget", Input).value.strip())
+
+    def advice_text(self) -> str:
+        return memory_advice()
+
+    @on(Input.Changed, "#budget")
+    def changed(self, event: Input.Changed) -> None:
+        self.estimate(event.value.strip())
+
+    @work(thread=True, exclusive=True, exit_on_error=False)
+    def estimate(self, budget: str) -> None:
+        """The breakdown of a paper-default trial (r=16, all linear layers, 4 x 512) and, under a budget, what fits."""
+        from advisor.memory import TrainSetup, estimate, format_size, parse_size
+        from advisor.memory_command import PARTS, feasible_text, memory_report, model_shape
+        from tuner.errors import AdvisorError
+
+        try:
+            shape = model_shape(self.app.choices.model)  # type: ignore[attr-defined]
+            setup = TrainSetup(rank=16, targets="all", batch=4, seq_len=512)
+            figures = estimate(shape, setup).as_dict()
+            lines = ["A trial at r=16 on all linear layers, batch 4 x 512 tokens, on CPU:"]
+            lines += [f"  {part:12s} {format_size(figures[f'{part}_bytes']):>10s}" for part in PARTS]
+            lines.append(f"  {'total':12s} {format_size(figures['total_bytes']):>10s}")
+            if budget:
+                report = memory_report(self.app.choices.model, shape, setup, parse_size(budget))  # type: ignore[attr-defined]
+                lines += ["", feasible_text(report)]
+            message = "\n".join(lines)
+        except (AdvisorError, ValueError) as error:
+            message = f"[red]{error}[/red]"
+        self.app.call_from_thread(self.query_one("#estimate", Static).update, message)
+
+    def accept(self) -> str | None:
+        from advisor.memory import parse_size
+
+        budget = self.query_one("#budget", Input).value.strip() or None
+        if budget is not None:
+            try:
+                parse_size(budget)
+            except ValueError as error:
+                return str(error)
+        self.app.choices = replace(self.app.choices, memory_budget=budget)  # type: ignore[attr-defined]
+        return None

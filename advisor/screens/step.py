@@ -1,0 +1,64 @@
+"""The frame every wizard step shares: a title, the step's controls, the advice behind it, Back and Next."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Button, Footer, Header, Static
+
+
+class StepScreen(Screen[None]):
+    """A wizard step; subclasses give `step_title`, `compose_step`, `advice_text` and `accept`."""
+
+    CSS_PATH = "step.tcss"
+    BINDINGS = [
+        Binding("ctrl+n", "next", "Next"),
+        Binding("escape", "back", "Back"),
+    ]
+    step_title = ""
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with VerticalScroll(id="step"):
+            yield Static(self.step_title, classes="step-title")
+            yield from self.compose_step()
+            yield Static("", id="error")
+            yield Static(self.advice_text(), id="advice")
+        with Horizontal(id="buttons"):
+            yield Button("Back", id="back")
+            yield Button("Next", id="next", variant="primary")
+        yield Footer()
+
+    def compose_step(self) -> ComposeResult:
+        yield from ()
+
+    def advice_text(self) -> str:
+        return ""
+
+    def accept(self) -> str | None:
+        """Store this step's choices in the app; return a message to show instead when they are not valid."""
+        return None
+
+    def show_advice(self) -> None:
+        self.query_one("#advice", Static).update(self.advice_text())
+
+    def show_error(self, message: str) -> None:
+        self.query_one("#error", Static).update(message)
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "next":
+            self.action_next()
+        elif event.button.id == "back":
+            self.action_back()
+
+    def action_next(self) -> None:
+        error = self.accept()
+        self.show_error(error or "")
+        if error is None:
+            self.app.next_step()  # type: ignore[attr-defined]
+
+    def action_back(self) -> None:
+        if len(self.app.screen_stack) > 2:
+            self.app.pop_screen()

@@ -1,0 +1,220 @@
+"""The live study: trials table, the running trial's loss curve, learning against forgetting, pause/stop/resume.
+
+The study runs in a thread worker that never touches widgets: its reporter posts each tuner event as a
+message, and the handlers here update the screen.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Static
+from textual_plotext import PlotextPlot
+
+from advisor.progress import describe_params
+from tuner import events
+from tuner.events import Event
+
+
+class StudyStopped(Exception):
+    """Raised inside the study's reporter to end the run at the person's request (finished trials are kept)."""
+
+
+class StudyEvent(Message):
+    """One tuner event, carried from the worker thread to the screen."""
+
+    def __init__(self, event: Event) -> None:
+        super().__init__()
+        self.event = event
+
+
+class StudyEnded(Message):
+    """The worker is done: with the recommendation, stopped, or with an error to show."""
+
+    def __init__(self, recommendation: dict[str, Any] | None, message: str) -> None:
+        super().__init__()
+        self.recommendation = recommendation
+        self.message = message
+
+
+class StudyScreen(Screen[None]):
+    CSS_PATH = "study.tcss"
+    BINDINGS = [
+        Binding("p", "pause", "Pause after this trial"),
+        Binding("s", "stop", "Stop now"),
+        Binding("r", "resume", "Resume"),
+        Binding("enter", "recommendation", "Recommendation", priority=True),
+    ]
+
+    def __init__(self, settings: Any, run_dir: Path) -> None:
+        super().__init__()
+        self.settings = settings
+        self.run_dir = run_dir
+        self.pause_requested = threading.Event()
+        self.stop_requested = threading.Event()
+        self.running = False
+        self.started = 0.0
+        self.finished_trials = 0
+        self.total_trials = settings.trials
+        self.curve: list[tuple[int, float]] = []
+        self.points: dict[str, tuple[float, float]] = {}
+        self.recommendation: dict[str, Any] | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("", id="status")
+        with Horizontal(id="panes"):
+            yield DataTable(id="trials", cursor_type="row", zebra_stripes=True)
+            with Vertical(id="plots"):
+                yield PlotextPlot(id="curve")
+                yield PlotextPlot(id="scatter")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one("#trials", DataTable)
+        for column in ("#", "configuration", "state", "loss", "general", "learning", "reason"):
+            table.add_column(column, key=column)
+        self.action_resume()
+        self.set_interval(1.0, self.show_status)
+
+    # -- the worker ---------------------------------------------------------------------------
+
+    @work(thread=True, exclusive=True, exit_on_error=False)
+    def run_study(self) -> None:
+        """Run (or resume) the study; every event becomes a message, a stop request ends it between steps."""
+
+        def report(event: Event) -> None:
+            self.post_message(StudyEvent(event))
+            if self.stop_requested.is_set() and isinstance(event, events.TrialProgress):
+                raise StudyStopped("stopped during a trial; it runs again on resume")
+            if self.pause_requested.is_set() and isinstance(event, events.TrialFinished):
+                raise StudyStopped("paused after a finished trial")
+
+        try:
+            recommendation = self.app.runner(self.settings, self.run_dir, report)  # type: ignore[attr-defined]
+            self.post_message(StudyEnded(recommendation, "study finished"))
+        except StudyStopped as stopped:
+            self.post_message(StudyEnded(None, str(stopped)))
+        except Exception as error:  # noqa: BLE001 (shown in the app, never as a traceback)
+            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            self.post_message(StudyEnded(None, f"[red]error: {first}[/red]"))
+
+    # -- handlers -----------------------------------------------------------------------------
+
+    @on(StudyEvent)
+    def study_event(self, message: StudyEvent) -> None:
+        event = message.event
+        table = self.query_one("#trials", DataTable)
+        if isinstance(event, events.StudyStarted):
+            self.total_trials, self.finished_trials = event.total_trials, event.finished_trials
+        elif isinstance(event, events.TrialStarted):
+            self.curve = []
+            row = (str(event.number), describe_params(event.params), "running", "-", "-", "-", "")
+            if str(event.number) in table.rows:
+                table.remove_row(str(event.number))
+            table.add_row(*row, key=str(event.number))
+            table.move_cursor(row=table.get_row_index(str(event.number)))
+        elif isinstance(event, events.TrialProgress):
+            self.curve.append((event.step, event.loss))
+            self.draw_curve(event.number)
+        elif isinstance(event, events.TrialEvaluated):
+            self._cell(event.number, "loss", f"{event.target_loss:.4f}")
+        elif isinstance(event, events.TrialScored):
+            if event.general is not None:
+                self._cell(event.number, "general", f"{event.general:.3f}")
+            if event.learning is not None:
+                self._cell(event.number, "learning", f"{event.learning:.3f}")
+                if event.general is not None:
+                    self.points[f"trial {event.number}"] = (event.general, event.learning)
+                    self.draw_scatter()
+        elif isinstance(event, events.TrialFinished):
+            self.finished_trials += 1
+            self._cell(event.number, "state", event.state.lower())
+            self._cell(event.number, "reason", (event.reason or "")[:60])
+        elif isinstance(event, events.StudyFinished):
+            self.recommendation = event.recommendation
+
+    def _cell(self, number: int, column: str, value: str) -> None:
+        table = self.query_one("#trials", DataTable)
+        if str(number) in table.rows:
+            table.update_cell(str(number), column, value)
+
+    @on(StudyEnded)
+    def study_ended(self, message: StudyEnded) -> None:
+        self.running = False
+        self.recommendation = message.recommendation or self.recommendation
+        hint = "press Enter for the recommendation" if message.recommendation else "press r to resume"
+        self.query_one("#status", Static).update(f"{message.message}; {hint}")
+        self.refresh_bindings()
+
+    def show_status(self) -> None:
+        if not self.running:
+            return
+        elapsed = time.monotonic() - self.started
+        done = max(self.finished_trials, 0)
+        eta = ""
+        if done:
+            remaining = elapsed / max(done - self.resumed_from, 1) * (self.total_trials - done)
+            eta = f", about {remaining / 60:.0f} min left"
+        state = "pausing after this trial" if self.pause_requested.is_set() else "running"
+        self.query_one("#status", Static).update(
+            f"{state}: trial {min(done + 1, self.total_trials)}/{self.total_trials}, "
+            f"{elapsed / 60:.1f} min elapsed{eta}  ({self.run_dir})"
+        )
+
+    def draw_curve(self, number: int) -> None:
+        plot = self.query_one("#curve", PlotextPlot)
+        plot.plt.clear_data()
+        plot.plt.title(f"trial {number}: training loss")
+        plot.plt.plot([s for s, _ in self.curve], [v for _, v in self.curve])
+        plot.refresh()
+
+    def draw_scatter(self) -> None:
+        plot = self.query_one("#scatter", PlotextPlot)
+        plot.plt.clear_data()
+        plot.plt.title("learning vs general (forgets less ->)")
+        plot.plt.scatter([g for g, _ in self.points.values()], [v for _, v in self.points.values()])
+        plot.refresh()
+
+    # -- actions ------------------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("pause", "stop"):
+            return self.running
+        if action == "resume":
+            return not self.running and self.recommendation is None
+        if action == "recommendation":
+            return self.recommendation is not None
+        return True
+
+    def action_pause(self) -> None:
+        self.pause_requested.set()
+        self.show_status()
+
+    def action_stop(self) -> None:
+        self.stop_requested.set()
+        self.query_one("#status", Static).update("stopping: the running trial ends at its next step...")
+
+    def action_resume(self) -> None:
+        self.pause_requested.clear()
+        self.stop_requested.clear()
+        self.running = True
+        self.started = time.monotonic()
+        self.resumed_from = self.finished_trials
+        self.refresh_bindings()
+        self.run_study()
+
+    def action_recommendation(self) -> None:
+        from advisor.screens.recommendation import RecommendationScreen
+
+        if self.recommendation is not None:
+            self.app.push_screen(RecommendationScreen(self.recommendation))

@@ -1,0 +1,103 @@
+"""Step 1: what to learn: code, math, or the person's own data (file, columns and a preview)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import Button, Input, RadioButton, RadioSet, Static
+
+from advisor.advice import task_advice
+from advisor.screens.step import StepScreen
+
+TASKS = {"math": "Math (GSM8K)", "code": "Code (instructions and MBPP)", "custom": "My own data"}
+
+
+class TaskScreen(StepScreen):
+    step_title = "1/4  What should the model learn?"
+
+    def compose_step(self) -> ComposeResult:
+        choices = self.app.choices  # type: ignore[attr-defined]
+        with RadioSet(id="task"):
+            for task, label in TASKS.items():
+                yield RadioButton(label, value=task == choices.task, name=task)
+        with Vertical(id="custom"):
+            yield Static("Data file (JSONL, JSON, CSV or Parquet) or a hub dataset id", classes="field-label")
+            yield Input(choices.data or "", placeholder="data.jsonl", id="data")
+            yield Static("Prompt column and response column", classes="field-label")
+            yield Input(choices.prompt_column, id="prompt-column")
+            yield Input(choices.response_column, id="response-column")
+            yield Button("Preview", id="preview")
+            yield Static("", id="preview-text")
+
+    def on_mount(self) -> None:
+        self.query_one("#custom").display = self.app.choices.task == "custom"  # type: ignore[attr-defined]
+
+    def _chosen_task(self) -> str:
+        pressed = self.query_one("#task", RadioSet).pressed_button
+        return pressed.name if pressed is not None and pressed.name else "math"
+
+    def advice_text(self) -> str:
+        return task_advice(self._chosen_task() if self.is_mounted else self.app.choices.task)  # type: ignore[attr-defined]
+
+    @on(RadioSet.Changed, "#task")
+    def task_changed(self) -> None:
+        self.query_one("#custom").display = self._chosen_task() == "custom"
+        self.show_advice()
+
+    @on(Button.Pressed, "#preview")
+    def preview(self, event: Button.Pressed) -> None:
+        event.stop()
+        self.load_preview(self.query_one("#data", Input).value.strip(), *self._columns())
+
+    def _columns(self) -> tuple[str, str]:
+        return self.query_one("#prompt-column", Input).value.strip(), self.query_one("#response-column", Input).value
+
+    @work(thread=True, exclusive=True, exit_on_error=False)
+    def load_preview(self, data: str, prompt_column: str, response_column: str) -> None:
+        """Read the first examples through the same loader the study uses; never touches widgets."""
+        from tuner.data import load_pairs
+        from tuner.errors import AdvisorError
+        from tuner.settings import StudySettings, TrainBudget
+
+        try:
+            settings = StudySettings(
+                task="custom",
+                model="-",
+                trials=1,
+                budget=TrainBudget(train_tokens=4096),
+                data=data,
+                prompt_column=prompt_column,
+                response_column=response_column.strip(),
+            )
+            pairs = load_pairs(settings, None)
+            text = "\n\n".join(
+                f"[b]prompt[/b] {pair['prompt'][:200]}\n[b]response[/b] {pair['response'][:200]}"
+                for pair in pairs.select(range(min(3, len(pairs))))
+            )
+            message = f"{len(pairs)} examples; the first three:\n\n{text}"
+        except (AdvisorError, ValueError) as error:
+            message = f"[red]{error}[/red]"
+        self.app.call_from_thread(self.query_one("#preview-text", Static).update, message)
+
+    def accept(self) -> str | None:
+        task = self._chosen_task()
+        data = self.query_one("#data", Input).value.strip() or None
+        if task == "custom":
+            if not data:
+                return "Own data needs a file or a hub dataset id."
+            if not Path(data).expanduser().exists() and "/" not in data:
+                return f"No such file: {data}"
+        prompt_column, response_column = self._columns()
+        app = self.app
+        app.choices = replace(  # type: ignore[attr-defined]
+            app.choices,  # type: ignore[attr-defined]
+            task=task,
+            data=data if task == "custom" else None,
+            prompt_column=prompt_column or "prompt",
+            response_column=response_column.strip() or "response",
+        )
+        return None

@@ -1,0 +1,158 @@
+"""The Textual session driven by a Pilot against a fake tuner: every step, the live study, stop and resume."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("textual")
+
+from textual.widgets import DataTable, Input, Static
+
+from advisor.app import AdvisorApp
+from advisor.screens.goal import GoalScreen
+from advisor.screens.memory import MemoryScreen
+from advisor.screens.model import ModelScreen
+from advisor.screens.recommendation import RecommendationScreen
+from advisor.screens.study import StudyScreen
+from advisor.screens.task import TaskScreen
+from tuner import events
+
+PARAMS = {"learning_rate": 1e-4, "rank": 16, "alpha_multiple": 2.0, "targets": "all"}
+
+
+def recommendation(run_dir: Path) -> dict[str, Any]:
+    return {
+        "task": "math",
+        "model": "tiny",
+        "learning_rate": 1e-4,
+        "rank": 16,
+        "alpha": 32.0,
+        "targets": "all",
+        "epochs": 4,
+        "evidence": {"learning_rate": "1e-4 from trial 0."},
+        "run_dir": str(run_dir),
+    }
+
+
+class FakeTuner:
+    """Reports a study's events like the real engine, in milliseconds; `step_pause` slows each step."""
+
+    def __init__(self, step_pause: float = 0.0) -> None:
+        self.step_pause = step_pause
+        self.calls: list[Path] = []
+        self.first_step = threading.Event()
+
+    def __call__(self, settings: Any, run_dir: Path, report: Any) -> dict[str, Any]:
+        self.calls.append(run_dir)
+        report(events.StudyStarted(settings.trials, 0, str(run_dir)))
+        for number in range(settings.trials):
+            report(events.TrialStarted(number, number + 1, settings.trials, 4, PARAMS))
+            for step in range(1, 5):
+                self.first_step.set()
+                time.sleep(self.step_pause)
+                report(events.TrialProgress(number, step, 4, 2.0 - 0.1 * step, 200.0))
+            report(events.TrialEvaluated(number, 4, 1.5 - 0.1 * number, 2.0, 1.6))
+            scores = {"hellaswag": 0.4, "winogrande": 0.5, "arc_challenge": 0.3, "gsm8k": 0.1 * number}
+            report(events.TrialScored(number, scores, 0.4, 0.1 * number))
+            report(events.TrialFinished(number, "COMPLETE", 1.6, None, 1.0))
+        rec = recommendation(run_dir)
+        report(events.StudyFinished(rec, []))
+        return rec
+
+
+async def settle(app: AdvisorApp, pilot: Any) -> None:
+    await pilot.pause()
+    await app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 48)])
+async def test_whole_flow_from_first_question_to_recommendation(tiny_model: Path, tmp_path: Path, size):
+    tuner = FakeTuner()
+    app = AdvisorApp(runner=tuner, runs_root=tmp_path)
+    app.choices = app.choices.__class__(model=str(tiny_model))
+    async with app.run_test(size=size) as pilot:
+        assert isinstance(app.screen, TaskScreen)
+        assert "at least 4 epochs" in str(app.screen.query_one("#advice", Static).render())
+        await pilot.press("ctrl+n")
+        await settle(app, pilot)
+        assert isinstance(app.screen, ModelScreen)
+        assert "parameters" in str(app.screen.query_one("#model-info", Static).render())
+        await pilot.press("ctrl+n")
+        await settle(app, pilot)
+        assert isinstance(app.screen, MemoryScreen)
+        app.screen.query_one("#budget", Input).value = "8GiB"
+        await settle(app, pilot)
+        assert "fits in 8.00 GiB" in str(app.screen.query_one("#estimate", Static).render())
+        await pilot.press("ctrl+n")
+        await settle(app, pilot)
+        assert isinstance(app.screen, GoalScreen)
+        app.screen.query_one("#trials", Input).value = "3"
+        await pilot.press("ctrl+n")
+        await settle(app, pilot)
+        assert isinstance(app.screen, StudyScreen)
+        table = app.screen.query_one("#trials", DataTable)
+        assert table.row_count == 3
+        assert [table.get_cell(str(n), "state") for n in range(3)] == ["complete"] * 3
+        assert "study finished" in str(app.screen.query_one("#status", Static).render())
+        assert tuner.calls == [tmp_path / "math"]
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, RecommendationScreen)
+        assert "Recommended" in str(app.screen.query_one("#recommendation", Static).render())
+
+
+async def test_own_data_needs_a_file_and_errors_stay_in_the_app(tmp_path: Path):
+    app = AdvisorApp(runner=FakeTuner(), runs_root=tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.click("RadioButton:last-of-type")
+        await pilot.press("ctrl+n")
+        await pilot.pause()
+        assert isinstance(app.screen, TaskScreen)
+        assert "needs a file" in str(app.screen.query_one("#error", Static).render())
+
+
+async def test_stop_then_resume_the_study(tiny_model: Path, tmp_path: Path):
+    tuner = FakeTuner(step_pause=0.05)
+    app = AdvisorApp(runner=tuner, runs_root=tmp_path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        app.choices = app.choices.__class__(model=str(tiny_model), trials=2)
+        app.start_study(app.study_settings(), tmp_path / "run")
+        await pilot.pause()
+        assert tuner.first_step.wait(5)
+        await pilot.press("s")
+        await settle(app, pilot)
+        assert "stopped during a trial" in str(app.screen.query_one("#status", Static).render())
+        await pilot.press("r")
+        await settle(app, pilot)
+        assert len(tuner.calls) == 2
+        assert "study finished" in str(app.screen.query_one("#status", Static).render())
+
+
+async def test_the_real_engine_runs_behind_the_app_on_the_tiny_model(tiny_model, data_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("ADVISOR_DATA_DIR", str(data_dir))
+    app = AdvisorApp(runs_root=tmp_path)  # the real runner: tuner.study.run_study
+    async with app.run_test(size=(100, 30)) as pilot:
+        app.choices = app.choices.__class__(model=str(tiny_model), trials=1, trial_tokens=4096)
+        app.start_study(app.study_settings(), tmp_path / "run")
+        await settle(app, pilot)
+        status = str(app.screen.query_one("#status", Static).render())
+        assert "study finished" in status, status
+        assert (tmp_path / "run" / "recommendation.json").is_file()
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, RecommendationScreen)
+
+    # Opened again on that run directory, the app offers to continue the study.
+    reopened = AdvisorApp(run_dir=tmp_path / "run", runner=FakeTuner())
+    async with reopened.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        assert "holds a math study" in str(reopened.screen.query_one(Static).render())
+        await pilot.press("y")
+        await settle(reopened, pilot)
+        assert isinstance(reopened.screen, StudyScreen)
