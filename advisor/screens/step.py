@@ -13,6 +13,7 @@ class StepScreen(Screen[None]):
     """A wizard step; subclasses give `step_title`, `compose_step`, `advice_text` and `accept`."""
 
     CSS_PATH = "step.tcss"
+    AUTO_FOCUS = "RadioSet, Input"  # the step's first control, so typing answers the question at once
     BINDINGS = [
         Binding("ctrl+n", "next", "Next"),
         Binding("escape", "back", "Back"),

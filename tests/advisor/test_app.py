@@ -86,8 +86,9 @@ async def test_whole_flow_from_first_question_to_recommendation(tiny_model: Path
         await pilot.press("ctrl+n")
         await settle(app, pilot)
         assert isinstance(app.screen, MemoryScreen)
-        app.screen.query_one("#budget", Input).value = "8GiB"
+        await pilot.press(*"8GiB")  # the step's input has the focus: typing answers at once
         await settle(app, pilot)
+        assert app.screen.query_one("#budget", Input).value == "8GiB"
         assert "fits in 8.00 GiB" in str(app.screen.query_one("#estimate", Static).render())
         await pilot.press("ctrl+n")
         await settle(app, pilot)
