@@ -111,7 +111,7 @@ async def test_whole_flow_from_first_question_to_recommendation(tiny_model: Path
 async def test_own_data_needs_a_file_and_errors_stay_in_the_app(tmp_path: Path):
     app = AdvisorApp(runner=FakeTuner(), runs_root=tmp_path)
     async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.click("RadioButton:last-of-type")
+        await pilot.press("down", "down", "enter")  # the task list has the focus: pick "My own data"
         await pilot.press("ctrl+n")
         await pilot.pause()
         assert isinstance(app.screen, TaskScreen)
