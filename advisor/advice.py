@@ -31,6 +31,8 @@ class Choices:
     goal: float = 0.5
     trials: int = 8
     trial_tokens: int = 16384
+    allow_code_execution: bool | None = None
+    """Whether HumanEval may run the model's code (asked once, when the task is code); None: not asked yet."""
 
 
 def task_advice(task: str) -> str:

@@ -15,18 +15,28 @@ from advisor.advice import Choices
 from tuner.events import Event
 from tuner.settings import StudySettings, TrainBudget
 
-Runner = Callable[[StudySettings, Path, Callable[[Event], None]], dict[str, Any]]
-"""Runs a study to its end, reporting every event; returns the recommendation."""
+Runner = Callable[..., dict[str, Any]]
+"""Runs a study to its end: (settings, run_dir, report, allow_code_execution=...) -> the recommendation."""
 
 
-def run_tuner(settings: StudySettings, run_dir: Path, report: Callable[[Event], None]) -> dict[str, Any]:
+def run_tuner(
+    settings: StudySettings, run_dir: Path, report: Callable[[Event], None], allow_code_execution: bool = False
+) -> dict[str, Any]:
     """The real study: the memory-narrowed search space, then tuner.study.run_study."""
     from advisor.tune import memory_bounds
     from tuner.data import resolve_data_dir
     from tuner.study import run_study
 
     space, feasible = memory_bounds(settings)
-    return run_study(settings, run_dir, data_dir=resolve_data_dir(None), space=space, feasible=feasible, report=report)
+    return run_study(
+        settings,
+        run_dir,
+        data_dir=resolve_data_dir(None),
+        space=space,
+        feasible=feasible,
+        report=report,
+        allow_code_execution=allow_code_execution,
+    )
 
 
 def stored_settings(run_dir: Path) -> StudySettings | None:
@@ -64,7 +74,7 @@ class AdvisorApp(App[None]):
         return [TaskScreen, ModelScreen, MemoryScreen, GoalScreen]
 
     def on_mount(self) -> None:
-        from advisor.screens.resume import ResumeScreen
+        from advisor.screens.question import QuestionScreen
 
         settings = stored_settings(self.run_dir) if self.run_dir is not None else None
         if settings is None:
@@ -81,7 +91,7 @@ class AdvisorApp(App[None]):
             else:
                 self.push_screen(self.steps[0]())
 
-        self.push_screen(ResumeScreen(summary), answered)
+        self.push_screen(QuestionScreen(summary, yes="Continue", no="New study"), answered)
 
     def next_step(self) -> None:
         """Open the step after the current one, or start the study after the last."""

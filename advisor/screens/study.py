@@ -100,7 +100,9 @@ class StudyScreen(Screen[None]):
                 raise StudyStopped("paused after a finished trial")
 
         try:
-            recommendation = self.app.runner(self.settings, self.run_dir, report)  # type: ignore[attr-defined]
+            allow = self.app.choices.allow_code_execution is True  # type: ignore[attr-defined]
+            runner = self.app.runner  # type: ignore[attr-defined]
+            recommendation = runner(self.settings, self.run_dir, report, allow_code_execution=allow)
             self.post_message(StudyEnded(recommendation, "study finished"))
         except StudyStopped as stopped:
             self.post_message(StudyEnded(None, str(stopped)))

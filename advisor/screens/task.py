@@ -83,6 +83,25 @@ class TaskScreen(StepScreen):
             message = f"[red]{error}[/red]"
         self.app.call_from_thread(self.query_one("#preview-text", Static).update, message)
 
+    def action_next(self) -> None:
+        """Code studies score HumanEval by running the model's code: ask once before going on."""
+        from advisor.screens.question import QuestionScreen
+
+        if self._chosen_task() != "code" or self.app.choices.allow_code_execution is not None:  # type: ignore[attr-defined]
+            super().action_next()
+            return
+
+        def answered(allow: bool | None) -> None:
+            self.app.choices = replace(self.app.choices, allow_code_execution=bool(allow))  # type: ignore[attr-defined]
+            super(TaskScreen, self).action_next()
+
+        question = (
+            "Code studies score learning on HumanEval, which runs the code the model writes. Each program runs in "
+            "a sandbox: its own process group, CPU, memory, file and process limits, no network, a throwaway "
+            "directory. Allow it? Without it, trials are scored on forgetting only."
+        )
+        self.app.push_screen(QuestionScreen(question, yes="Allow", no="Do not run code"), answered)
+
     def accept(self) -> str | None:
         task = self._chosen_task()
         data = self.query_one("#data", Input).value.strip() or None

@@ -45,10 +45,12 @@ class FakeTuner:
     def __init__(self, step_pause: float = 0.0) -> None:
         self.step_pause = step_pause
         self.calls: list[Path] = []
+        self.allowed: list[bool] = []
         self.first_step = threading.Event()
 
-    def __call__(self, settings: Any, run_dir: Path, report: Any) -> dict[str, Any]:
+    def __call__(self, settings: Any, run_dir: Path, report: Any, allow_code_execution: bool = False) -> dict[str, Any]:
         self.calls.append(run_dir)
+        self.allowed.append(allow_code_execution)
         report(events.StudyStarted(settings.trials, 0, str(run_dir)))
         for number in range(settings.trials):
             report(events.TrialStarted(number, number + 1, settings.trials, 4, PARAMS))
@@ -157,3 +159,25 @@ async def test_the_real_engine_runs_behind_the_app_on_the_tiny_model(tiny_model,
         await pilot.press("y")
         await settle(reopened, pilot)
         assert isinstance(reopened.screen, StudyScreen)
+
+
+async def test_a_code_study_asks_once_before_running_generated_code(tiny_model: Path, tmp_path: Path):
+    tuner = FakeTuner()
+    app = AdvisorApp(runner=tuner, runs_root=tmp_path)
+    app.choices = app.choices.__class__(model=str(tiny_model), trials=1)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("down", "enter", "ctrl+n")  # code
+        await pilot.pause()
+        assert "runs the code the model writes" in str(app.screen.query_one(Static).render())
+        await pilot.press("y")
+        await settle(app, pilot)
+        assert isinstance(app.screen, ModelScreen) and app.choices.allow_code_execution is True
+        await pilot.press("escape")  # back to the task step: the question is not asked again
+        await pilot.press("ctrl+n")
+        await settle(app, pilot)
+        assert isinstance(app.screen, ModelScreen)
+        for _ in range(3):
+            await pilot.press("ctrl+n")
+            await settle(app, pilot)
+        assert isinstance(app.screen, StudyScreen) and tuner.allowed == [True]
+        assert tuner.calls == [tmp_path / "code"]

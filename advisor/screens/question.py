@@ -1,4 +1,4 @@
-"""Opened on a run directory that holds a study: continue it, or start a new one."""
+"""A yes/no question in a modal: continue a stored study, allow generated code to run."""
 
 from __future__ import annotations
 
@@ -9,31 +9,31 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
 
-class ResumeScreen(ModalScreen[bool]):
-    """Asks once; dismisses with True to continue the study."""
+class QuestionScreen(ModalScreen[bool]):
+    """A yes/no question; dismisses with True for yes."""
 
     DEFAULT_CSS = """
-    ResumeScreen { align: center middle; }
+    QuestionScreen { align: center middle; }
     #dialog { width: 64; height: auto; padding: 1 2; border: thick $primary; background: $surface; }
     #dialog Horizontal { height: 3; align-horizontal: right; margin-top: 1; }
     #dialog Button { margin-left: 1; }
     """
-    BINDINGS = [("y", "answer(True)", "Continue"), ("n", "answer(False)", "New study")]
+    BINDINGS = [("y", "answer(True)", "Yes"), ("n", "answer(False)", "No")]
 
-    def __init__(self, summary: str) -> None:
+    def __init__(self, question: str, yes: str, no: str) -> None:
         super().__init__()
-        self.summary = summary
+        self.question, self.yes, self.no = question, yes, no
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
-            yield Static(self.summary)
+            yield Static(self.question)
             with Horizontal():
-                yield Button("New study", id="new")
-                yield Button("Continue", id="continue", variant="primary")
+                yield Button(f"{self.no} (n)", id="no")
+                yield Button(f"{self.yes} (y)", id="yes", variant="primary")
 
     @on(Button.Pressed)
     def pressed(self, event: Button.Pressed) -> None:
-        self.dismiss(event.button.id == "continue")
+        self.dismiss(event.button.id == "yes")
 
     def action_answer(self, answer: bool) -> None:
         self.dismiss(answer)
