@@ -148,7 +148,7 @@ class StudyScreen(Screen[None]):
     def _cell(self, number: int, column: str, value: str) -> None:
         table = self.query_one("#trials", DataTable)
         if str(number) in table.rows:
-            table.update_cell(str(number), column, value)
+            table.update_cell(str(number), column, value, update_width=True)
 
     @on(StudyEnded)
     def study_ended(self, message: StudyEnded) -> None:
