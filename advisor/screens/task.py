@@ -27,6 +27,7 @@ class TaskScreen(StepScreen):
         with Vertical(id="custom"):
             yield Static("Data file (JSONL, JSON, CSV or Parquet) or a hub dataset id", classes="field-label")
             yield Input(choices.data or "", placeholder="data.jsonl", id="data")
+            yield Button("Browse...", id="browse")
             yield Static("Prompt column and response column", classes="field-label")
             yield Input(choices.prompt_column, id="prompt-column")
             yield Input(choices.response_column, id="response-column")
@@ -47,6 +48,19 @@ class TaskScreen(StepScreen):
     def task_changed(self) -> None:
         self.query_one("#custom").display = self._chosen_task() == "custom"
         self.show_advice()
+
+    @on(Button.Pressed, "#browse")
+    def browse(self, event: Button.Pressed) -> None:
+        from advisor.screens.file_picker import FilePickerScreen
+
+        event.stop()
+
+        def picked(path: Path | None) -> None:
+            if path is not None:
+                self.query_one("#data", Input).value = str(path)
+                self.load_preview(str(path), *self._columns())
+
+        self.app.push_screen(FilePickerScreen(Path.cwd()), picked)
 
     @on(Button.Pressed, "#preview")
     def preview(self, event: Button.Pressed) -> None:

@@ -181,3 +181,32 @@ async def test_a_code_study_asks_once_before_running_generated_code(tiny_model: 
             await settle(app, pilot)
         assert isinstance(app.screen, StudyScreen) and tuner.allowed == [True]
         assert tuner.calls == [tmp_path / "code"]
+
+
+async def test_own_data_from_the_file_picker_with_a_preview(tmp_path: Path, monkeypatch):
+    import json
+
+    from advisor.screens.file_picker import FilePickerScreen
+
+    rows = [{"question": f"What is {n} + {n}?", "answer": str(2 * n)} for n in range(5)]
+    (tmp_path / "pairs.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    (tmp_path / "notes.txt").write_text("not data")
+    monkeypatch.chdir(tmp_path)
+    app = AdvisorApp(runner=FakeTuner(), runs_root=tmp_path)
+    async with app.run_test(size=(100, 40)) as pilot:
+        await pilot.press("down", "down", "enter")  # my own data
+        for field, value in (("#prompt-column", "question"), ("#response-column", "answer")):
+            app.screen.query_one(field, Input).value = value
+        await pilot.click("#browse")
+        await pilot.pause(0.5)  # not settle(): the tree's loader is a worker that waits for the next directory
+        assert isinstance(app.screen, FilePickerScreen)
+        await pilot.press("down", "enter")  # the tree lists pairs.jsonl, not notes.txt
+        await pilot.pause(0.5)
+        await settle(app, pilot)
+        assert app.screen.query_one("#data", Input).value == str(tmp_path / "pairs.jsonl")
+        preview = str(app.screen.query_one("#preview-text", Static).render())
+        assert "5 examples" in preview and "prompt What is" in preview and "response" in preview
+        await pilot.press("ctrl+n")
+        await settle(app, pilot)
+        assert isinstance(app.screen, ModelScreen)
+        assert app.choices.data == str(tmp_path / "pairs.jsonl") and app.choices.prompt_column == "question"
