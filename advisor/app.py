@@ -22,20 +22,12 @@ Runner = Callable[..., dict[str, Any]]
 def run_tuner(
     settings: StudySettings, run_dir: Path, report: Callable[[Event], None], allow_code_execution: bool = False
 ) -> dict[str, Any]:
-    """The real study: the memory-narrowed search space, then tuner.study.run_study."""
-    from advisor.tune import memory_bounds
+    """The real study, as `advisor tune` runs it: the search space its memory budget allows."""
+    from advisor.tune import run_budgeted_study
     from tuner.data import resolve_data_dir
-    from tuner.study import run_study
 
-    space, feasible = memory_bounds(settings)
-    return run_study(
-        settings,
-        run_dir,
-        data_dir=resolve_data_dir(None),
-        space=space,
-        feasible=feasible,
-        report=report,
-        allow_code_execution=allow_code_execution,
+    return run_budgeted_study(
+        settings, run_dir, data_dir=resolve_data_dir(None), report=report, allow_code_execution=allow_code_execution
     )
 
 

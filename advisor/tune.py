@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tuner.errors import AdvisorError
 
@@ -50,7 +50,6 @@ def tune(
     from advisor.progress import RichReporter
     from tuner.data import resolve_data_dir
     from tuner.settings import StudySettings, TrainBudget
-    from tuner.study import run_study
 
     try:
         budget_bytes = parse_size(memory_budget) if memory_budget is not None else None
@@ -70,11 +69,10 @@ def tune(
     except ValueError as error:
         raise AdvisorError(str(error)) from None
     mirror = resolve_data_dir(data_dir)
-    space, feasible = memory_bounds(settings)
     stderr = Console(stderr=True)
     reporter = RichReporter(stderr, stderr if json_output else Console())
     try:
-        recommendation = run_study(
+        recommendation = run_budgeted_study(
             settings,
             out,
             data_dir=mirror,
@@ -82,14 +80,20 @@ def tune(
             report=reporter,
             allow_code_execution=allow_code_execution,
             score_items=score_items,
-            space=space,
-            feasible=feasible,
         )
     finally:
         reporter.close()
     if json_output:
         sys.stdout.write(json.dumps(recommendation, indent=2, default=str) + "\n")
     return 0
+
+
+def run_budgeted_study(settings: StudySettings, run_dir: Path, **options: Any) -> dict[str, Any]:
+    """Run (or resume) a study in the search space its memory budget allows; `options` go to run_study."""
+    from tuner.study import run_study
+
+    space, feasible = memory_bounds(settings)
+    return run_study(settings, run_dir, space=space, feasible=feasible, **options)
 
 
 def memory_bounds(settings: StudySettings) -> tuple[SearchSpace | None, Feasibility | None]:
@@ -104,12 +108,11 @@ def memory_bounds(settings: StudySettings) -> tuple[SearchSpace | None, Feasibil
     from advisor.memory_command import feasible_text, memory_report, model_shape, weights_refusal
     from tuner.settings import LoraSettings
     from tuner.space import SearchSpace
+    from tuner.trial import pick_runtime
 
     if settings.memory_budget is None:
         return None, None
-    import torch
-
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = pick_runtime().device.type  # where the trials will run
     shape = model_shape(settings.model)
     trial_setup = TrainSetup(device=device, batch=settings.budget.batch_size, seq_len=settings.budget.seq_len)
     limit = settings.memory_budget
@@ -130,5 +133,5 @@ def memory_bounds(settings: StudySettings) -> tuple[SearchSpace | None, Feasibil
         advice = feasible_text(memory_report(settings.model, shape, smallest, limit)).replace("\n", ";")
         raise AdvisorError(f"no LoRA configuration fits {format_size(limit)} at these trial settings. {advice}")
     ranks = tuple(sorted({r for r, _ in fitting}))
-    targets = tuple(t for t in space.targets if any(t == target for _, target in fitting))
+    targets = tuple(t for t in space.targets if t in {target for _, target in fitting})
     return replace(space, ranks=ranks, targets=targets), feasible
