@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from dataclasses import asdict, replace
@@ -20,8 +21,12 @@ from tuner.errors import AdvisorError
 PARTS = ("weights", "trainable", "gradients", "optimizer", "activations", "logits", "overhead")
 
 
+@functools.cache
 def model_shape(model: str) -> ModelShape:
-    """The shape of a model from its config, without loading its weights (a GGUF model is cached once)."""
+    """The shape of a model from its config, without loading its weights (a GGUF model is cached once).
+
+    Kept per process: the app asks on every keystroke of a budget, and a hub model's config is a request.
+    """
     from tuner.models import model_config, resolve_model
 
     try:
