@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tuner.paper import FINDINGS, LORA_LEARNING_RATE, MIN_IFT_EPOCHS, PAPER
+from tuner.paper import FINDINGS, LORA_LEARNING_RATE, MIN_IFT_EPOCHS
 
 CPU_TOKENS_PER_SECOND = 200
 """LoRA training speed of SmolLM2-135M on the project's 2-core CPU (bench/trial_throughput.py)."""
@@ -74,7 +74,3 @@ def goal_advice(goal: float) -> str:
 def estimated_seconds(trials: int, trial_tokens: int, tokens_per_second: float = CPU_TOKENS_PER_SECOND) -> float:
     """Rough study duration: training tokens over the measured speed, plus a fifth for evaluation and scoring."""
     return trials * trial_tokens / tokens_per_second * 1.2
-
-
-def citation() -> str:
-    return PAPER

@@ -64,6 +64,8 @@ class StudyScreen(Screen[None]):
         self.running = False
         self.started = 0.0
         self.finished_trials = 0
+        self.resumed_from = 0
+        """Trials finished before this run of the worker: the ETA counts only what this run did."""
         self.total_trials = settings.trials
         self.curve: list[tuple[int, float]] = []
         self.points: dict[str, tuple[float, float]] = {}
