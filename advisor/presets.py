@@ -1,0 +1,235 @@
+"""Presets: a LoRA configuration with its training settings, as commented YAML (pure: no torch).
+
+A preset is what a study recommends, or what the paper used, in a form another run (or another tool,
+through `advisor export`) can start from. Shipped presets live in the repository's `presets/` folder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from advisor.memory import format_size, parse_size
+from tuner.errors import AdvisorError
+from tuner.paper import MIN_IFT_EPOCHS
+from tuner.settings import TASKS, LoraSettings
+
+PRESETS_DIR = Path(__file__).resolve().parents[1] / "presets"
+"""The shipped presets (the repository's presets/ folder)."""
+SOURCES = ("paper", "measured", "study")
+"""Where a preset's numbers come from: the paper's settings, our own measured runs, or one study's result."""
+PRESET_SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A LoRA configuration and how to train it, named and with its provenance."""
+
+    name: str
+    """Short name; a shipped preset's file is presets/NAME.yaml."""
+    task: str
+    """'code', 'math' or 'custom'."""
+    lora: LoraSettings
+    """Rank, alpha, target modules and dropout."""
+    learning_rate: float
+    """Peak learning rate (cosine schedule with warm-up); always stored together with alpha."""
+    epochs: int = MIN_IFT_EPOCHS
+    """Passes over the training data (at least 4 for LoRA instruction tuning, Biderman et al. 2024)."""
+    batch_size: int = 4
+    """Rows per optimizer step."""
+    seq_len: int = 512
+    """Tokens per packed row."""
+    warmup_ratio: float = 0.1
+    """Share of steps spent warming up (10 %, as in Biderman et al. 2024)."""
+    model: str | None = None
+    """The model the preset was made for (None: any)."""
+    memory_budget: str | None = None
+    """The memory budget it was sized for, as written (e.g. '24GiB'), or None."""
+    source: str = "paper"
+    """'paper', 'measured' or 'study' (see SOURCES)."""
+    notes: str = ""
+    """Where the numbers come from, in a sentence or two."""
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Provenance details (run directory, trial, scores); carried along, never interpreted."""
+
+    def __post_init__(self) -> None:
+        if not self.name or any(c in self.name for c in "/\\") or self.name.startswith("."):
+            raise ValueError(f"a preset name is a plain file name, got {self.name!r}")
+        if self.task not in TASKS:
+            raise ValueError(f"task must be one of {', '.join(TASKS)}, got {self.task!r}")
+        if not 0 < self.learning_rate < 1:
+            raise ValueError(f"learning_rate must be between 0 and 1, got {self.learning_rate}")
+        for name in ("epochs", "batch_size", "seq_len"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.source not in SOURCES:
+            raise ValueError(f"source must be one of {', '.join(SOURCES)}, got {self.source!r}")
+        if self.memory_budget is not None:
+            parse_size(self.memory_budget)  # ValueError naming the bad size
+
+    def to_dict(self) -> dict[str, Any]:
+        """The preset as plain data, in the order its YAML file lists it."""
+        fields = asdict(self)
+        if not fields["extra"]:
+            fields.pop("extra")
+        return fields
+
+
+_REQUIRED = ("name", "task", "lora", "learning_rate")
+_LORA_KEYS = ("rank", "alpha", "targets", "dropout")
+
+
+def preset_from_dict(fields: Any, where: str = "preset") -> Preset:
+    """A Preset from parsed YAML, or AdvisorError naming the first thing wrong with it."""
+    if not isinstance(fields, dict):
+        raise AdvisorError(f"{where}: expected a mapping of preset fields, got {type(fields).__name__}")
+    known = set(Preset.__dataclass_fields__)
+    unknown = sorted(set(fields) - known)
+    if unknown:
+        raise AdvisorError(f"{where}: unknown field {unknown[0]!r} (known: {', '.join(sorted(known))})")
+    missing = [name for name in _REQUIRED if name not in fields]
+    if missing:
+        raise AdvisorError(f"{where}: missing field {missing[0]!r}")
+    lora = fields["lora"]
+    if not isinstance(lora, dict):
+        raise AdvisorError(f"{where}: 'lora' must be a mapping with rank, alpha and targets")
+    unknown = sorted(set(lora) - set(_LORA_KEYS))
+    if unknown:
+        raise AdvisorError(f"{where}: unknown lora field {unknown[0]!r} (known: {', '.join(_LORA_KEYS)})")
+    try:
+        adapter = LoraSettings(
+            rank=_number(lora, "rank", int, where),
+            alpha=_number(lora, "alpha", float, where),
+            targets=str(lora.get("targets", "")),
+            dropout=_number(lora, "dropout", float, where, default=0.0),
+        )
+        numbers = {
+            name: _number(fields, name, kind, where)
+            for name, kind in (("learning_rate", float), ("epochs", int), ("batch_size", int), ("seq_len", int))
+            if name in fields
+        }
+        if "warmup_ratio" in fields:
+            numbers["warmup_ratio"] = _number(fields, "warmup_ratio", float, where)
+        text = {
+            name: None if fields[name] is None else str(fields[name])
+            for name in ("name", "task", "model", "memory_budget", "source", "notes")
+            if name in fields
+        }
+        extra = fields.get("extra") or {}
+        if not isinstance(extra, dict):
+            raise AdvisorError(f"{where}: 'extra' must be a mapping")
+        return Preset(lora=adapter, extra=extra, **text, **numbers)  # type: ignore[arg-type]
+    except ValueError as error:
+        raise AdvisorError(f"{where}: {error}") from None
+
+
+def _number(fields: dict[str, Any], name: str, kind: type, where: str, default: Any = None) -> Any:
+    value = fields.get(name, default)
+    if kind is float and isinstance(value, str):
+        # YAML 1.1 (PyYAML) reads 1e-4, written without a dot, as a string; accept what float() reads.
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    if value is None or isinstance(value, bool) or not isinstance(value, int | float):
+        raise AdvisorError(f"{where}: {name} must be a number, got {value!r}")
+    if kind is int and value != int(value):
+        raise AdvisorError(f"{where}: {name} must be a whole number, got {value!r}")
+    return kind(value)
+
+
+def preset_yaml(preset: Preset, header: str = "") -> str:
+    """The preset as YAML, after a comment header (one '# ' line per header line)."""
+    import yaml
+
+    comment = "".join(f"# {line}".rstrip() + "\n" for line in header.splitlines()) if header else ""
+    body = yaml.safe_dump(preset.to_dict(), sort_keys=False, allow_unicode=True, width=110)
+    return comment + body
+
+
+def write_preset(preset: Preset, path: Path, header: str = "") -> Path:
+    """Write the preset as commented YAML; returns the path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(preset_yaml(preset, header), encoding="utf-8")
+    return path
+
+
+def shipped_presets() -> list[str]:
+    """Names of the presets shipped in presets/."""
+    if not PRESETS_DIR.is_dir():
+        return []
+    return sorted(p.stem for p in PRESETS_DIR.iterdir() if p.suffix in PRESET_SUFFIXES)
+
+
+def preset_path(name_or_path: str) -> Path:
+    """The file a preset name or path refers to, or AdvisorError saying where it was looked for."""
+    path = Path(name_or_path).expanduser()
+    if path.is_file():
+        return path
+    if path.is_dir():
+        for candidate in (path / "preset.yaml", path / "lora-advisor.yaml"):
+            if candidate.is_file():
+                return candidate
+        raise AdvisorError(f"{path} is a directory without a preset.yaml")
+    shipped = PRESETS_DIR / f"{name_or_path}.yaml"
+    if shipped.is_file():
+        return shipped
+    names = ", ".join(shipped_presets()) or "none"
+    raise AdvisorError(f"no preset {name_or_path!r}: not a file, and not one of the shipped presets ({names})")
+
+
+def load_preset(name_or_path: str) -> Preset:
+    """A shipped preset by name, or a preset file; AdvisorError for a missing or malformed one."""
+    import yaml
+
+    path = preset_path(name_or_path)
+    try:
+        fields = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as error:
+        raise AdvisorError(f"cannot read preset {path}: {error}") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise AdvisorError(f"preset {path} is not valid YAML{at}: {problem}") from None
+    return preset_from_dict(fields, where=f"preset {path}")
+
+
+def preset_from_recommendation(
+    recommendation: dict[str, Any], settings: dict[str, Any], name: str | None = None
+) -> Preset:
+    """The preset a finished study recommends (recommendation.json with the study's settings.json)."""
+    budget = settings.get("budget", {})
+    trial = recommendation.get("trial")
+    run_dir = recommendation.get("run_dir")
+    where = f"trial {trial} of the study in {run_dir}" if trial is not None else f"the study in {run_dir}"
+    extra: dict[str, Any] = {"run_dir": run_dir, "trial": trial}
+    if recommendation.get("objective"):
+        extra["objective"] = recommendation["objective"]
+    lora = LoraSettings(
+        rank=int(recommendation["rank"]), alpha=float(recommendation["alpha"]), targets=recommendation["targets"]
+    )
+    return Preset(
+        name=name or f"{recommendation['task']}-study",
+        task=recommendation["task"],
+        lora=lora,
+        learning_rate=float(recommendation["learning_rate"]),
+        epochs=int(recommendation.get("epochs", MIN_IFT_EPOCHS)),
+        batch_size=int(budget.get("batch_size", 4)),
+        seq_len=int(budget.get("seq_len", 512)),
+        warmup_ratio=float(budget.get("warmup_ratio", 0.1)),
+        model=recommendation.get("model"),
+        memory_budget=_budget_text(settings.get("memory_budget")),
+        source="study",
+        notes=f"Recommended by {where}.",
+        extra=extra,
+    )
+
+
+def _budget_text(value: object) -> str | None:
+    if not isinstance(value, int | float):
+        return None
+    return format_size(float(value)).replace(" ", "")

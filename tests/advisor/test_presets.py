@@ -1,0 +1,160 @@
+"""Shipped presets load, carry the paper's numbers and fit their stated budgets; malformed presets fail in one line."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from advisor.memory import GIB, ModelShape, TrainSetup, estimate, fits, parse_size
+from advisor.presets import (
+    PRESETS_DIR,
+    SOURCES,
+    load_preset,
+    preset_from_dict,
+    preset_from_recommendation,
+    preset_yaml,
+    shipped_presets,
+    write_preset,
+)
+from tests.advisor.test_memory import SMOLLM2 as SMOLLM2_CONFIG
+from tuner.errors import AdvisorError
+from tuner.paper import MIN_IFT_EPOCHS, paper_learning_rate
+
+SHIPPED = sorted(PRESETS_DIR.glob("*.yaml"))
+# Llama-2-7B by hand (its config.json): the paper's base model, for which the GPU presets are sized.
+LLAMA2_7B = ModelShape(
+    hidden=4096, layers=32, heads=32, kv_heads=32, head_dim=128, intermediate=11008, vocab=32000, tied_embeddings=False
+)
+SMOLLM2 = ModelShape.from_config(SMOLLM2_CONFIG)
+
+
+def test_the_shipped_presets_are_one_per_task_and_budget():
+    assert shipped_presets() == ["code-24gib", "code-80gib", "code-cpu", "math-24gib", "math-80gib", "math-cpu"]
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
+def test_every_shipped_preset_loads_with_a_commented_header(path):
+    preset = load_preset(path.stem)
+    assert preset == load_preset(str(path))
+    assert preset.name == path.stem and preset.source in SOURCES and preset.notes
+    header = path.read_text(encoding="utf-8").split("\nname:")[0]
+    assert header.startswith("# ") and "Biderman et al. 2024" in header and "Where the numbers come from" in header
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
+def test_shipped_presets_carry_the_papers_settings(path):
+    preset = load_preset(path.stem)
+    assert preset.source == "paper"
+    assert preset.lora.targets == "all"  # All > MLP > Attention
+    assert preset.lora.alpha == 2 * preset.lora.rank  # alpha = 2r
+    assert preset.learning_rate == paper_learning_rate(preset.task, preset.lora.rank)
+    assert preset.epochs >= MIN_IFT_EPOCHS and preset.warmup_ratio == 0.1
+
+
+@pytest.mark.parametrize("name", ["code-24gib", "code-80gib", "math-24gib", "math-80gib"])
+def test_gpu_presets_fit_their_budget_for_llama2_7b_in_bf16(name):
+    preset = load_preset(name)
+    budget = parse_size(preset.memory_budget or "")
+    setup = TrainSetup(
+        device="cuda",
+        targets=preset.lora.targets,
+        rank=preset.lora.rank,
+        batch=preset.batch_size,
+        seq_len=preset.seq_len,
+    )
+    total = estimate(LLAMA2_7B, setup).total
+    # The CUDA estimate counts no runtime overhead (it was never calibrated on a GPU): keep a fifth of the budget free.
+    assert total <= 0.8 * budget, f"{name}: {total / GIB:.2f} GiB of {preset.memory_budget}"
+    assert preset.lora.rank == (256 if budget >= 80 * GIB else 16)
+
+
+@pytest.mark.parametrize("name", ["code-24gib", "math-24gib"])
+def test_rank_256_does_not_fit_the_small_budget_at_the_same_batch(name):
+    preset = load_preset(name)
+    setup = TrainSetup(device="cuda", targets="all", rank=256, batch=preset.batch_size, seq_len=preset.seq_len)
+    assert not fits(LLAMA2_7B, setup, parse_size("24GiB"))
+
+
+@pytest.mark.parametrize("name", ["code-cpu", "math-cpu"])
+def test_cpu_presets_fit_their_ram_budget_for_smollm2(name):
+    preset = load_preset(name)
+    assert preset.model == "smollm2-135m-instruct" and "scaled for the 135M model" in preset.notes
+    setup = TrainSetup(
+        device="cpu",
+        targets=preset.lora.targets,
+        rank=preset.lora.rank,
+        batch=preset.batch_size,
+        seq_len=preset.seq_len,
+    )
+    assert estimate(SMOLLM2, setup).total <= parse_size(preset.memory_budget or "")
+
+
+@pytest.mark.parametrize("name", shipped_presets())
+def test_preset_yaml_round_trips_unchanged(name, tmp_path):
+    preset = load_preset(name)
+    assert preset_from_dict(yaml.safe_load(preset_yaml(preset))) == preset
+    written = write_preset(preset, tmp_path / "copy.yaml", header="a copy\nfor the test")
+    assert written.read_text(encoding="utf-8").startswith("# a copy\n# for the test\nname: ")
+    reloaded = load_preset(str(written))
+    assert reloaded == preset and preset_yaml(reloaded) == preset_yaml(preset)
+
+
+def test_a_learning_rate_written_without_a_dot_still_reads_as_a_number(tmp_path):
+    # PyYAML (YAML 1.1) reads 1e-4 as the string '1e-4'.
+    text = (PRESETS_DIR / "math-cpu.yaml").read_text(encoding="utf-8").replace("1.0e-04", "1e-4")
+    (tmp_path / "p.yaml").write_text(text, encoding="utf-8")
+    assert load_preset(str(tmp_path / "p.yaml")).learning_rate == 1e-4
+
+
+GOOD = "name: mine\ntask: math\nlora: {rank: 16, alpha: 32, targets: all}\nlearning_rate: 1.0e-4\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("name: mine\nlora: [unclosed\n", "is not valid YAML at line"),
+        ("- just\n- a list\n", "expected a mapping of preset fields, got list"),
+        (GOOD + "rnak: 16\n", "unknown field 'rnak'"),
+        (GOOD.replace("rank: 16", "rank: 16, rnak: 8"), "unknown lora field 'rnak'"),
+        (GOOD.replace("rank: 16", "rank: 0"), "rank must be at least 1, got 0"),
+        (GOOD.replace("rank: 16", "rank: sixteen"), "rank must be a number, got 'sixteen'"),
+        (GOOD.replace("rank: 16", "rank: 16.5"), "rank must be a whole number, got 16.5"),
+        (GOOD.replace("1.0e-4", "fast"), "learning_rate must be a number, got 'fast'"),
+        (GOOD.replace("targets: all", "targets: everything"), "targets must be one of attention, mlp, all"),
+        (GOOD.replace("task: math", "task: poetry"), "task must be one of code, math, custom"),
+        (GOOD + "memory_budget: lots\n", "not a memory size: 'lots'"),
+        (GOOD.replace("learning_rate: 1.0e-4\n", ""), "missing field 'learning_rate'"),
+    ],
+)
+def test_malformed_presets_give_one_clear_line(tmp_path, text, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(AdvisorError) as raised:
+        load_preset(str(path))
+    assert message in str(raised.value) and str(path) in str(raised.value)
+    assert "\n" not in str(raised.value)
+
+
+def test_an_unknown_preset_name_lists_the_shipped_ones():
+    with pytest.raises(AdvisorError, match=r"no preset 'math-1gib'.*math-24gib"):
+        load_preset("math-1gib")
+
+
+def test_a_study_recommendation_becomes_a_study_preset():
+    recommendation = {
+        "task": "math",
+        "model": "smollm2-135m-instruct",
+        "trial": 3,
+        "learning_rate": 3e-4,
+        "rank": 64,
+        "alpha": 128.0,
+        "targets": "mlp",
+        "epochs": 4,
+        "run_dir": "runs/math",
+    }
+    settings = {"budget": {"batch_size": 8, "seq_len": 256, "warmup_ratio": 0.05}, "memory_budget": 8 << 30}
+    preset = preset_from_recommendation(recommendation, settings)
+    assert (preset.lora.rank, preset.lora.alpha, preset.lora.targets) == (64, 128.0, "mlp")
+    assert (preset.learning_rate, preset.batch_size, preset.seq_len, preset.warmup_ratio) == (3e-4, 8, 256, 0.05)
+    assert preset.source == "study" and preset.memory_budget == "8.00GiB" and "trial 3" in preset.notes
+    assert preset.extra == {"run_dir": "runs/math", "trial": 3}
