@@ -37,7 +37,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     tune_parser = _command(commands, "tune", tune, "search LoRA settings with short real trials")
     tune_parser.add_argument(
-        "--task", choices=("code", "math", "custom"), default="code", help="what to learn (default: code)"
+        "--task", choices=("code", "math", "custom"), default=None, help="what to learn (default: code)"
+    )
+    tune_parser.add_argument(
+        "--from-preset",
+        default=None,
+        metavar="NAME_OR_PATH",
+        help="start from a preset: its task, model, batch, row length and budget, its configuration tried first",
     )
     tune_parser.add_argument("--trials", type=int, default=12, help="trials in the study (default: 12)")
     tune_parser.add_argument(
@@ -51,8 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--storage", default=None, help="Optuna RDB URL (default: sqlite file in the run directory)"
     )
     tune_parser.add_argument("--json", action="store_true", help="print the recommendation as JSON on stdout")
-    tune_parser.add_argument("--batch-size", type=int, default=4, help="rows per optimizer step (default: 4)")
-    tune_parser.add_argument("--seq-len", type=int, default=512, help="tokens per packed row (default: 512)")
+    tune_parser.add_argument("--batch-size", type=int, default=None, help="rows per optimizer step (default: 4)")
+    tune_parser.add_argument("--seq-len", type=int, default=None, help="tokens per packed row (default: 512)")
     tune_parser.add_argument("--seed", type=int, default=0, help="seed for sampler, split and trials (default: 0)")
     tune_parser.add_argument("--data", default=None, help="custom task: JSONL/JSON/CSV/Parquet file or hub dataset id")
     tune_parser.add_argument(
@@ -77,9 +83,58 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="benchmark items per trial (default: as many as fit in 20%% of a trial's time; 0: no scoring)",
     )
+    tune_parser.set_defaults(model=None)  # the preset's, else the built-in default
     _add_eval(commands)
     _add_memory(commands)
+    _add_train(commands)
+    _add_export(commands)
     return parser
+
+
+def _add_train(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from advisor.train_command import train
+
+    parser = _command(commands, "train", train, "train the recommended configuration for whole epochs, then score it")
+    parser.set_defaults(model=None)  # the study's or preset's, else the built-in default
+    start = parser.add_mutually_exclusive_group()
+    start.add_argument(
+        "--from", dest="from_run", type=Path, default=None, metavar="RUN_DIR", help="a finished study's run directory"
+    )
+    start.add_argument("--preset", default=None, metavar="NAME_OR_PATH", help="a shipped preset's name or a file")
+    parser.add_argument("--task", choices=("code", "math", "custom"), default=None, help="what to learn")
+    parser.add_argument("--out", type=Path, default=None, help="where the run goes (default: RUN_DIR/train)")
+    parser.add_argument("--epochs", type=_positive, default=None, help="passes over the data (default: 4)")
+    parser.add_argument("--learning-rate", type=_rate, default=None, help="peak learning rate")
+    parser.add_argument("--rank", type=_positive, default=None, help="LoRA rank")
+    parser.add_argument("--alpha", type=float, default=None, help="LoRA alpha (default: 2 x rank)")
+    parser.add_argument("--targets", choices=("attention", "mlp", "all"), default=None, help="LoRA target modules")
+    parser.add_argument("--batch-size", type=_positive, default=None, help="rows per optimizer step")
+    parser.add_argument("--seq-len", type=_positive, default=None, help="tokens per packed row")
+    parser.add_argument("--seed", type=int, default=None, help="seed (default: the study's, else 0)")
+    parser.add_argument("--train-examples", type=_positive, default=None, help="train on the first N examples only")
+    parser.add_argument("--data", default=None, help="custom task: JSONL/JSON/CSV/Parquet file or hub dataset id")
+    parser.add_argument("--prompt-column", default=None, help="custom task: instruction column (default: prompt)")
+    parser.add_argument("--response-column", default=None, help="custom task: answer column (default: response)")
+    parser.add_argument("--save-steps", type=_positive, default=200, help="steps between checkpoints (default: 200)")
+    parser.add_argument("--merge", action="store_true", help="also save the base model with the adapter merged in")
+    parser.add_argument("--no-eval", action="store_true", help="do not score the trained adapter")
+    parser.add_argument("--eval-tasks", default=None, help="benchmarks to score (default: forgetting + the task's)")
+    parser.add_argument("--eval-limit", type=_positive, default=None, help="items per benchmark (default: all)")
+    parser.add_argument("--score-each-epoch", action="store_true", help="also score the adapter after every epoch")
+    parser.add_argument(
+        "--prompt-format", choices=("chat", "plain"), default="chat", help="GSM8K/HumanEval prompts (default: chat)"
+    )
+    parser.add_argument(
+        "--allow-code-execution", action="store_true", help="score HumanEval, running generated code in a sandbox"
+    )
+    parser.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+
+
+def _rate(text: str) -> float:
+    value = float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
 
 
 def _add_memory(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -99,6 +154,31 @@ def _add_memory(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     parser.add_argument("--gradient-checkpointing", action="store_true", help="recompute activations per layer")
     parser.add_argument("--budget", default=None, help="memory budget, e.g. 24GiB (GPU memory, or RAM on CPU)")
     parser.add_argument("--json", action="store_true", help="print the estimate as JSON on stdout")
+
+
+def _add_export(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from advisor.export import FORMATS
+    from advisor.export_command import export
+
+    # Made directly, not with _command: --model and --data-dir do not apply to an export.
+    parser = commands.add_parser(
+        "export",
+        help="write a preset or a study's recommendation as another tool's config",
+        description=export.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--from", dest="from_run", type=Path, default=None, metavar="RUN_DIR", help="a finished study's run directory"
+    )
+    source.add_argument(
+        "--preset", default=None, metavar="NAME_OR_PATH", help="a shipped preset's name (e.g. math-24gib) or a file"
+    )
+    parser.add_argument("--format", dest="fmt", required=True, choices=FORMATS, help="the tool to write for")
+    parser.add_argument(
+        "--out", type=Path, required=True, metavar="DIR", help="directory for the config and preset.yaml"
+    )
+    parser.add_argument("--json", action="store_true", help="print the files written as a JSON list")
 
 
 def _command(
@@ -187,7 +267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 trials=args.trials,
                 trial_tokens=args.trial_tokens,
                 goal=args.goal,
-                out=args.out or Path("runs") / args.task,
+                out=args.out,
                 data_dir=args.data_dir,
                 storage=args.storage,
                 json_output=args.json,
@@ -200,9 +280,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 allow_code_execution=args.allow_code_execution,
                 score_items=args.score_items,
                 memory_budget=args.memory_budget,
+                from_preset=args.from_preset,
             )
         if args.command == "eval":
             return _run_eval(args)
+        if args.command == "train":
+            return _run_train(args)
         if args.command == "memory":
             from advisor.memory_command import memory
 
@@ -217,16 +300,45 @@ def main(argv: Sequence[str] | None = None) -> int:
                 budget=args.budget,
                 json_output=args.json,
             )
+        if args.command == "export":
+            from advisor.export_command import export
+
+            return export(from_run=args.from_run, preset=args.preset, fmt=args.fmt, out=args.out, json_output=args.json)
     except AdvisorError as error:
         sys.stderr.write(f"advisor: error: {error}\n")
         return 2
     except KeyboardInterrupt:
         if args.command == "tune":
             sys.stderr.write("advisor: interrupted; finished trials are saved, run the same command to resume\n")
+        elif args.command == "train":
+            sys.stderr.write("advisor: interrupted; run the same command to resume from the last checkpoint\n")
         else:
             sys.stderr.write("advisor: interrupted\n")
         return 130
     parser.error(f"unknown command {args.command}")
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from advisor.train_command import Overrides, train
+
+    names = ("model", "task", "rank", "alpha", "targets", "learning_rate", "epochs", "batch_size", "seq_len", "seed")
+    names += ("train_examples", "data", "prompt_column", "response_column")
+    return train(
+        from_run=args.from_run,
+        preset=args.preset,
+        overrides=Overrides(**{name: getattr(args, name) for name in names}),
+        out=args.out,
+        data_dir=args.data_dir,
+        save_steps=args.save_steps,
+        merge=args.merge,
+        score=not args.no_eval,
+        eval_tasks=args.eval_tasks,
+        eval_limit=args.eval_limit,
+        score_each_epoch=args.score_each_epoch,
+        prompt_format=args.prompt_format,
+        allow_code_execution=args.allow_code_execution,
+        json_output=args.json,
+    )
 
 
 def _run_eval(args: argparse.Namespace) -> int:

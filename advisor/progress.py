@@ -18,10 +18,17 @@ from rich.progress import (
 from rich.table import Table
 
 from tuner.events import (
+    CheckpointSaved,
+    EpochEvaluated,
     Event,
+    RunScored,
     Stage,
     StudyFinished,
     StudyStarted,
+    TrainEvent,
+    TrainFinished,
+    TrainProgress,
+    TrainStarted,
     TrialEvaluated,
     TrialFinished,
     TrialProgress,
@@ -41,21 +48,26 @@ def describe_params(params: dict[str, Any]) -> str:
     )
 
 
+def step_progress(console: Console) -> Progress:
+    """A bar per task: description, bar, done/total, a free text field, elapsed and remaining time."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+    )
+
+
 class RichReporter:
     """Renders study events: the study bar (trial i/N, ETA) and the running trial's bar (step, loss, tokens/s)."""
 
     def __init__(self, console: Console, summary_console: Console) -> None:
         self.console = console
         self.summary_console = summary_console
-        self.progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[info]}"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=console,
-        )
+        self.progress = step_progress(console)
         self.study_task: TaskID | None = None
         self.trial_task: TaskID | None = None
 
@@ -213,4 +225,76 @@ def recommendation_text(recommendation: dict[str, Any]) -> str:
     lines += [f"  {choice}: {why}" for choice, why in recommendation["evidence"].items()]
     lines += scores_lines(recommendation.get("scores"), recommendation["run_dir"])
     lines.append(f"  written to {recommendation['run_dir']}/recommendation.json")
+    return "\n".join(lines)
+
+
+class TrainRichReporter:
+    """Renders the full run: a step bar (epoch, loss, tokens/s), checkpoint, epoch and score lines, the summary."""
+
+    def __init__(self, console: Console, summary_console: Console) -> None:
+        self.console = console
+        self.summary_console = summary_console
+        self.progress = step_progress(console)
+        self.task: TaskID | None = None
+
+    def __call__(self, event: TrainEvent) -> None:
+        if isinstance(event, Stage):
+            if self.console.is_terminal:
+                self.progress.console.print(f"[dim]{event.message}...[/dim]")
+        elif isinstance(event, TrainStarted):
+            self.progress.start()
+            resumed = f" (resumed at step {event.start_step})" if event.start_step else ""
+            self.progress.console.print(f"training {event.epochs} epochs, {event.total_steps} steps{resumed}")
+            self.task = self.progress.add_task("steps", total=event.total_steps, completed=event.start_step, info="")
+        elif isinstance(event, TrainProgress) and self.task is not None:
+            info = f"epoch {event.epoch:.2f}  loss {event.loss:.4f}  {event.tokens_per_second:,.0f} tok/s"
+            self.progress.update(self.task, completed=event.step, info=info)
+        elif isinstance(event, CheckpointSaved):
+            if self.console.is_terminal:
+                self.progress.console.print(f"[dim]checkpoint at step {event.step}[/dim]")
+        elif isinstance(event, EpochEvaluated):
+            self.progress.console.print(
+                f"epoch {event.epoch} (step {event.step}): held-out loss {event.target_loss:.4f}, "
+                f"general text {event.general_loss:.4f}"
+            )
+        elif isinstance(event, RunScored):
+            parts = [f"{name} {value:.3f}" for name, value in event.scores.items()]
+            if event.general is not None:
+                parts.append(f"general mean {event.general:.3f}")
+            self.progress.console.print(f"{event.label} scores: {', '.join(parts)}")
+        elif isinstance(event, TrainFinished):
+            self.close()
+            self.summary_console.print(train_summary(event.report), highlight=False, soft_wrap=True)
+
+    def close(self) -> None:
+        """Stop the live display (also after an error)."""
+        if self.task is not None:
+            self.progress.stop()
+            self.task = None
+
+
+def train_summary(report: dict[str, Any]) -> str:
+    """The full run's outcome in a few lines: steps, where the adapter is, learning and forgetting."""
+    training = report["training"]
+    lines = [f"trained {training['steps']} steps ({training['epochs']:g} epochs) on {report['runtime']}"]
+    for row in training["epoch_losses"]:
+        lines.append(f"  epoch {row['epoch']}: held-out {row['target_loss']:.4f}, general {row['general_loss']:.4f}")
+    scores = report.get("scores")
+    if scores:
+        base, trained = scores["base"], scores["trained"]
+        if base["general"] is not None:
+            lines.append(
+                f"  general mean (forgetting): base {base['general']:.3f}, trained {trained['general']:.3f} "
+                f"({trained['general'] - base['general']:+.3f})"
+            )
+        if base["learning"] is not None:
+            name = report["learning_benchmark"]
+            lines.append(
+                f"  {name} (learning): base {base['learning']:.3f}, trained {trained['learning']:.3f} "
+                f"({trained['learning'] - base['learning']:+.3f})"
+            )
+    lines.append(f"adapter: {report['adapter']}")
+    if report.get("merged"):
+        lines.append(f"merged model: {report['merged']}")
+    lines.append(f"report: {report['out_dir']}/report.md")
     return "\n".join(lines)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from tuner.errors import AdvisorError
 
 if TYPE_CHECKING:
+    from advisor.presets import Preset
     from tuner.settings import StudySettings
     from tuner.space import SearchSpace
     from tuner.study import Feasibility
@@ -17,17 +18,17 @@ if TYPE_CHECKING:
 
 def tune(
     *,
-    task: str,
-    model: str,
+    task: str | None,
+    model: str | None,
     trials: int,
     trial_tokens: int,
     goal: float,
-    out: Path,
+    out: Path | None,
     data_dir: str | None = None,
     storage: str | None = None,
     json_output: bool = False,
-    batch_size: int = 4,
-    seq_len: int = 512,
+    batch_size: int | None = None,
+    seq_len: int | None = None,
     seed: int = 0,
     data: str | None = None,
     prompt_column: str = "prompt",
@@ -35,6 +36,7 @@ def tune(
     allow_code_execution: bool = False,
     score_items: int | None = None,
     memory_budget: str | None = None,
+    from_preset: str | None = None,
 ) -> int:
     """Find a LoRA configuration for your task with real short training runs searched by Optuna.
 
@@ -42,15 +44,26 @@ def tune(
     pruned trials stop early. Trials that survive are scored on learning (GSM8K, or HumanEval with
     --allow-code-execution) and forgetting (HellaSwag, WinoGrande, ARC-Challenge) on subsets that keep
     scoring within 20 % of a trial's time; the Pareto front and a plot end the study. Running the same
-    command again resumes the study in --out.
+    command again resumes the study in --out. With --from-preset, the preset's task, model, batch, row
+    length and memory budget are the defaults, and its configuration is the first trial.
     """
     from rich.console import Console
 
     from advisor.memory import parse_size
+    from advisor.presets import load_preset
     from advisor.progress import RichReporter
     from tuner.data import resolve_data_dir
+    from tuner.models import DEFAULT_MODEL
     from tuner.settings import StudySettings, TrainBudget
 
+    preset = load_preset(from_preset) if from_preset is not None else None
+    task = task or (preset.task if preset else "code")
+    model = model or (preset.model if preset else None) or DEFAULT_MODEL
+    batch_size = batch_size or (preset.batch_size if preset else 4)
+    seq_len = seq_len or (preset.seq_len if preset else 512)
+    memory_budget = memory_budget or (preset.memory_budget if preset else None)
+    out = out or Path("runs") / task
+    first = [preset_params(preset)] if preset is not None else []
     try:
         budget_bytes = parse_size(memory_budget) if memory_budget is not None else None
         budget = TrainBudget(train_tokens=trial_tokens, batch_size=batch_size, seq_len=seq_len)
@@ -80,6 +93,7 @@ def tune(
             report=reporter,
             allow_code_execution=allow_code_execution,
             score_items=score_items,
+            first_configurations=first,
         )
     finally:
         reporter.close()
@@ -88,11 +102,27 @@ def tune(
     return 0
 
 
+def preset_params(preset: Preset) -> dict[str, object]:
+    """A preset's configuration as a trial's parameters."""
+    return {
+        "learning_rate": preset.learning_rate,
+        "rank": preset.lora.rank,
+        "alpha_multiple": preset.lora.alpha / preset.lora.rank,
+        "targets": preset.lora.targets,
+    }
+
+
 def run_budgeted_study(settings: StudySettings, run_dir: Path, **options: Any) -> dict[str, Any]:
-    """Run (or resume) a study in the search space its memory budget allows; `options` go to run_study."""
+    """Run (or resume) a study in the search space its memory budget allows; `options` go to run_study.
+
+    The space also holds any configuration the study starts from (`first_configurations`).
+    """
+    from tuner.space import SearchSpace
     from tuner.study import run_study
 
     space, feasible = memory_bounds(settings)
+    for params in options.get("first_configurations") or []:
+        space = (space or SearchSpace()).including(params)
     return run_study(settings, run_dir, space=space, feasible=feasible, **options)
 
 

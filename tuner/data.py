@@ -289,15 +289,26 @@ def task_examples(settings: StudySettings, tokenizer: PreTrainedTokenizerBase, d
     return [(ids, lab) for ids, lab in encoded if any(t != IGNORE_INDEX for t in lab[:seq_len])]
 
 
-def prepare_study_data(settings: StudySettings, tokenizer: PreTrainedTokenizerBase, data_dir: Path | None) -> StudyData:
+def prepare_study_data(
+    settings: StudySettings,
+    tokenizer: PreTrainedTokenizerBase,
+    data_dir: Path | None,
+    train_examples: int | None = None,
+) -> StudyData:
     """Load, format and pack the task data and the general text; split train / held-out deterministically."""
-    return pack_study_data(settings, task_examples(settings, tokenizer, data_dir), tokenizer, data_dir)
+    examples = task_examples(settings, tokenizer, data_dir)
+    return pack_study_data(settings, examples, tokenizer, data_dir, train_examples)
 
 
 def pack_study_data(
-    settings: StudySettings, examples: list[Example], tokenizer: PreTrainedTokenizerBase, data_dir: Path | None
+    settings: StudySettings,
+    examples: list[Example],
+    tokenizer: PreTrainedTokenizerBase,
+    data_dir: Path | None,
+    train_examples: int | None = None,
 ) -> StudyData:
-    """Split encoded examples into held-out (the first ones) and train, pack both, and add the general text."""
+    """Split encoded examples into held-out (the first ones) and train (the next `train_examples`, default all),
+    pack both, and add the general text."""
     budget = settings.budget
     # The held-out set is the first examples of the shuffled data, enough to fill its rows.
     needed = (budget.eval_rows + 1) * budget.seq_len
@@ -306,7 +317,8 @@ def pack_study_data(
         held_tokens += min(len(examples[held][0]), budget.seq_len)
         held += 1
     heldout = pack(examples[:held], budget.seq_len).head(budget.eval_rows)
-    train = pack(examples[held:], budget.seq_len)
+    kept = examples[held:] if train_examples is None else examples[held : held + train_examples]
+    train = pack(kept, budget.seq_len)
     where = f"{settings.data}" if settings.task == "custom" else f"the {settings.task} data"
     if len(heldout) < 1 or len(train) < budget.batch_size:
         raise AdvisorError(
@@ -319,4 +331,4 @@ def pack_study_data(
     general_ids = encode_texts(tokenizer, texts)
     # Each document's first token would be predicted from the previous document's end: no loss there.
     general = pack(((ids, [IGNORE_INDEX, *ids[1:]]) for ids in general_ids), budget.seq_len).head(budget.eval_rows)
-    return StudyData(train, heldout, general, len(examples) - held, held)
+    return StudyData(train, heldout, general, len(kept), held)

@@ -80,5 +80,59 @@ Event = (
 Reporter = Callable[[Event], None]
 
 
-def ignore(event: Event) -> None:
+@dataclass(frozen=True)
+class TrainStarted:
+    """The full run begins, or resumes from a checkpoint (start_step > 0)."""
+
+    total_steps: int
+    epochs: int
+    start_step: int
+    out_dir: str
+
+
+@dataclass(frozen=True)
+class TrainProgress:
+    step: int
+    total_steps: int
+    epoch: float
+    loss: float
+    tokens_per_second: float
+
+
+@dataclass(frozen=True)
+class CheckpointSaved:
+    step: int
+    path: str
+
+
+@dataclass(frozen=True)
+class EpochEvaluated:
+    """Held-out losses at the end of an epoch."""
+
+    epoch: int
+    step: int
+    target_loss: float
+    general_loss: float
+
+
+@dataclass(frozen=True)
+class RunScored:
+    """Benchmark scores of the base model or of the trained adapter (after an epoch, or at the end)."""
+
+    label: str
+    scores: dict[str, float]
+    general: float | None
+    learning: float | None
+
+
+@dataclass(frozen=True)
+class TrainFinished:
+    report: dict[str, object]
+
+
+TrainEvent = Stage | TrainStarted | TrainProgress | CheckpointSaved | EpochEvaluated | RunScored | TrainFinished
+TrainReporter = Callable[[TrainEvent], None]
+
+
+def ignore(event: Event | TrainEvent) -> None:
     """A reporter that shows nothing."""

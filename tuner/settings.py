@@ -141,3 +141,71 @@ class StudySettings:
         if fields["memory_budget"] is None:  # studies from before budgets existed resume unchanged
             fields.pop("memory_budget")
         return fields
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """The full run: one adapter configuration trained for whole epochs; the identity a resumed run matches."""
+
+    task: str
+    """'code', 'math' or 'custom'."""
+    model: str
+    """Model as given: built-in name, hub id, local directory or .gguf file."""
+    lora: LoraSettings
+    """The adapter to train."""
+    learning_rate: float
+    """Peak learning rate of the cosine schedule."""
+    epochs: int = 4
+    """Passes over the training data (at least 4 for LoRA instruction tuning, Biderman et al. 2024)."""
+    batch_size: int = 4
+    """Rows per optimizer step."""
+    seq_len: int = 512
+    """Tokens per packed row."""
+    warmup_ratio: float = 0.1
+    """Share of steps spent warming up (10 %, as in Biderman et al. 2024)."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping (1.0, as in Biderman et al. 2024)."""
+    seed: int = 0
+    """Seed for the data split, the adapters' initialisation and the data order."""
+    train_examples: int | None = None
+    """Train on the first N training examples only (None: all of them, up to the data loader's cap)."""
+    data: str | None = None
+    """Custom task: a JSONL/JSON/CSV/Parquet file or a hub dataset id."""
+    prompt_column: str = "prompt"
+    """Custom task: the column holding the instruction."""
+    response_column: str = "response"
+    """Custom task: the column holding the answer to learn."""
+
+    def __post_init__(self) -> None:
+        if not 0 < self.learning_rate < 1:
+            raise ValueError(f"learning rate must be between 0 and 1, got {self.learning_rate}")
+        for name in ("epochs", "batch_size", "seq_len"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.train_examples is not None and self.train_examples < 1:
+            raise ValueError(f"train_examples must be at least 1, got {self.train_examples}")
+        self.study_settings()  # task, data and warm-up checked as a study would check them
+
+    def study_settings(self) -> StudySettings:
+        """The study settings that load and split the same data (one trial, one step: only the data matters)."""
+        budget = TrainBudget(
+            train_tokens=self.batch_size * self.seq_len,
+            batch_size=self.batch_size,
+            seq_len=self.seq_len,
+            warmup_ratio=self.warmup_ratio,
+            max_grad_norm=self.max_grad_norm,
+        )
+        return StudySettings(
+            task=self.task,
+            model=self.model,
+            trials=1,
+            budget=budget,
+            seed=self.seed,
+            data=self.data,
+            prompt_column=self.prompt_column,
+            response_column=self.response_column,
+        )
+
+    def identity(self) -> dict[str, object]:
+        """Everything that decides the trained weights: a resumed run must match it."""
+        return asdict(self)

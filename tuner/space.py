@@ -47,6 +47,17 @@ class SearchSpace:
             "targets": trial.suggest_categorical("targets", list(self.targets)),
         }
 
+    def including(self, params: dict[str, object]) -> SearchSpace:
+        """This space widened to hold one configuration (a preset's values may lie outside the defaults)."""
+        rate = float(params["learning_rate"])  # type: ignore[arg-type]
+        return SearchSpace(
+            lr_low=min(self.lr_low, rate),
+            lr_high=max(self.lr_high, rate),
+            ranks=tuple(sorted({*self.ranks, int(params["rank"])})),  # type: ignore[call-overload]
+            alpha_multiples=tuple(sorted({*self.alpha_multiples, float(params["alpha_multiple"])})),  # type: ignore[arg-type]
+            targets=tuple(t for t in TARGET_SETS if t in {*self.targets, str(params["targets"])}),
+        )
+
     def paper_configurations(self, task: str) -> list[dict[str, object]]:
         """The paper's all-linear settings at r = 16 and r = 256 (alpha = 2r), enqueued before the search."""
         return [

@@ -182,7 +182,10 @@ class Engine:
         allow_code_execution: bool = False,
         score_items: int | None = None,
         feasible: Feasibility | None = None,
+        first_configurations: list[dict[str, object]] | None = None,
     ) -> None:
+        self.first_configurations = first_configurations or []
+        """Parameters tried before the paper's (a preset the study starts from)."""
         self.feasible = feasible
         """Why a configuration cannot fit the memory budget (None when it can); checked before a trial runs."""
         self.settings = settings
@@ -283,7 +286,7 @@ class Engine:
         )
         if "settings" not in study.user_attrs:
             study.set_user_attr("settings", json.loads(json.dumps(settings.identity())))
-            for params in self.space.paper_configurations(settings.task):
+            for params in [*self.first_configurations, *self.space.paper_configurations(settings.task)]:
                 if self.feasible is None or self.feasible(lora_from_params(params)) is None:
                     study.enqueue_trial(params, skip_if_exists=True)
         requeue_interrupted(study)

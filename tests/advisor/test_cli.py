@@ -82,3 +82,22 @@ def test_json_prints_the_recommendation_on_stdout(tiny_model, data_dir, tmp_path
     assert rec == json.loads((tmp_path / "run" / "recommendation.json").read_text())
     assert rec["trials"]["complete"] + rec["trials"]["pruned"] == 2 and rec["rank"] in (16, 256)
     assert "Trials" in result.stderr  # the summary table goes to stderr with --json
+
+
+def test_tune_from_a_preset_tries_its_configuration_first(capsys, data_dir, tmp_path, tiny_model):
+    preset = tmp_path / "preset.yaml"
+    preset.write_text(
+        "name: odd\ntask: math\nlora: {rank: 12, alpha: 6, targets: mlp}\nlearning_rate: 3.0e-3\n"
+        "batch_size: 2\nseq_len: 64\n"
+    )
+    out = tmp_path / "run"
+    args = ["tune", "--from-preset", str(preset), "--model", str(tiny_model), "--data-dir", str(data_dir)]
+    code, _, err = run_cli(
+        capsys, *args, "--trials", "1", "--trial-tokens", "256", "--score-items", "0", "--out", str(out)
+    )
+    assert code == 0, err
+    trial = json.loads((out / "trials" / "trial_0000.json").read_text())
+    # The preset's values lie outside the default space (rank 12, alpha 0.5r is in it, lr 3e-3 above 2e-3).
+    assert trial["params"] == {"learning_rate": 3e-3, "rank": 12, "alpha_multiple": 0.5, "targets": "mlp"}
+    settings = json.loads((out / "settings.json").read_text())
+    assert (settings["task"], settings["budget"]["batch_size"], settings["budget"]["seq_len"]) == ("math", 2, 64)

@@ -1,0 +1,158 @@
+"""The full run: killed and resumed on a tiny model, its adapter, merged model, scores and report."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+from tuner.errors import AdvisorError
+from tuner.settings import LoraSettings, RunSettings
+
+
+def tiny_run(model: Path, **changes: object) -> RunSettings:
+    """Two epochs of 10 steps each: 20 examples of GSM8K at 64 tokens, batch 2."""
+    settings = RunSettings(
+        task="math",
+        model=str(model),
+        lora=LoraSettings(rank=8, alpha=16, targets="all"),
+        learning_rate=1e-3,
+        epochs=2,
+        batch_size=2,
+        seq_len=64,
+        train_examples=20,
+    )
+    return replace(settings, **changes)
+
+
+KILLED_RUN = """
+import os, signal, sys
+from pathlib import Path
+from transformers import TrainerCallback
+from tuner.settings import LoraSettings, RunSettings
+from tuner.train import RunOptions, train_run
+
+class KillAt(TrainerCallback):
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == int(sys.argv[4]):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+settings = RunSettings(task="math", model=sys.argv[1], lora=LoraSettings(8, 16, "all"), learning_rate=1e-3,
+                       epochs=2, batch_size=2, seq_len=64, train_examples=20)
+train_run(settings, Path(sys.argv[2]), data_dir=Path(sys.argv[3]), options=RunOptions(save_steps=4),
+          callbacks=[KillAt()])
+"""
+
+
+def adapter_weights(out_dir: Path) -> dict[str, object]:
+    from safetensors.torch import load_file
+
+    return load_file(out_dir / "adapter" / "adapter_model.safetensors")
+
+
+def test_a_run_killed_mid_epoch_resumes_to_the_same_steps_and_weights(
+    tiny_model: Path, data_dir: Path, tmp_path: Path
+) -> None:
+    import torch
+
+    from tuner.train import RunOptions, train_run
+
+    whole = train_run(tiny_run(tiny_model), tmp_path / "whole", data_dir=data_dir, options=RunOptions(save_steps=4))
+
+    killed_dir = tmp_path / "killed"
+    environment = {**os.environ, "PYTHONPATH": str(REPO)}
+    argv = [sys.executable, "-c", KILLED_RUN, str(tiny_model), str(killed_dir), str(data_dir), "13"]
+    killed = subprocess.run(argv, env=environment, capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    # Checkpoints every 4 steps and at the epoch's end (step 10), two kept: killed at step 13, 12 is the last.
+    assert sorted(p.name for p in (killed_dir / "checkpoints").iterdir()) == ["checkpoint-10", "checkpoint-12"]
+    assert not (killed_dir / "adapter").exists()
+
+    resumed = train_run(tiny_run(tiny_model), killed_dir, data_dir=data_dir, options=RunOptions(save_steps=4))
+    assert resumed["training"]["resumed_from"] == "checkpoint-12"
+    assert resumed["training"]["steps"] == whole["training"]["steps"] == 20
+    assert resumed["training"]["epoch_losses"] == whole["training"]["epoch_losses"]
+    expected, got = adapter_weights(tmp_path / "whole"), adapter_weights(killed_dir)
+    assert expected.keys() == got.keys() and len(got) == 2 * 7 * 2  # A and B, 7 linear layers, 2 layers
+    for name in expected:
+        torch.testing.assert_close(got[name], expected[name], rtol=0, atol=1e-6)
+    assert not (killed_dir / "checkpoints").exists()  # the optimizer state goes once the adapter is saved
+
+
+def test_a_checkpoint_cut_short_by_a_kill_is_skipped(tmp_path: Path) -> None:
+    from tuner.train import latest_checkpoint
+
+    checkpoints = tmp_path / "checkpoints"
+    for step in (4, 8):
+        (checkpoints / f"checkpoint-{step}").mkdir(parents=True)
+    (checkpoints / "checkpoint-4" / "trainer_state.json").write_text('{"global_step": 4}')
+    (checkpoints / "checkpoint-8" / "adapter_model.safetensors").write_bytes(b"half")  # killed mid-save
+    assert latest_checkpoint(checkpoints) == checkpoints / "checkpoint-4"
+    assert not (checkpoints / "checkpoint-8").exists()
+    assert latest_checkpoint(tmp_path / "none") is None
+
+
+def test_the_finished_run_scores_merges_and_reports(tiny_model: Path, data_dir: Path, tmp_path: Path) -> None:
+    from transformers import AutoModelForCausalLM
+
+    from tuner.benchmarks import EvalSettings
+    from tuner.train import RunOptions, train_run
+
+    scoring = EvalSettings(tasks=("hellaswag", "winogrande", "arc_challenge", "gsm8k"), limit=2)
+    options = RunOptions(save_steps=100, scoring=scoring, score_each_epoch=True, merge=True)
+    events: list[object] = []
+    report = train_run(
+        tiny_run(tiny_model, epochs=1, train_examples=8),
+        tmp_path,
+        data_dir=data_dir,
+        options=options,
+        report=events.append,
+    )
+
+    assert report["training"]["steps"] == 4
+    assert set(report["scores"]) == {"base", "trained", "epoch 1"}
+    for figures in report["scores"].values():
+        assert set(figures["scores"]) == {"hellaswag", "winogrande", "arc_challenge", "gsm8k"}
+        assert 0.0 <= figures["general"] <= 1.0
+    base, trained = report["scores"]["base"], report["scores"]["trained"]
+    assert report["change"]["general"] == pytest.approx(trained["general"] - base["general"])
+    assert report["plot"] == "learning_vs_forgetting.png"
+    assert (tmp_path / "learning_vs_forgetting.png").read_bytes().startswith(b"\x89PNG")
+    assert json.loads((tmp_path / "report.json").read_text())["scores"] == report["scores"]
+    markdown = (tmp_path / "report.md").read_text()
+    assert "| base |" in markdown and "| trained |" in markdown and "General mean change" in markdown
+
+    config = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
+    assert (config["r"], config["lora_alpha"], config["base_model_name_or_path"]) == (8, 16, str(tiny_model))
+    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "merged")
+    assert not any("lora" in name for name, _ in merged.named_parameters())
+    assert report["merged"] == str(tmp_path / "merged")
+
+    # The same command again: nothing is trained twice, the report comes back.
+    events.clear()
+    again = train_run(tiny_run(tiny_model, epochs=1, train_examples=8), tmp_path, data_dir=data_dir, options=options)
+    assert again["training"] == report["training"]
+    assert again["scores"]["trained"] == report["scores"]["trained"]
+
+
+def test_other_settings_in_the_same_directory_are_refused(tiny_model: Path, data_dir: Path, tmp_path: Path) -> None:
+    from tuner.train import RunOptions, train_run
+
+    train_run(tiny_run(tiny_model, epochs=1, train_examples=4), tmp_path, data_dir=data_dir, options=RunOptions())
+    with pytest.raises(AdvisorError, match=r"other settings \(learning_rate differ\)"):
+        train_run(tiny_run(tiny_model, epochs=1, train_examples=4, learning_rate=5e-4), tmp_path, data_dir=data_dir)
+
+
+def test_run_settings_reject_bad_values(tiny_model: Path) -> None:
+    with pytest.raises(ValueError, match="epochs must be at least 1, got 0"):
+        tiny_run(tiny_model, epochs=0)
+    with pytest.raises(ValueError, match="learning rate must be between 0 and 1, got 2"):
+        tiny_run(tiny_model, learning_rate=2)
+    with pytest.raises(ValueError, match="custom task needs --data"):
+        tiny_run(tiny_model, task="custom")

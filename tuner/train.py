@@ -1,0 +1,526 @@
+"""The recommended full run: LoRA instruction tuning for whole epochs with transformers' Trainer, resumable.
+
+Reads top to bottom like a training recipe: set up data, model and adapters; train with checkpoints every
+N steps and at each epoch (a killed run resumes from the last complete one); save the adapter (and a
+merged model on request); score learning and forgetting against the base model; write the report.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tuner.benchmarks import BENCHMARKS, LEARNING_TASK, EvalSettings, forgetting_score
+from tuner.errors import AdvisorError
+from tuner.events import (
+    CheckpointSaved,
+    EpochEvaluated,
+    RunScored,
+    Stage,
+    TrainFinished,
+    TrainProgress,
+    TrainReporter,
+    TrainStarted,
+    ignore,
+)
+from tuner.settings import RunSettings
+
+if TYPE_CHECKING:
+    import datasets
+    from peft import PeftModel
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
+
+    from tuner.data import StudyData
+    from tuner.evaluation import TaskScore
+    from tuner.packing import PackedRows
+    from tuner.trial import Runtime
+
+CHECKPOINTS = "checkpoints"
+ADAPTER = "adapter"
+MERGED = "merged"
+SETTINGS_FILE = "train_settings.json"
+REPORT_JSON = "report.json"
+REPORT_MARKDOWN = "report.md"
+PLOT_FILE = "learning_vs_forgetting.png"
+EPOCH_SCORES = "epoch_scores.json"
+_COMPLETE = "advisor-complete"
+KEPT_CHECKPOINTS = 2
+"""Checkpoints kept on disk: the newest, and the one before it in case the newest was cut short."""
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What the full run does besides training; none of it changes the trained weights."""
+
+    save_steps: int = 200
+    """Optimizer steps between checkpoints (one is also saved at each epoch's end)."""
+    scoring: EvalSettings | None = None
+    """Benchmarks scored at the end (None: no scoring)."""
+    score_each_epoch: bool = False
+    """Also score the adapter after every epoch."""
+    merge: bool = False
+    """Also save the base model with the adapter merged into it."""
+
+    def __post_init__(self) -> None:
+        if self.save_steps < 1:
+            raise ValueError(f"save_steps must be at least 1, got {self.save_steps}")
+
+
+def steps_per_epoch(train_rows: int, batch_size: int) -> int:
+    """Optimizer steps in one pass over the rows (the last, partial batch counts as a step)."""
+    return -(-train_rows // batch_size)
+
+
+def latest_checkpoint(checkpoints: Path) -> Path | None:
+    """The newest complete checkpoint; newer ones cut short by a kill are removed.
+
+    Trainer writes a checkpoint's trainer_state.json last, so a checkpoint whose state file reads back
+    whole is complete.
+    """
+    if not checkpoints.is_dir():
+        return None
+    found = [p for p in checkpoints.iterdir() if p.is_dir() and p.name.removeprefix("checkpoint-").isdigit()]
+    for path in sorted(found, key=lambda p: int(p.name.removeprefix("checkpoint-")), reverse=True):
+        try:
+            json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
+            return path
+        except (OSError, ValueError):
+            shutil.rmtree(path, ignore_errors=True)  # cut short mid-save: the one before it is whole
+    return None
+
+
+def packed_dataset(rows: PackedRows) -> datasets.Dataset:
+    """Packed rows as a torch-formatted dataset for Trainer (input ids, labels, restarting position ids)."""
+    import datasets
+
+    columns = {name: getattr(rows, name) for name in ("input_ids", "labels", "position_ids")}
+    return datasets.Dataset.from_dict(columns).with_format("torch")
+
+
+def check_identity(out_dir: Path, settings: RunSettings) -> None:
+    """Refuse to resume a run directory that trained other settings; record them in a new one."""
+    from tuner.study import write_json
+
+    wanted = json.loads(json.dumps(settings.identity()))
+    path = out_dir / SETTINGS_FILE
+    if path.is_file():
+        stored = json.loads(path.read_text(encoding="utf-8"))
+        if stored != wanted:
+            differing = sorted(k for k in set(wanted) | set(stored) if stored.get(k) != wanted.get(k))
+            raise AdvisorError(
+                f"{out_dir} holds a training run with other settings ({', '.join(differing)} differ); "
+                "resume it with the same settings or choose another --out"
+            )
+        return
+    write_json(path, wanted)
+
+
+def _callbacks(report: TrainReporter, tokens_per_step: int, scorer: EpochScorer | None) -> list[TrainerCallback]:
+    from transformers import TrainerCallback
+
+    class Reporting(TrainerCallback):
+        """Turns Trainer's logs and saves into our events; saves a checkpoint at each epoch's end too."""
+
+        def __init__(self) -> None:
+            self.started = time.perf_counter()
+            self.first_step: int | None = None
+            self.saved_step: int | None = None
+            self.target_loss: float | None = None
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            self.first_step = state.global_step
+            report(TrainStarted(state.max_steps, int(args.num_train_epochs), state.global_step, args.output_dir))
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **kw: Any) -> None:
+            logs = logs or {}
+            if "loss" in logs:
+                trained = (state.global_step - (self.first_step or 0)) * tokens_per_step
+                speed = trained / max(time.perf_counter() - self.started, 1e-9)
+                report(TrainProgress(state.global_step, state.max_steps, state.epoch or 0.0, logs["loss"], speed))
+            # Trainer evaluates each held-out set in turn and logs them apart: target first, then general.
+            if "eval_target_loss" in logs:
+                self.target_loss = logs["eval_target_loss"]
+            if "eval_general_loss" in logs and self.target_loss is not None:
+                epoch = round(state.epoch or 0)
+                report(EpochEvaluated(epoch, state.global_step, self.target_loss, logs["eval_general_loss"]))
+
+        def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+            if self.saved_step != state.global_step:
+                control.should_save = True  # a checkpoint at every epoch's end, besides every save_steps
+            if scorer is not None:
+                scorer.score_epoch(kwargs["model"], round(state.epoch or 0))
+            return control
+
+        def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            self.saved_step = state.global_step
+            report(CheckpointSaved(state.global_step, str(Path(args.output_dir) / f"checkpoint-{state.global_step}")))
+
+    return [Reporting()]
+
+
+class EpochScorer:
+    """Scores the adapter after an epoch and keeps the figures in the run directory (they survive a resume)."""
+
+    def __init__(self, out_dir: Path, score: Any) -> None:
+        self.path = out_dir / EPOCH_SCORES
+        self.score = score
+
+    def stored(self) -> dict[str, dict[str, Any]]:
+        if not self.path.is_file():
+            return {}
+        return json.loads(self.path.read_text(encoding="utf-8"))
+
+    def score_epoch(self, model: PeftModel, epoch: int) -> None:
+        from tuner.study import write_json
+
+        scores = self.score(model, f"epoch {epoch}")
+        write_json(self.path, {**self.stored(), str(epoch): {n: s.as_dict() for n, s in scores.items()}})
+
+
+def _save_atomically(target: Path, write: Any) -> None:
+    """Write a directory in a staging place, mark it complete, and move it into place."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        write(staging)
+        (staging / _COMPLETE).write_text("complete\n")
+        if target.exists():
+            shutil.rmtree(target)
+        staging.rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def is_complete(directory: Path) -> bool:
+    return (directory / _COMPLETE).is_file()
+
+
+def train_run(
+    settings: RunSettings,
+    out_dir: Path,
+    *,
+    data_dir: Path | None = None,
+    options: RunOptions | None = None,
+    report: TrainReporter = ignore,
+    callbacks: Sequence[TrainerCallback] = (),
+) -> dict[str, Any]:
+    """Train the adapter for its epochs (resuming from the last checkpoint in `out_dir`), score it, write the report.
+
+    `callbacks` are extra transformers TrainerCallbacks (tests use one to kill the run mid-epoch).
+    """
+    import torch
+    from peft import PeftModel, get_peft_model
+    from transformers import PrinterCallback, Trainer, TrainingArguments
+
+    from tuner.data import prepare_study_data
+    from tuner.models import load_model, load_tokenizer, loaded_identity, resolve_model
+    from tuner.study import quiet_libraries, run_dir_lock
+    from tuner.trial import peft_config, pick_runtime
+
+    options = options or RunOptions()
+    quiet_libraries()
+    if out_dir.exists() and not out_dir.is_dir():
+        raise AdvisorError(f"--out {out_dir} exists and is not a directory")
+    source = resolve_model(settings.model)
+    report(Stage(f"loading tokenizer of {source.describe()}"))
+    tokenizer = load_tokenizer(source)
+    report(Stage(f"preparing {settings.task} data"))
+    data = prepare_study_data(settings.study_settings(), tokenizer, data_dir, settings.train_examples)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with run_dir_lock(out_dir):
+        check_identity(out_dir, settings)
+        runtime = pick_runtime()
+        report(Stage(f"loading {source.describe()} on {runtime.describe()}"))
+        model = load_model(source, runtime.device, runtime.dtype)
+        identity = loaded_identity(source, model)
+        adapter_dir = out_dir / ADAPTER
+        scorer = _scorer(settings, options, tokenizer, data_dir, runtime, identity, report)
+        epoch_scorer = EpochScorer(out_dir, scorer) if scorer is not None and options.score_each_epoch else None
+
+        started = time.perf_counter()
+        if is_complete(adapter_dir):
+            report(Stage(f"already trained: loading the adapter from {adapter_dir}"))
+            peft_model = PeftModel.from_pretrained(model, adapter_dir)
+            history: dict[str, Any] = json.loads((adapter_dir / "training.json").read_text(encoding="utf-8"))
+        else:
+            # Set up: adapters (seeded), datasets, Trainer.
+            torch.manual_seed(settings.seed)
+            peft_model = get_peft_model(model, peft_config(settings.lora))
+            arguments = TrainingArguments(
+                output_dir=str(out_dir / CHECKPOINTS),
+                num_train_epochs=settings.epochs,
+                per_device_train_batch_size=settings.batch_size,
+                per_device_eval_batch_size=settings.batch_size,
+                learning_rate=settings.learning_rate,
+                lr_scheduler_type="cosine",
+                warmup_steps=settings.warmup_ratio,  # below 1: a share of the steps
+                weight_decay=0.0,  # the paper trains with weight decay 0
+                max_grad_norm=settings.max_grad_norm,
+                optim="adamw_torch",
+                logging_steps=1,
+                save_strategy="steps",
+                save_steps=options.save_steps,
+                save_total_limit=KEPT_CHECKPOINTS,
+                eval_strategy="epoch",
+                seed=settings.seed,
+                data_seed=settings.seed,
+                bf16=runtime.is_cuda and runtime.dtype == torch.bfloat16,
+                use_cpu=not runtime.is_cuda,
+                report_to="none",
+                disable_tqdm=True,
+                remove_unused_columns=False,
+                label_names=["labels"],
+                dataloader_num_workers=0,
+            )
+            trainer = Trainer(
+                model=peft_model,
+                args=arguments,
+                train_dataset=packed_dataset(data.train),
+                eval_dataset={"target": packed_dataset(data.heldout), "general": packed_dataset(data.general)},
+                callbacks=[*_callbacks(report, settings.batch_size * settings.seq_len, epoch_scorer), *callbacks],
+            )
+            trainer.remove_callback(PrinterCallback)  # our reporter shows the logs
+
+            # Train, from the last complete checkpoint if a killed run left one.
+            resume = latest_checkpoint(out_dir / CHECKPOINTS)
+            trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+            history = _history(trainer, data, time.perf_counter() - started, resume)
+
+            # Save the adapter in PEFT format, whole or not at all.
+            peft_model.peft_config["default"].base_model_name_or_path = _base_name(settings.model)
+
+            def write_adapter(staging: Path) -> None:
+                peft_model.save_pretrained(staging)
+                tokenizer.save_pretrained(staging)
+                (staging / "training.json").write_text(json.dumps(history, indent=2) + "\n", encoding="utf-8")
+
+            _save_atomically(adapter_dir, write_adapter)
+            # The checkpoints' optimizer state (twice the adapter's size) is no longer needed.
+            shutil.rmtree(out_dir / CHECKPOINTS, ignore_errors=True)
+            report(Stage(f"adapter saved in {adapter_dir}"))
+
+        # Score learning and forgetting against the base model.
+        scores = _final_scores(peft_model, scorer, epoch_scorer)
+
+        # A merged model on request (after scoring: merging changes the base weights in place).
+        if options.merge and not is_complete(out_dir / MERGED):
+            report(Stage("merging the adapter into the base model"))
+            merged = peft_model.merge_and_unload()
+
+            def write_merged(staging: Path) -> None:
+                merged.save_pretrained(staging)
+                tokenizer.save_pretrained(staging)
+
+            _save_atomically(out_dir / MERGED, write_merged)
+
+        result = run_report(settings, options, out_dir, history, scores, runtime.describe())
+        report(TrainFinished(result))
+        return result
+
+
+def _base_name(model: str) -> str:
+    """The base model as other tools name it: a built-in name's hub id, else the model as given."""
+    from tuner import models
+
+    return getattr(models, "BUILTIN_HUB_IDS", {}).get(model, model)
+
+
+def _history(trainer: Any, data: StudyData, seconds: float, resumed: Path | None) -> dict[str, Any]:
+    """What the training did: steps, epochs, loss curve and the held-out losses after each epoch."""
+    logs = trainer.state.log_history
+    general = {log["step"]: log["eval_general_loss"] for log in logs if "eval_general_loss" in log}
+    curve = [(log["step"], log["loss"], log.get("epoch", 0.0)) for log in logs if "loss" in log]
+    last_epoch = [loss for _, loss, epoch in curve if epoch > trainer.state.epoch - 1]
+    return {
+        "steps": trainer.state.global_step,
+        "epochs": trainer.state.epoch,
+        "train_rows": len(data.train),
+        "train_examples": data.train_examples,
+        "train_tokens": data.train.tokens(),
+        "last_epoch_train_loss": sum(last_epoch) / len(last_epoch) if last_epoch else None,
+        "seconds_this_session": round(seconds, 1),
+        "resumed_from": resumed.name if resumed else None,
+        "loss_curve": [[step, round(loss, 5)] for step, loss, _ in curve],
+        "epoch_losses": [
+            {
+                "epoch": round(log["epoch"]),
+                "step": log["step"],
+                "target_loss": log["eval_target_loss"],
+                "general_loss": general.get(log["step"]),
+            }
+            for log in logs
+            if "eval_target_loss" in log
+        ],
+    }
+
+
+def _scorer(
+    settings: RunSettings,
+    options: RunOptions,
+    tokenizer: PreTrainedTokenizerBase,
+    data_dir: Path | None,
+    runtime: Runtime,
+    identity: str,
+    report: TrainReporter,
+) -> Any:
+    """A function scoring a model (base with adapters disabled, or the adapter) and reporting it; None: no scoring."""
+    from tuner.evaluation import score_model
+    from tuner.score_cache import ScoreCache
+
+    if options.scoring is None:
+        return None
+    learning = LEARNING_TASK.get(settings.task)
+
+    def score(model: PreTrainedModel, label: str) -> dict[str, TaskScore]:
+        def notify(message: str) -> None:
+            report(Stage(f"{label}: {message}"))
+
+        cached = {"identity": identity, "cache": ScoreCache()} if label == "base" else {}
+        scores = score_model(model, tokenizer, options.scoring, data_dir, runtime, notify=notify, **cached)
+        figures = {name: s.score for name, s in scores.items()}
+        report(RunScored(label, figures, forgetting_score(figures), figures.get(learning) if learning else None))
+        return scores
+
+    return score
+
+
+def _final_scores(peft_model: PeftModel, scorer: Any, epoch_scorer: EpochScorer | None) -> dict[str, Any]:
+    if scorer is None:
+        return {}
+    with peft_model.disable_adapter():
+        base = scorer(peft_model, "base")
+    trained = scorer(peft_model, "trained")
+    figures: dict[str, Any] = {
+        "base": {n: s.as_dict() for n, s in base.items()},
+        "trained": {n: s.as_dict() for n, s in trained.items()},
+    }
+    if epoch_scorer is not None:
+        figures["epochs"] = epoch_scorer.stored()
+    return figures
+
+
+def run_report(
+    settings: RunSettings,
+    options: RunOptions,
+    out_dir: Path,
+    history: dict[str, Any],
+    scores: dict[str, Any],
+    runtime: str,
+) -> dict[str, Any]:
+    """The run's figures as report.json, report.md and the learning-vs-forgetting PNG in `out_dir`."""
+    from tuner.study import write_json
+
+    learning = LEARNING_TASK.get(settings.task)
+    result: dict[str, Any] = {
+        "settings": settings.identity(),
+        "runtime": runtime,
+        "out_dir": str(out_dir),
+        "adapter": str(out_dir / ADAPTER),
+        "merged": str(out_dir / MERGED) if is_complete(out_dir / MERGED) else None,
+        "training": {k: v for k, v in history.items() if k != "loss_curve"},
+        "scoring": asdict(options.scoring) if options.scoring else None,
+    }
+    if scores:
+        summary = {}
+        for label in ("base", "trained"):
+            figures = {name: s["score"] for name, s in scores[label].items()}
+            summary[label] = {
+                "scores": figures,
+                "general": forgetting_score(figures),
+                "learning": figures.get(learning) if learning else None,
+            }
+        for label, epoch_scores in sorted(scores.get("epochs", {}).items(), key=lambda kv: int(kv[0])):
+            figures = {name: s["score"] for name, s in epoch_scores.items()}
+            summary[f"epoch {label}"] = {
+                "scores": figures,
+                "general": forgetting_score(figures),
+                "learning": figures.get(learning) if learning else None,
+            }
+        result["scores"] = summary
+        result["learning_benchmark"] = learning if learning in scores["base"] else None
+        result["change"] = {
+            key: _difference(summary["trained"][key], summary["base"][key]) for key in ("general", "learning")
+        }
+        plot = _plot(settings, out_dir, summary, learning)
+        result["plot"] = plot.name if plot else None
+    write_json(out_dir / REPORT_JSON, result)
+    (out_dir / REPORT_MARKDOWN).write_text(report_markdown(result), encoding="utf-8")
+    return result
+
+
+def _difference(after: float | None, before: float | None) -> float | None:
+    return after - before if after is not None and before is not None else None
+
+
+def _plot(settings: RunSettings, out_dir: Path, summary: dict[str, Any], learning: str | None) -> Path | None:
+    from tuner.plot import ScorePoint, write_png
+
+    points = [
+        ScorePoint(label, figures["general"], figures["learning"], is_base=label == "base")
+        for label, figures in summary.items()
+        if figures["general"] is not None and figures["learning"] is not None
+    ]
+    if len(points) < 2 or learning is None:
+        return None
+    title = f"{settings.task}: learning vs forgetting ({settings.model})"
+    return write_png(points, out_dir / PLOT_FILE, learning_name=BENCHMARKS[learning].title, title=title)
+
+
+def report_markdown(result: dict[str, Any]) -> str:
+    """The report a person reads: what was trained, how it went, and what it learned and forgot."""
+    settings, training = result["settings"], result["training"]
+    lora = settings["lora"]
+    lines = [
+        f"# Full run: {settings['task']} on {settings['model']}",
+        "",
+        f"- Adapter: LoRA r={lora['rank']}, alpha={lora['alpha']:g}, targets {lora['targets']}, "
+        f"learning rate {settings['learning_rate']:.3g}, {settings['epochs']} epochs, "
+        f"batch {settings['batch_size']} x {settings['seq_len']} tokens, seed {settings['seed']}",
+        f"- Trained on {training['train_examples']} examples ({training['train_rows']} packed rows, "
+        f"{training['train_tokens']:,} tokens per epoch): {training['steps']} optimizer steps on {result['runtime']}",
+        f"- Adapter (PEFT format): `{result['adapter']}`"
+        + (f"; merged model: `{result['merged']}`" if result["merged"] else ""),
+        "",
+        "## Held-out loss after each epoch",
+        "",
+        "| epoch | step | task held-out loss | general-text loss |",
+        "|---|---|---|---|",
+    ]
+    for row in training["epoch_losses"]:
+        general = f"{row['general_loss']:.4f}" if row["general_loss"] is not None else "-"
+        lines.append(f"| {row['epoch']} | {row['step']} | {row['target_loss']:.4f} | {general} |")
+    scores = result.get("scores")
+    lines += ["", "## Learning and forgetting", ""]
+    if not scores:
+        lines.append("Not scored (the run was started without scoring).")
+        return "\n".join(lines) + "\n"
+    names = list(scores["base"]["scores"])
+    lines += [
+        "| model | " + " | ".join(BENCHMARKS[n].title for n in names) + " | general (mean of 3) |",
+        "|---|" + "---|" * (len(names) + 1),
+    ]
+    for label, figures in scores.items():
+        cells = [f"{figures['scores'][n]:.3f}" for n in names]
+        general = f"{figures['general']:.3f}" if figures["general"] is not None else "-"
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {general} |")
+    limit = (result.get("scoring") or {}).get("limit")
+    items = f"{limit} items per benchmark (a seeded sample)" if limit else "the full benchmarks"
+    lines += [
+        "",
+        f"Scored on {items}. Forgetting = the change in the general mean (HellaSwag, WinoGrande, "
+        "ARC-Challenge) against the base model, as in Biderman et al. 2024.",
+    ]
+    change = result.get("change", {})
+    if change.get("general") is not None:
+        lines.append(f"- General mean change: {change['general']:+.3f}")
+    if change.get("learning") is not None:
+        lines.append(f"- {BENCHMARKS[result['learning_benchmark']].title} change: {change['learning']:+.3f}")
+    if result.get("plot"):
+        lines += ["", f"![learning vs forgetting]({result['plot']})"]
+    return "\n".join(lines) + "\n"
