@@ -6,17 +6,22 @@ import json
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual.app import App
 from textual.binding import Binding
 
 from advisor.advice import Choices
-from tuner.events import Event
-from tuner.settings import StudySettings, TrainBudget
+from tuner.events import Event, TrainEvent
+from tuner.settings import RunSettings, StudySettings, TrainBudget
+
+if TYPE_CHECKING:
+    from tuner.train import RunOptions
 
 Runner = Callable[..., dict[str, Any]]
 """Runs a study to its end: (settings, run_dir, report, allow_code_execution=...) -> the recommendation."""
+Trainer = Callable[..., dict[str, Any]]
+"""Runs the full run: (run settings, out_dir, run options, report) -> the report."""
 
 
 def run_tuner(
@@ -29,6 +34,16 @@ def run_tuner(
     return run_budgeted_study(
         settings, run_dir, data_dir=resolve_data_dir(None), report=report, allow_code_execution=allow_code_execution
     )
+
+
+def run_trainer(
+    settings: RunSettings, out_dir: Path, options: RunOptions, report: Callable[[TrainEvent], None]
+) -> dict[str, Any]:
+    """The real full run, as `advisor train` runs it."""
+    from tuner.data import resolve_data_dir
+    from tuner.train import train_run
+
+    return train_run(settings, out_dir, data_dir=resolve_data_dir(None), options=options, report=report)
 
 
 def stored_settings(run_dir: Path) -> StudySettings | None:
@@ -49,9 +64,16 @@ class AdvisorApp(App[None]):
     SUB_TITLE = "Biderman et al. 2024: LoRA learns less and forgets less"
     BINDINGS = [Binding("ctrl+q", "quit", "Quit", priority=True)]
 
-    def __init__(self, runner: Runner = run_tuner, run_dir: Path | None = None, runs_root: Path = Path("runs")) -> None:
+    def __init__(
+        self,
+        runner: Runner = run_tuner,
+        run_dir: Path | None = None,
+        runs_root: Path = Path("runs"),
+        trainer: Trainer = run_trainer,
+    ) -> None:
         super().__init__()
         self.runner = runner
+        self.trainer = trainer
         self.run_dir = run_dir
         self.runs_root = runs_root
         self.choices = Choices()

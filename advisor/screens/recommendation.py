@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from textual import on
@@ -17,6 +18,8 @@ from advisor.progress import recommendation_text
 class RecommendationScreen(Screen[None]):
     CSS_PATH = "recommendation.tcss"
     BINDINGS = [
+        Binding("t", "train", "Full run"),
+        Binding("x", "export", "Export"),
         Binding("d", "show_run_dir", "Run directory"),
         Binding("escape", "app.pop_screen", "Back to the study"),
     ]
@@ -30,11 +33,33 @@ class RecommendationScreen(Screen[None]):
         with VerticalScroll(id="body"):
             yield Static(recommendation_text(self.recommendation), id="recommendation")
         with Horizontal(id="actions"):
-            yield Button("Launch the full run", id="train", disabled=True, tooltip="advisor train: not built yet")
-            yield Button("Export a preset", id="export", disabled=True, tooltip="advisor export: not built yet")
-            yield Button("Show the run directory", id="run-dir", variant="primary")
+            yield Button("Launch the full run (t)", id="train", variant="primary")
+            yield Button("Export a preset (x)", id="export")
+            yield Button("Run directory (d)", id="run-dir")
         yield Footer()
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.recommendation["run_dir"])
 
     @on(Button.Pressed, "#run-dir")
     def action_show_run_dir(self) -> None:
-        self.notify(f"{self.recommendation['run_dir']}: recommendation.json, trials/, study.db", timeout=8)
+        names = ("recommendation.json", "trials", "study.db", "train", "export")
+        present = [name for name in names if (self.run_dir / name).exists()]
+        self.notify(f"{self.run_dir}: {', '.join(present)}", timeout=8)
+
+    @on(Button.Pressed, "#train")
+    def action_train(self) -> None:
+        from advisor.screens.train import TrainScreen
+
+        self.app.push_screen(TrainScreen(self.run_dir))
+
+    @on(Button.Pressed, "#export")
+    def action_export(self) -> None:
+        from advisor.screens.export import ExportScreen
+
+        def exported(written: list[Path] | None) -> None:
+            if written:
+                self.notify("wrote " + ", ".join(str(path) for path in written), timeout=10)
+
+        self.app.push_screen(ExportScreen(self.run_dir), exported)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -11,15 +12,17 @@ import pytest
 
 pytest.importorskip("textual")
 
-from textual.widgets import DataTable, Input, Static
+from textual.widgets import DataTable, Input, Log, Static
 
 from advisor.app import AdvisorApp
+from advisor.screens.export import ExportScreen
 from advisor.screens.goal import GoalScreen
 from advisor.screens.memory import MemoryScreen
 from advisor.screens.model import ModelScreen
 from advisor.screens.recommendation import RecommendationScreen
 from advisor.screens.study import StudyScreen
 from advisor.screens.task import TaskScreen
+from advisor.screens.train import TrainScreen
 from tuner import events
 
 PARAMS = {"learning_rate": 1e-4, "rank": 16, "alpha_multiple": 2.0, "targets": "all"}
@@ -151,6 +154,33 @@ async def test_the_real_engine_runs_behind_the_app_on_the_tiny_model(tiny_model,
         await pilot.pause()
         assert isinstance(app.screen, RecommendationScreen)
 
+        # The full run, launched from the recommendation, trained and scored for real.
+        await pilot.press("t")
+        await pilot.pause()
+        assert isinstance(app.screen, TrainScreen)
+        for field, value in (("#epochs", "1"), ("#examples", "40"), ("#eval-limit", "2")):
+            app.screen.query_one(field, Input).value = value
+        await pilot.press("ctrl+n")
+        await settle(app, pilot)
+        status = str(app.screen.query_one("#status", Static).render())
+        assert "full run finished" in status, status
+        report = json.loads((tmp_path / "run" / "train" / "report.json").read_text())
+        assert report["settings"]["epochs"] == 1 and report["settings"]["train_examples"] == 40
+        assert set(report["scores"]["trained"]["scores"]) == {"hellaswag", "winogrande", "arc_challenge", "gsm8k"}
+        assert "adapter:" in "\n".join(app.screen.query_one("#log", Log).lines)
+
+        # Export, from the recommendation: PEFT's own adapter_config.json.
+        await pilot.press("escape")
+        await pilot.pause()
+        await pilot.press("x")
+        await pilot.pause()
+        assert isinstance(app.screen, ExportScreen)
+        await pilot.click("#export")
+        await pilot.pause()
+        assert isinstance(app.screen, RecommendationScreen)
+        config = json.loads((tmp_path / "run" / "export" / "peft" / "adapter_config.json").read_text())
+        assert config["r"] == report["settings"]["lora"]["rank"]
+
     # Opened again on that run directory, the app offers to continue the study.
     reopened = AdvisorApp(run_dir=tmp_path / "run", runner=FakeTuner())
     async with reopened.run_test(size=(80, 24)) as pilot:
@@ -210,3 +240,78 @@ async def test_own_data_from_the_file_picker_with_a_preview(tmp_path: Path, monk
         await settle(app, pilot)
         assert isinstance(app.screen, ModelScreen)
         assert app.choices.data == str(tmp_path / "pairs.jsonl") and app.choices.prompt_column == "question"
+
+
+class FakeTrainer:
+    """Reports a full run's events like tuner.train, slowly enough to be stopped; fails when told to."""
+
+    def __init__(self, step_pause: float = 0.05, error: str | None = None) -> None:
+        self.step_pause, self.error = step_pause, error
+        self.calls: list[tuple[Any, Path]] = []
+        self.first_step = threading.Event()
+
+    def __call__(self, settings: Any, out_dir: Path, options: Any, report: Any) -> dict[str, Any]:
+        self.calls.append((settings, out_dir))
+        if self.error:
+            raise RuntimeError(self.error)
+        start = 0 if len(self.calls) == 1 else 4
+        report(events.TrainStarted(8, settings.epochs, start, str(out_dir)))
+        for step in range(start + 1, 9):
+            self.first_step.set()
+            time.sleep(self.step_pause)
+            report(events.TrainProgress(step, 8, step / 8, 2.0 - 0.1 * step, 300.0))
+        report(events.EpochEvaluated(1, 8, 1.2, 2.1))
+        training = {
+            "steps": 8,
+            "epochs": 1.0,
+            "epoch_losses": [{"epoch": 1, "step": 8, "target_loss": 1.2, "general_loss": 2.1}],
+        }
+        result = {"training": training, "runtime": "CPU", "adapter": str(out_dir / "adapter"), "out_dir": str(out_dir)}
+        report(events.TrainFinished(result))
+        return result
+
+
+def finished_study(run_dir: Path) -> Path:
+    run_dir.mkdir(parents=True)
+    (run_dir / "recommendation.json").write_text(json.dumps({**recommendation(run_dir), "trial": 0}))
+    settings = {"task": "math", "model": "tiny", "seed": 0, "budget": {"batch_size": 2, "seq_len": 64}}
+    (run_dir / "settings.json").write_text(json.dumps(settings))
+    return run_dir
+
+
+async def test_the_full_run_stops_resumes_and_shows_errors(tmp_path: Path):
+    run_dir = finished_study(tmp_path / "run")
+    trainer = FakeTrainer()
+    app = AdvisorApp(runner=FakeTuner(), trainer=trainer, runs_root=tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.push_screen(RecommendationScreen({**recommendation(run_dir), "trial": 0}))
+        await pilot.pause()
+        await pilot.press("t")
+        await pilot.pause()
+        app.screen.query_one("#epochs", Input).value = "0"
+        await pilot.press("ctrl+n")
+        await pilot.pause()
+        assert "epochs must be a whole number of at least 1" in str(app.screen.query_one("#status", Static).render())
+        assert trainer.calls == []
+        app.screen.query_one("#epochs", Input).value = "2"
+        await pilot.press("ctrl+n")
+        assert trainer.first_step.wait(5)
+        await pilot.press("s")
+        await settle(app, pilot)
+        assert "stopped; start again to resume" in str(app.screen.query_one("#status", Static).render())
+        await pilot.press("ctrl+n")
+        await settle(app, pilot)
+        assert "full run finished" in str(app.screen.query_one("#status", Static).render())
+        settings, out_dir = trainer.calls[-1]
+        assert (settings.epochs, settings.batch_size, settings.seq_len, out_dir) == (2, 2, 64, run_dir / "train")
+        assert any(
+            "epoch 1: held-out 1.2000, general 2.1000" in line for line in app.screen.query_one("#log", Log).lines
+        )
+
+    failing = AdvisorApp(runner=FakeTuner(), trainer=FakeTrainer(error="disk full"), runs_root=tmp_path)
+    async with failing.run_test(size=(80, 24)) as pilot:
+        failing.push_screen(TrainScreen(run_dir))
+        await pilot.pause()
+        await pilot.press("ctrl+n")
+        await settle(failing, pilot)
+        assert "error: disk full" in str(failing.screen.query_one("#status", Static).render())

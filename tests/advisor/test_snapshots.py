@@ -43,3 +43,38 @@ def test_finished_study_and_recommendation(snap_compare, tiny_model, size):
         await pilot.pause(0.3)  # the footer and the plots redraw after the last message
 
     assert snap_compare(app_for(tiny_model), terminal_size=size, run_before=to_study)
+
+
+def test_finished_full_run(snap_compare, tmp_path, monkeypatch):
+    from advisor.screens.train import TrainScreen
+    from tests.advisor.test_app import FakeTrainer, finished_study
+
+    monkeypatch.chdir(tmp_path)  # the screen shows the run directory: a relative one looks the same every time
+    run_dir = finished_study(Path("run"))
+    app = AdvisorApp(runner=FakeTuner(), trainer=FakeTrainer(step_pause=0.0), runs_root=Path("runs"))
+
+    async def train(pilot) -> None:
+        pilot.app.push_screen(TrainScreen(run_dir))
+        await pilot.pause()
+        await pilot.press("ctrl+n")
+        await settle(pilot.app, pilot)
+        await pilot.pause(0.3)
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=train)
+
+
+def test_export_dialog(snap_compare, tmp_path, monkeypatch):
+    from advisor.screens.export import ExportScreen
+    from advisor.screens.recommendation import RecommendationScreen
+    from tests.advisor.test_app import finished_study, recommendation
+
+    monkeypatch.chdir(tmp_path)
+    run_dir = finished_study(Path("run"))
+    app = AdvisorApp(runner=FakeTuner(), runs_root=Path("runs"))
+
+    async def export(pilot) -> None:
+        pilot.app.push_screen(RecommendationScreen({**recommendation(run_dir), "trial": 0}))
+        pilot.app.push_screen(ExportScreen(run_dir))
+        await pilot.pause(0.3)
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=export)

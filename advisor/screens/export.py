@@ -1,0 +1,66 @@
+"""Export the recommendation as another tool's config: pick the format and the directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual import on
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, RadioButton, RadioSet, Static
+
+from advisor.export import FORMATS
+
+
+class ExportScreen(ModalScreen["list[Path] | None"]):
+    """Writes the study's recommendation in the chosen format; dismisses with the files written (None: cancelled)."""
+
+    DEFAULT_CSS = """
+    ExportScreen { align: center middle; }
+    #dialog { width: 72; height: auto; padding: 1 2; border: thick $primary; background: $surface; }
+    #dialog RadioSet { width: 100%; }
+    #dialog Horizontal { height: 3; align-horizontal: right; margin-top: 1; }
+    #dialog Button { margin-left: 1; }
+    #error { color: $error; }
+    """
+    BINDINGS = [("escape", "cancel", "Cancel")]
+
+    def __init__(self, run_dir: Path) -> None:
+        super().__init__()
+        self.run_dir = run_dir
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog"):
+            yield Label("Export the recommended configuration for")
+            with RadioSet(id="format"):
+                for index, name in enumerate(FORMATS):
+                    yield RadioButton(name, value=index == 0)
+            yield Label("into the directory")
+            yield Input(str(self.run_dir / "export"), id="out")
+            yield Static("", id="error")
+            with Horizontal():
+                yield Button("Cancel", id="cancel")
+                yield Button("Export", id="export", variant="primary")
+
+    @on(Button.Pressed, "#cancel")
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+    @on(Button.Pressed, "#export")
+    @on(Input.Submitted, "#out")
+    def export(self) -> None:
+        from advisor.export import export_preset
+        from advisor.export_command import preset_from_run
+        from tuner.errors import AdvisorError
+
+        chosen = self.query_one("#format", RadioSet).pressed_index
+        fmt = FORMATS[max(chosen, 0)]
+        out = Path(self.query_one("#out", Input).value.strip() or self.run_dir / "export") / fmt
+        try:
+            preset, origin = preset_from_run(self.run_dir)
+            written = export_preset(preset, fmt, out, origin)
+        except (AdvisorError, OSError, ValueError) as error:
+            self.query_one("#error", Static).update(str(error))
+            return
+        self.dismiss(written)

@@ -1,0 +1,212 @@
+"""The full run from the app: the recommended configuration trained for whole epochs, then scored.
+
+The training runs in a thread worker that never touches widgets: its reporter posts each event as a
+message. Stopping ends the run at its next step; launching it again resumes from the last checkpoint.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import Button, Footer, Header, Input, Label, Log, ProgressBar, Static
+from textual_plotext import PlotextPlot
+
+from tuner import events
+from tuner.events import TrainEvent
+
+
+class TrainingStopped(Exception):
+    """Raised inside the run's reporter to end it at the person's request (checkpoints are kept)."""
+
+
+class TrainMessage(Message):
+    """One training event, carried from the worker thread to the screen."""
+
+    def __init__(self, event: TrainEvent) -> None:
+        super().__init__()
+        self.event = event
+
+
+class TrainEnded(Message):
+    """The worker is done: with the report, stopped, or with an error to show."""
+
+    def __init__(self, report: dict[str, Any] | None, message: str) -> None:
+        super().__init__()
+        self.report = report
+        self.message = message
+
+
+def _optional_count(text: str, what: str) -> int | None:
+    """A positive whole number from an input, None when it is left empty."""
+    if not text.strip():
+        return None
+    if not text.strip().isdigit() or int(text) < 1:
+        raise ValueError(f"{what} must be a whole number of at least 1, got {text!r}")
+    return int(text)
+
+
+class TrainScreen(Screen[None]):
+    CSS_PATH = "train.tcss"
+    BINDINGS = [
+        Binding("ctrl+n", "start", "Start"),
+        Binding("s", "stop", "Stop"),
+        Binding("escape", "back", "Back"),
+    ]
+
+    def __init__(self, run_dir: Path) -> None:
+        super().__init__()
+        self.run_dir = run_dir
+        self.stop_requested = threading.Event()
+        self.running = False
+        self.curve: list[tuple[int, float]] = []
+        self.report: dict[str, Any] | None = None
+
+    def compose(self) -> ComposeResult:
+        from advisor.train_command import study_preset
+
+        preset, _ = study_preset(self.run_dir)
+        lora = preset.lora
+        yield Header()
+        with Vertical(id="form"):
+            yield Static(
+                f"Train LoRA r={lora.rank}, alpha={lora.alpha:g}, {lora.targets} layers, learning rate "
+                f"{preset.learning_rate:.3g} into {self.run_dir / 'train'}. The paper trains LoRA instruction "
+                "tuning for at least 4 epochs; on a CPU, a few hundred examples keep it to minutes.",
+                id="plan",
+            )
+            with Horizontal(classes="field"):
+                yield Label("Epochs")
+                yield Input(str(preset.epochs), id="epochs", type="integer")
+            with Horizontal(classes="field"):
+                yield Label("Training examples (empty: all)")
+                yield Input("", id="examples", type="integer")
+            with Horizontal(classes="field"):
+                yield Label("Items per benchmark (empty: all)")
+                yield Input("", id="eval-limit", type="integer")
+            yield Button("Start (ctrl+n)", id="start", variant="primary")
+        yield Static("", id="status")
+        yield ProgressBar(id="progress", show_eta=True)
+        with Horizontal(id="panes"):
+            yield Log(id="log")
+            yield PlotextPlot(id="loss")
+        yield Footer()
+
+    # -- the worker ---------------------------------------------------------------------------
+
+    @work(thread=True, exclusive=True, exit_on_error=False)
+    def run_training(self, settings: Any, options: Any) -> None:
+        """Train (or resume) the full run; a stop request ends it at the next step."""
+
+        def report(event: TrainEvent) -> None:
+            self.post_message(TrainMessage(event))
+            if self.stop_requested.is_set() and isinstance(event, events.TrainProgress):
+                raise TrainingStopped("stopped; start again to resume from the last checkpoint")
+
+        try:
+            trainer = self.app.trainer  # type: ignore[attr-defined]
+            result = trainer(settings, self.run_dir / "train", options, report)
+            self.post_message(TrainEnded(result, "full run finished"))
+        except TrainingStopped as stopped:
+            self.post_message(TrainEnded(None, str(stopped)))
+        except Exception as error:  # noqa: BLE001 (shown in the app, never as a traceback)
+            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            self.post_message(TrainEnded(None, f"[red]error: {first}[/red]"))
+
+    # -- handlers -----------------------------------------------------------------------------
+
+    @on(TrainMessage)
+    def train_event(self, message: TrainMessage) -> None:
+        event = message.event
+        log = self.query_one("#log", Log)
+        progress = self.query_one("#progress", ProgressBar)
+        if isinstance(event, events.Stage):
+            log.write_line(event.message)
+        elif isinstance(event, events.TrainStarted):
+            progress.update(total=event.total_steps, progress=event.start_step)
+            resumed = f", resumed at step {event.start_step}" if event.start_step else ""
+            log.write_line(f"training {event.epochs} epochs, {event.total_steps} steps{resumed}")
+        elif isinstance(event, events.TrainProgress):
+            progress.update(progress=event.step)
+            self.curve.append((event.step, event.loss))
+            self.query_one("#status", Static).update(
+                f"step {event.step}/{event.total_steps}, epoch {event.epoch:.2f}, loss {event.loss:.4f}, "
+                f"{event.tokens_per_second:,.0f} tokens/s"
+            )
+            self.draw_loss()
+        elif isinstance(event, events.CheckpointSaved):
+            log.write_line(f"checkpoint at step {event.step}")
+        elif isinstance(event, events.EpochEvaluated):
+            log.write_line(f"epoch {event.epoch}: held-out {event.target_loss:.4f}, general {event.general_loss:.4f}")
+        elif isinstance(event, events.RunScored):
+            figures = ", ".join(f"{name} {value:.3f}" for name, value in event.scores.items())
+            log.write_line(f"{event.label}: {figures}")
+
+    @on(TrainEnded)
+    def train_ended(self, message: TrainEnded) -> None:
+        from advisor.progress import train_summary
+
+        self.running = False
+        self.report = message.report or self.report
+        self.query_one("#status", Static).update(message.message)
+        if message.report is not None:
+            for line in train_summary(message.report).splitlines():
+                self.query_one("#log", Log).write_line(line)
+        # Finished: the log (with the summary) takes the room; stopped or failed: the form comes back.
+        self.query_one("#form").display = message.report is None
+        self.refresh_bindings()
+
+    def draw_loss(self) -> None:
+        plot = self.query_one("#loss", PlotextPlot)
+        plot.plt.clear_data()
+        plot.plt.title("training loss")
+        plot.plt.plot([s for s, _ in self.curve], [v for _, v in self.curve])
+        plot.refresh()
+
+    # -- actions ------------------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "stop":
+            return self.running
+        if action in ("start", "back"):
+            return not self.running
+        return True
+
+    @on(Button.Pressed, "#start")
+    def action_start(self) -> None:
+        from advisor.train_command import Overrides, run_settings, scoring_settings, study_preset
+        from tuner.errors import AdvisorError
+        from tuner.train import RunOptions
+
+        try:
+            epochs = _optional_count(self.query_one("#epochs", Input).value, "epochs")
+            examples = _optional_count(self.query_one("#examples", Input).value, "training examples")
+            limit = _optional_count(self.query_one("#eval-limit", Input).value, "items per benchmark")
+            preset, study = study_preset(self.run_dir)
+            settings = run_settings(preset, Overrides(epochs=epochs, train_examples=examples), study)
+            allow = self.app.choices.allow_code_execution is True  # type: ignore[attr-defined]
+            options = RunOptions(scoring=scoring_settings(settings, limit=limit, allow_code_execution=allow))
+        except (ValueError, AdvisorError) as error:
+            self.query_one("#status", Static).update(f"[red]{error}[/red]")
+            return
+        self.stop_requested.clear()
+        self.running = True
+        self.curve = []
+        self.query_one("#form").display = False  # the log and the loss curve get the room
+        self.query_one("#status", Static).update("starting...")
+        self.refresh_bindings()
+        self.run_training(settings, options)
+
+    def action_stop(self) -> None:
+        self.stop_requested.set()
+        self.query_one("#status", Static).update("stopping at the next step...")
+
+    def action_back(self) -> None:
+        self.app.pop_screen()
