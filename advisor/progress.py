@@ -243,8 +243,7 @@ class TrainRichReporter:
                 self.progress.console.print(f"[dim]{event.message}...[/dim]")
         elif isinstance(event, TrainStarted):
             self.progress.start()
-            resumed = f" (resumed at step {event.start_step})" if event.start_step else ""
-            self.progress.console.print(f"training {event.epochs} epochs, {event.total_steps} steps{resumed}")
+            self.progress.console.print(train_start_text(event))
             self.task = self.progress.add_task("steps", total=event.total_steps, completed=event.start_step, info="")
         elif isinstance(event, TrainProgress) and self.task is not None:
             info = f"epoch {event.epoch:.2f}  loss {event.loss:.4f}  {event.tokens_per_second:,.0f} tok/s"
@@ -271,6 +270,12 @@ class TrainRichReporter:
         if self.task is not None:
             self.progress.stop()
             self.task = None
+
+
+def train_start_text(event: TrainStarted) -> str:
+    """'training 4 epochs, 144 steps', with the step a resumed run starts from."""
+    resumed = f", resumed at step {event.start_step}" if event.start_step else ""
+    return f"training {event.epochs} epoch{'s' * (event.epochs != 1)}, {event.total_steps} steps{resumed}"
 
 
 def train_summary(report: dict[str, Any]) -> str:

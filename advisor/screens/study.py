@@ -20,7 +20,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 from textual_plotext import PlotextPlot
 
-from advisor.progress import describe_params
+from advisor.progress import describe_params, trial_outcome
 from tuner import events
 from tuner.events import Event
 
@@ -120,6 +120,7 @@ class StudyScreen(Screen[None]):
         table = self.query_one("#trials", DataTable)
         if isinstance(event, events.StudyStarted):
             self.total_trials, self.finished_trials = event.total_trials, event.finished_trials
+            self.show_stored_trials()
         elif isinstance(event, events.TrialStarted):
             self.curve = []
             row = (str(event.number), describe_params(event.params), "running", "-", "-", "-", "")
@@ -146,6 +147,36 @@ class StudyScreen(Screen[None]):
             self._cell(event.number, "reason", (event.reason or "")[:60])
         elif isinstance(event, events.StudyFinished):
             self.recommendation = event.recommendation
+
+    def show_stored_trials(self) -> None:
+        """Rows for the trials a resumed study finished before (their records in RUN_DIR/trials/)."""
+        import json
+
+        table = self.query_one("#trials", DataTable)
+        for path in sorted((self.run_dir / "trials").glob("trial_*.json")):
+            trial = json.loads(path.read_text(encoding="utf-8"))
+            key = str(trial["number"])
+            if key in table.rows:
+                continue
+
+            def figure(name: str, spec: str, trial: dict[str, Any] = trial) -> str:
+                value = trial.get(name)
+                return format(value, spec) if isinstance(value, int | float) else "-"
+
+            table.add_row(
+                key,
+                describe_params(trial.get("params") or {}),
+                trial_outcome(trial),
+                figure("target_loss", ".4f"),
+                figure("general_score", ".3f"),
+                figure("learning_score", ".3f"),
+                str(trial.get("reason") or "")[:60],
+                key=key,
+            )
+            if trial.get("general_score") is not None and trial.get("learning_score") is not None:
+                self.points[f"trial {key}"] = (trial["general_score"], trial["learning_score"])
+        if self.points:
+            self.draw_scatter()
 
     def _cell(self, number: int, column: str, value: str) -> None:
         table = self.query_one("#trials", DataTable)

@@ -19,6 +19,7 @@ from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Input, Label, Log, ProgressBar, Static
 from textual_plotext import PlotextPlot
 
+from advisor.progress import train_start_text
 from tuner import events
 from tuner.events import TrainEvent
 
@@ -131,8 +132,7 @@ class TrainScreen(Screen[None]):
             log.write_line(event.message)
         elif isinstance(event, events.TrainStarted):
             progress.update(total=event.total_steps, progress=event.start_step)
-            resumed = f", resumed at step {event.start_step}" if event.start_step else ""
-            log.write_line(f"training {event.epochs} epochs, {event.total_steps} steps{resumed}")
+            log.write_line(train_start_text(event))
         elif isinstance(event, events.TrainProgress):
             progress.update(progress=event.step)
             self.curve.append((event.step, event.loss))

@@ -245,10 +245,13 @@ async def test_own_data_from_the_file_picker_with_a_preview(tmp_path: Path, monk
 class FakeTrainer:
     """Reports a full run's events like tuner.train, slowly enough to be stopped; fails when told to."""
 
-    def __init__(self, step_pause: float = 0.05, error: str | None = None) -> None:
+    def __init__(self, step_pause: float = 0.0, error: str | None = None) -> None:
         self.step_pause, self.error = step_pause, error
         self.calls: list[tuple[Any, Path]] = []
         self.first_step = threading.Event()
+        self.go_on = threading.Event()
+        """Cleared by a test to hold the run after its first step (until set, at most 5 s)."""
+        self.go_on.set()
 
     def __call__(self, settings: Any, out_dir: Path, options: Any, report: Any) -> dict[str, Any]:
         self.calls.append((settings, out_dir))
@@ -260,6 +263,7 @@ class FakeTrainer:
             self.first_step.set()
             time.sleep(self.step_pause)
             report(events.TrainProgress(step, 8, step / 8, 2.0 - 0.1 * step, 300.0))
+            self.go_on.wait(5)
         report(events.EpochEvaluated(1, 8, 1.2, 2.1))
         training = {
             "steps": 8,
@@ -294,9 +298,11 @@ async def test_the_full_run_stops_resumes_and_shows_errors(tmp_path: Path):
         assert "epochs must be a whole number of at least 1" in str(app.screen.query_one("#status", Static).render())
         assert trainer.calls == []
         app.screen.query_one("#epochs", Input).value = "2"
+        trainer.go_on.clear()  # held after its first step until the stop is asked for
         await pilot.press("ctrl+n")
         assert trainer.first_step.wait(5)
         await pilot.press("s")
+        trainer.go_on.set()
         await settle(app, pilot)
         assert "stopped; start again to resume" in str(app.screen.query_one("#status", Static).render())
         await pilot.press("ctrl+n")
