@@ -207,15 +207,16 @@ def _custom_pairs(settings: StudySettings) -> datasets.Dataset:
     )
 
 
-def format_pair(tokenizer: PreTrainedTokenizerBase, prompt: str, response: str) -> tuple[str, str]:
-    """The prompt text (up to where the answer starts) and the response text, through the chat template if any."""
+def format_pair(tokenizer: PreTrainedTokenizerBase | None, prompt: str, response: str) -> tuple[str, str]:
+    """The prompt text (up to where the answer starts) and the response text, through the chat template if any
+    (without a tokenizer: the plain instruction format, as the app's preview shows it before a model loads)."""
     if getattr(tokenizer, "chat_template", None):
         user = [{"role": "user", "content": prompt}]
         prompt_text = tokenizer.apply_chat_template(user, tokenize=False, add_generation_prompt=True)
         full_text = tokenizer.apply_chat_template([*user, {"role": "assistant", "content": response}], tokenize=False)
         if full_text.startswith(prompt_text):
             return prompt_text, full_text[len(prompt_text) :]
-    eos = tokenizer.eos_token or ""
+    eos = getattr(tokenizer, "eos_token", None) or ""
     return f"### Instruction:\n{prompt}\n\n### Response:\n", f"{response}{eos}"
 
 

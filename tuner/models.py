@@ -157,6 +157,18 @@ def cached_gguf(gguf_file: Path) -> Path:
     return target
 
 
+def tokenizer_if_quick(name: str) -> PreTrainedTokenizerBase | None:
+    """The model's tokenizer when it loads without delay (not a GGUF file still to dequantise, not an unreachable
+    hub), else None."""
+    try:
+        source = resolve_model(name)
+        if source.kind == "gguf" and not (gguf_cache_dir(Path(source.location)) / _COMPLETE).is_file():
+            return None
+        return load_tokenizer(source)
+    except AdvisorError:
+        return None
+
+
 def loadable_location(source: ModelSource) -> str:
     """What from_pretrained takes for this source (building the GGUF cache if needed)."""
     if source.kind == "gguf":

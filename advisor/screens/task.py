@@ -73,8 +73,11 @@ class TaskScreen(StepScreen):
     @work(thread=True, exclusive=True, exit_on_error=False)
     def load_preview(self, data: str, prompt_column: str, response_column: str) -> None:
         """Read the first examples through the same loader the study uses; never touches widgets."""
-        from tuner.data import load_pairs
+        from rich.markup import escape
+
+        from tuner.data import format_pair, load_pairs
         from tuner.errors import AdvisorError
+        from tuner.models import tokenizer_if_quick
         from tuner.settings import StudySettings, TrainBudget
 
         try:
@@ -88,11 +91,16 @@ class TaskScreen(StepScreen):
                 response_column=response_column.strip(),
             )
             pairs = load_pairs(settings, None)
-            text = "\n\n".join(
-                f"[b]prompt[/b] {pair['prompt'][:200]}\n[b]response[/b] {pair['response'][:200]}"
-                for pair in pairs.select(range(min(3, len(pairs))))
-            )
-            message = f"{len(pairs)} examples; the first three:\n\n{text}"
+            model = self.app.choices.model  # type: ignore[attr-defined]
+            tokenizer = tokenizer_if_quick(model)
+            shown = []
+            for pair in pairs.select(range(min(3, len(pairs)))):
+                prompt, response = format_pair(tokenizer, pair["prompt"], pair["response"])
+                # The prompt carries no loss; the response (bold) is what the model learns to write.
+                shown.append(f"{escape(prompt[-300:])}[b]{escape(response[:300])}[/b]")
+            how = f"{model}'s chat template" if tokenizer is not None else "the instruction format"
+            message = f"{len(pairs)} examples; the first three as trained ({how}; learned part in bold):\n\n"
+            message += "\n\n".join(shown)
         except (AdvisorError, ValueError) as error:
             message = f"[red]{error}[/red]"
         self.app.call_from_thread(self.query_one("#preview-text", Static).update, message)

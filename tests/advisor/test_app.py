@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from pathlib import Path
@@ -213,9 +214,7 @@ async def test_a_code_study_asks_once_before_running_generated_code(tiny_model: 
         assert tuner.calls == [tmp_path / "code"]
 
 
-async def test_own_data_from_the_file_picker_with_a_preview(tmp_path: Path, monkeypatch):
-    import json
-
+async def test_own_data_from_the_file_picker_with_a_preview(tmp_path: Path, monkeypatch, tiny_model: Path):
     from advisor.screens.file_picker import FilePickerScreen
 
     rows = [{"question": f"What is {n} + {n}?", "answer": str(2 * n)} for n in range(5)]
@@ -223,6 +222,7 @@ async def test_own_data_from_the_file_picker_with_a_preview(tmp_path: Path, monk
     (tmp_path / "notes.txt").write_text("not data")
     monkeypatch.chdir(tmp_path)
     app = AdvisorApp(runner=FakeTuner(), runs_root=tmp_path)
+    app.choices = app.choices.__class__(model=str(tiny_model))
     async with app.run_test(size=(100, 40)) as pilot:
         await pilot.press("down", "down", "enter")  # my own data
         for field, value in (("#prompt-column", "question"), ("#response-column", "answer")):
@@ -235,7 +235,9 @@ async def test_own_data_from_the_file_picker_with_a_preview(tmp_path: Path, monk
         await settle(app, pilot)
         assert app.screen.query_one("#data", Input).value == str(tmp_path / "pairs.jsonl")
         preview = str(app.screen.query_one("#preview-text", Static).render())
-        assert "5 examples" in preview and "prompt What is" in preview and "response" in preview
+        # Formatted as trained: through the model's chat template, the response (the learned part) in bold.
+        assert "5 examples" in preview and "chat template" in preview
+        assert re.search(r"<\|im_start\|>user\nWhat is (\d) \+ \1\?<\|im_end\|>\n<\|im_start\|>assistant\n\d", preview)
         await pilot.press("ctrl+n")
         await settle(app, pilot)
         assert isinstance(app.screen, ModelScreen)
