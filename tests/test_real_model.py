@@ -66,3 +66,25 @@ def test_the_real_model_is_scored_on_every_benchmark_once(builtin_gguf, data_dir
     again = score_model(model, tokenizer, settings, data_dir, runtime, identity=identity, cache=cache)
     assert all(score.cached for score in again.values())
     assert {n: s.score for n, s in again.items()} == {n: s.score for n, s in scores.items()}
+
+
+def test_full_run_of_the_real_model_from_a_shipped_preset(builtin_gguf, data_dir, tmp_path, capsys):
+    """`advisor train --preset math-cpu`, cut down to 4 steps: PEFT adapter, merged model, scores and report."""
+    from peft import PeftConfig
+
+    from tests.conftest import run_cli
+
+    out = tmp_path / "full"
+    args = ["train", "--preset", "math-cpu", "--data-dir", str(data_dir), "--out", str(out), "--json"]
+    cut = ["--epochs", "1", "--train-examples", "8", "--seq-len", "128", "--batch-size", "2"]
+    scoring = ["--eval-tasks", "arc_challenge,gsm8k", "--eval-limit", "2", "--merge"]
+    code, output, err = run_cli(capsys, *args, *cut, *scoring)
+    assert code == 0, err
+    report = json.loads(output)
+    assert report["training"]["steps"] == -(-report["training"]["train_rows"] // 2)  # one epoch, batch 2
+    assert set(report["scores"]["trained"]["scores"]) == {"arc_challenge", "gsm8k"}
+    config = PeftConfig.from_pretrained(out / "adapter")
+    assert (config.r, config.lora_alpha) == (16, 32)
+    assert config.base_model_name_or_path == "HuggingFaceTB/SmolLM2-135M-Instruct"  # what other tools load
+    assert (out / "merged" / "model.safetensors").is_file()
+    assert "| trained |" in (out / "report.md").read_text()
