@@ -20,7 +20,7 @@ from typing import Any
 
 from advisor.presets import Preset, write_preset
 from tuner.errors import AdvisorError
-from tuner.models import BUILTIN_HUB_IDS
+from tuner.models import hub_id
 from tuner.paper import PAPER
 from tuner.settings import ATTENTION_MODULES, MLP_MODULES
 
@@ -88,13 +88,6 @@ _TORCHTUNE_EXAMPLE = {
     "tokenizer_file": "original/tokenizer.model",
     "model_type": "LLAMA3_2",
 }
-
-
-def hub_id(model: str | None) -> str | None:
-    """What other tools load for a preset's model: a built-in name's hub id, else the model as written."""
-    if model is None:
-        return None
-    return BUILTIN_HUB_IDS.get(model, model)
 
 
 def carried_fields(preset: Preset, fmt: str) -> dict[str, Any]:

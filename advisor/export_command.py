@@ -8,7 +8,14 @@ from pathlib import Path
 from typing import Any
 
 from advisor.export import CONFIG_FILES, FORMATS, USAGE, export_preset
-from advisor.presets import PRESETS_DIR, Preset, load_preset, preset_from_recommendation, preset_path
+from advisor.presets import (
+    PRESETS_DIR,
+    Preset,
+    load_preset,
+    preset_from_recommendation,
+    preset_path,
+    study_origin,
+)
 from tuner.errors import AdvisorError
 
 
@@ -56,6 +63,12 @@ def preset_origin(name_or_path: str) -> str:
 
 def preset_from_run(run_dir: Path) -> tuple[Preset, str]:
     """The preset a finished study recommends, and how an export names it; AdvisorError for an unfinished one."""
+    chosen, where, _ = read_study(run_dir)
+    return chosen, where
+
+
+def read_study(run_dir: Path) -> tuple[Preset, str, dict[str, Any]]:
+    """A finished study's recommended preset, how an export names it, and the study's settings (settings.json)."""
     if not run_dir.is_dir():
         raise AdvisorError(f"no run directory {run_dir}")
     recommendation = _read_json(
@@ -68,9 +81,7 @@ def preset_from_run(run_dir: Path) -> tuple[Preset, str]:
         raise AdvisorError(f"{run_dir}/recommendation.json has no {missing.args[0]!r}") from None
     except (TypeError, ValueError) as error:
         raise AdvisorError(f"{run_dir}/recommendation.json: {error}") from None
-    trial = recommendation.get("trial")
-    where = f"trial {trial} of the study in {run_dir}" if trial is not None else f"the study in {run_dir}"
-    return chosen, where
+    return chosen, study_origin(recommendation.get("trial"), run_dir), settings
 
 
 def _read_json(path: Path, missing: str) -> dict[str, Any]:

@@ -198,6 +198,11 @@ def load_preset(name_or_path: str) -> Preset:
     return preset_from_dict(fields, where=f"preset {path}")
 
 
+def study_origin(trial: object, run_dir: object) -> str:
+    """How a preset from a study names where it came from: the trial, or the study when none completed."""
+    return f"trial {trial} of the study in {run_dir}" if trial is not None else f"the study in {run_dir}"
+
+
 def preset_from_recommendation(
     recommendation: dict[str, Any], settings: dict[str, Any], name: str | None = None
 ) -> Preset:
@@ -205,7 +210,7 @@ def preset_from_recommendation(
     budget = settings.get("budget", {})
     trial = recommendation.get("trial")
     run_dir = recommendation.get("run_dir")
-    where = f"trial {trial} of the study in {run_dir}" if trial is not None else f"the study in {run_dir}"
+    where = study_origin(trial, run_dir)
     extra: dict[str, Any] = {"run_dir": run_dir, "trial": trial}
     if recommendation.get("objective"):
         extra["objective"] = recommendation["objective"]

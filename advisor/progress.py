@@ -127,8 +127,8 @@ class RichReporter:
             self.progress.stop()
 
 
-def scores_text(event: TrialScored) -> str:
-    """A scored trial's figures in one line."""
+def scores_text(event: TrialScored | RunScored) -> str:
+    """A scored trial's (or the full run's) figures in one line."""
     parts = [f"{name} {value:.3f}" for name, value in event.scores.items()]
     if event.general is not None:
         parts.append(f"general mean {event.general:.3f}")
@@ -257,10 +257,7 @@ class TrainRichReporter:
                 f"general text {event.general_loss:.4f}"
             )
         elif isinstance(event, RunScored):
-            parts = [f"{name} {value:.3f}" for name, value in event.scores.items()]
-            if event.general is not None:
-                parts.append(f"general mean {event.general:.3f}")
-            self.progress.console.print(f"{event.label} scores: {', '.join(parts)}")
+            self.progress.console.print(f"{event.label} scores: {scores_text(event)}")
         elif isinstance(event, TrainFinished):
             self.close()
             self.summary_console.print(train_summary(event.report), highlight=False, soft_wrap=True)

@@ -38,10 +38,10 @@ class Overrides:
 
 def study_preset(run_dir: Path) -> tuple[Preset, dict[str, Any]]:
     """The preset a finished study recommends, and the study's settings; AdvisorError for anything missing."""
-    from advisor.export_command import preset_from_run
+    from advisor.export_command import read_study
 
-    preset, _ = preset_from_run(run_dir)
-    return preset, json.loads((run_dir / "settings.json").read_text(encoding="utf-8"))
+    preset, _, settings = read_study(run_dir)
+    return preset, settings
 
 
 def explicit_preset(overrides: Overrides) -> Preset:

@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -124,10 +125,37 @@ def _load_kwargs(dtype: torch.dtype | None = None) -> dict[str, object]:
     return kwargs
 
 
+def hub_id(model: str | None) -> str | None:
+    """What other tools load for a model: a built-in name's hub id, else the model as written."""
+    if model is None:
+        return None
+    return BUILTIN_HUB_IDS.get(model, model)
+
+
+def is_complete(directory: Path) -> bool:
+    """Whether a directory written by write_directory got to its end."""
+    return (directory / _COMPLETE).is_file()
+
+
+def write_directory(target: Path, write: Callable[[Path], None], note: str = "complete") -> Path:
+    """Fill a staging directory with `write`, mark it complete and move it to `target`: whole or not at all."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        write(staging)
+        (staging / _COMPLETE).write_text(note + "\n")
+        if target.exists():  # an incomplete earlier attempt, or a copy being replaced
+            shutil.rmtree(target)
+        staging.rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
 def cached_gguf(gguf_file: Path) -> Path:
     """A plain safetensors copy of a GGUF model and its tokenizer, built on first use."""
     target = gguf_cache_dir(gguf_file)
-    if (target / _COMPLETE).is_file():
+    if is_complete(target):
         return target
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -143,18 +171,12 @@ def cached_gguf(gguf_file: Path) -> Path:
         model.quantization_method = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
+
+    def write(staging: Path) -> None:
         model.save_pretrained(staging, safe_serialization=True)
         tokenizer.save_pretrained(staging)
-        (staging / _COMPLETE).write_text(str(gguf_file) + "\n")
-        if target.exists():  # an incomplete earlier attempt
-            shutil.rmtree(target)
-        staging.rename(target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return target
+
+    return write_directory(target, write, note=str(gguf_file))
 
 
 def tokenizer_if_quick(name: str) -> PreTrainedTokenizerBase | None:
@@ -162,7 +184,7 @@ def tokenizer_if_quick(name: str) -> PreTrainedTokenizerBase | None:
     hub), else None."""
     try:
         source = resolve_model(name)
-        if source.kind == "gguf" and not (gguf_cache_dir(Path(source.location)) / _COMPLETE).is_file():
+        if source.kind == "gguf" and not is_complete(gguf_cache_dir(Path(source.location))):
             return None
         return load_tokenizer(source)
     except AdvisorError:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -29,6 +28,7 @@ from tuner.events import (
     TrainStarted,
     ignore,
 )
+from tuner.models import is_complete
 from tuner.settings import RunSettings
 
 if TYPE_CHECKING:
@@ -49,7 +49,6 @@ REPORT_JSON = "report.json"
 REPORT_MARKDOWN = "report.md"
 PLOT_FILE = "learning_vs_forgetting.png"
 EPOCH_SCORES = "epoch_scores.json"
-_COMPLETE = "advisor-complete"
 KEPT_CHECKPOINTS = 2
 """Checkpoints kept on disk: the newest, and the one before it in case the newest was cut short."""
 
@@ -183,24 +182,6 @@ class EpochScorer:
         write_json(self.path, {**self.stored(), str(epoch): {n: s.as_dict() for n, s in scores.items()}})
 
 
-def _save_atomically(target: Path, write: Any) -> None:
-    """Write a directory in a staging place, mark it complete, and move it into place."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
-        write(staging)
-        (staging / _COMPLETE).write_text("complete\n")
-        if target.exists():
-            shutil.rmtree(target)
-        staging.rename(target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
-def is_complete(directory: Path) -> bool:
-    return (directory / _COMPLETE).is_file()
-
-
 def train_run(
     settings: RunSettings,
     out_dir: Path,
@@ -219,7 +200,7 @@ def train_run(
     from transformers import PrinterCallback, Trainer, TrainingArguments
 
     from tuner.data import prepare_study_data
-    from tuner.models import load_model, load_tokenizer, loaded_identity, resolve_model
+    from tuner.models import hub_id, load_model, load_tokenizer, loaded_identity, resolve_model, write_directory
     from tuner.study import quiet_libraries, run_dir_lock
     from tuner.trial import peft_config, pick_runtime
 
@@ -230,8 +211,11 @@ def train_run(
     source = resolve_model(settings.model)
     report(Stage(f"loading tokenizer of {source.describe()}"))
     tokenizer = load_tokenizer(source)
-    report(Stage(f"preparing {settings.task} data"))
-    data = prepare_study_data(settings.study_settings(), tokenizer, data_dir, settings.train_examples)
+    adapter_dir = out_dir / ADAPTER
+    data: StudyData | None = None
+    if not is_complete(adapter_dir):  # a finished run is only scored and reported again: no data to prepare
+        report(Stage(f"preparing {settings.task} data"))
+        data = prepare_study_data(settings.study_settings(), tokenizer, data_dir, settings.train_examples)
     out_dir.mkdir(parents=True, exist_ok=True)
     with run_dir_lock(out_dir):
         check_identity(out_dir, settings)
@@ -239,12 +223,11 @@ def train_run(
         report(Stage(f"loading {source.describe()} on {runtime.describe()}"))
         model = load_model(source, runtime.device, runtime.dtype)
         identity = loaded_identity(source, model)
-        adapter_dir = out_dir / ADAPTER
         scorer = _scorer(settings, options, tokenizer, data_dir, runtime, identity, report)
         epoch_scorer = EpochScorer(out_dir, scorer) if scorer is not None and options.score_each_epoch else None
 
         started = time.perf_counter()
-        if is_complete(adapter_dir):
+        if data is None:
             report(Stage(f"already trained: loading the adapter from {adapter_dir}"))
             peft_model = PeftModel.from_pretrained(model, adapter_dir)
             history: dict[str, Any] = json.loads((adapter_dir / "training.json").read_text(encoding="utf-8"))
@@ -293,14 +276,14 @@ def train_run(
             history = _history(trainer, data, time.perf_counter() - started, resume)
 
             # Save the adapter in PEFT format, whole or not at all.
-            peft_model.peft_config["default"].base_model_name_or_path = _base_name(settings.model)
+            peft_model.peft_config["default"].base_model_name_or_path = hub_id(settings.model)
 
             def write_adapter(staging: Path) -> None:
                 peft_model.save_pretrained(staging)
                 tokenizer.save_pretrained(staging)
                 (staging / "training.json").write_text(json.dumps(history, indent=2) + "\n", encoding="utf-8")
 
-            _save_atomically(adapter_dir, write_adapter)
+            write_directory(adapter_dir, write_adapter)
             # The checkpoints' optimizer state (twice the adapter's size) is no longer needed.
             shutil.rmtree(out_dir / CHECKPOINTS, ignore_errors=True)
             report(Stage(f"adapter saved in {adapter_dir}"))
@@ -317,18 +300,11 @@ def train_run(
                 merged.save_pretrained(staging)
                 tokenizer.save_pretrained(staging)
 
-            _save_atomically(out_dir / MERGED, write_merged)
+            write_directory(out_dir / MERGED, write_merged)
 
         result = run_report(settings, options, out_dir, history, scores, runtime.describe())
         report(TrainFinished(result))
         return result
-
-
-def _base_name(model: str) -> str:
-    """The base model as other tools name it: a built-in name's hub id, else the model as given."""
-    from tuner import models
-
-    return getattr(models, "BUILTIN_HUB_IDS", {}).get(model, model)
 
 
 def _history(trainer: Any, data: StudyData, seconds: float, resumed: Path | None) -> dict[str, Any]:

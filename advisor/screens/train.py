@@ -19,7 +19,8 @@ from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Input, Label, Log, ProgressBar, Static
 from textual_plotext import PlotextPlot
 
-from advisor.progress import train_start_text
+from advisor.progress import scores_text, train_start_text
+from advisor.train_command import study_preset
 from tuner import events
 from tuner.events import TrainEvent
 
@@ -69,11 +70,11 @@ class TrainScreen(Screen[None]):
         self.running = False
         self.curve: list[tuple[int, float]] = []
         self.report: dict[str, Any] | None = None
+        self.preset, self.study = study_preset(run_dir)
+        """The study's recommended preset and its settings: what Start trains, with the form's changes."""
 
     def compose(self) -> ComposeResult:
-        from advisor.train_command import study_preset
-
-        preset, _ = study_preset(self.run_dir)
+        preset = self.preset
         lora = preset.lora
         yield Header()
         with Vertical(id="form"):
@@ -146,8 +147,7 @@ class TrainScreen(Screen[None]):
         elif isinstance(event, events.EpochEvaluated):
             log.write_line(f"epoch {event.epoch}: held-out {event.target_loss:.4f}, general {event.general_loss:.4f}")
         elif isinstance(event, events.RunScored):
-            figures = ", ".join(f"{name} {value:.3f}" for name, value in event.scores.items())
-            log.write_line(f"{event.label}: {figures}")
+            log.write_line(f"{event.label}: {scores_text(event)}")
 
     @on(TrainEnded)
     def train_ended(self, message: TrainEnded) -> None:
@@ -181,7 +181,7 @@ class TrainScreen(Screen[None]):
 
     @on(Button.Pressed, "#start")
     def action_start(self) -> None:
-        from advisor.train_command import Overrides, run_settings, scoring_settings, study_preset
+        from advisor.train_command import Overrides, run_settings, scoring_settings
         from tuner.errors import AdvisorError
         from tuner.train import RunOptions
 
@@ -189,8 +189,7 @@ class TrainScreen(Screen[None]):
             epochs = _optional_count(self.query_one("#epochs", Input).value, "epochs")
             examples = _optional_count(self.query_one("#examples", Input).value, "training examples")
             limit = _optional_count(self.query_one("#eval-limit", Input).value, "items per benchmark")
-            preset, study = study_preset(self.run_dir)
-            settings = run_settings(preset, Overrides(epochs=epochs, train_examples=examples), study)
+            settings = run_settings(self.preset, Overrides(epochs=epochs, train_examples=examples), self.study)
             allow = self.app.choices.allow_code_execution is True  # type: ignore[attr-defined]
             options = RunOptions(scoring=scoring_settings(settings, limit=limit, allow_code_execution=allow))
         except (ValueError, AdvisorError) as error:
