@@ -28,8 +28,8 @@ def run_tuner(
     settings: StudySettings, run_dir: Path, report: Callable[[Event], None], allow_code_execution: bool = False
 ) -> dict[str, Any]:
     """The real study, as `advisor tune` runs it: the search space its memory budget allows."""
-    from advisor.tune import run_budgeted_study
     from tuner.data import resolve_data_dir
+    from tuner.memory_bounds import run_budgeted_study
 
     return run_budgeted_study(
         settings, run_dir, data_dir=resolve_data_dir(None), report=report, allow_code_execution=allow_code_execution
@@ -118,7 +118,7 @@ class AdvisorApp(App[None]):
         self.start_study(settings, self.run_dir or self.runs_root / settings.task)
 
     def study_settings(self) -> StudySettings:
-        from advisor.memory import parse_size
+        from tuner.memory import parse_size
 
         choices = self.choices
         return StudySettings(

@@ -125,9 +125,8 @@ def evaluate(
     from tuner.data import resolve_data_dir
     from tuner.evaluation import score_model
     from tuner.models import load_model, load_tokenizer, loaded_identity, resolve_model
+    from tuner.runtime import pick_runtime, quiet_libraries
     from tuner.score_cache import ScoreCache
-    from tuner.study import quiet_libraries
-    from tuner.trial import pick_runtime
 
     stderr = Console(stderr=True)
     if adapter is not None and not adapter.is_dir():

@@ -2,70 +2,20 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
-from dataclasses import asdict, replace
-from typing import Any
 
-from advisor.memory import (
-    ModelShape,
-    TrainSetup,
-    estimate,
-    format_size,
-    largest_feasible,
-    parse_size,
-)
 from tuner.errors import AdvisorError
-
-PARTS = ("weights", "trainable", "gradients", "optimizer", "activations", "logits", "overhead")
-
-
-@functools.cache
-def model_shape(model: str) -> ModelShape:
-    """The shape of a model from its config, without loading its weights (a GGUF model is cached once).
-
-    Kept per process: the app asks on every keystroke of a budget, and a hub model's config is a request.
-    """
-    from tuner.models import model_config, resolve_model
-
-    try:
-        return ModelShape.from_config(model_config(resolve_model(model)))
-    except ValueError as error:
-        raise AdvisorError(f"{model}: {error}") from None
-
-
-def weights_refusal(shape: ModelShape, setup: TrainSetup, budget: int) -> str | None:
-    """Why a budget cannot hold even the model's weights, with what would fit instead; None when it can."""
-    weights = estimate(shape, setup).weights
-    if budget >= weights:
-        return None
-    smallest = replace(setup, rank=8, batch=1, seq_len=128, gradient_checkpointing=True)
-    needed = estimate(shape, smallest).total
-    qlora = estimate(shape, replace(smallest, quantized=True)).total
-    instead = f"QLoRA (4-bit weights, r=8, batch 1 x 128 tokens, checkpointing) needs {format_size(qlora)}" + (
-        " and fits" if qlora <= budget else ""
-    )
-    return (
-        f"a budget of {format_size(budget)} is below the model's weights alone ({format_size(weights)} on "
-        f"{setup.device}); the smallest LoRA setup needs {format_size(needed)}; {instead}"
-    )
-
-
-def memory_report(model: str, shape: ModelShape, setup: TrainSetup, budget: int | None) -> dict[str, Any]:
-    """The estimate, and under a budget whether it fits and the largest settings that do."""
-    report: dict[str, Any] = {
-        "model": model,
-        "shape": asdict(shape),
-        "parameters": shape.parameters(),
-        "setup": asdict(setup),
-        **estimate(shape, setup).as_dict(),
-    }
-    if budget is not None:
-        report["budget_bytes"] = budget
-        report["fits"] = report["total_bytes"] <= budget
-        report["largest_feasible"] = largest_feasible(shape, setup, budget)
-    return report
+from tuner.memory import (
+    PARTS,
+    TrainSetup,
+    feasible_text,
+    format_size,
+    memory_report,
+    model_shape,
+    parse_size,
+    weights_refusal,
+)
 
 
 def memory(
@@ -124,24 +74,3 @@ def memory(
     if budget_bytes is not None:
         console.print(feasible_text(report))
     return 0
-
-
-def feasible_text(report: dict[str, Any]) -> str:
-    """Whether the setup fits the budget, and the largest settings that do."""
-    budget, found, setup = report["budget_bytes"], report["largest_feasible"], report["setup"]
-    verdict = "fits" if report["fits"] else "does not fit"
-    lines = [f"This setup {verdict} in {format_size(budget)}. Largest that fit:"]
-    for key, label in (("without_checkpointing", "without"), ("with_checkpointing", "with")):
-        options = found[key]
-        parts = []
-        if options["rank"] is not None:
-            parts.append(f"rank {options['rank']} at batch {setup['batch']} x {setup['seq_len']}")
-        if options["batch"] is not None:
-            parts.append(f"batch {options['batch']} x {setup['seq_len']}")
-        if options["seq_len"] is not None:
-            parts.append(f"{options['seq_len']} tokens at batch {setup['batch']}")
-        lines.append(f"  {label} gradient checkpointing: {'; '.join(parts) if parts else 'nothing'}")
-    if not found["smallest_fits"]:
-        qlora = "only QLoRA (4-bit weights) fits" if found["qlora_fits"] else "not even QLoRA fits"
-        lines.append(f"  at r=8, batch 1 x 128 tokens with checkpointing: {qlora}")
-    return "\n".join(lines)

@@ -10,8 +10,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from advisor.memory import format_size, parse_size
 from tuner.errors import AdvisorError
+from tuner.memory import format_size, parse_size
 from tuner.paper import MIN_IFT_EPOCHS
 from tuner.settings import TASKS, LoraSettings
 

@@ -5,15 +5,12 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from tuner.errors import AdvisorError
 
 if TYPE_CHECKING:
     from advisor.presets import Preset
-    from tuner.settings import StudySettings
-    from tuner.space import SearchSpace
-    from tuner.study import Feasibility
 
 
 def tune(
@@ -49,10 +46,11 @@ def tune(
     """
     from rich.console import Console
 
-    from advisor.memory import parse_size
     from advisor.presets import load_preset
     from advisor.progress import RichReporter
     from tuner.data import resolve_data_dir
+    from tuner.memory import parse_size
+    from tuner.memory_bounds import run_budgeted_study
     from tuner.models import DEFAULT_MODEL
     from tuner.settings import StudySettings, TrainBudget
 
@@ -110,58 +108,3 @@ def preset_params(preset: Preset) -> dict[str, object]:
         "alpha_multiple": preset.lora.alpha / preset.lora.rank,
         "targets": preset.lora.targets,
     }
-
-
-def run_budgeted_study(settings: StudySettings, run_dir: Path, **options: Any) -> dict[str, Any]:
-    """Run (or resume) a study in the search space its memory budget allows; `options` go to run_study.
-
-    The space also holds any configuration the study starts from (`first_configurations`).
-    """
-    from tuner.space import SearchSpace
-    from tuner.study import run_study
-
-    space, feasible = memory_bounds(settings)
-    for params in options.get("first_configurations") or []:
-        space = (space or SearchSpace()).including(params)
-    return run_study(settings, run_dir, space=space, feasible=feasible, **options)
-
-
-def memory_bounds(settings: StudySettings) -> tuple[SearchSpace | None, Feasibility | None]:
-    """The search space narrowed to what the memory estimate says fits the budget, and the check each trial passes.
-
-    Ranks that fit with some target set and target sets that fit at the smallest rank stay; a drawn pair that
-    still does not fit is pruned before it runs. Nothing fitting is an error that says what would.
-    """
-    from dataclasses import replace
-
-    from advisor.memory import TrainSetup, estimate, format_size
-    from advisor.memory_command import feasible_text, memory_report, model_shape, weights_refusal
-    from tuner.settings import LoraSettings
-    from tuner.space import SearchSpace
-    from tuner.trial import pick_runtime
-
-    if settings.memory_budget is None:
-        return None, None
-    device = pick_runtime().device.type  # where the trials will run
-    shape = model_shape(settings.model)
-    trial_setup = TrainSetup(device=device, batch=settings.budget.batch_size, seq_len=settings.budget.seq_len)
-    limit = settings.memory_budget
-
-    def feasible(lora: LoraSettings) -> str | None:
-        total = estimate(shape, replace(trial_setup, rank=lora.rank, targets=lora.targets)).total
-        if total <= limit:
-            return None
-        return f"estimated {format_size(total)} for r={lora.rank} on {lora.targets}, over {format_size(limit)}"
-
-    space = SearchSpace()
-    fitting = [(r, t) for r in space.ranks for t in space.targets if feasible(LoraSettings(r, 2 * r, t)) is None]
-    if not fitting:
-        refusal = weights_refusal(shape, trial_setup, limit)
-        if refusal:
-            raise AdvisorError(refusal)
-        smallest = replace(trial_setup, rank=min(space.ranks), targets="attention")
-        advice = feasible_text(memory_report(settings.model, shape, smallest, limit)).replace("\n", ";")
-        raise AdvisorError(f"no LoRA configuration fits {format_size(limit)} at these trial settings. {advice}")
-    ranks = tuple(sorted({r for r, _ in fitting}))
-    targets = tuple(t for t in space.targets if t in {target for _, target in fitting})
-    return replace(space, ranks=ranks, targets=targets), feasible

@@ -29,9 +29,9 @@ def throughput(items: int, data_dir: Path) -> dict[str, dict[str, float]]:
     from tuner.benchmarks import EvalSettings
     from tuner.evaluation import score_model
     from tuner.models import DEFAULT_MODEL, load_model, load_tokenizer, resolve_model
+    from tuner.runtime import pick_runtime, quiet_libraries
     from tuner.settings import LoraSettings
-    from tuner.study import quiet_libraries
-    from tuner.trial import peft_config, pick_runtime
+    from tuner.trial import peft_config
 
     quiet_libraries()
     source, runtime = resolve_model(DEFAULT_MODEL), pick_runtime()

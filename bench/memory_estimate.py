@@ -3,7 +3,7 @@
 Each configuration is measured in a fresh process by `python -m tuner.memory_probe` (two optimizer steps of
 the trial runner; on CPU the peak resident memory after the model loaded minus the resident memory before
 it, with freed memory returned to the kernel as the advisor's trials do; on CUDA max_memory_allocated) and
-set beside `advisor.memory.estimate`. Target: every error within 10 %.
+set beside `tuner.memory.estimate`. Target: every error within 10 %.
 
     python bench/memory_estimate.py [--device cpu|cuda]
 """
@@ -16,7 +16,7 @@ import os
 import subprocess
 import sys
 
-from advisor.memory import ModelShape, TrainSetup, estimate, format_size
+from tuner.memory import ModelShape, TrainSetup, estimate, format_size
 
 CONFIGS = [  # rank, targets, batch, sequence length
     (16, "all", 4, 256),

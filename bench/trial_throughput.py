@@ -32,8 +32,9 @@ from typing import TYPE_CHECKING, Any
 from tuner.data import Example, StudyData, pack_study_data, resolve_data_dir, task_examples
 from tuner.models import DEFAULT_MODEL, load_model, load_tokenizer, resolve_model
 from tuner.packing import IGNORE_INDEX
+from tuner.runtime import Runtime, pick_runtime
 from tuner.settings import LoraSettings, StudySettings, TrainBudget
-from tuner.trial import Runtime, peft_config, pick_runtime, run_trial
+from tuner.trial import peft_config, run_trial
 
 if TYPE_CHECKING:
     import datasets

@@ -49,8 +49,8 @@ def test_the_real_model_is_scored_on_every_benchmark_once(builtin_gguf, data_dir
     from tuner.benchmarks import BENCHMARKS, EvalSettings
     from tuner.evaluation import score_model
     from tuner.models import DEFAULT_MODEL, load_model, load_tokenizer, loaded_identity, resolve_model
+    from tuner.runtime import pick_runtime
     from tuner.score_cache import ScoreCache
-    from tuner.trial import pick_runtime
 
     source, runtime = resolve_model(DEFAULT_MODEL), pick_runtime()
     tokenizer, model = load_tokenizer(source), load_model(source, runtime.device, runtime.dtype)

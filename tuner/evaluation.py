@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from peft import PeftModel
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-    from tuner.trial import Runtime
+    from tuner.runtime import Runtime
 
 Notify = Callable[[str], None]
 """Told what is being scored next, in a few words."""

@@ -44,9 +44,9 @@ def measure(
 
     from tuner.data import StudyData
     from tuner.models import load_model, resolve_model
+    from tuner.runtime import pick_runtime, quiet_libraries, return_freed_memory
     from tuner.settings import LoraSettings, TrainBudget
-    from tuner.study import quiet_libraries
-    from tuner.trial import pick_runtime, return_freed_memory, run_trial
+    from tuner.trial import run_trial
 
     quiet_libraries()
     if return_freed_memory_too:

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
-import os
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,6 +25,8 @@ from tuner.events import (
 )
 from tuner.objective import forgetting_rise, objective_value
 from tuner.recommend import recommend
+from tuner.rundir import run_dir_lock, write_json
+from tuner.runtime import quiet_libraries
 from tuner.settings import LoraSettings, StudySettings
 from tuner.space import SearchSpace, lora_from_params
 
@@ -39,7 +38,8 @@ if TYPE_CHECKING:
     from tuner.data import StudyData
     from tuner.evaluation import TaskScore, TrialScorer
     from tuner.models import ModelSource
-    from tuner.trial import Runtime, TrialResult
+    from tuner.runtime import Runtime
+    from tuner.trial import TrialResult
 
 Feasibility = Callable[[LoraSettings], "str | None"]
 """Why an adapter configuration would not fit the memory budget, or None if it fits."""
@@ -50,26 +50,8 @@ STARTUP_TRIALS = 5
 """Trials before TPE models the space: the enqueued paper configurations, then random draws."""
 
 
-def quiet_libraries() -> None:
-    """Silence the libraries' own progress bars and deprecation chatter; the study has its display."""
-    import warnings
-
-    import transformers
-
-    transformers.utils.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-    warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers|peft)\.")
-
-
 class TrialFailed(Exception):
     """A trial that could not run (out of memory); recorded as FAIL with its reason, and the study goes on."""
-
-
-def write_json(path: Path, payload: object) -> None:
-    """Write JSON atomically: a reader sees the old file or the new one, never half of one."""
-    staging = path.with_name(f".{path.name}.tmp")
-    staging.write_text(json.dumps(payload, indent=2, default=str) + "\n", encoding="utf-8")
-    os.replace(staging, path)
 
 
 def default_storage(run_dir: Path) -> str:
@@ -91,17 +73,6 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
     except Exception as error:  # noqa: BLE001 (SQLAlchemy raises many types for bad URLs and unreachable servers)
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise AdvisorError(f"cannot open study storage {url!r}: {first}") from None
-
-
-@contextlib.contextmanager
-def run_dir_lock(run_dir: Path) -> Iterator[None]:
-    """Hold the run directory for this process; a second `advisor tune` on it stops with a clear error."""
-    with open(run_dir / ".lock", "w") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise AdvisorError(f"{run_dir} is in use by another advisor process") from None
-        yield
 
 
 def trial_record(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
@@ -267,7 +238,8 @@ class Engine:
         import optuna
 
         from tuner.models import load_model
-        from tuner.trial import heldout_loss, pick_runtime, return_freed_memory
+        from tuner.runtime import pick_runtime, return_freed_memory
+        from tuner.trial import heldout_loss
 
         settings, budget = self.settings, self.settings.budget
         storage = storage or open_storage(default_storage(self.run_dir))

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from tuner.data import StudyData
     from tuner.evaluation import TaskScore
     from tuner.packing import PackedRows
-    from tuner.trial import Runtime
+    from tuner.runtime import Runtime
 
 CHECKPOINTS = "checkpoints"
 ADAPTER = "adapter"
@@ -104,7 +104,7 @@ def packed_dataset(rows: PackedRows) -> datasets.Dataset:
 
 def check_identity(out_dir: Path, settings: RunSettings) -> None:
     """Refuse to resume a run directory that trained other settings; record them in a new one."""
-    from tuner.study import write_json
+    from tuner.rundir import write_json
 
     wanted = json.loads(json.dumps(settings.identity()))
     path = out_dir / SETTINGS_FILE
@@ -176,7 +176,7 @@ class EpochScorer:
         return json.loads(self.path.read_text(encoding="utf-8"))
 
     def score_epoch(self, model: PeftModel, epoch: int) -> None:
-        from tuner.study import write_json
+        from tuner.rundir import write_json
 
         scores = self.score(model, f"epoch {epoch}")
         write_json(self.path, {**self.stored(), str(epoch): {n: s.as_dict() for n, s in scores.items()}})
@@ -201,8 +201,9 @@ def train_run(
 
     from tuner.data import prepare_study_data
     from tuner.models import hub_id, load_model, load_tokenizer, loaded_identity, resolve_model, write_directory
-    from tuner.study import quiet_libraries, run_dir_lock
-    from tuner.trial import peft_config, pick_runtime
+    from tuner.rundir import run_dir_lock
+    from tuner.runtime import pick_runtime, quiet_libraries
+    from tuner.trial import peft_config
 
     options = options or RunOptions()
     quiet_libraries()
@@ -390,7 +391,7 @@ def run_report(
     runtime: str,
 ) -> dict[str, Any]:
     """The run's figures as report.json, report.md and the learning-vs-forgetting PNG in `out_dir`."""
-    from tuner.study import write_json
+    from tuner.rundir import write_json
 
     learning = LEARNING_TASK.get(settings.task)
     result: dict[str, Any] = {

@@ -6,7 +6,6 @@ evaluate; clean up (the adapters are unloaded so the next trial starts from the 
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
     from tuner.data import StudyData
+    from tuner.runtime import Runtime
 
 StepCallback = Callable[[int, float, float], None]
 """Called after each optimizer step with (step, training loss, training tokens per second)."""
@@ -29,69 +29,6 @@ EvalCallback = Callable[[int, float, float], "str | None"]
 """Called after each evaluation with (step, target loss, general loss); returns a reason to stop, or None."""
 TrainedCallback = Callable[["PeftModel", "TrialResult"], None]
 """Called once a trial has trained to its budget, with the adapters still attached (to score them)."""
-
-
-@dataclass(frozen=True)
-class Runtime:
-    """Where trials run: CUDA with bf16 where present, CPU fp32 otherwise."""
-
-    device: torch.device
-    dtype: torch.dtype
-
-    @property
-    def is_cuda(self) -> bool:
-        return self.device.type == "cuda"
-
-    def autocast(self) -> contextlib.AbstractContextManager[object]:
-        """bf16 autocast on CUDA; nothing on CPU."""
-        import torch
-
-        if self.is_cuda and self.dtype == torch.bfloat16:
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
-
-    def describe(self) -> str:
-        import torch
-
-        if self.is_cuda:
-            return f"{torch.cuda.get_device_name(self.device)} ({str(self.dtype).removeprefix('torch.')})"
-        return f"CPU ({torch.get_num_threads()} threads, float32)"
-
-
-HEAP_MMAP_THRESHOLD = 64 << 10
-"""Allocations above this size get their own pages from the kernel and give them back when freed."""
-
-
-def return_freed_memory() -> bool:
-    """Make glibc hand freed tensor memory back to the kernel (M_MMAP_THRESHOLD fixed at 64 KiB); False elsewhere.
-
-    By default glibc raises its mmap threshold as large blocks are freed, so after the first step activation
-    buffers come from the heap and stay resident once freed: on this project's CPU machine LoRA r=16 on
-    SmolLM2-135M at 4 x 256 tokens peaked at 4.8 GB resident that way and 2.8 GB with the threshold fixed.
-    """
-    import ctypes
-    import ctypes.util
-
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return False
-    try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    m_mmap_threshold = -3
-    return bool(mallopt(m_mmap_threshold, HEAP_MMAP_THRESHOLD))
-
-
-def pick_runtime() -> Runtime:
-    """CUDA with bf16 where the GPU supports it, else CUDA fp32, else CPU fp32."""
-    import torch
-
-    if torch.cuda.is_available():
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
-        return Runtime(torch.device("cuda"), dtype)
-    return Runtime(torch.device("cpu"), torch.float32)
 
 
 @dataclass

@@ -34,9 +34,17 @@ class MemoryScreen(StepScreen):
     @work(thread=True, exclusive=True, exit_on_error=False)
     def estimate(self, budget: str) -> None:
         """The breakdown of a paper-default trial (r=16, all linear layers, 4 x 512) and, under a budget, what fits."""
-        from advisor.memory import TrainSetup, estimate, format_size, parse_size
-        from advisor.memory_command import PARTS, feasible_text, memory_report, model_shape
         from tuner.errors import AdvisorError
+        from tuner.memory import (
+            PARTS,
+            TrainSetup,
+            estimate,
+            feasible_text,
+            format_size,
+            memory_report,
+            model_shape,
+            parse_size,
+        )
 
         try:
             shape = model_shape(self.app.choices.model)  # type: ignore[attr-defined]
@@ -54,7 +62,7 @@ class MemoryScreen(StepScreen):
         self.app.call_from_thread(self.query_one("#estimate", Static).update, message)
 
     def accept(self) -> str | None:
-        from advisor.memory import parse_size
+        from tuner.memory import parse_size
 
         budget = self.query_one("#budget", Input).value.strip() or None
         if budget is not None:

@@ -34,8 +34,8 @@ class ModelScreen(StepScreen):
     @work(thread=True, exclusive=True, exit_on_error=False)
     def inspect(self, model: str) -> None:
         """Read the model's config (no weights) and count its parameters; never touches widgets."""
-        from advisor.memory_command import model_shape
         from tuner.errors import AdvisorError
+        from tuner.memory import model_shape
 
         try:
             shape = model_shape(model)

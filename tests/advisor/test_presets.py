@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from advisor.memory import GIB, ModelShape, TrainSetup, estimate, fits, parse_size
 from advisor.presets import (
     PRESETS_DIR,
     SOURCES,
@@ -18,6 +17,7 @@ from advisor.presets import (
 )
 from tests.advisor.test_memory import SMOLLM2 as SMOLLM2_CONFIG
 from tuner.errors import AdvisorError
+from tuner.memory import GIB, ModelShape, TrainSetup, estimate, fits, parse_size
 from tuner.paper import MIN_IFT_EPOCHS, paper_learning_rate
 
 SHIPPED = sorted(PRESETS_DIR.glob("*.yaml"))

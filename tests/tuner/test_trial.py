@@ -10,8 +10,9 @@ torch = pytest.importorskip("torch")
 
 from tuner.data import prepare_study_data  # noqa: E402
 from tuner.models import load_model, load_tokenizer, resolve_model  # noqa: E402
+from tuner.runtime import pick_runtime  # noqa: E402
 from tuner.settings import LoraSettings, StudySettings, TrainBudget  # noqa: E402
-from tuner.trial import heldout_loss, pick_runtime, row_order, run_trial  # noqa: E402
+from tuner.trial import heldout_loss, row_order, run_trial  # noqa: E402
 
 BUDGET = TrainBudget(train_tokens=8192, batch_size=4, seq_len=128, evaluations=2)
 
@@ -89,6 +90,6 @@ def test_freed_memory_can_be_returned_to_the_kernel_on_glibc():
     import subprocess
     import sys
 
-    probe = "from tuner.trial import return_freed_memory; print(return_freed_memory())"
+    probe = "from tuner.runtime import return_freed_memory; print(return_freed_memory())"
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "True"  # mallopt(M_MMAP_THRESHOLD) accepted; run apart: it is process-wide

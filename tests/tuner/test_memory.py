@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from advisor.memory import (
+from tests.conftest import run_cli
+from tuner.memory import (
     LOGIT_COPIES,
     QLORA_BYTES_PER_PARAM,
     RUNTIME_OVERHEAD,
@@ -17,7 +18,6 @@ from advisor.memory import (
     parse_size,
     trainable_parameters,
 )
-from tests.conftest import run_cli
 
 # A small Llama by hand: hidden 64, 2 layers, 4 heads of 16 (2 KV heads), MLP 128, vocabulary 1000, tied.
 SMALL = ModelShape(
@@ -127,9 +127,8 @@ def test_bad_input_is_one_line_and_exit_2(capsys, tiny_model, args, message):
 
 
 def test_tune_under_a_budget_runs_only_what_fits(tiny_model, data_dir, tmp_path, monkeypatch):
-    from advisor.memory import TrainSetup, estimate
-    from advisor.memory_command import model_shape
-    from advisor.tune import memory_bounds
+    from tuner.memory import TrainSetup, estimate, model_shape
+    from tuner.memory_bounds import memory_bounds
     from tuner.settings import LoraSettings, StudySettings, TrainBudget
 
     shape = model_shape(str(tiny_model))
@@ -141,11 +140,11 @@ def test_tune_under_a_budget_runs_only_what_fits(tiny_model, data_dir, tmp_path,
     assert feasible(LoraSettings(16, 32, "all")) is None
     assert "over" in feasible(LoraSettings(256, 512, "all"))
 
-    import tuner.trial
+    import tuner.runtime
     from tuner.study import run_study
 
     returned = []  # fixing glibc's threshold would slow every later test in this process: record it instead
-    monkeypatch.setattr(tuner.trial, "return_freed_memory", lambda: returned.append(True) or True)
+    monkeypatch.setattr(tuner.runtime, "return_freed_memory", lambda: returned.append(True) or True)
     run_dir = tmp_path / "run"
     run_study(settings, run_dir, data_dir=data_dir, space=space, feasible=feasible, score_items=0)
     trials = [json.loads(p.read_text()) for p in sorted((run_dir / "trials").glob("*.json"))]

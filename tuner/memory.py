@@ -10,10 +10,14 @@ on which linear layers train (a frozen linear layer keeps nothing of its input).
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import asdict, dataclass, replace
 from typing import Any
+
+from tuner.errors import AdvisorError
+from tuner.settings import ATTENTION_MODULES, MLP_MODULES
 
 GIB = 1 << 30
 DEVICES = ("cpu", "cuda")
@@ -85,10 +89,6 @@ class ModelShape:
         per_layer = sum(i * o for i, o in self.linear_shapes().values()) + 2 * self.hidden
         head = 0 if self.tied_embeddings else self.vocab * self.hidden
         return self.vocab * self.hidden + head + self.layers * per_layer + self.hidden
-
-
-ATTENTION_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj")
-MLP_MODULES = ("gate_proj", "up_proj", "down_proj")
 
 
 @dataclass(frozen=True)
@@ -274,3 +274,74 @@ def largest_feasible(shape: ModelShape, setup: TrainSetup, budget: int) -> dict[
     found["smallest_fits"] = fits(shape, smallest, budget)
     found["qlora_fits"] = fits(shape, replace(smallest, targets=lora, quantized=True), budget)
     return found
+
+
+PARTS = ("weights", "trainable", "gradients", "optimizer", "activations", "logits", "overhead")
+
+
+@functools.cache
+def model_shape(model: str) -> ModelShape:
+    """The shape of a model from its config, without loading its weights (a GGUF model is cached once).
+
+    Kept per process: the app asks on every keystroke of a budget, and a hub model's config is a request.
+    """
+    from tuner.models import model_config, resolve_model
+
+    try:
+        return ModelShape.from_config(model_config(resolve_model(model)))
+    except ValueError as error:
+        raise AdvisorError(f"{model}: {error}") from None
+
+
+def weights_refusal(shape: ModelShape, setup: TrainSetup, budget: int) -> str | None:
+    """Why a budget cannot hold even the model's weights, with what would fit instead; None when it can."""
+    weights = estimate(shape, setup).weights
+    if budget >= weights:
+        return None
+    smallest = replace(setup, rank=8, batch=1, seq_len=128, gradient_checkpointing=True)
+    needed = estimate(shape, smallest).total
+    qlora = estimate(shape, replace(smallest, quantized=True)).total
+    instead = f"QLoRA (4-bit weights, r=8, batch 1 x 128 tokens, checkpointing) needs {format_size(qlora)}" + (
+        " and fits" if qlora <= budget else ""
+    )
+    return (
+        f"a budget of {format_size(budget)} is below the model's weights alone ({format_size(weights)} on "
+        f"{setup.device}); the smallest LoRA setup needs {format_size(needed)}; {instead}"
+    )
+
+
+def memory_report(model: str, shape: ModelShape, setup: TrainSetup, budget: int | None) -> dict[str, Any]:
+    """The estimate, and under a budget whether it fits and the largest settings that do."""
+    report: dict[str, Any] = {
+        "model": model,
+        "shape": asdict(shape),
+        "parameters": shape.parameters(),
+        "setup": asdict(setup),
+        **estimate(shape, setup).as_dict(),
+    }
+    if budget is not None:
+        report["budget_bytes"] = budget
+        report["fits"] = report["total_bytes"] <= budget
+        report["largest_feasible"] = largest_feasible(shape, setup, budget)
+    return report
+
+
+def feasible_text(report: dict[str, Any]) -> str:
+    """Whether the setup fits the budget, and the largest settings that do."""
+    budget, found, setup = report["budget_bytes"], report["largest_feasible"], report["setup"]
+    verdict = "fits" if report["fits"] else "does not fit"
+    lines = [f"This setup {verdict} in {format_size(budget)}. Largest that fit:"]
+    for key, label in (("without_checkpointing", "without"), ("with_checkpointing", "with")):
+        options = found[key]
+        parts = []
+        if options["rank"] is not None:
+            parts.append(f"rank {options['rank']} at batch {setup['batch']} x {setup['seq_len']}")
+        if options["batch"] is not None:
+            parts.append(f"batch {options['batch']} x {setup['seq_len']}")
+        if options["seq_len"] is not None:
+            parts.append(f"{options['seq_len']} tokens at batch {setup['batch']}")
+        lines.append(f"  {label} gradient checkpointing: {'; '.join(parts) if parts else 'nothing'}")
+    if not found["smallest_fits"]:
+        qlora = "only QLoRA (4-bit weights) fits" if found["qlora_fits"] else "not even QLoRA fits"
+        lines.append(f"  at r=8, batch 1 x 128 tokens with checkpointing: {qlora}")
+    return "\n".join(lines)

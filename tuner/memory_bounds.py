@@ -1,0 +1,66 @@
+"""The search space narrowed to a memory budget by the estimate, and the study run inside it (pure until run)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tuner.errors import AdvisorError
+from tuner.settings import LoraSettings, StudySettings
+from tuner.space import SearchSpace
+
+if TYPE_CHECKING:
+    from tuner.study import Feasibility
+
+
+def run_budgeted_study(settings: StudySettings, run_dir: Path, **options: Any) -> dict[str, Any]:
+    """Run (or resume) a study in the search space its memory budget allows; `options` go to run_study.
+
+    The space also holds any configuration the study starts from (`first_configurations`).
+    """
+    from tuner.study import run_study
+
+    space, feasible = memory_bounds(settings)
+    for params in options.get("first_configurations") or []:
+        space = (space or SearchSpace()).including(params)
+    return run_study(settings, run_dir, space=space, feasible=feasible, **options)
+
+
+def memory_bounds(settings: StudySettings) -> tuple[SearchSpace | None, Feasibility | None]:
+    """The search space narrowed to what the memory estimate says fits the budget, and the check each trial passes.
+
+    Ranks that fit with some target set and target sets that fit at the smallest rank stay; a drawn pair that
+    still does not fit is pruned before it runs. Nothing fitting is an error that says what would.
+    """
+    from advisor.memory_command import feasible_text, memory_report, model_shape, weights_refusal
+    from tuner.memory import TrainSetup, estimate, format_size
+    from tuner.runtime import pick_runtime
+    from tuner.settings import LoraSettings
+    from tuner.space import SearchSpace
+
+    if settings.memory_budget is None:
+        return None, None
+    device = pick_runtime().device.type  # where the trials will run
+    shape = model_shape(settings.model)
+    trial_setup = TrainSetup(device=device, batch=settings.budget.batch_size, seq_len=settings.budget.seq_len)
+    limit = settings.memory_budget
+
+    def feasible(lora: LoraSettings) -> str | None:
+        total = estimate(shape, replace(trial_setup, rank=lora.rank, targets=lora.targets)).total
+        if total <= limit:
+            return None
+        return f"estimated {format_size(total)} for r={lora.rank} on {lora.targets}, over {format_size(limit)}"
+
+    space = SearchSpace()
+    fitting = [(r, t) for r in space.ranks for t in space.targets if feasible(LoraSettings(r, 2 * r, t)) is None]
+    if not fitting:
+        refusal = weights_refusal(shape, trial_setup, limit)
+        if refusal:
+            raise AdvisorError(refusal)
+        smallest = replace(trial_setup, rank=min(space.ranks), targets="attention")
+        advice = feasible_text(memory_report(settings.model, shape, smallest, limit)).replace("\n", ";")
+        raise AdvisorError(f"no LoRA configuration fits {format_size(limit)} at these trial settings. {advice}")
+    ranks = tuple(sorted({r for r, _ in fitting}))
+    targets = tuple(t for t in space.targets if t in {target for _, target in fitting})
+    return replace(space, ranks=ranks, targets=targets), feasible
