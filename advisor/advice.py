@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tuner.models import DEFAULT_MODEL
 from tuner.paper import FINDINGS, LORA_LEARNING_RATE, MIN_IFT_EPOCHS
+from tuner.settings import DEFAULT_GOAL, DEFAULT_TASK, DEFAULT_TRIAL_TOKENS, DEFAULT_TRIALS
 
 CPU_TOKENS_PER_SECOND = 200
 """LoRA training speed of SmolLM2-135M on the project's 2-core CPU (bench/trial_throughput.py)."""
@@ -22,15 +24,15 @@ GOALS = {
 class Choices:
     """What the person has chosen so far in the guided session."""
 
-    task: str = "math"
+    task: str = DEFAULT_TASK
     data: str | None = None
     prompt_column: str = "prompt"
     response_column: str = "response"
-    model: str = "smollm2-135m-instruct"
+    model: str = DEFAULT_MODEL
     memory_budget: str | None = None
-    goal: float = 0.5
-    trials: int = 8
-    trial_tokens: int = 16384
+    goal: float = DEFAULT_GOAL
+    trials: int = DEFAULT_TRIALS
+    trial_tokens: int = DEFAULT_TRIAL_TOKENS
     allow_code_execution: bool | None = None
     """Whether HumanEval may run the model's code (asked once, when the task is code); None: not asked yet."""
 

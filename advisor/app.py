@@ -4,29 +4,29 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from textual.app import App
 from textual.binding import Binding
 
 from advisor.advice import Choices
 from tuner.events import Event, TrainEvent
-from tuner.settings import RunSettings, StudySettings, TrainBudget
+from tuner.records import Recommendation, RunReport
+from tuner.settings import DataSettings, RunSettings, StudySettings, TrainBudget
 
 if TYPE_CHECKING:
     from tuner.train import RunOptions
 
-Runner = Callable[..., dict[str, Any]]
+Runner = Callable[..., Recommendation]
 """Runs a study to its end: (settings, run_dir, report, allow_code_execution=...) -> the recommendation."""
-Trainer = Callable[..., dict[str, Any]]
+Trainer = Callable[..., RunReport]
 """Runs the full run: (run settings, out_dir, run options, report) -> the report."""
 
 
 def run_tuner(
     settings: StudySettings, run_dir: Path, report: Callable[[Event], None], allow_code_execution: bool = False
-) -> dict[str, Any]:
+) -> Recommendation:
     """The real study, as `advisor tune` runs it: the search space its memory budget allows."""
     from tuner.data import resolve_data_dir
     from tuner.memory_bounds import run_budgeted_study
@@ -38,7 +38,7 @@ def run_tuner(
 
 def run_trainer(
     settings: RunSettings, out_dir: Path, options: RunOptions, report: Callable[[TrainEvent], None]
-) -> dict[str, Any]:
+) -> RunReport:
     """The real full run, as `advisor train` runs it."""
     from tuner.data import resolve_data_dir
     from tuner.train import train_run
@@ -51,10 +51,7 @@ def stored_settings(run_dir: Path) -> StudySettings | None:
     path = run_dir / "settings.json"
     if not (run_dir / "study.db").is_file() or not path.is_file():
         return None
-    stored = json.loads(path.read_text(encoding="utf-8"))
-    stored.pop("storage", None)
-    stored["budget"] = TrainBudget(**stored["budget"])
-    return StudySettings(**stored)
+    return StudySettings.from_json(json.loads(path.read_text(encoding="utf-8")))
 
 
 class AdvisorApp(App[None]):
@@ -121,20 +118,23 @@ class AdvisorApp(App[None]):
         from tuner.memory import parse_size
 
         choices = self.choices
-        return StudySettings(
+        data = DataSettings(
             task=choices.task,
+            source=choices.data,
+            prompt_column=choices.prompt_column,
+            response_column=choices.response_column,
+        )
+        return StudySettings(
             model=choices.model,
+            data=data,
             trials=choices.trials,
             budget=TrainBudget(train_tokens=choices.trial_tokens),
             goal=choices.goal,
-            data=choices.data,
-            prompt_column=choices.prompt_column,
-            response_column=choices.response_column,
             memory_budget=parse_size(choices.memory_budget) if choices.memory_budget else None,
         )
 
     def start_study(self, settings: StudySettings, run_dir: Path) -> None:
         from advisor.screens.study import StudyScreen
 
-        self.log(f"study settings: {asdict(settings)}")
+        self.log(f"study settings: {settings.to_json()}")
         self.push_screen(StudyScreen(settings, run_dir))

@@ -11,6 +11,14 @@ from typing import NoReturn
 
 from tuner.errors import AdvisorError
 from tuner.models import DEFAULT_MODEL
+from tuner.settings import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_GOAL,
+    DEFAULT_SEQ_LEN,
+    DEFAULT_TASK,
+    DEFAULT_TRIAL_TOKENS,
+    DEFAULT_TRIALS,
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -37,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     tune_parser = _command(commands, "tune", tune, "search LoRA settings with short real trials")
     tune_parser.add_argument(
-        "--task", choices=("code", "math", "custom"), default=None, help="what to learn (default: code)"
+        "--task", choices=("code", "math", "custom"), default=None, help=f"what to learn (default: {DEFAULT_TASK})"
     )
     tune_parser.add_argument(
         "--from-preset",
@@ -45,20 +53,32 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME_OR_PATH",
         help="start from a preset: its task, model, batch, row length and budget, its configuration tried first",
     )
-    tune_parser.add_argument("--trials", type=int, default=12, help="trials in the study (default: 12)")
     tune_parser.add_argument(
-        "--trial-tokens", type=int, default=65536, help="training tokens per trial (default: 65536)"
+        "--trials", type=int, default=DEFAULT_TRIALS, help=f"trials in the study (default: {DEFAULT_TRIALS})"
     )
     tune_parser.add_argument(
-        "--goal", type=_probability, default=0.5, help="0 learns most, 1 forgets least (default: 0.5)"
+        "--trial-tokens",
+        type=int,
+        default=DEFAULT_TRIAL_TOKENS,
+        help=f"training tokens per trial (default: {DEFAULT_TRIAL_TOKENS})",
+    )
+    tune_parser.add_argument(
+        "--goal",
+        type=_probability,
+        default=DEFAULT_GOAL,
+        help=f"0 learns most, 1 forgets least (default: {DEFAULT_GOAL})",
     )
     tune_parser.add_argument("--out", type=Path, default=None, help="run directory (default: runs/TASK)")
     tune_parser.add_argument(
         "--storage", default=None, help="Optuna RDB URL (default: sqlite file in the run directory)"
     )
     tune_parser.add_argument("--json", action="store_true", help="print the recommendation as JSON on stdout")
-    tune_parser.add_argument("--batch-size", type=int, default=None, help="rows per optimizer step (default: 4)")
-    tune_parser.add_argument("--seq-len", type=int, default=None, help="tokens per packed row (default: 512)")
+    tune_parser.add_argument(
+        "--batch-size", type=int, default=None, help=f"rows per optimizer step (default: {DEFAULT_BATCH_SIZE})"
+    )
+    tune_parser.add_argument(
+        "--seq-len", type=int, default=None, help=f"tokens per packed row (default: {DEFAULT_SEQ_LEN})"
+    )
     tune_parser.add_argument("--seed", type=int, default=0, help="seed for sampler, split and trials (default: 0)")
     tune_parser.add_argument("--data", default=None, help="custom task: JSONL/JSON/CSV/Parquet file or hub dataset id")
     tune_parser.add_argument(

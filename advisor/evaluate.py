@@ -9,23 +9,12 @@ from typing import TYPE_CHECKING, Any
 
 from tuner.benchmarks import BENCHMARKS, FORGETTING_TASKS, EvalSettings, forgetting_score
 from tuner.errors import AdvisorError
+from tuner.handover import chosen_tasks
 
 if TYPE_CHECKING:
     from rich.table import Table
 
     from tuner.evaluation import TaskScore
-
-
-def chosen_tasks(tasks: str | None, allow_code_execution: bool) -> tuple[str, ...]:
-    """The benchmarks to score: those named, else all five (HumanEval only with permission to run code)."""
-    from tuner.benchmarks import parse_tasks
-
-    if tasks is not None:
-        try:
-            return parse_tasks(tasks)
-        except ValueError as error:
-            raise AdvisorError(str(error)) from None
-    return tuple(name for name in BENCHMARKS if allow_code_execution or not BENCHMARKS[name].runs_code)
 
 
 def _forgetting_row(scores: dict[str, TaskScore]) -> float | None:

@@ -93,15 +93,15 @@ _TORCHTUNE_EXAMPLE = {
 def carried_fields(preset: Preset, fmt: str) -> dict[str, Any]:
     """The preset's values for the fields a format carries (what reading its export back should give)."""
     values = {
-        "rank": preset.lora.rank,
-        "alpha": preset.lora.alpha,
-        "targets": preset.lora.targets,
-        "dropout": preset.lora.dropout,
-        "learning_rate": preset.learning_rate,
-        "epochs": preset.epochs,
-        "batch_size": preset.batch_size,
-        "seq_len": preset.seq_len,
-        "warmup_ratio": preset.warmup_ratio,
+        "rank": preset.recipe.lora.rank,
+        "alpha": preset.recipe.lora.alpha,
+        "targets": preset.recipe.lora.targets,
+        "dropout": preset.recipe.lora.dropout,
+        "learning_rate": preset.recipe.learning_rate,
+        "epochs": preset.recipe.epochs,
+        "batch_size": preset.recipe.batch_size,
+        "seq_len": preset.recipe.seq_len,
+        "warmup_ratio": preset.recipe.warmup_ratio,
     }
     return {name: values[name] for name in CARRIED[_check_format(fmt)]}
 
@@ -112,7 +112,7 @@ def export_preset(preset: Preset, fmt: str, out_dir: Path, origin: str) -> list[
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise AdvisorError(f"--out {out_dir} is a file, not a directory")
-    if fmt == "torchtune" and preset.lora.targets == "mlp":
+    if fmt == "torchtune" and preset.recipe.lora.targets == "mlp":
         raise AdvisorError(
             "torchtune's LoRA builders need at least one attention module (an empty lora_attn_modules is refused), "
             "so an MLP-only preset cannot be exported to torchtune"
@@ -150,14 +150,15 @@ def export_header(preset: Preset, fmt: str, origin: str, file_name: str, beside:
     """The comment header of an exported file: by whom, from what, where the numbers come from, how to use it.
 
     With `beside`, it ends by pointing at preset.yaml (every file but preset.yaml itself)."""
-    lora = preset.lora
+    lora = preset.recipe.lora
     budget = f", sized for {preset.memory_budget}" if preset.memory_budget else ""
     model = hub_id(preset.model) or f"{MODEL_PLACEHOLDER} (the preset names no model: fill in yours)"
+    recipe = preset.recipe
     lines = [
         f"Exported by LoRA Advisor for {TOOL_NAMES[fmt]} from {origin}.",
         f"Preset {preset.name} ({preset.task}): LoRA r={lora.rank}, alpha={lora.alpha:g} on {lora.targets} linear "
-        f"layers, dropout {lora.dropout:g}; learning rate {preset.learning_rate:g} (cosine, {preset.warmup_ratio:.0%} "
-        f"warm-up), {preset.epochs} epochs, batch {preset.batch_size} x {preset.seq_len} tokens{budget}.",
+        f"layers, dropout {lora.dropout:g}; learning rate {recipe.learning_rate:g} (cosine, {recipe.warmup_ratio:.0%} "
+        f"warm-up), {recipe.epochs} epochs, batch {recipe.batch_size} x {recipe.seq_len} tokens{budget}.",
         f"Base model: {model}.",
         f"Numbers ({preset.source}): {preset.notes or 'no notes given.'}",
         f"Research: {PAPER}: alpha = 2r, all linear layers, rank 256 where memory allows, at least 4 epochs of "
@@ -209,10 +210,10 @@ def _write_peft(preset: Preset, out_dir: Path) -> Path:
         raise AdvisorError("the PEFT export needs peft: pip install peft") from None
     config = LoraConfig(
         task_type="CAUSAL_LM",
-        r=preset.lora.rank,
-        lora_alpha=_whole(preset.lora.alpha),
-        lora_dropout=preset.lora.dropout,
-        target_modules=preset.lora.target_modules(),
+        r=preset.recipe.lora.rank,
+        lora_alpha=_whole(preset.recipe.lora.alpha),
+        lora_dropout=preset.recipe.lora.dropout,
+        target_modules=preset.recipe.lora.target_modules(),
         bias="none",
         base_model_name_or_path=hub_id(preset.model),
     )
@@ -235,16 +236,16 @@ def _peft_readme(preset: Preset, header: str) -> str:
         "```\n\n"
         "Training settings the adapter config does not carry:\n\n"
         "| setting | value |\n|---|---|\n"
-        f"| learning rate | {preset.learning_rate:g} (cosine schedule) |\n"
-        f"| warm-up | {preset.warmup_ratio:.0%} of the steps |\n"
-        f"| epochs | {preset.epochs} |\n"
-        f"| batch | {preset.batch_size} rows of {preset.seq_len} tokens (packed) |\n"
+        f"| learning rate | {preset.recipe.learning_rate:g} (cosine schedule) |\n"
+        f"| warm-up | {preset.recipe.warmup_ratio:.0%} of the steps |\n"
+        f"| epochs | {preset.recipe.epochs} |\n"
+        f"| batch | {preset.recipe.batch_size} rows of {preset.recipe.seq_len} tokens (packed) |\n"
         "| weight decay | 0 |\n| gradient clipping | 1.0 |\n"
     )
 
 
 def _axolotl(preset: Preset) -> list[tuple[str, dict[str, Any]]]:
-    lora = preset.lora
+    lora = preset.recipe.lora
     adapter: dict[str, Any] = {
         "adapter": "lora",
         "lora_r": lora.rank,
@@ -264,7 +265,7 @@ def _axolotl(preset: Preset) -> list[tuple[str, dict[str, Any]]]:
             "sdp_attention: true).",
             {
                 "datasets": [{"path": DATA_PLACEHOLDER, "type": "alpaca"}],
-                "sequence_len": preset.seq_len,
+                "sequence_len": preset.recipe.seq_len,
                 "sample_packing": True,
                 "flash_attention": True,
                 "output_dir": f"./outputs/{preset.name}",
@@ -273,12 +274,12 @@ def _axolotl(preset: Preset) -> list[tuple[str, dict[str, Any]]]:
         (
             "Training: one optimizer step = micro_batch_size x gradient_accumulation_steps rows.",
             {
-                "micro_batch_size": preset.batch_size,
+                "micro_batch_size": preset.recipe.batch_size,
                 "gradient_accumulation_steps": 1,
-                "num_epochs": preset.epochs,
-                "learning_rate": preset.learning_rate,
+                "num_epochs": preset.recipe.epochs,
+                "learning_rate": preset.recipe.learning_rate,
                 "lr_scheduler": "cosine",
-                "warmup_ratio": preset.warmup_ratio,
+                "warmup_ratio": preset.recipe.warmup_ratio,
                 "weight_decay": 0.0,
                 "max_grad_norm": 1.0,
                 "bf16": "auto",
@@ -288,7 +289,7 @@ def _axolotl(preset: Preset) -> list[tuple[str, dict[str, Any]]]:
 
 
 def _llama_factory(preset: Preset) -> list[tuple[str, dict[str, Any]]]:
-    lora = preset.lora
+    lora = preset.recipe.lora
     target = "all" if lora.targets == "all" else ",".join(lora.target_modules())
     return [
         ("model", {"model_name_or_path": _model_or_placeholder(preset)}),
@@ -310,7 +311,7 @@ def _llama_factory(preset: Preset) -> list[tuple[str, dict[str, Any]]]:
             {
                 "dataset": DATA_PLACEHOLDER,
                 "template": "REPLACE_WITH_TEMPLATE",
-                "cutoff_len": preset.seq_len,
+                "cutoff_len": preset.recipe.seq_len,
                 "packing": True,
                 "neat_packing": True,
             },
@@ -319,12 +320,12 @@ def _llama_factory(preset: Preset) -> list[tuple[str, dict[str, Any]]]:
         (
             "train (bf16: false on a CPU or a GPU without bfloat16)",
             {
-                "per_device_train_batch_size": preset.batch_size,
+                "per_device_train_batch_size": preset.recipe.batch_size,
                 "gradient_accumulation_steps": 1,
-                "learning_rate": preset.learning_rate,
-                "num_train_epochs": float(preset.epochs),
+                "learning_rate": preset.recipe.learning_rate,
+                "num_train_epochs": float(preset.recipe.epochs),
                 "lr_scheduler_type": "cosine",
-                "warmup_ratio": preset.warmup_ratio,
+                "warmup_ratio": preset.recipe.warmup_ratio,
                 "weight_decay": 0.0,
                 "max_grad_norm": 1.0,
                 "bf16": True,
@@ -334,7 +335,7 @@ def _llama_factory(preset: Preset) -> list[tuple[str, dict[str, Any]]]:
 
 
 def _trl(preset: Preset) -> list[tuple[str, dict[str, Any]]]:
-    lora = preset.lora
+    lora = preset.recipe.lora
     return [
         ("Model (trl.ModelConfig).", {"model_name_or_path": _model_or_placeholder(preset)}),
         (
@@ -349,7 +350,7 @@ def _trl(preset: Preset) -> list[tuple[str, dict[str, Any]]]:
         ),
         (
             "Data (trl.ScriptArguments, SFTConfig): fill in dataset_name. With packing, max_length is the row length.",
-            {"dataset_name": DATA_PLACEHOLDER, "max_length": preset.seq_len, "packing": True},
+            {"dataset_name": DATA_PLACEHOLDER, "max_length": preset.recipe.seq_len, "packing": True},
         ),
         (
             "Training (trl.SFTConfig). transformers 5 dropped warmup_ratio: warmup_steps below 1 is the share of\n"
@@ -357,12 +358,12 @@ def _trl(preset: Preset) -> list[tuple[str, dict[str, Any]]]:
             "on a CPU add use_cpu: true.",
             {
                 "output_dir": f"outputs/{preset.name}",
-                "per_device_train_batch_size": preset.batch_size,
+                "per_device_train_batch_size": preset.recipe.batch_size,
                 "gradient_accumulation_steps": 1,
-                "num_train_epochs": preset.epochs,
-                "learning_rate": preset.learning_rate,
+                "num_train_epochs": preset.recipe.epochs,
+                "learning_rate": preset.recipe.learning_rate,
                 "lr_scheduler_type": "cosine",
-                "warmup_steps": preset.warmup_ratio,
+                "warmup_steps": preset.recipe.warmup_ratio,
                 "weight_decay": 0.0,
                 "max_grad_norm": 1.0,
             },
@@ -378,7 +379,7 @@ def _torchtune_family(model: str | None) -> dict[str, str] | None:
 
 
 def _torchtune(preset: Preset) -> list[tuple[str, dict[str, Any]]]:
-    lora = preset.lora
+    lora = preset.recipe.lora
     family = _torchtune_family(preset.model)
     builder = family or _TORCHTUNE_EXAMPLE
     attention = [("output_proj" if name == "o_proj" else name) for name in ATTENTION_MODULES]
@@ -411,7 +412,7 @@ def _torchtune(preset: Preset) -> list[tuple[str, dict[str, Any]]]:
                 "tokenizer": {
                     "_component_": builder["tokenizer"],
                     "path": f"REPLACE_WITH_CHECKPOINT_DIR/{builder['tokenizer_file']}",
-                    "max_seq_len": preset.seq_len,
+                    "max_seq_len": preset.recipe.seq_len,
                 }
             },
         ),
@@ -442,14 +443,18 @@ def _torchtune(preset: Preset) -> list[tuple[str, dict[str, Any]]]:
                 },
                 "seed": None,
                 "shuffle": True,
-                "batch_size": preset.batch_size,
+                "batch_size": preset.recipe.batch_size,
             },
         ),
         (
             "Optimizer and schedule. num_warmup_steps is a step count, not a share: set it to\n"
-            f"{preset.warmup_ratio:.0%} of your optimizer steps (epochs x packed rows / batch_size).",
+            f"{preset.recipe.warmup_ratio:.0%} of your optimizer steps (epochs x packed rows / batch_size).",
             {
-                "optimizer": {"_component_": "torch.optim.AdamW", "lr": preset.learning_rate, "weight_decay": 0.0},
+                "optimizer": {
+                    "_component_": "torch.optim.AdamW",
+                    "lr": preset.recipe.learning_rate,
+                    "weight_decay": 0.0,
+                },
                 "lr_scheduler": {
                     "_component_": "torchtune.training.lr_schedulers.get_cosine_schedule_with_warmup",
                     "num_warmup_steps": 100,
@@ -461,7 +466,7 @@ def _torchtune(preset: Preset) -> list[tuple[str, dict[str, Any]]]:
         (
             "Training.",
             {
-                "epochs": preset.epochs,
+                "epochs": preset.recipe.epochs,
                 "max_steps_per_epoch": None,
                 "gradient_accumulation_steps": 1,
                 "compile": False,
@@ -487,11 +492,11 @@ def _torchtune(preset: Preset) -> list[tuple[str, dict[str, Any]]]:
 
 
 def _litgpt(preset: Preset) -> list[tuple[str, dict[str, Any]]]:
-    lora = preset.lora
+    lora = preset.recipe.lora
     attention = lora.targets in ("attention", "all")
     model = hub_id(preset.model)
     # LitGPT's warm-up fraction is a share of one epoch; ours is a share of all steps.
-    warmup_fraction = round(min(1.0, preset.warmup_ratio * preset.epochs), 10)
+    warmup_fraction = round(min(1.0, preset.recipe.warmup_ratio * preset.recipe.epochs), 10)
     return [
         (
             "The model as `litgpt download HUB_ID` stores it.",
@@ -522,14 +527,14 @@ def _litgpt(preset: Preset) -> list[tuple[str, dict[str, Any]]]:
             },
         ),
         (
-            f"Training: lr_warmup_fraction is a share of one epoch ({preset.warmup_ratio:.0%} of all steps over "
-            f"{preset.epochs} epochs);\nlr_warmup_steps must then be null. The cosine decays to min_lr 0.",
+            f"Training: lr_warmup_fraction is a share of one epoch ({preset.recipe.warmup_ratio:.0%} of all steps over "
+            f"{preset.recipe.epochs} epochs);\nlr_warmup_steps must then be null. The cosine decays to min_lr 0.",
             {
                 "train": {
-                    "global_batch_size": preset.batch_size,
-                    "micro_batch_size": preset.batch_size,
-                    "epochs": preset.epochs,
-                    "max_seq_length": preset.seq_len,
+                    "global_batch_size": preset.recipe.batch_size,
+                    "micro_batch_size": preset.recipe.batch_size,
+                    "epochs": preset.recipe.epochs,
+                    "max_seq_length": preset.recipe.seq_len,
                     "lr_warmup_fraction": warmup_fraction,
                     "lr_warmup_steps": None,
                     "max_norm": 1.0,
@@ -542,7 +547,7 @@ def _litgpt(preset: Preset) -> list[tuple[str, dict[str, Any]]]:
             {
                 "optimizer": {
                     "class_path": "torch.optim.AdamW",
-                    "init_args": {"lr": preset.learning_rate, "weight_decay": 0.0},
+                    "init_args": {"lr": preset.recipe.learning_rate, "weight_decay": 0.0},
                 }
             },
         ),

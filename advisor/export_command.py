@@ -5,17 +5,9 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
 from advisor.export import CONFIG_FILES, FORMATS, USAGE, export_preset
-from advisor.presets import (
-    PRESETS_DIR,
-    Preset,
-    load_preset,
-    preset_from_recommendation,
-    preset_path,
-    study_origin,
-)
+from advisor.presets import PRESETS_DIR, load_preset, preset_from_run, preset_path
 from tuner.errors import AdvisorError
 
 
@@ -59,38 +51,3 @@ def preset_origin(name_or_path: str) -> str:
     if path.resolve().parent == PRESETS_DIR.resolve():
         return f"the shipped preset {path.stem} (presets/{path.name})"
     return f"the preset file {path}"
-
-
-def preset_from_run(run_dir: Path) -> tuple[Preset, str]:
-    """The preset a finished study recommends, and how an export names it; AdvisorError for an unfinished one."""
-    chosen, where, _ = read_study(run_dir)
-    return chosen, where
-
-
-def read_study(run_dir: Path) -> tuple[Preset, str, dict[str, Any]]:
-    """A finished study's recommended preset, how an export names it, and the study's settings (settings.json)."""
-    if not run_dir.is_dir():
-        raise AdvisorError(f"no run directory {run_dir}")
-    recommendation = _read_json(
-        run_dir / "recommendation.json", f"{run_dir} has no recommendation.json: has its study finished?"
-    )
-    settings = _read_json(run_dir / "settings.json", f"{run_dir} has no settings.json: not a study's run directory")
-    try:
-        chosen = preset_from_recommendation(recommendation, settings)
-    except KeyError as missing:
-        raise AdvisorError(f"{run_dir}/recommendation.json has no {missing.args[0]!r}") from None
-    except (TypeError, ValueError) as error:
-        raise AdvisorError(f"{run_dir}/recommendation.json: {error}") from None
-    return chosen, study_origin(recommendation.get("trial"), run_dir), settings
-
-
-def _read_json(path: Path, missing: str) -> dict[str, Any]:
-    if not path.is_file():
-        raise AdvisorError(missing)
-    try:
-        fields = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise AdvisorError(f"cannot read {path}: {error}") from None
-    if not isinstance(fields, dict):
-        raise AdvisorError(f"{path} does not hold a JSON object")
-    return fields

@@ -11,9 +11,16 @@ from pathlib import Path
 from typing import Any
 
 from tuner.errors import AdvisorError
+from tuner.handover import FinishedStudy, Overrides, read_study, run_settings
 from tuner.memory import format_size, parse_size
-from tuner.paper import MIN_IFT_EPOCHS
-from tuner.settings import TASKS, LoraSettings
+from tuner.settings import (
+    DEFAULT_MAX_GRAD_NORM,
+    TASKS,
+    LoraSettings,
+    RunSettings,
+    StudySettings,
+    TrainingRecipe,
+)
 
 PRESETS_DIR = Path(__file__).resolve().parents[1] / "presets"
 """The shipped presets (the repository's presets/ folder)."""
@@ -30,18 +37,8 @@ class Preset:
     """Short name; a shipped preset's file is presets/NAME.yaml."""
     task: str
     """'code', 'math' or 'custom'."""
-    lora: LoraSettings
-    """Rank, alpha, target modules and dropout."""
-    learning_rate: float
-    """Peak learning rate (cosine schedule with warm-up); always stored together with alpha."""
-    epochs: int = MIN_IFT_EPOCHS
-    """Passes over the training data (at least 4 for LoRA instruction tuning, Biderman et al. 2024)."""
-    batch_size: int = 4
-    """Rows per optimizer step."""
-    seq_len: int = 512
-    """Tokens per packed row."""
-    warmup_ratio: float = 0.1
-    """Share of steps spent warming up (10 %, as in Biderman et al. 2024)."""
+    recipe: TrainingRecipe
+    """The adapter (rank, alpha, targets, dropout) and how it trains (rate, epochs, batch, length, warm-up)."""
     model: str | None = None
     """The model the preset was made for (None: any)."""
     memory_budget: str | None = None
@@ -58,24 +55,21 @@ class Preset:
             raise ValueError(f"a preset name is a plain file name, got {self.name!r}")
         if self.task not in TASKS:
             raise ValueError(f"task must be one of {', '.join(TASKS)}, got {self.task!r}")
-        if not 0 < self.learning_rate < 1:
-            raise ValueError(f"learning_rate must be between 0 and 1, got {self.learning_rate}")
-        for name in ("epochs", "batch_size", "seq_len"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if not 0.0 <= self.warmup_ratio < 1.0:
-            raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         if self.source not in SOURCES:
             raise ValueError(f"source must be one of {', '.join(SOURCES)}, got {self.source!r}")
         if self.memory_budget is not None:
             parse_size(self.memory_budget)  # ValueError naming the bad size
 
     def to_dict(self) -> dict[str, Any]:
-        """The preset as plain data, in the order its YAML file lists it."""
+        """The preset as plain data, in the order its YAML file lists it (the recipe's fields at the top level)."""
         fields = asdict(self)
-        if not fields["extra"]:
-            fields.pop("extra")
-        return fields
+        recipe = fields.pop("recipe")
+        if recipe["max_grad_norm"] == DEFAULT_MAX_GRAD_NORM:
+            recipe.pop("max_grad_norm")  # written only where a preset changes it
+        flat = {"name": fields.pop("name"), "task": fields.pop("task"), **recipe, **fields}
+        if not flat["extra"]:
+            flat.pop("extra")
+        return flat
 
 
 _REQUIRED = ("name", "task", "lora", "learning_rate")
@@ -86,7 +80,7 @@ def preset_from_dict(fields: Any, where: str = "preset") -> Preset:
     """A Preset from parsed YAML, or AdvisorError naming the first thing wrong with it."""
     if not isinstance(fields, dict):
         raise AdvisorError(f"{where}: expected a mapping of preset fields, got {type(fields).__name__}")
-    known = set(Preset.__dataclass_fields__)
+    known = (set(Preset.__dataclass_fields__) - {"recipe"}) | set(TrainingRecipe.__dataclass_fields__)
     unknown = sorted(set(fields) - known)
     if unknown:
         raise AdvisorError(f"{where}: unknown field {unknown[0]!r} (known: {', '.join(sorted(known))})")
@@ -108,11 +102,16 @@ def preset_from_dict(fields: Any, where: str = "preset") -> Preset:
         )
         numbers = {
             name: _number(fields, name, kind, where)
-            for name, kind in (("learning_rate", float), ("epochs", int), ("batch_size", int), ("seq_len", int))
+            for name, kind in (
+                ("learning_rate", float),
+                ("epochs", int),
+                ("batch_size", int),
+                ("seq_len", int),
+                ("warmup_ratio", float),
+                ("max_grad_norm", float),
+            )
             if name in fields
         }
-        if "warmup_ratio" in fields:
-            numbers["warmup_ratio"] = _number(fields, "warmup_ratio", float, where)
         text = {
             name: None if fields[name] is None else str(fields[name])
             for name in ("name", "task", "model", "memory_budget", "source", "notes")
@@ -121,7 +120,8 @@ def preset_from_dict(fields: Any, where: str = "preset") -> Preset:
         extra = fields.get("extra") or {}
         if not isinstance(extra, dict):
             raise AdvisorError(f"{where}: 'extra' must be a mapping")
-        return Preset(lora=adapter, extra=extra, **text, **numbers)  # type: ignore[arg-type]
+        recipe = TrainingRecipe(lora=adapter, **numbers)
+        return Preset(recipe=recipe, extra=extra, **text)  # type: ignore[arg-type]
     except ValueError as error:
         raise AdvisorError(f"{where}: {error}") from None
 
@@ -198,40 +198,49 @@ def load_preset(name_or_path: str) -> Preset:
     return preset_from_dict(fields, where=f"preset {path}")
 
 
-def study_origin(trial: object, run_dir: object) -> str:
-    """How a preset from a study names where it came from: the trial, or the study when none completed."""
-    return f"trial {trial} of the study in {run_dir}" if trial is not None else f"the study in {run_dir}"
-
-
-def preset_from_recommendation(
-    recommendation: dict[str, Any], settings: dict[str, Any], name: str | None = None
-) -> Preset:
-    """The preset a finished study recommends (recommendation.json with the study's settings.json)."""
-    budget = settings.get("budget", {})
-    trial = recommendation.get("trial")
-    run_dir = recommendation.get("run_dir")
-    where = study_origin(trial, run_dir)
-    extra: dict[str, Any] = {"run_dir": run_dir, "trial": trial}
-    if recommendation.get("objective"):
-        extra["objective"] = recommendation["objective"]
-    lora = LoraSettings(
-        rank=int(recommendation["rank"]), alpha=float(recommendation["alpha"]), targets=recommendation["targets"]
-    )
+def preset_from_study(finished: FinishedStudy, name: str | None = None) -> Preset:
+    """The preset a finished study recommends: its recipe, model and memory budget, with where it came from."""
+    rec = finished.recommendation
+    where = finished.origin()
+    extra: dict[str, Any] = {"run_dir": rec.run_dir, "trial": rec.trial}
+    if rec.objective:
+        extra["objective"] = rec.objective
     return Preset(
-        name=name or f"{recommendation['task']}-study",
-        task=recommendation["task"],
-        lora=lora,
-        learning_rate=float(recommendation["learning_rate"]),
-        epochs=int(recommendation.get("epochs", MIN_IFT_EPOCHS)),
-        batch_size=int(budget.get("batch_size", 4)),
-        seq_len=int(budget.get("seq_len", 512)),
-        warmup_ratio=float(budget.get("warmup_ratio", 0.1)),
-        model=recommendation.get("model"),
-        memory_budget=_budget_text(settings.get("memory_budget")),
+        name=name or f"{rec.task}-study",
+        task=rec.task,
+        recipe=finished.recipe(),
+        model=rec.model,
+        memory_budget=_budget_text(finished.settings.memory_budget),
         source="study",
         notes=f"Recommended by {where}.",
         extra=extra,
     )
+
+
+def preset_from_run(run_dir: Path) -> tuple[Preset, str]:
+    """The preset a finished study recommends, and how an export names it; AdvisorError for an unfinished one."""
+    finished = read_study(run_dir)
+    return preset_from_study(finished), finished.origin()
+
+
+def study_preset(run_dir: Path) -> tuple[Preset, StudySettings]:
+    """The preset a finished study recommends, and the study's settings; AdvisorError for anything missing."""
+    finished = read_study(run_dir)
+    return preset_from_study(finished), finished.settings
+
+
+def explicit_preset(overrides: Overrides) -> Preset:
+    """A preset from settings given on the command line: the paper's defaults for what is not given."""
+    recipe = overrides.explicit_recipe()
+    return Preset(name="command-line", task=overrides.task or "", recipe=recipe, notes="Given on the command line.")
+
+
+def preset_run_settings(preset: Preset, overrides: Overrides, study: StudySettings | None = None) -> RunSettings:
+    """The full run's settings from a preset (and the study it came from), with the overrides on top."""
+    from tuner.models import DEFAULT_MODEL
+
+    model = (study.model if study is not None else None) or preset.model or DEFAULT_MODEL
+    return run_settings(preset.recipe, preset.task, model, overrides, study)
 
 
 def _budget_text(value: object) -> str | None:

@@ -35,6 +35,7 @@ from tuner.events import (
     TrialScored,
     TrialStarted,
 )
+from tuner.records import Recommendation, RunReport, StudyScores, TrialRecord
 
 
 def describe_params(params: dict[str, Any]) -> str:
@@ -104,7 +105,7 @@ class RichReporter:
         elif isinstance(event, StudyFinished):
             self.progress.stop()
             self.summary_console.print(summary_table(event.trials))
-            plot = scores_plot(event.recommendation.get("scores"), self.summary_console)
+            plot = scores_plot(event.recommendation.scores, self.summary_console)
             if plot:
                 self.summary_console.print(plot, markup=False, highlight=False)
             self.summary_console.print(recommendation_text(event.recommendation))
@@ -135,57 +136,51 @@ def scores_text(event: TrialScored | RunScored) -> str:
     return ", ".join(parts)
 
 
-def scores_lines(scores: dict[str, Any] | None, run_dir: str) -> list[str]:
+def scores_lines(scores: StudyScores | None, run_dir: str | None) -> list[str]:
     """What the scoring stage found, for the recommendation text."""
     if not scores:
         return []
-    plan = scores.get("plan") or {}
+    plan = scores.plan or {}
     if not plan.get("limit"):
         return [f"  scores: none ({plan.get('reason', 'scoring is off')})"]
     lines = [f"  scores: {plan['limit']} items per benchmark ({plan.get('reason', '')})"]
-    if scores.get("base_general") is not None:
+    if scores.base_general is not None:
         lines.append(
-            f"  base model: general mean {scores['base_general']:.3f}"
-            + (
-                f", {scores['learning_benchmark']} {scores['base_learning']:.3f}"
-                if scores.get("learning_benchmark")
-                else ""
-            )
+            f"  base model: general mean {scores.base_general:.3f}"
+            + (f", {scores.learning_benchmark} {scores.base_learning:.3f}" if scores.learning_benchmark else "")
         )
-    if scores.get("note"):
-        lines.append(f"  {scores['note']}")
-    front = scores.get("pareto_front")
+    if scores.note:
+        lines.append(f"  {scores.note}")
+    front = scores.pareto_front
     if front:
         members = ", ".join(
             f"trial {p['trial']} (general {p['general']:.3f}, learning {p['learning']:.3f})" for p in front
         )
         lines.append(f"  Pareto front: {members}")
-    if scores.get("plot"):
-        lines.append(f"  plot: {run_dir}/{scores['plot']}")
+    if scores.plot:
+        lines.append(f"  plot: {run_dir}/{scores.plot}")
     return lines
 
 
-def scores_plot(scores: dict[str, Any] | None, console: Console) -> str | None:
+def scores_plot(scores: StudyScores | None, console: Console) -> str | None:
     """The learning-vs-forgetting scatter of a study's scored trials, sized to the console; None without one."""
     from tuner.benchmarks import BENCHMARKS
     from tuner.plot import ScorePoint, terminal_plot
 
-    if not scores or len(scores.get("points", [])) < 2:
+    if not scores or not scores.points or len(scores.points) < 2 or scores.learning_benchmark is None:
         return None
-    points = [ScorePoint(**point) for point in scores["points"]]
+    points = [ScorePoint(**point) for point in scores.points]
     width = max(40, min(console.width, 100))
-    title = BENCHMARKS[scores["learning_benchmark"]].title
+    title = BENCHMARKS[scores.learning_benchmark].title
     return terminal_plot(points, learning_name=title, width=width, height=20, color=console.is_terminal)
 
 
-def trial_outcome(trial: dict[str, Any]) -> str:
+def trial_outcome(trial: TrialRecord) -> str:
     """'complete', 'pruned', 'diverged' or 'fail'."""
-    if str(trial.get("reason") or "").startswith("diverged"):
-        return "diverged"
-    return str(trial["state"]).lower()
+    return "diverged" if trial.diverged() else trial.state.lower()
 
 
-def summary_table(trials: list[dict[str, Any]]) -> Table:
+def summary_table(trials: list[TrialRecord]) -> Table:
     """Every finished trial: its configuration, outcome and losses (fits 80 columns)."""
     table = Table(
         title="Trials", title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1), collapse_padding=True, pad_edge=False
@@ -197,34 +192,34 @@ def summary_table(trials: list[dict[str, Any]]) -> Table:
         return format(value, spec) if isinstance(value, (int, float)) else "-"
 
     for trial in trials:
-        params = trial["params"]
-        lora = trial.get("lora") or {}
+        params = trial.params
+        lora = trial.lora or {}
         table.add_row(
-            str(trial["number"]),
+            str(trial.number),
             number(params.get("learning_rate"), ".1e"),
             str(params.get("rank", "-")),
             number(lora.get("alpha"), "g"),
             str(params.get("targets", "-")),
             trial_outcome(trial),
-            number(trial.get("value"), ".4f"),
-            number(trial.get("target_loss"), ".4f"),
-            number(trial.get("forgetting_rise"), "+.4f"),
-            number(trial.get("tokens_per_second"), ",.0f"),
+            number(trial.value, ".4f"),
+            number(trial.target_loss, ".4f"),
+            number(trial.forgetting_rise, "+.4f"),
+            number(trial.tokens_per_second, ",.0f"),
         )
     return table
 
 
-def recommendation_text(recommendation: dict[str, Any]) -> str:
+def recommendation_text(recommendation: Recommendation) -> str:
     """The recommended configuration, one line per choice with its evidence."""
     lines = [
-        f"[bold]Recommended[/bold] for {recommendation['task']} on {recommendation['model']}: "
-        f"lr {recommendation['learning_rate']:.2e}, rank {recommendation['rank']}, "
-        f"alpha {recommendation['alpha']:g}, targets {recommendation['targets']}, "
-        f"{recommendation['epochs']} epochs",
+        f"[bold]Recommended[/bold] for {recommendation.task} on {recommendation.model}: "
+        f"lr {recommendation.learning_rate:.2e}, rank {recommendation.rank}, "
+        f"alpha {recommendation.alpha:g}, targets {recommendation.targets}, "
+        f"{recommendation.epochs} epochs",
     ]
-    lines += [f"  {choice}: {why}" for choice, why in recommendation["evidence"].items()]
-    lines += scores_lines(recommendation.get("scores"), recommendation["run_dir"])
-    lines.append(f"  written to {recommendation['run_dir']}/recommendation.json")
+    lines += [f"  {choice}: {why}" for choice, why in recommendation.evidence.items()]
+    lines += scores_lines(recommendation.scores, recommendation.run_dir)
+    lines.append(f"  written to {recommendation.run_dir}/recommendation.json")
     return "\n".join(lines)
 
 
@@ -275,28 +270,26 @@ def train_start_text(event: TrainStarted) -> str:
     return f"training {event.epochs} epoch{'s' * (event.epochs != 1)}, {event.total_steps} steps{resumed}"
 
 
-def train_summary(report: dict[str, Any]) -> str:
+def train_summary(report: RunReport) -> str:
     """The full run's outcome in a few lines: steps, where the adapter is, learning and forgetting."""
-    training = report["training"]
-    lines = [f"trained {training['steps']} steps ({training['epochs']:g} epochs) on {report['runtime']}"]
+    training = report.training
+    lines = [f"trained {training['steps']} steps ({training['epochs']:g} epochs) on {report.runtime}"]
     for row in training["epoch_losses"]:
         lines.append(f"  epoch {row['epoch']}: held-out {row['target_loss']:.4f}, general {row['general_loss']:.4f}")
-    scores = report.get("scores")
-    if scores:
-        base, trained = scores["base"], scores["trained"]
-        if base["general"] is not None:
+    if report.scores:
+        base, trained = report.scores["base"], report.scores["trained"]
+        if base.general is not None and trained.general is not None:
             lines.append(
-                f"  general mean (forgetting): base {base['general']:.3f}, trained {trained['general']:.3f} "
-                f"({trained['general'] - base['general']:+.3f})"
+                f"  general mean (forgetting): base {base.general:.3f}, trained {trained.general:.3f} "
+                f"({trained.general - base.general:+.3f})"
             )
-        if base["learning"] is not None:
-            name = report["learning_benchmark"]
+        if base.learning is not None and trained.learning is not None:
             lines.append(
-                f"  {name} (learning): base {base['learning']:.3f}, trained {trained['learning']:.3f} "
-                f"({trained['learning'] - base['learning']:+.3f})"
+                f"  {report.learning_benchmark} (learning): base {base.learning:.3f}, trained {trained.learning:.3f} "
+                f"({trained.learning - base.learning:+.3f})"
             )
-    lines.append(f"adapter: {report['adapter']}")
-    if report.get("merged"):
-        lines.append(f"merged model: {report['merged']}")
-    lines.append(f"report: {report['out_dir']}/report.md")
+    lines.append(f"adapter: {report.adapter}")
+    if report.merged:
+        lines.append(f"merged model: {report.merged}")
+    lines.append(f"report: {report.out_dir}/report.md")
     return "\n".join(lines)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from tuner.errors import AdvisorError
 
 if TYPE_CHECKING:
-    from advisor.presets import Preset
+    pass
 
 
 def tune(
@@ -52,30 +52,31 @@ def tune(
     from tuner.memory import parse_size
     from tuner.memory_bounds import run_budgeted_study
     from tuner.models import DEFAULT_MODEL
-    from tuner.settings import StudySettings, TrainBudget
+    from tuner.settings import (
+        DEFAULT_BATCH_SIZE,
+        DEFAULT_SEQ_LEN,
+        DEFAULT_TASK,
+        DataSettings,
+        StudySettings,
+        TrainBudget,
+    )
 
     preset = load_preset(from_preset) if from_preset is not None else None
-    task = task or (preset.task if preset else "code")
+    task = task or (preset.task if preset else DEFAULT_TASK)
     model = model or (preset.model if preset else None) or DEFAULT_MODEL
-    batch_size = batch_size or (preset.batch_size if preset else 4)
-    seq_len = seq_len or (preset.seq_len if preset else 512)
+    batch_size = batch_size or (preset.recipe.batch_size if preset else DEFAULT_BATCH_SIZE)
+    seq_len = seq_len or (preset.recipe.seq_len if preset else DEFAULT_SEQ_LEN)
     memory_budget = memory_budget or (preset.memory_budget if preset else None)
     out = out or Path("runs") / task
-    first = [preset_params(preset)] if preset is not None else []
+    first = [preset.recipe.trial_params()] if preset is not None else []
     try:
         budget_bytes = parse_size(memory_budget) if memory_budget is not None else None
         budget = TrainBudget(train_tokens=trial_tokens, batch_size=batch_size, seq_len=seq_len)
+        data_settings = DataSettings(
+            task=task, source=data, prompt_column=prompt_column, response_column=response_column, seed=seed
+        )
         settings = StudySettings(
-            task=task,
-            model=model,
-            trials=trials,
-            budget=budget,
-            goal=goal,
-            seed=seed,
-            data=data,
-            prompt_column=prompt_column,
-            response_column=response_column,
-            memory_budget=budget_bytes,
+            model=model, data=data_settings, trials=trials, budget=budget, goal=goal, memory_budget=budget_bytes
         )
     except ValueError as error:
         raise AdvisorError(str(error)) from None
@@ -96,15 +97,5 @@ def tune(
     finally:
         reporter.close()
     if json_output:
-        sys.stdout.write(json.dumps(recommendation, indent=2, default=str) + "\n")
+        sys.stdout.write(json.dumps(recommendation.to_json(), indent=2, default=str) + "\n")
     return 0
-
-
-def preset_params(preset: Preset) -> dict[str, object]:
-    """A preset's configuration as a trial's parameters."""
-    return {
-        "learning_rate": preset.learning_rate,
-        "rank": preset.lora.rank,
-        "alpha_multiple": preset.lora.alpha / preset.lora.rank,
-        "targets": preset.lora.targets,
-    }

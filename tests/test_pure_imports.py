@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -29,6 +31,14 @@ PURE = (
     "tuner.memory_bounds",
     "tuner.runtime",
     "tuner.rundir",
+    "tuner.records",
+    "tuner.handover",
+    "tuner.study_state",
+    "tuner.study_objective",
+    "tuner.study_summary",
+    "tuner.train_report",
+    "tuner.train",
+    "tuner.trial",
     "advisor.memory_command",
     "advisor.presets",
     "advisor.export",
@@ -60,3 +70,30 @@ def test_advisor_help_imports_neither_torch_nor_textual():
         "        pass"
     )
     assert loaded_after(code) == []
+
+
+ROOT = Path(__file__).resolve().parents[1]
+CLI_MODULES = ("advisor.cli", "advisor.tune", "advisor.evaluate")
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every module a source file imports, at the top or inside a function."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "tuner").rglob("*.py")), ids=lambda p: p.name)
+def test_the_engine_never_imports_the_advisor_package(path):
+    assert not [m for m in imported_modules(path) if m == "advisor" or m.startswith("advisor.")]
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "advisor" / "screens").glob("*.py")), ids=lambda p: p.name)
+def test_screens_never_import_cli_modules(path):
+    cli = [m for m in imported_modules(path) if m in CLI_MODULES or m.endswith("_command")]
+    assert cli == []

@@ -22,12 +22,12 @@ def builtin_gguf():
 
 def test_two_short_trials_of_the_real_model(builtin_gguf, data_dir, tmp_path):
     from tuner.models import DEFAULT_MODEL, gguf_cache_dir
-    from tuner.settings import StudySettings, TrainBudget
+    from tuner.settings import DataSettings, StudySettings, TrainBudget
     from tuner.study import run_study
 
     budget = TrainBudget(train_tokens=2048, batch_size=2, seq_len=256, evaluations=1, eval_rows=4)
-    settings = StudySettings(task="math", model=DEFAULT_MODEL, trials=2, budget=budget)
-    rec = run_study(settings, tmp_path / "run", data_dir=data_dir, score_items=0)  # scoring: the test below
+    settings = StudySettings(model=DEFAULT_MODEL, data=DataSettings("math"), trials=2, budget=budget)
+    rec = run_study(settings, tmp_path / "run", data_dir=data_dir, score_items=0).to_json()  # scoring: the test below
 
     # The dequantised model is cached as plain safetensors without the GGUF marker.
     cached = gguf_cache_dir(builtin_gguf)

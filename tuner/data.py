@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from tuner.errors import AdvisorError
 from tuner.packing import IGNORE_INDEX, PackedRows, pack
-from tuner.settings import StudySettings
+from tuner.settings import EVAL_ROWS, DataSettings
 
 if TYPE_CHECKING:
     import datasets
@@ -165,7 +165,7 @@ def _as_pairs(table: datasets.Dataset, source: Source) -> datasets.Dataset:
     return table.map(source.to_pair, remove_columns=table.column_names)
 
 
-def load_pairs(settings: StudySettings, data_dir: Path | None) -> datasets.Dataset:
+def load_pairs(settings: DataSettings, data_dir: Path | None) -> datasets.Dataset:
     """The task's (prompt, response) pairs, shuffled deterministically and capped at MAX_EXAMPLES."""
     import datasets
 
@@ -186,8 +186,8 @@ def load_pairs(settings: StudySettings, data_dir: Path | None) -> datasets.Datas
     return pairs.select(range(min(len(pairs), MAX_EXAMPLES)))
 
 
-def _custom_pairs(settings: StudySettings) -> datasets.Dataset:
-    location = str(settings.data)
+def _custom_pairs(settings: DataSettings) -> datasets.Dataset:
+    location = str(settings.source)
     path = Path(location).expanduser()
     looks_local = path.exists() or path.suffix.lower() in (".jsonl", ".json", ".csv", ".parquet")
     table = _load_file(path) if looks_local else _load_hub(Source(location, _evol))
@@ -281,9 +281,10 @@ Example = tuple[list[int], list[int]]
 """One tokenised example: input ids and labels (IGNORE_INDEX on the prompt)."""
 
 
-def task_examples(settings: StudySettings, tokenizer: PreTrainedTokenizerBase, data_dir: Path | None) -> list[Example]:
+def task_examples(
+    settings: DataSettings, seq_len: int, tokenizer: PreTrainedTokenizerBase, data_dir: Path | None
+) -> list[Example]:
     """The task's pairs in the shuffled order, encoded; those left without a loss token at seq_len are dropped."""
-    seq_len = settings.budget.seq_len
     pairs = load_pairs(settings, data_dir)
     input_ids, labels = encode_pairs(tokenizer, pairs["prompt"], pairs["response"])
     encoded = zip(input_ids, labels, strict=True)
@@ -291,45 +292,60 @@ def task_examples(settings: StudySettings, tokenizer: PreTrainedTokenizerBase, d
 
 
 def prepare_study_data(
-    settings: StudySettings,
+    settings: DataSettings,
     tokenizer: PreTrainedTokenizerBase,
     data_dir: Path | None,
+    *,
+    seq_len: int,
+    batch_size: int,
+    eval_rows: int = EVAL_ROWS,
     train_examples: int | None = None,
 ) -> StudyData:
     """Load, format and pack the task data and the general text; split train / held-out deterministically."""
-    examples = task_examples(settings, tokenizer, data_dir)
-    return pack_study_data(settings, examples, tokenizer, data_dir, train_examples)
+    examples = task_examples(settings, seq_len, tokenizer, data_dir)
+    return pack_study_data(
+        settings,
+        examples,
+        tokenizer,
+        data_dir,
+        seq_len=seq_len,
+        batch_size=batch_size,
+        eval_rows=eval_rows,
+        train_examples=train_examples,
+    )
 
 
 def pack_study_data(
-    settings: StudySettings,
+    settings: DataSettings,
     examples: list[Example],
     tokenizer: PreTrainedTokenizerBase,
     data_dir: Path | None,
+    *,
+    seq_len: int,
+    batch_size: int,
+    eval_rows: int = EVAL_ROWS,
     train_examples: int | None = None,
 ) -> StudyData:
     """Split encoded examples into held-out (the first ones) and train (the next `train_examples`, default all),
     pack both, and add the general text."""
-    budget = settings.budget
     # The held-out set is the first examples of the shuffled data, enough to fill its rows.
-    needed = (budget.eval_rows + 1) * budget.seq_len
+    needed = (eval_rows + 1) * seq_len
     held, held_tokens = 0, 0
     while held < len(examples) and held_tokens < needed:
-        held_tokens += min(len(examples[held][0]), budget.seq_len)
+        held_tokens += min(len(examples[held][0]), seq_len)
         held += 1
-    heldout = pack(examples[:held], budget.seq_len).head(budget.eval_rows)
+    heldout = pack(examples[:held], seq_len).head(eval_rows)
     kept = examples[held:] if train_examples is None else examples[held : held + train_examples]
-    train = pack(kept, budget.seq_len)
-    where = f"{settings.data}" if settings.task == "custom" else f"the {settings.task} data"
-    if len(heldout) < 1 or len(train) < budget.batch_size:
+    train = pack(kept, seq_len)
+    if len(heldout) < 1 or len(train) < batch_size:
         raise AdvisorError(
-            f"{where} is too small: {len(examples)} usable examples give {len(train)} training rows of "
-            f"{budget.seq_len} tokens after a held-out set of {len(heldout)}; one batch needs {budget.batch_size} "
+            f"{settings.where()} is too small: {len(examples)} usable examples give {len(train)} training rows of "
+            f"{seq_len} tokens after a held-out set of {len(heldout)}; one batch needs {batch_size} "
             "(lower --batch-size or --seq-len, or give more data)"
         )
     texts = general_texts(data_dir)
     random.Random(settings.seed).shuffle(texts)  # mix the sources before taking the first rows
     general_ids = encode_texts(tokenizer, texts)
     # Each document's first token would be predicted from the previous document's end: no loss there.
-    general = pack(((ids, [IGNORE_INDEX, *ids[1:]]) for ids in general_ids), budget.seq_len).head(budget.eval_rows)
+    general = pack(((ids, [IGNORE_INDEX, *ids[1:]]) for ids in general_ids), seq_len).head(eval_rows)
     return StudyData(train, heldout, general, len(kept), held)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from tuner.benchmarks import BENCHMARKS, EvalSettings, item_count, subset_indices
 from tuner.errors import AdvisorError
 from tuner.score_cache import ScoreCache
+from tuner.study_state import StudyState
 
 if TYPE_CHECKING:
     import optuna
@@ -190,10 +191,11 @@ class TrialScorer:
 
     def plan(self, base_model: PreTrainedModel, train_seconds: float) -> EvalSettings | None:
         """The study's scoring settings, decided once and stored; None when scoring is off."""
-        stored = self.study.user_attrs.get("score_plan")
+        state = StudyState(self.study)
+        stored = state.score_plan
         if stored is None:
             stored = self._decide(base_model, train_seconds)
-            self.study.set_user_attr("score_plan", stored)
+            state.score_plan = stored
         return self._settings(stored["limit"]) if stored["limit"] else None
 
     def _decide(self, base_model: PreTrainedModel, train_seconds: float) -> dict[str, Any]:
@@ -236,7 +238,8 @@ class TrialScorer:
             settings = self.plan(adapted, train_seconds)
             if settings is None:
                 return None
-            if "base_scores" not in self.study.user_attrs:
+            state = StudyState(self.study)
+            if state.base_scores is None:
                 self.notify("scoring the base model on the study's benchmark items")
                 base = score_model(
                     adapted,
@@ -248,5 +251,5 @@ class TrialScorer:
                     cache=self.cache,
                     notify=self.notify,
                 )
-                self.study.set_user_attr("base_scores", {name: score.as_dict() for name, score in base.items()})
+                state.base_scores = {name: score.as_dict() for name, score in base.items()}
         return score_model(adapted, self.tokenizer, settings, self.data_dir, self.runtime, notify=self.notify)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from tuner.records import Recommendation, RunReport, TrialRecord
+
 
 @dataclass(frozen=True)
 class StudyStarted:
@@ -70,8 +72,8 @@ class TrialScored:
 
 @dataclass(frozen=True)
 class StudyFinished:
-    recommendation: dict[str, object]
-    trials: list[dict[str, object]]
+    recommendation: Recommendation
+    trials: list[TrialRecord]
 
 
 Event = (
@@ -127,7 +129,7 @@ class RunScored:
 
 @dataclass(frozen=True)
 class TrainFinished:
-    report: dict[str, object]
+    report: RunReport
 
 
 TrainEvent = Stage | TrainStarted | TrainProgress | CheckpointSaved | EpochEvaluated | RunScored | TrainFinished

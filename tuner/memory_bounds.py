@@ -33,8 +33,15 @@ def memory_bounds(settings: StudySettings) -> tuple[SearchSpace | None, Feasibil
     Ranks that fit with some target set and target sets that fit at the smallest rank stay; a drawn pair that
     still does not fit is pruned before it runs. Nothing fitting is an error that says what would.
     """
-    from advisor.memory_command import feasible_text, memory_report, model_shape, weights_refusal
-    from tuner.memory import TrainSetup, estimate, format_size
+    from tuner.memory import (
+        TrainSetup,
+        estimate,
+        feasible_text,
+        format_size,
+        memory_report,
+        model_shape,
+        weights_refusal,
+    )
     from tuner.runtime import pick_runtime
     from tuner.settings import LoraSettings
     from tuner.space import SearchSpace

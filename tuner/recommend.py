@@ -6,18 +6,16 @@ from collections.abc import Sequence
 from typing import Any
 
 from tuner.paper import FINDINGS, MIN_IFT_EPOCHS, paper_learning_rate
+from tuner.records import Recommendation, StudyScores, TrialRecord
 from tuner.settings import StudySettings
 from tuner.space import SearchSpace, lora_from_params
-
-TrialRecord = dict[str, Any]
-"""One trial as written to RUN_DIR/trials/: number, state, params, value, reason, losses."""
 
 
 def best_by(trials: Sequence[TrialRecord], key: str) -> dict[str, tuple[float, int]]:
     """For each value of a parameter: the best objective among completed trials and how many there were."""
     groups: dict[str, list[float]] = {}
     for trial in trials:
-        groups.setdefault(str(trial["params"][key]), []).append(float(trial["value"]))
+        groups.setdefault(str(trial.params[key]), []).append(float(trial.value))  # type: ignore[arg-type]
     return {name: (min(values), len(values)) for name, values in sorted(groups.items(), key=lambda kv: min(kv[1]))}
 
 
@@ -26,20 +24,24 @@ def _group_text(groups: dict[str, tuple[float, int]]) -> str:
 
 
 def _stopped_rates(trials: Sequence[TrialRecord]) -> list[float]:
-    return sorted(
-        float(t["params"]["learning_rate"])
-        for t in trials
-        if t["state"] == "PRUNED" and str(t.get("reason", "")).startswith("diverged")
-    )
+    return sorted(float(t.params["learning_rate"]) for t in trials if t.state == "PRUNED" and t.diverged())
 
 
-def recommend(settings: StudySettings, trials: Sequence[TrialRecord], base_losses: dict[str, float]) -> dict[str, Any]:
+def recommend(
+    settings: StudySettings,
+    trials: Sequence[TrialRecord],
+    base_losses: dict[str, float],
+    *,
+    runtime: str | None = None,
+    run_dir: str | None = None,
+    scores: StudyScores | None = None,
+) -> Recommendation:
     """Pick the completed trial with the lowest objective and explain each of its choices."""
-    complete = [t for t in trials if t["state"] == "COMPLETE" and t.get("value") is not None]
-    counts = {state: sum(t["state"] == state for t in trials) for state in ("COMPLETE", "PRUNED", "FAIL")}
+    complete = [t for t in trials if t.state == "COMPLETE" and t.value is not None]
+    counts = {state: sum(t.state == state for t in trials) for state in ("COMPLETE", "PRUNED", "FAIL")}
     if complete:
-        best = min(complete, key=lambda t: float(t["value"]))
-        params, source = best["params"], f"trial {best['number']}"
+        best = min(complete, key=lambda t: float(t.value))  # type: ignore[arg-type]
+        params, source = best.params, f"trial {best.number}"
     else:
         best = None
         params, source = SearchSpace().paper_configurations(settings.task)[0], "the paper (no trial completed)"
@@ -70,22 +72,25 @@ def recommend(settings: StudySettings, trials: Sequence[TrialRecord], base_losse
     objective: dict[str, Any] = {"goal": settings.goal, **{f"base_{k}": v for k, v in base_losses.items()}}
     if best is not None:
         objective.update(
-            value=best["value"],
-            target_loss=best.get("target_loss"),
-            general_loss=best.get("general_loss"),
-            forgetting_rise=best.get("forgetting_rise"),
+            value=best.value,
+            target_loss=best.target_loss,
+            general_loss=best.general_loss,
+            forgetting_rise=best.forgetting_rise,
         )
-    return {
-        "task": settings.task,
-        "model": settings.model,
-        "trial": best["number"] if best is not None else None,
-        "learning_rate": learning_rate,
-        "rank": lora.rank,
-        "alpha": lora.alpha,
-        "targets": lora.targets,
-        "target_modules": lora.target_modules(),
-        "epochs": MIN_IFT_EPOCHS,
-        "objective": objective,
-        "trials": {state.lower(): count for state, count in counts.items()},
-        "evidence": evidence,
-    }
+    return Recommendation(
+        task=settings.task,
+        model=settings.model,
+        trial=best.number if best is not None else None,
+        learning_rate=learning_rate,
+        rank=lora.rank,
+        alpha=lora.alpha,
+        targets=lora.targets,
+        target_modules=lora.target_modules(),
+        epochs=MIN_IFT_EPOCHS,
+        objective=objective,
+        trials={state.lower(): count for state, count in counts.items()},
+        evidence=evidence,
+        runtime=runtime,
+        run_dir=run_dir,
+        scores=scores,
+    )

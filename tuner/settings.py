@@ -1,10 +1,35 @@
-"""Frozen settings for LoRA adapters, trial budgets and studies (pure: no torch)."""
+"""The configuration hierarchy (pure: no torch): data settings and a training recipe, composed by the study
+settings, the full run's settings and the preset; and the defaults the CLI and the app share.
+
+    DataSettings      task, data source, columns, seed of the shuffle and split
+    LoraSettings      rank, alpha, targets, dropout
+    TrainingRecipe    LoraSettings + rate, epochs, batch, row length, warm-up, clipping
+    TrainBudget       one trial: tokens, batch, row length, warm-up, clipping, evaluations
+    StudySettings     model + DataSettings + TrainBudget + trials, goal, memory budget
+    RunSettings       model + DataSettings + TrainingRecipe + training examples
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
+
+from tuner.paper import MIN_IFT_EPOCHS
 
 TASKS = ("code", "math", "custom")
+
+# Defaults declared once, for `advisor tune` and the app alike: a study of a few minutes on a laptop CPU.
+DEFAULT_TASK = "math"  # GSM8K scores without running generated code
+DEFAULT_TRIALS = 8
+DEFAULT_TRIAL_TOKENS = 16_384
+DEFAULT_GOAL = 0.5
+DEFAULT_BATCH_SIZE = 4  # LoRA prefers small batches (LoRA Without Regret: effective batch < 32)
+DEFAULT_SEQ_LEN = 512
+DEFAULT_EPOCHS = MIN_IFT_EPOCHS  # at least 4 epochs of instruction tuning (Biderman et al. 2024)
+DEFAULT_WARMUP_RATIO = 0.1  # 10 % warm-up, as in Biderman et al. 2024
+DEFAULT_MAX_GRAD_NORM = 1.0  # gradient clipping 1.0, as in Biderman et al. 2024
+EVAL_ROWS = 8
+"""Packed rows in each held-out set (target and general text)."""
 TARGET_SETS = ("attention", "mlp", "all")
 
 # Llama-style module names (PAPER.md, "Names other tools use for the same settings").
@@ -44,33 +69,103 @@ class LoraSettings:
         return "all-linear"
 
 
+def check_step_shape(batch_size: int, seq_len: int, warmup_ratio: float, max_grad_norm: float) -> None:
+    """ValueError for a batch, row length, warm-up share or clipping norm that no run can use."""
+    for name, value in (("batch_size", batch_size), ("seq_len", seq_len)):
+        if value < 1:
+            raise ValueError(f"{name} must be at least 1, got {value}")
+    if not 0.0 <= warmup_ratio < 1.0:
+        raise ValueError(f"warmup_ratio must be in [0, 1), got {warmup_ratio}")
+    if max_grad_norm <= 0:
+        raise ValueError(f"max_grad_norm must be positive, got {max_grad_norm}")
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    """What is trained on and how it is split: the same for a study and the full run that follows it."""
+
+    task: str
+    """'code', 'math' or 'custom'."""
+    source: str | None = None
+    """Custom task: a JSONL/JSON/CSV/Parquet file or a hub dataset id."""
+    prompt_column: str = "prompt"
+    """Custom task: the column holding the instruction."""
+    response_column: str = "response"
+    """Custom task: the column holding the answer to learn."""
+    seed: int = 0
+    """Seed of the shuffle that decides the held-out split (and, in a study, the sampler and each trial)."""
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"task must be one of {', '.join(TASKS)}, got {self.task!r}")
+        if self.task == "custom" and not self.source:
+            raise ValueError("the custom task needs --data: a JSONL, JSON, CSV or Parquet file, or a hub dataset id")
+
+    def where(self) -> str:
+        """How an error names the data: the file or hub id, or the task's data."""
+        return f"{self.source}" if self.task == "custom" else f"the {self.task} data"
+
+
+@dataclass(frozen=True)
+class TrainingRecipe:
+    """One adapter and how it is trained: what a preset holds and what the full run trains."""
+
+    lora: LoraSettings
+    """Rank, alpha, target modules and dropout."""
+    learning_rate: float
+    """Peak learning rate of the cosine schedule; always stored together with alpha."""
+    epochs: int = DEFAULT_EPOCHS
+    """Passes over the training data."""
+    batch_size: int = DEFAULT_BATCH_SIZE
+    """Rows per optimizer step."""
+    seq_len: int = DEFAULT_SEQ_LEN
+    """Tokens per packed row."""
+    warmup_ratio: float = DEFAULT_WARMUP_RATIO
+    """Share of steps spent warming up."""
+    max_grad_norm: float = DEFAULT_MAX_GRAD_NORM
+    """Gradient clipping."""
+
+    def __post_init__(self) -> None:
+        if not 0 < self.learning_rate < 1:
+            raise ValueError(f"learning rate must be between 0 and 1, got {self.learning_rate}")
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be at least 1, got {self.epochs}")
+        check_step_shape(self.batch_size, self.seq_len, self.warmup_ratio, self.max_grad_norm)
+
+    def trial_params(self) -> dict[str, object]:
+        """The recipe's adapter and rate as a study trial's parameters."""
+        return {
+            "learning_rate": self.learning_rate,
+            "rank": self.lora.rank,
+            "alpha_multiple": self.lora.alpha / self.lora.rank,
+            "targets": self.lora.targets,
+        }
+
+
 @dataclass(frozen=True)
 class TrainBudget:
     """How much one trial trains and how often it is evaluated."""
 
     train_tokens: int
     """Training tokens per trial (every token is real: rows are packed, never padded)."""
-    batch_size: int = 4
-    """Rows per optimizer step; LoRA prefers small batches (LoRA Without Regret: effective batch < 32)."""
-    seq_len: int = 512
+    batch_size: int = DEFAULT_BATCH_SIZE
+    """Rows per optimizer step."""
+    seq_len: int = DEFAULT_SEQ_LEN
     """Tokens per packed row."""
-    warmup_ratio: float = 0.1
-    """Share of steps spent warming up (10 %, as in Biderman et al. 2024)."""
-    max_grad_norm: float = 1.0
-    """Gradient clipping (1.0, as in Biderman et al. 2024)."""
+    warmup_ratio: float = DEFAULT_WARMUP_RATIO
+    """Share of steps spent warming up."""
+    max_grad_norm: float = DEFAULT_MAX_GRAD_NORM
+    """Gradient clipping."""
     evaluations: int = 4
     """Held-out evaluations per trial, evenly spaced, the last at the final step."""
-    eval_rows: int = 8
+    eval_rows: int = EVAL_ROWS
     """Packed rows in each held-out set (target and general)."""
 
     def __post_init__(self) -> None:
-        for name in ("batch_size", "seq_len", "evaluations", "eval_rows"):
+        check_step_shape(self.batch_size, self.seq_len, self.warmup_ratio, self.max_grad_norm)
+        for name in ("evaluations", "eval_rows"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if not 0.0 <= self.warmup_ratio < 1.0:
-            raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
-        if self.max_grad_norm <= 0:
-            raise ValueError(f"max_grad_norm must be positive, got {self.max_grad_norm}")
         if self.train_tokens < self.tokens_per_step():
             raise ValueError(
                 f"a trial budget of {self.train_tokens} tokens is below one optimizer step "
@@ -97,46 +192,83 @@ class TrainBudget:
         return sorted({round(steps * (i + 1) / count) for i in range(count)})
 
 
+def _data_fields(data: DataSettings) -> dict[str, object]:
+    """DataSettings in the flat shape settings.json and stored identities have always had."""
+    return {
+        "seed": data.seed,
+        "data": data.source,
+        "prompt_column": data.prompt_column,
+        "response_column": data.response_column,
+    }
+
+
+def _data_from(fields: dict[str, Any]) -> DataSettings:
+    return DataSettings(
+        task=fields["task"],
+        source=fields.get("data"),
+        prompt_column=fields.get("prompt_column", "prompt"),
+        response_column=fields.get("response_column", "response"),
+        seed=int(fields.get("seed", 0)),
+    )
+
+
 @dataclass(frozen=True)
 class StudySettings:
     """What one `advisor tune` study searches for; the identity a resumed study must match."""
 
-    task: str
-    """'code', 'math' or 'custom'."""
     model: str
     """Model as given: built-in name, hub id, local directory or .gguf file."""
+    data: DataSettings
+    """Task, data source, columns and the seed of the split, the sampler and the trials."""
     trials: int
     """Trials that must reach an end (complete, pruned or failed) in the study."""
     budget: TrainBudget
     """Training tokens, batch and evaluation per trial."""
-    goal: float = 0.5
+    goal: float = DEFAULT_GOAL
     """0 learns most, 1 forgets least: the weight of the forgetting term in the objective."""
-    seed: int = 0
-    """Seed for the sampler, the data split and each trial's initialisation."""
-    data: str | None = None
-    """Custom task: a JSONL/JSON/CSV/Parquet file or a hub dataset id."""
-    prompt_column: str = "prompt"
-    """Custom task: the column holding the instruction."""
-    response_column: str = "response"
-    """Custom task: the column holding the answer to learn."""
     memory_budget: int | None = None
     """Bytes a trial may use (GPU memory, or RAM on CPU); configurations estimated above it are not run."""
 
     def __post_init__(self) -> None:
         if self.memory_budget is not None and self.memory_budget < 1:
             raise ValueError(f"memory budget must be positive, got {self.memory_budget}")
-        if self.task not in TASKS:
-            raise ValueError(f"task must be one of {', '.join(TASKS)}, got {self.task!r}")
         if self.trials < 1:
             raise ValueError(f"trials must be at least 1, got {self.trials}")
         if not 0.0 <= self.goal <= 1.0:
             raise ValueError(f"goal must be between 0 (learn most) and 1 (forget least), got {self.goal}")
-        if self.task == "custom" and not self.data:
-            raise ValueError("the custom task needs --data: a JSONL, JSON, CSV or Parquet file, or a hub dataset id")
+
+    @property
+    def task(self) -> str:
+        """The data's task, which names the study."""
+        return self.data.task
+
+    def to_json(self) -> dict[str, Any]:
+        """The settings as settings.json holds them (flat, the shape every version has written)."""
+        return {
+            "task": self.data.task,
+            "model": self.model,
+            "trials": self.trials,
+            "budget": asdict(self.budget),
+            "goal": self.goal,
+            **_data_fields(self.data),
+            "memory_budget": self.memory_budget,
+        }
+
+    @classmethod
+    def from_json(cls, fields: dict[str, Any]) -> StudySettings:
+        """Settings read back from settings.json (keys it does not know, such as 'storage', are ignored)."""
+        return cls(
+            model=fields["model"],
+            data=_data_from(fields),
+            trials=int(fields["trials"]),
+            budget=TrainBudget(**fields["budget"]),
+            goal=float(fields.get("goal", DEFAULT_GOAL)),
+            memory_budget=fields.get("memory_budget"),
+        )
 
     def identity(self) -> dict[str, object]:
         """The settings a resumed study must share with the stored one (all but the trial count)."""
-        fields = asdict(self)
+        fields = self.to_json()
         fields.pop("trials")
         if fields["memory_budget"] is None:  # studies from before budgets existed resume unchanged
             fields.pop("memory_budget")
@@ -145,67 +277,33 @@ class StudySettings:
 
 @dataclass(frozen=True)
 class RunSettings:
-    """The full run: one adapter configuration trained for whole epochs; the identity a resumed run matches."""
+    """The full run: one training recipe on the study's data for whole epochs; the identity a resumed run matches."""
 
-    task: str
-    """'code', 'math' or 'custom'."""
     model: str
     """Model as given: built-in name, hub id, local directory or .gguf file."""
-    lora: LoraSettings
-    """The adapter to train."""
-    learning_rate: float
-    """Peak learning rate of the cosine schedule."""
-    epochs: int = 4
-    """Passes over the training data (at least 4 for LoRA instruction tuning, Biderman et al. 2024)."""
-    batch_size: int = 4
-    """Rows per optimizer step."""
-    seq_len: int = 512
-    """Tokens per packed row."""
-    warmup_ratio: float = 0.1
-    """Share of steps spent warming up (10 %, as in Biderman et al. 2024)."""
-    max_grad_norm: float = 1.0
-    """Gradient clipping (1.0, as in Biderman et al. 2024)."""
-    seed: int = 0
-    """Seed for the data split, the adapters' initialisation and the data order."""
+    data: DataSettings
+    """Task, data source, columns and the seed of the split (also the adapters' initialisation and data order)."""
+    recipe: TrainingRecipe
+    """The adapter and how it trains."""
     train_examples: int | None = None
     """Train on the first N training examples only (None: all of them, up to the data loader's cap)."""
-    data: str | None = None
-    """Custom task: a JSONL/JSON/CSV/Parquet file or a hub dataset id."""
-    prompt_column: str = "prompt"
-    """Custom task: the column holding the instruction."""
-    response_column: str = "response"
-    """Custom task: the column holding the answer to learn."""
 
     def __post_init__(self) -> None:
-        if not 0 < self.learning_rate < 1:
-            raise ValueError(f"learning rate must be between 0 and 1, got {self.learning_rate}")
-        for name in ("epochs", "batch_size", "seq_len"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.train_examples is not None and self.train_examples < 1:
             raise ValueError(f"train_examples must be at least 1, got {self.train_examples}")
-        self.study_settings()  # task, data and warm-up checked as a study would check them
 
-    def study_settings(self) -> StudySettings:
-        """The study settings that load and split the same data (one trial, one step: only the data matters)."""
-        budget = TrainBudget(
-            train_tokens=self.batch_size * self.seq_len,
-            batch_size=self.batch_size,
-            seq_len=self.seq_len,
-            warmup_ratio=self.warmup_ratio,
-            max_grad_norm=self.max_grad_norm,
-        )
-        return StudySettings(
-            task=self.task,
-            model=self.model,
-            trials=1,
-            budget=budget,
-            seed=self.seed,
-            data=self.data,
-            prompt_column=self.prompt_column,
-            response_column=self.response_column,
-        )
+    @property
+    def task(self) -> str:
+        """The data's task."""
+        return self.data.task
 
     def identity(self) -> dict[str, object]:
-        """Everything that decides the trained weights: a resumed run must match it."""
-        return asdict(self)
+        """Everything that decides the trained weights, flat as train_settings.json has always held it."""
+        recipe = asdict(self.recipe)
+        return {
+            "task": self.data.task,
+            "model": self.model,
+            **recipe,
+            **_data_fields(self.data),
+            "train_examples": self.train_examples,
+        }

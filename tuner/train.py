@@ -11,11 +11,11 @@ import json
 import shutil
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tuner.benchmarks import BENCHMARKS, LEARNING_TASK, EvalSettings, forgetting_score
+from tuner.benchmarks import LEARNING_TASK, EvalSettings, forgetting_score
 from tuner.errors import AdvisorError
 from tuner.events import (
     CheckpointSaved,
@@ -29,7 +29,9 @@ from tuner.events import (
     ignore,
 )
 from tuner.models import is_complete
+from tuner.records import RunReport
 from tuner.settings import RunSettings
+from tuner.train_report import ADAPTER, MERGED, run_report
 
 if TYPE_CHECKING:
     import datasets
@@ -42,12 +44,7 @@ if TYPE_CHECKING:
     from tuner.runtime import Runtime
 
 CHECKPOINTS = "checkpoints"
-ADAPTER = "adapter"
-MERGED = "merged"
 SETTINGS_FILE = "train_settings.json"
-REPORT_JSON = "report.json"
-REPORT_MARKDOWN = "report.md"
-PLOT_FILE = "learning_vs_forgetting.png"
 EPOCH_SCORES = "epoch_scores.json"
 KEPT_CHECKPOINTS = 2
 """Checkpoints kept on disk: the newest, and the one before it in case the newest was cut short."""
@@ -190,7 +187,7 @@ def train_run(
     options: RunOptions | None = None,
     report: TrainReporter = ignore,
     callbacks: Sequence[TrainerCallback] = (),
-) -> dict[str, Any]:
+) -> RunReport:
     """Train the adapter for its epochs (resuming from the last checkpoint in `out_dir`), score it, write the report.
 
     `callbacks` are extra transformers TrainerCallbacks (tests use one to kill the run mid-epoch).
@@ -216,7 +213,15 @@ def train_run(
     data: StudyData | None = None
     if not is_complete(adapter_dir):  # a finished run is only scored and reported again: no data to prepare
         report(Stage(f"preparing {settings.task} data"))
-        data = prepare_study_data(settings.study_settings(), tokenizer, data_dir, settings.train_examples)
+        recipe = settings.recipe
+        data = prepare_study_data(
+            settings.data,
+            tokenizer,
+            data_dir,
+            seq_len=recipe.seq_len,
+            batch_size=recipe.batch_size,
+            train_examples=settings.train_examples,
+        )
     out_dir.mkdir(parents=True, exist_ok=True)
     with run_dir_lock(out_dir):
         check_identity(out_dir, settings)
@@ -234,26 +239,27 @@ def train_run(
             history: dict[str, Any] = json.loads((adapter_dir / "training.json").read_text(encoding="utf-8"))
         else:
             # Set up: adapters (seeded), datasets, Trainer.
-            torch.manual_seed(settings.seed)
-            peft_model = get_peft_model(model, peft_config(settings.lora))
+            recipe, seed = settings.recipe, settings.data.seed
+            torch.manual_seed(seed)
+            peft_model = get_peft_model(model, peft_config(recipe.lora))
             arguments = TrainingArguments(
                 output_dir=str(out_dir / CHECKPOINTS),
-                num_train_epochs=settings.epochs,
-                per_device_train_batch_size=settings.batch_size,
-                per_device_eval_batch_size=settings.batch_size,
-                learning_rate=settings.learning_rate,
+                num_train_epochs=recipe.epochs,
+                per_device_train_batch_size=recipe.batch_size,
+                per_device_eval_batch_size=recipe.batch_size,
+                learning_rate=recipe.learning_rate,
                 lr_scheduler_type="cosine",
-                warmup_steps=settings.warmup_ratio,  # below 1: a share of the steps
+                warmup_steps=recipe.warmup_ratio,  # below 1: a share of the steps
                 weight_decay=0.0,  # the paper trains with weight decay 0
-                max_grad_norm=settings.max_grad_norm,
+                max_grad_norm=recipe.max_grad_norm,
                 optim="adamw_torch",
                 logging_steps=1,
                 save_strategy="steps",
                 save_steps=options.save_steps,
                 save_total_limit=KEPT_CHECKPOINTS,
                 eval_strategy="epoch",
-                seed=settings.seed,
-                data_seed=settings.seed,
+                seed=seed,
+                data_seed=seed,
                 bf16=runtime.is_cuda and runtime.dtype == torch.bfloat16,
                 use_cpu=not runtime.is_cuda,
                 report_to="none",
@@ -267,7 +273,7 @@ def train_run(
                 args=arguments,
                 train_dataset=packed_dataset(data.train),
                 eval_dataset={"target": packed_dataset(data.heldout), "general": packed_dataset(data.general)},
-                callbacks=[*_callbacks(report, settings.batch_size * settings.seq_len, epoch_scorer), *callbacks],
+                callbacks=[*_callbacks(report, recipe.batch_size * recipe.seq_len, epoch_scorer), *callbacks],
             )
             trainer.remove_callback(PrinterCallback)  # our reporter shows the logs
 
@@ -303,7 +309,7 @@ def train_run(
 
             write_directory(out_dir / MERGED, write_merged)
 
-        result = run_report(settings, options, out_dir, history, scores, runtime.describe())
+        result = run_report(settings, options.scoring, out_dir, history, scores, runtime.describe())
         report(TrainFinished(result))
         return result
 
@@ -380,124 +386,3 @@ def _final_scores(peft_model: PeftModel, scorer: Any, epoch_scorer: EpochScorer 
     if epoch_scorer is not None:
         figures["epochs"] = epoch_scorer.stored()
     return figures
-
-
-def run_report(
-    settings: RunSettings,
-    options: RunOptions,
-    out_dir: Path,
-    history: dict[str, Any],
-    scores: dict[str, Any],
-    runtime: str,
-) -> dict[str, Any]:
-    """The run's figures as report.json, report.md and the learning-vs-forgetting PNG in `out_dir`."""
-    from tuner.rundir import write_json
-
-    learning = LEARNING_TASK.get(settings.task)
-    result: dict[str, Any] = {
-        "settings": settings.identity(),
-        "runtime": runtime,
-        "out_dir": str(out_dir),
-        "adapter": str(out_dir / ADAPTER),
-        "merged": str(out_dir / MERGED) if is_complete(out_dir / MERGED) else None,
-        "training": {k: v for k, v in history.items() if k != "loss_curve"},
-        "scoring": asdict(options.scoring) if options.scoring else None,
-    }
-    if scores:
-        summary = {}
-        for label in ("base", "trained"):
-            figures = {name: s["score"] for name, s in scores[label].items()}
-            summary[label] = {
-                "scores": figures,
-                "general": forgetting_score(figures),
-                "learning": figures.get(learning) if learning else None,
-            }
-        for label, epoch_scores in sorted(scores.get("epochs", {}).items(), key=lambda kv: int(kv[0])):
-            figures = {name: s["score"] for name, s in epoch_scores.items()}
-            summary[f"epoch {label}"] = {
-                "scores": figures,
-                "general": forgetting_score(figures),
-                "learning": figures.get(learning) if learning else None,
-            }
-        result["scores"] = summary
-        result["learning_benchmark"] = learning if learning in scores["base"] else None
-        result["change"] = {
-            key: _difference(summary["trained"][key], summary["base"][key]) for key in ("general", "learning")
-        }
-        plot = _plot(settings, out_dir, summary, learning)
-        result["plot"] = plot.name if plot else None
-    write_json(out_dir / REPORT_JSON, result)
-    (out_dir / REPORT_MARKDOWN).write_text(report_markdown(result), encoding="utf-8")
-    return result
-
-
-def _difference(after: float | None, before: float | None) -> float | None:
-    return after - before if after is not None and before is not None else None
-
-
-def _plot(settings: RunSettings, out_dir: Path, summary: dict[str, Any], learning: str | None) -> Path | None:
-    from tuner.plot import ScorePoint, write_png
-
-    points = [
-        ScorePoint(label, figures["general"], figures["learning"], is_base=label == "base")
-        for label, figures in summary.items()
-        if figures["general"] is not None and figures["learning"] is not None
-    ]
-    if len(points) < 2 or learning is None:
-        return None
-    title = f"{settings.task}: learning vs forgetting ({settings.model})"
-    return write_png(points, out_dir / PLOT_FILE, learning_name=BENCHMARKS[learning].title, title=title)
-
-
-def report_markdown(result: dict[str, Any]) -> str:
-    """The report a person reads: what was trained, how it went, and what it learned and forgot."""
-    settings, training = result["settings"], result["training"]
-    lora = settings["lora"]
-    lines = [
-        f"# Full run: {settings['task']} on {settings['model']}",
-        "",
-        f"- Adapter: LoRA r={lora['rank']}, alpha={lora['alpha']:g}, targets {lora['targets']}, "
-        f"learning rate {settings['learning_rate']:.3g}, {settings['epochs']} epochs, "
-        f"batch {settings['batch_size']} x {settings['seq_len']} tokens, seed {settings['seed']}",
-        f"- Trained on {training['train_examples']} examples ({training['train_rows']} packed rows, "
-        f"{training['train_tokens']:,} tokens per epoch): {training['steps']} optimizer steps on {result['runtime']}",
-        f"- Adapter (PEFT format): `{result['adapter']}`"
-        + (f"; merged model: `{result['merged']}`" if result["merged"] else ""),
-        "",
-        "## Held-out loss after each epoch",
-        "",
-        "| epoch | step | task held-out loss | general-text loss |",
-        "|---|---|---|---|",
-    ]
-    for row in training["epoch_losses"]:
-        general = f"{row['general_loss']:.4f}" if row["general_loss"] is not None else "-"
-        lines.append(f"| {row['epoch']} | {row['step']} | {row['target_loss']:.4f} | {general} |")
-    scores = result.get("scores")
-    lines += ["", "## Learning and forgetting", ""]
-    if not scores:
-        lines.append("Not scored (the run was started without scoring).")
-        return "\n".join(lines) + "\n"
-    names = list(scores["base"]["scores"])
-    lines += [
-        "| model | " + " | ".join(BENCHMARKS[n].title for n in names) + " | general (mean of 3) |",
-        "|---|" + "---|" * (len(names) + 1),
-    ]
-    for label, figures in scores.items():
-        cells = [f"{figures['scores'][n]:.3f}" for n in names]
-        general = f"{figures['general']:.3f}" if figures["general"] is not None else "-"
-        lines.append(f"| {label} | " + " | ".join(cells) + f" | {general} |")
-    limit = (result.get("scoring") or {}).get("limit")
-    items = f"{limit} items per benchmark (a seeded sample)" if limit else "the full benchmarks"
-    lines += [
-        "",
-        f"Scored on {items}. Forgetting = the change in the general mean (HellaSwag, WinoGrande, "
-        "ARC-Challenge) against the base model, as in Biderman et al. 2024.",
-    ]
-    change = result.get("change", {})
-    if change.get("general") is not None:
-        lines.append(f"- General mean change: {change['general']:+.3f}")
-    if change.get("learning") is not None:
-        lines.append(f"- {BENCHMARKS[result['learning_benchmark']].title} change: {change['learning']:+.3f}")
-    if result.get("plot"):
-        lines += ["", f"![learning vs forgetting]({result['plot']})"]
-    return "\n".join(lines) + "\n"

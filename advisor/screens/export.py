@@ -51,7 +51,7 @@ class ExportScreen(ModalScreen["list[Path] | None"]):
     @on(Input.Submitted, "#out")
     def export(self) -> None:
         from advisor.export import export_preset
-        from advisor.export_command import preset_from_run
+        from advisor.presets import preset_from_run
         from tuner.errors import AdvisorError
 
         chosen = self.query_one("#format", RadioSet).pressed_index

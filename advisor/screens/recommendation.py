@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from textual import on
 from textual.app import ComposeResult
@@ -13,6 +12,7 @@ from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Static
 
 from advisor.progress import recommendation_text
+from tuner.records import Recommendation
 
 
 class RecommendationScreen(Screen[None]):
@@ -24,7 +24,7 @@ class RecommendationScreen(Screen[None]):
         Binding("escape", "app.pop_screen", "Back to the study"),
     ]
 
-    def __init__(self, recommendation: dict[str, Any]) -> None:
+    def __init__(self, recommendation: Recommendation) -> None:
         super().__init__()
         self.recommendation = recommendation
 
@@ -40,7 +40,7 @@ class RecommendationScreen(Screen[None]):
 
     @property
     def run_dir(self) -> Path:
-        return Path(self.recommendation["run_dir"])
+        return Path(self.recommendation.run_dir or ".")
 
     @on(Button.Pressed, "#run-dir")
     def action_show_run_dir(self) -> None:

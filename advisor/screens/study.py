@@ -23,6 +23,7 @@ from textual_plotext import PlotextPlot
 from advisor.progress import describe_params, trial_outcome
 from tuner import events
 from tuner.events import Event
+from tuner.records import Recommendation, TrialRecord
 
 
 class StudyStopped(Exception):
@@ -40,7 +41,7 @@ class StudyEvent(Message):
 class StudyEnded(Message):
     """The worker is done: with the recommendation, stopped, or with an error to show."""
 
-    def __init__(self, recommendation: dict[str, Any] | None, message: str) -> None:
+    def __init__(self, recommendation: Recommendation | None, message: str) -> None:
         super().__init__()
         self.recommendation = recommendation
         self.message = message
@@ -69,7 +70,7 @@ class StudyScreen(Screen[None]):
         self.total_trials = settings.trials
         self.curve: list[tuple[int, float]] = []
         self.points: dict[str, tuple[float, float]] = {}
-        self.recommendation: dict[str, Any] | None = None
+        self.recommendation: Recommendation | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -154,27 +155,26 @@ class StudyScreen(Screen[None]):
 
         table = self.query_one("#trials", DataTable)
         for path in sorted((self.run_dir / "trials").glob("trial_*.json")):
-            trial = json.loads(path.read_text(encoding="utf-8"))
-            key = str(trial["number"])
+            trial = TrialRecord.from_json(json.loads(path.read_text(encoding="utf-8")))
+            key = str(trial.number)
             if key in table.rows:
                 continue
 
-            def figure(name: str, spec: str, trial: dict[str, Any] = trial) -> str:
-                value = trial.get(name)
+            def figure(value: float | None, spec: str) -> str:
                 return format(value, spec) if isinstance(value, int | float) else "-"
 
             table.add_row(
                 key,
-                describe_params(trial.get("params") or {}),
+                describe_params(trial.params),
                 trial_outcome(trial),
-                figure("target_loss", ".4f"),
-                figure("general_score", ".3f"),
-                figure("learning_score", ".3f"),
-                str(trial.get("reason") or "")[:60],
+                figure(trial.target_loss, ".4f"),
+                figure(trial.general_score, ".3f"),
+                figure(trial.learning_score, ".3f"),
+                str(trial.reason or "")[:60],
                 key=key,
             )
-            if trial.get("general_score") is not None and trial.get("learning_score") is not None:
-                self.points[f"trial {key}"] = (trial["general_score"], trial["learning_score"])
+            if trial.general_score is not None and trial.learning_score is not None:
+                self.points[f"trial {key}"] = (trial.general_score, trial.learning_score)
         if self.points:
             self.draw_scatter()
 

@@ -78,17 +78,11 @@ class TaskScreen(StepScreen):
         from tuner.data import format_pair, load_pairs
         from tuner.errors import AdvisorError
         from tuner.models import tokenizer_if_quick
-        from tuner.settings import StudySettings, TrainBudget
+        from tuner.settings import DataSettings
 
         try:
-            settings = StudySettings(
-                task="custom",
-                model="-",
-                trials=1,
-                budget=TrainBudget(train_tokens=4096),
-                data=data,
-                prompt_column=prompt_column,
-                response_column=response_column.strip(),
+            settings = DataSettings(
+                task="custom", source=data, prompt_column=prompt_column, response_column=response_column.strip()
             )
             pairs = load_pairs(settings, None)
             model = self.app.choices.model  # type: ignore[attr-defined]

@@ -19,8 +19,8 @@ from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Input, Label, Log, ProgressBar, Static
 from textual_plotext import PlotextPlot
 
+from advisor.presets import study_preset
 from advisor.progress import scores_text, train_start_text
-from advisor.train_command import study_preset
 from tuner import events
 from tuner.events import TrainEvent
 
@@ -75,18 +75,18 @@ class TrainScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         preset = self.preset
-        lora = preset.lora
+        lora = preset.recipe.lora
         yield Header()
         with Vertical(id="form"):
             yield Static(
                 f"Train LoRA r={lora.rank}, alpha={lora.alpha:g}, {lora.targets} layers, learning rate "
-                f"{preset.learning_rate:.3g} into {self.run_dir / 'train'}. The paper trains LoRA instruction "
+                f"{preset.recipe.learning_rate:.3g} into {self.run_dir / 'train'}. The paper trains LoRA instruction "
                 "tuning for at least 4 epochs; on a CPU, a few hundred examples keep it to minutes.",
                 id="plan",
             )
             with Horizontal(classes="field"):
                 yield Label("Epochs")
-                yield Input(str(preset.epochs), id="epochs", type="integer")
+                yield Input(str(preset.recipe.epochs), id="epochs", type="integer")
             with Horizontal(classes="field"):
                 yield Label("Training examples (empty: all)")
                 yield Input("", id="examples", type="integer")
@@ -181,15 +181,16 @@ class TrainScreen(Screen[None]):
 
     @on(Button.Pressed, "#start")
     def action_start(self) -> None:
-        from advisor.train_command import Overrides, run_settings, scoring_settings
+        from advisor.presets import preset_run_settings
         from tuner.errors import AdvisorError
+        from tuner.handover import Overrides, scoring_settings
         from tuner.train import RunOptions
 
         try:
             epochs = _optional_count(self.query_one("#epochs", Input).value, "epochs")
             examples = _optional_count(self.query_one("#examples", Input).value, "training examples")
             limit = _optional_count(self.query_one("#eval-limit", Input).value, "items per benchmark")
-            settings = run_settings(self.preset, Overrides(epochs=epochs, train_examples=examples), self.study)
+            settings = preset_run_settings(self.preset, Overrides(epochs=epochs, train_examples=examples), self.study)
             allow = self.app.choices.allow_code_execution is True  # type: ignore[attr-defined]
             options = RunOptions(scoring=scoring_settings(settings, limit=limit, allow_code_execution=allow))
         except (ValueError, AdvisorError) as error:

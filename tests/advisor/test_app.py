@@ -25,6 +25,7 @@ from advisor.screens.study import StudyScreen
 from advisor.screens.task import TaskScreen
 from advisor.screens.train import TrainScreen
 from tuner import events
+from tuner.records import Recommendation, RunReport
 
 PARAMS = {"learning_rate": 1e-4, "rank": 16, "alpha_multiple": 2.0, "targets": "all"}
 
@@ -40,6 +41,10 @@ def recommendation(run_dir: Path) -> dict[str, Any]:
         "epochs": 4,
         "evidence": {"learning_rate": "1e-4 from trial 0."},
         "run_dir": str(run_dir),
+        "trial": None,
+        "target_modules": "all-linear",
+        "objective": {},
+        "trials": {"complete": 1, "pruned": 0, "fail": 0},
     }
 
 
@@ -66,7 +71,7 @@ class FakeTuner:
             scores = {"hellaswag": 0.4, "winogrande": 0.5, "arc_challenge": 0.3, "gsm8k": 0.1 * number}
             report(events.TrialScored(number, scores, 0.4, 0.1 * number))
             report(events.TrialFinished(number, "COMPLETE", 1.6, None, 1.0))
-        rec = recommendation(run_dir)
+        rec = Recommendation.from_json(recommendation(run_dir))
         report(events.StudyFinished(rec, []))
         return rec
 
@@ -260,7 +265,7 @@ class FakeTrainer:
         if self.error:
             raise RuntimeError(self.error)
         start = 0 if len(self.calls) == 1 else 4
-        report(events.TrainStarted(8, settings.epochs, start, str(out_dir)))
+        report(events.TrainStarted(8, settings.recipe.epochs, start, str(out_dir)))
         for step in range(start + 1, 9):
             self.first_step.set()
             time.sleep(self.step_pause)
@@ -272,7 +277,8 @@ class FakeTrainer:
             "epochs": 1.0,
             "epoch_losses": [{"epoch": 1, "step": 8, "target_loss": 1.2, "general_loss": 2.1}],
         }
-        result = {"training": training, "runtime": "CPU", "adapter": str(out_dir / "adapter"), "out_dir": str(out_dir)}
+        adapter = str(out_dir / "adapter")
+        result = RunReport({}, "CPU", str(out_dir), adapter, merged=None, training=training, scoring=None)
         report(events.TrainFinished(result))
         return result
 
@@ -280,7 +286,8 @@ class FakeTrainer:
 def finished_study(run_dir: Path) -> Path:
     run_dir.mkdir(parents=True)
     (run_dir / "recommendation.json").write_text(json.dumps({**recommendation(run_dir), "trial": 0}))
-    settings = {"task": "math", "model": "tiny", "seed": 0, "budget": {"batch_size": 2, "seq_len": 64}}
+    budget = {"train_tokens": 128, "batch_size": 2, "seq_len": 64}
+    settings = {"task": "math", "model": "tiny", "trials": 1, "seed": 0, "budget": budget}
     (run_dir / "settings.json").write_text(json.dumps(settings))
     return run_dir
 
@@ -290,7 +297,7 @@ async def test_the_full_run_stops_resumes_and_shows_errors(tmp_path: Path):
     trainer = FakeTrainer()
     app = AdvisorApp(runner=FakeTuner(), trainer=trainer, runs_root=tmp_path)
     async with app.run_test(size=(80, 24)) as pilot:
-        app.push_screen(RecommendationScreen({**recommendation(run_dir), "trial": 0}))
+        app.push_screen(RecommendationScreen(Recommendation.from_json({**recommendation(run_dir), "trial": 0})))
         await pilot.pause()
         await pilot.press("t")
         await pilot.pause()
@@ -311,7 +318,12 @@ async def test_the_full_run_stops_resumes_and_shows_errors(tmp_path: Path):
         await settle(app, pilot)
         assert "full run finished" in str(app.screen.query_one("#status", Static).render())
         settings, out_dir = trainer.calls[-1]
-        assert (settings.epochs, settings.batch_size, settings.seq_len, out_dir) == (2, 2, 64, run_dir / "train")
+        assert (settings.recipe.epochs, settings.recipe.batch_size, settings.recipe.seq_len, out_dir) == (
+            2,
+            2,
+            64,
+            run_dir / "train",
+        )
         assert any(
             "epoch 1: held-out 1.2000, general 2.1000" in line for line in app.screen.query_one("#log", Log).lines
         )

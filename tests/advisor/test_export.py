@@ -24,23 +24,30 @@ from advisor.presets import Preset, load_preset
 from tests.conftest import run_cli
 from tuner.errors import AdvisorError
 from tuner.paper import PAPER
-from tuner.settings import ATTENTION_MODULES, LoraSettings
+from tuner.settings import ATTENTION_MODULES, LoraSettings, TrainingRecipe
 
 # A study's kind of result: attention only, a non-default dropout and warm-up, the built-in model.
 ATTENTION = Preset(
     name="custom-attention",
     task="custom",
-    lora=LoraSettings(rank=8, alpha=4.0, targets="attention", dropout=0.05),
-    learning_rate=3e-4,
-    epochs=5,
-    batch_size=3,
-    seq_len=384,
-    warmup_ratio=0.05,
+    recipe=TrainingRecipe(
+        lora=LoraSettings(rank=8, alpha=4.0, targets="attention", dropout=0.05),
+        learning_rate=3e-4,
+        epochs=5,
+        batch_size=3,
+        seq_len=384,
+        warmup_ratio=0.05,
+    ),
     model="smollm2-135m-instruct",
     source="study",
     notes="Recommended by trial 2 of a study.",
 )
-MLP = replace(ATTENTION, name="custom-mlp", lora=LoraSettings(rank=32, alpha=64.0, targets="mlp"), model=None)
+MLP = replace(
+    ATTENTION,
+    name="custom-mlp",
+    recipe=replace(ATTENTION.recipe, lora=LoraSettings(rank=32, alpha=64.0, targets="mlp")),
+    model=None,
+)
 PRESETS = {
     "math-24gib": load_preset("math-24gib"),
     "code-80gib": load_preset("code-80gib"),
@@ -61,7 +68,7 @@ USAGE_LINES = {
 @pytest.mark.parametrize("key", list(PRESETS))
 def test_export_reads_back_as_the_preset(tmp_path, fmt, key):
     preset = PRESETS[key]
-    if fmt == "torchtune" and preset.lora.targets == "mlp":
+    if fmt == "torchtune" and preset.recipe.lora.targets == "mlp":
         with pytest.raises(AdvisorError, match="MLP-only preset cannot be exported to torchtune"):
             export_preset(preset, fmt, tmp_path, origin="a test")
         return
@@ -240,18 +247,30 @@ def test_trl_export_builds_real_trl_and_peft_objects(tmp_path, key):
     parser = HfArgumentParser((trl.ScriptArguments, trl.SFTConfig, trl.ModelConfig))
     script_args, sft_config, model_config = parser.parse_dict(fields, allow_extra_keys=False)
     assert script_args.dataset_name == DATA_PLACEHOLDER
-    assert (sft_config.learning_rate, sft_config.num_train_epochs) == (preset.learning_rate, preset.epochs)
-    assert (sft_config.per_device_train_batch_size, sft_config.max_length) == (preset.batch_size, preset.seq_len)
-    assert sft_config.warmup_steps == preset.warmup_ratio and sft_config.packing is True
-    assert sft_config.get_warmup_steps(1000) == round(1000 * preset.warmup_ratio)
+    assert (sft_config.learning_rate, sft_config.num_train_epochs) == (
+        preset.recipe.learning_rate,
+        preset.recipe.epochs,
+    )
+    assert (sft_config.per_device_train_batch_size, sft_config.max_length) == (
+        preset.recipe.batch_size,
+        preset.recipe.seq_len,
+    )
+    assert sft_config.warmup_steps == preset.recipe.warmup_ratio and sft_config.packing is True
+    assert sft_config.get_warmup_steps(1000) == round(1000 * preset.recipe.warmup_ratio)
     lora = trl.get_peft_config(model_config)
-    assert (lora.r, lora.lora_alpha, lora.lora_dropout) == (preset.lora.rank, preset.lora.alpha, preset.lora.dropout)
-    expected = preset.lora.target_modules()
+    assert (lora.r, lora.lora_alpha, lora.lora_dropout) == (
+        preset.recipe.lora.rank,
+        preset.recipe.lora.alpha,
+        preset.recipe.lora.dropout,
+    )
+    expected = preset.recipe.lora.target_modules()
     assert lora.target_modules == (expected if isinstance(expected, str) else set(expected))
     # `trl sft --config FILE` itself: TrlParser refuses keys no dataclass takes.
     parsed = trl.TrlParser((trl.ScriptArguments, trl.SFTConfig, trl.ModelConfig, trl.DatasetMixtureConfig))
     _, sft_from_cli, model_from_cli, _ = parsed.parse_args_and_config(["--config", str(path), "--use_cpu"])
-    assert sft_from_cli.learning_rate == preset.learning_rate and model_from_cli.lora_r == preset.lora.rank
+    assert (
+        sft_from_cli.learning_rate == preset.recipe.learning_rate and model_from_cli.lora_r == preset.recipe.lora.rank
+    )
 
 
 def test_read_export_refuses_what_it_cannot_read(tmp_path):

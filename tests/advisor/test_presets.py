@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import yaml
 
@@ -10,15 +12,18 @@ from advisor.presets import (
     SOURCES,
     load_preset,
     preset_from_dict,
-    preset_from_recommendation,
+    preset_from_study,
     preset_yaml,
     shipped_presets,
     write_preset,
 )
-from tests.advisor.test_memory import SMOLLM2 as SMOLLM2_CONFIG
+from tests.tuner.test_memory import SMOLLM2 as SMOLLM2_CONFIG
 from tuner.errors import AdvisorError
+from tuner.handover import FinishedStudy
 from tuner.memory import GIB, ModelShape, TrainSetup, estimate, fits, parse_size
 from tuner.paper import MIN_IFT_EPOCHS, paper_learning_rate
+from tuner.records import Recommendation
+from tuner.settings import DataSettings, StudySettings, TrainBudget
 
 SHIPPED = sorted(PRESETS_DIR.glob("*.yaml"))
 # Llama-2-7B by hand (its config.json): the paper's base model, for which the GPU presets are sized.
@@ -45,10 +50,10 @@ def test_every_shipped_preset_loads_with_a_commented_header(path):
 def test_shipped_presets_carry_the_papers_settings(path):
     preset = load_preset(path.stem)
     assert preset.source == "paper"
-    assert preset.lora.targets == "all"  # All > MLP > Attention
-    assert preset.lora.alpha == 2 * preset.lora.rank  # alpha = 2r
-    assert preset.learning_rate == paper_learning_rate(preset.task, preset.lora.rank)
-    assert preset.epochs >= MIN_IFT_EPOCHS and preset.warmup_ratio == 0.1
+    assert preset.recipe.lora.targets == "all"  # All > MLP > Attention
+    assert preset.recipe.lora.alpha == 2 * preset.recipe.lora.rank  # alpha = 2r
+    assert preset.recipe.learning_rate == paper_learning_rate(preset.task, preset.recipe.lora.rank)
+    assert preset.recipe.epochs >= MIN_IFT_EPOCHS and preset.recipe.warmup_ratio == 0.1
 
 
 @pytest.mark.parametrize("name", ["code-24gib", "code-80gib", "math-24gib", "math-80gib"])
@@ -57,21 +62,23 @@ def test_gpu_presets_fit_their_budget_for_llama2_7b_in_bf16(name):
     budget = parse_size(preset.memory_budget or "")
     setup = TrainSetup(
         device="cuda",
-        targets=preset.lora.targets,
-        rank=preset.lora.rank,
-        batch=preset.batch_size,
-        seq_len=preset.seq_len,
+        targets=preset.recipe.lora.targets,
+        rank=preset.recipe.lora.rank,
+        batch=preset.recipe.batch_size,
+        seq_len=preset.recipe.seq_len,
     )
     total = estimate(LLAMA2_7B, setup).total
     # The CUDA estimate counts no runtime overhead (it was never calibrated on a GPU): keep a fifth of the budget free.
     assert total <= 0.8 * budget, f"{name}: {total / GIB:.2f} GiB of {preset.memory_budget}"
-    assert preset.lora.rank == (256 if budget >= 80 * GIB else 16)
+    assert preset.recipe.lora.rank == (256 if budget >= 80 * GIB else 16)
 
 
 @pytest.mark.parametrize("name", ["code-24gib", "math-24gib"])
 def test_rank_256_does_not_fit_the_small_budget_at_the_same_batch(name):
     preset = load_preset(name)
-    setup = TrainSetup(device="cuda", targets="all", rank=256, batch=preset.batch_size, seq_len=preset.seq_len)
+    setup = TrainSetup(
+        device="cuda", targets="all", rank=256, batch=preset.recipe.batch_size, seq_len=preset.recipe.seq_len
+    )
     assert not fits(LLAMA2_7B, setup, parse_size("24GiB"))
 
 
@@ -81,10 +88,10 @@ def test_cpu_presets_fit_their_ram_budget_for_smollm2(name):
     assert preset.model == "smollm2-135m-instruct" and "scaled for the 135M model" in preset.notes
     setup = TrainSetup(
         device="cpu",
-        targets=preset.lora.targets,
-        rank=preset.lora.rank,
-        batch=preset.batch_size,
-        seq_len=preset.seq_len,
+        targets=preset.recipe.lora.targets,
+        rank=preset.recipe.lora.rank,
+        batch=preset.recipe.batch_size,
+        seq_len=preset.recipe.seq_len,
     )
     assert estimate(SMOLLM2, setup).total <= parse_size(preset.memory_budget or "")
 
@@ -103,7 +110,7 @@ def test_a_learning_rate_written_without_a_dot_still_reads_as_a_number(tmp_path)
     # PyYAML (YAML 1.1) reads 1e-4 as the string '1e-4'.
     text = (PRESETS_DIR / "math-cpu.yaml").read_text(encoding="utf-8").replace("1.0e-04", "1e-4")
     (tmp_path / "p.yaml").write_text(text, encoding="utf-8")
-    assert load_preset(str(tmp_path / "p.yaml")).learning_rate == 1e-4
+    assert load_preset(str(tmp_path / "p.yaml")).recipe.learning_rate == 1e-4
 
 
 GOOD = "name: mine\ntask: math\nlora: {rank: 16, alpha: 32, targets: all}\nlearning_rate: 1.0e-4\n"
@@ -152,9 +159,18 @@ def test_a_study_recommendation_becomes_a_study_preset():
         "epochs": 4,
         "run_dir": "runs/math",
     }
-    settings = {"budget": {"batch_size": 8, "seq_len": 256, "warmup_ratio": 0.05}, "memory_budget": 8 << 30}
-    preset = preset_from_recommendation(recommendation, settings)
-    assert (preset.lora.rank, preset.lora.alpha, preset.lora.targets) == (64, 128.0, "mlp")
-    assert (preset.learning_rate, preset.batch_size, preset.seq_len, preset.warmup_ratio) == (3e-4, 8, 256, 0.05)
+    recommendation.update(target_modules=["gate_proj"], objective={}, trials={}, evidence={})
+    settings = StudySettings(
+        model="smollm2-135m-instruct",
+        data=DataSettings("math"),
+        trials=4,
+        budget=TrainBudget(train_tokens=4096, batch_size=8, seq_len=256, warmup_ratio=0.05),
+        memory_budget=8 << 30,
+    )
+    study = FinishedStudy(Recommendation.from_json(recommendation), settings, Path("runs/math"))
+    preset = preset_from_study(study)
+    recipe = preset.recipe
+    assert (recipe.lora.rank, recipe.lora.alpha, recipe.lora.targets) == (64, 128.0, "mlp")
+    assert (recipe.learning_rate, recipe.batch_size, recipe.seq_len, recipe.warmup_ratio) == (3e-4, 8, 256, 0.05)
     assert preset.source == "study" and preset.memory_budget == "8.00GiB" and "trial 3" in preset.notes
     assert preset.extra == {"run_dir": "runs/math", "trial": 3}

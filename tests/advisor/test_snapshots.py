@@ -67,13 +67,14 @@ def test_export_dialog(snap_compare, tmp_path, monkeypatch):
     from advisor.screens.export import ExportScreen
     from advisor.screens.recommendation import RecommendationScreen
     from tests.advisor.test_app import finished_study, recommendation
+    from tuner.records import Recommendation
 
     monkeypatch.chdir(tmp_path)
     run_dir = finished_study(Path("run"))
     app = AdvisorApp(runner=FakeTuner(), runs_root=Path("runs"))
 
     async def export(pilot) -> None:
-        pilot.app.push_screen(RecommendationScreen({**recommendation(run_dir), "trial": 0}))
+        pilot.app.push_screen(RecommendationScreen(Recommendation.from_json({**recommendation(run_dir), "trial": 0})))
         pilot.app.push_screen(ExportScreen(run_dir))
         await pilot.pause(0.3)
 

@@ -129,12 +129,14 @@ def test_bad_input_is_one_line_and_exit_2(capsys, tiny_model, args, message):
 def test_tune_under_a_budget_runs_only_what_fits(tiny_model, data_dir, tmp_path, monkeypatch):
     from tuner.memory import TrainSetup, estimate, model_shape
     from tuner.memory_bounds import memory_bounds
-    from tuner.settings import LoraSettings, StudySettings, TrainBudget
+    from tuner.settings import DataSettings, LoraSettings, StudySettings, TrainBudget
 
     shape = model_shape(str(tiny_model))
     budget = TrainBudget(train_tokens=4096, batch_size=2, seq_len=128, evaluations=2)
     just_r16 = estimate(shape, TrainSetup(rank=16, targets="all", batch=2, seq_len=128)).total
-    settings = StudySettings(task="math", model=str(tiny_model), trials=2, budget=budget, memory_budget=just_r16)
+    settings = StudySettings(
+        model=str(tiny_model), data=DataSettings("math"), trials=2, budget=budget, memory_budget=just_r16
+    )
     space, feasible = memory_bounds(settings)
     assert max(space.ranks) < 256 and 16 in space.ranks
     assert feasible(LoraSettings(16, 32, "all")) is None

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from tuner.settings import LoraSettings, StudySettings, TrainBudget
+from tuner.settings import DataSettings, LoraSettings, StudySettings, TrainBudget
 
 
 @pytest.mark.parametrize(
@@ -46,16 +46,17 @@ def test_lora_settings_reject_bad_values(kwargs, message):
 
 def test_study_settings_identity_leaves_out_the_trial_count():
     budget = TrainBudget(train_tokens=4096)
-    few = StudySettings(task="math", model="m", trials=3, budget=budget)
-    many = StudySettings(task="math", model="m", trials=30, budget=budget)
+    few = StudySettings(model="m", data=DataSettings("math"), trials=3, budget=budget)
+    many = StudySettings(model="m", data=DataSettings("math"), trials=30, budget=budget)
     assert few.identity() == many.identity()
     assert "trials" not in few.identity()
-    assert StudySettings(task="math", model="m", trials=3, budget=budget, goal=1.0).identity() != few.identity()
+    other_goal = StudySettings(model="m", data=DataSettings("math"), trials=3, budget=budget, goal=1.0)
+    assert other_goal.identity() != few.identity()
 
 
 def test_study_settings_reject_goal_outside_0_1_and_custom_without_data():
     budget = TrainBudget(train_tokens=4096)
     with pytest.raises(ValueError, match="goal must be between 0"):
-        StudySettings(task="math", model="m", trials=1, budget=budget, goal=1.5)
+        StudySettings(model="m", data=DataSettings("math"), trials=1, budget=budget, goal=1.5)
     with pytest.raises(ValueError, match="custom task needs --data"):
-        StudySettings(task="custom", model="m", trials=1, budget=budget)
+        StudySettings(model="m", data=DataSettings("custom"), trials=1, budget=budget)

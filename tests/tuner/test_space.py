@@ -6,7 +6,8 @@ import optuna
 import pytest
 
 from tuner.recommend import recommend
-from tuner.settings import StudySettings, TrainBudget
+from tuner.records import TrialRecord
+from tuner.settings import DataSettings, StudySettings, TrainBudget
 from tuner.space import SearchSpace, lora_from_params
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -46,7 +47,7 @@ def test_space_rejects_inverted_learning_rates():
 
 
 def _record(number, state, value, lr, rank, targets, reason=None):
-    return {
+    return TrialRecord.from_json({
         "number": number,
         "state": state,
         "value": value,
@@ -55,10 +56,12 @@ def _record(number, state, value, lr, rank, targets, reason=None):
         "target_loss": value,
         "general_loss": 2.0,
         "forgetting_rise": 0.01,
-    }
+    })
 
 
-SETTINGS = StudySettings(task="math", model="m", trials=5, budget=TrainBudget(train_tokens=4096), goal=0.25)
+SETTINGS = StudySettings(
+    model="m", data=DataSettings("math"), trials=5, budget=TrainBudget(train_tokens=4096), goal=0.25
+)
 
 
 def test_recommendation_takes_the_lowest_objective_and_explains_each_choice():
@@ -68,7 +71,7 @@ def test_recommendation_takes_the_lowest_objective_and_explains_each_choice():
         _record(2, "COMPLETE", 1.45, 3e-4, 64, "attention"),
         _record(3, "PRUNED", 9.0, 2e-3, 8, "mlp", reason="diverged: training loss became nan at step 3"),
     ]
-    rec = recommend(SETTINGS, trials, {"target_loss": 1.6, "general_loss": 2.0})
+    rec = recommend(SETTINGS, trials, {"target_loss": 1.6, "general_loss": 2.0}).to_json()
     assert (rec["trial"], rec["learning_rate"], rec["rank"], rec["alpha"], rec["targets"]) == (
         1,
         3e-4,
@@ -87,7 +90,7 @@ def test_recommendation_takes_the_lowest_objective_and_explains_each_choice():
 
 def test_recommendation_falls_back_to_the_paper_when_nothing_completed():
     trials = [_record(0, "PRUNED", None, 2e-3, 8, "mlp", reason="diverged: training loss became inf at step 1")]
-    rec = recommend(SETTINGS, trials, {"target_loss": 1.6, "general_loss": 2.0})
+    rec = recommend(SETTINGS, trials, {"target_loss": 1.6, "general_loss": 2.0}).to_json()
     assert rec["trial"] is None
     assert (rec["learning_rate"], rec["rank"], rec["alpha"], rec["targets"]) == (1e-4, 16, 32.0, "all")
     assert "the paper (no trial completed)" in rec["evidence"]["rank"]

@@ -16,16 +16,22 @@ pytest.importorskip("torch")
 from tests.conftest import tune_command
 from tuner.errors import AdvisorError
 from tuner.events import StudyFinished, TrialFinished, TrialStarted
-from tuner.settings import StudySettings, TrainBudget
+from tuner.settings import DataSettings, StudySettings, TrainBudget
 from tuner.space import SearchSpace
 from tuner.study import run_study
+
+
+def run_study_json(*args, **options) -> dict:
+    """run_study's recommendation as recommendation.json holds it."""
+    return run_study(*args, **options).to_json()
+
 
 BUDGET = TrainBudget(train_tokens=4096, batch_size=2, seq_len=128, evaluations=2)
 TINY_SPACE = SearchSpace(lr_low=1e-2, lr_high=2e-1)  # a random model needs high rates to move
 
 
 def settings(model: Path, trials: int, **kwargs) -> StudySettings:
-    return StudySettings(task="math", model=str(model), trials=trials, budget=BUDGET, **kwargs)
+    return StudySettings(model=str(model), data=DataSettings("math"), trials=trials, budget=BUDGET, **kwargs)
 
 
 def records(run_dir: Path) -> list[dict]:
@@ -35,7 +41,7 @@ def records(run_dir: Path) -> list[dict]:
 def test_three_trial_study_writes_trials_and_recommendation(tiny_model, data_dir, tmp_path):
     events = []
     run_dir = tmp_path / "run"
-    rec = run_study(settings(tiny_model, 3), run_dir, data_dir=data_dir, space=TINY_SPACE, report=events.append)
+    rec = run_study_json(settings(tiny_model, 3), run_dir, data_dir=data_dir, space=TINY_SPACE, report=events.append)
     written = json.loads((run_dir / "recommendation.json").read_text())
     assert written["learning_rate"] == rec["learning_rate"] and written["rank"] == rec["rank"]
     for key in ("learning_rate", "rank", "alpha", "target_modules", "objective", "evidence"):
@@ -61,7 +67,7 @@ def test_three_trial_study_writes_trials_and_recommendation(tiny_model, data_dir
 
 
 def test_diverging_trial_is_pruned_with_its_reason(tiny_model, data_dir, tmp_path):
-    rec = run_study(
+    rec = run_study_json(
         settings(tiny_model, 3), tmp_path / "run", data_dir=data_dir, space=SearchSpace(lr_low=50, lr_high=100)
     )
     diverged = records(tmp_path / "run")[2]
@@ -114,7 +120,7 @@ def test_surviving_trials_are_scored_and_the_study_ends_with_a_pareto_front(tiny
     events = []
     run_dir = tmp_path / "run"
     options = {"data_dir": data_dir, "space": TINY_SPACE, "score_items": 4}
-    rec = run_study(settings(tiny_model, 3), run_dir, report=events.append, **options)
+    rec = run_study_json(settings(tiny_model, 3), run_dir, report=events.append, **options)
     scored = [t for t in records(run_dir) if t["scores"]]
     assert scored and all(t["state"] == "COMPLETE" for t in scored)
     for trial in scored:
@@ -139,7 +145,7 @@ def test_surviving_trials_are_scored_and_the_study_ends_with_a_pareto_front(tiny
 def test_scoring_is_sized_to_the_trial_time_and_left_out_when_too_short(tiny_model, data_dir, tmp_path):
     from tuner.benchmarks import items_within_share
 
-    rec = run_study(settings(tiny_model, 1), tmp_path / "run", data_dir=data_dir)
+    rec = run_study_json(settings(tiny_model, 1), tmp_path / "run", data_dir=data_dir)
     plan = rec["scores"]["plan"]
     assert set(plan["seconds_per_item"]) == {"hellaswag", "winogrande", "arc_challenge", "gsm8k"}
     expected = items_within_share(plan["train_seconds"], plan["seconds_per_item"])
@@ -163,7 +169,7 @@ def test_a_trial_out_of_memory_is_recorded_infeasible_and_the_study_goes_on(
         return real_run_trial(model, data, lora, *args, **kwargs)
 
     monkeypatch.setattr(tuner.trial, "run_trial", run_trial)
-    rec = run_study(settings(tiny_model, 3), tmp_path / "run", data_dir=data_dir, space=TINY_SPACE, score_items=0)
+    rec = run_study_json(settings(tiny_model, 3), tmp_path / "run", data_dir=data_dir, space=TINY_SPACE, score_items=0)
     trials = records(tmp_path / "run")
     assert trials[1]["state"] == "FAIL" and trials[1]["infeasible"]
     assert trials[1]["reason"].startswith("out of memory: CUDA out of memory. Tried to allocate 2.00 GiB")

@@ -13,29 +13,21 @@ import pytest
 
 from tests.conftest import REPO
 from tuner.errors import AdvisorError
-from tuner.settings import LoraSettings, RunSettings
+from tuner.settings import DataSettings, LoraSettings, RunSettings, TrainingRecipe
 
 
-def tiny_run(model: Path, **changes: object) -> RunSettings:
+def tiny_run(model: Path, task: str = "math", train_examples: int = 20, **recipe_changes: object) -> RunSettings:
     """Two epochs of 10 steps each: 20 examples of GSM8K at 64 tokens, batch 2."""
-    settings = RunSettings(
-        task="math",
-        model=str(model),
-        lora=LoraSettings(rank=8, alpha=16, targets="all"),
-        learning_rate=1e-3,
-        epochs=2,
-        batch_size=2,
-        seq_len=64,
-        train_examples=20,
-    )
-    return replace(settings, **changes)
+    recipe = TrainingRecipe(LoraSettings(rank=8, alpha=16, targets="all"), 1e-3, epochs=2, batch_size=2, seq_len=64)
+    recipe = replace(recipe, **recipe_changes)
+    return RunSettings(model=str(model), data=DataSettings(task), recipe=recipe, train_examples=train_examples)
 
 
 KILLED_RUN = """
 import os, signal, sys
 from pathlib import Path
 from transformers import TrainerCallback
-from tuner.settings import LoraSettings, RunSettings
+from tuner.settings import DataSettings, LoraSettings, RunSettings, TrainingRecipe
 from tuner.train import RunOptions, train_run
 
 class KillAt(TrainerCallback):
@@ -43,8 +35,8 @@ class KillAt(TrainerCallback):
         if state.global_step == int(sys.argv[4]):
             os.kill(os.getpid(), signal.SIGKILL)
 
-settings = RunSettings(task="math", model=sys.argv[1], lora=LoraSettings(8, 16, "all"), learning_rate=1e-3,
-                       epochs=2, batch_size=2, seq_len=64, train_examples=20)
+recipe = TrainingRecipe(LoraSettings(8, 16, "all"), 1e-3, epochs=2, batch_size=2, seq_len=64)
+settings = RunSettings(model=sys.argv[1], data=DataSettings("math"), recipe=recipe, train_examples=20)
 train_run(settings, Path(sys.argv[2]), data_dir=Path(sys.argv[3]), options=RunOptions(save_steps=4),
           callbacks=[KillAt()])
 """
@@ -64,6 +56,7 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_steps_and_weights(
     from tuner.train import RunOptions, train_run
 
     whole = train_run(tiny_run(tiny_model), tmp_path / "whole", data_dir=data_dir, options=RunOptions(save_steps=4))
+    whole = whole.to_json()
 
     killed_dir = tmp_path / "killed"
     environment = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -74,7 +67,7 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_steps_and_weights(
     assert sorted(p.name for p in (killed_dir / "checkpoints").iterdir()) == ["checkpoint-10", "checkpoint-12"]
     assert not (killed_dir / "adapter").exists()
 
-    resumed = train_run(tiny_run(tiny_model), killed_dir, data_dir=data_dir, options=RunOptions(save_steps=4))
+    resumed = train_run(tiny_run(tiny_model), killed_dir, data_dir=data_dir, options=RunOptions(save_steps=4)).to_json()
     assert resumed["training"]["resumed_from"] == "checkpoint-12"
     assert resumed["training"]["steps"] == whole["training"]["steps"] == 20
     assert resumed["training"]["epoch_losses"] == whole["training"]["epoch_losses"]
@@ -113,7 +106,7 @@ def test_the_finished_run_scores_merges_and_reports(tiny_model: Path, data_dir: 
         data_dir=data_dir,
         options=options,
         report=events.append,
-    )
+    ).to_json()
 
     assert report["training"]["steps"] == 4
     assert set(report["scores"]) == {"base", "trained", "epoch 1"}
@@ -137,6 +130,7 @@ def test_the_finished_run_scores_merges_and_reports(tiny_model: Path, data_dir: 
     # The same command again: nothing is trained twice, the report comes back.
     events.clear()
     again = train_run(tiny_run(tiny_model, epochs=1, train_examples=8), tmp_path, data_dir=data_dir, options=options)
+    again = again.to_json()
     assert again["training"] == report["training"]
     assert again["scores"]["trained"] == report["scores"]["trained"]
 

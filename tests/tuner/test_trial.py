@@ -11,7 +11,7 @@ torch = pytest.importorskip("torch")
 from tuner.data import prepare_study_data  # noqa: E402
 from tuner.models import load_model, load_tokenizer, resolve_model  # noqa: E402
 from tuner.runtime import pick_runtime  # noqa: E402
-from tuner.settings import LoraSettings, StudySettings, TrainBudget  # noqa: E402
+from tuner.settings import DataSettings, LoraSettings, TrainBudget  # noqa: E402
 from tuner.trial import heldout_loss, row_order, run_trial  # noqa: E402
 
 BUDGET = TrainBudget(train_tokens=8192, batch_size=4, seq_len=128, evaluations=2)
@@ -20,8 +20,9 @@ BUDGET = TrainBudget(train_tokens=8192, batch_size=4, seq_len=128, evaluations=2
 @pytest.fixture(scope="module")
 def setup(tiny_model: Path, data_dir: Path):
     source = resolve_model(str(tiny_model))
-    settings = StudySettings(task="math", model=str(tiny_model), trials=1, budget=BUDGET)
-    data = prepare_study_data(settings, load_tokenizer(source), data_dir)
+    data = prepare_study_data(
+        DataSettings("math"), load_tokenizer(source), data_dir, seq_len=BUDGET.seq_len, batch_size=BUDGET.batch_size
+    )
     runtime = pick_runtime()
     model = load_model(source, runtime.device, runtime.dtype)
     start = heldout_loss(model, data.heldout, 4, runtime)

@@ -1,0 +1,200 @@
+"""What crosses layers and lands on disk, as typed records with one JSON round trip each (pure).
+
+Each record writes the keys its file has always held, plus `version`; `from_json` reads files written before
+versions existed (no `version` key) the same way, and refuses a version newer than it knows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, TypeVar
+
+RECORD_VERSION = 1
+"""Bumped when a record's meaning changes; readers convert older versions."""
+
+_Record = TypeVar("_Record")
+
+
+def _read(cls: type[_Record], payload: dict[str, Any], what: str) -> dict[str, Any]:
+    """The payload's known fields; ValueError for a version newer than this code writes."""
+    if not isinstance(payload, dict):
+        raise ValueError(f"a {what} is a JSON object, got {type(payload).__name__}")
+    version = payload.get("version", RECORD_VERSION)
+    if not isinstance(version, int) or version > RECORD_VERSION:
+        raise ValueError(f"{what} version {version!r} is newer than this advisor reads ({RECORD_VERSION})")
+    known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    return {key: value for key, value in payload.items() if key in known}
+
+
+def _without(payload: dict[str, Any], optional: tuple[str, ...]) -> dict[str, Any]:
+    """The payload without the optional keys that are None (files leave them out)."""
+    return {key: value for key, value in payload.items() if not (key in optional and value is None)}
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """One trial as written to RUN_DIR/trials/trial_NNNN.json: parameters, outcome, losses, curve and scores."""
+
+    number: int
+    state: str
+    """Optuna's state name: COMPLETE, PRUNED or FAIL."""
+    params: dict[str, Any]
+    value: float | None = None
+    """The objective (held-out target loss + goal x forgetting rise); None unless complete."""
+    reason: str | None = None
+    """Why it was pruned or failed."""
+    target_loss: float | None = None
+    general_loss: float | None = None
+    forgetting_rise: float | None = None
+    tokens_per_second: float | None = None
+    train_seconds: float | None = None
+    evaluations: list[list[float]] = field(default_factory=list)
+    """[step, target loss, general loss] at each held-out evaluation."""
+    infeasible: bool = False
+    """Estimated or measured over the memory budget."""
+    measured_peak_bytes: int | None = None
+    scores: dict[str, float] = field(default_factory=dict)
+    """Benchmark name -> score of the adapter."""
+    scoring_seconds: float = 0.0
+    general_score: float | None = None
+    """Mean of HellaSwag, WinoGrande and ARC-Challenge (the paper's forgetting score)."""
+    learning_score: float | None = None
+    train_curve: list[list[float]] = field(default_factory=list)
+    intermediate_values: dict[str, float] = field(default_factory=dict)
+    started: str | None = None
+    finished: str | None = None
+    lora: dict[str, Any] | None = None
+    """The adapter the parameters describe (rank, alpha, targets, dropout)."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"version": RECORD_VERSION, **_without(asdict(self), ("lora",))}
+
+    @classmethod
+    def from_json(cls, payload: dict[str, Any]) -> TrialRecord:
+        return cls(**_read(cls, payload, "trial record"))
+
+    def diverged(self) -> bool:
+        """Stopped by the divergence guard."""
+        return str(self.reason or "").startswith("diverged")
+
+
+@dataclass(frozen=True)
+class ScoreRow:
+    """One model's scores: each benchmark, the forgetting mean and the learning benchmark's score."""
+
+    scores: dict[str, float]
+    general: float | None
+    learning: float | None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, payload: dict[str, Any]) -> ScoreRow:
+        return cls(**_read(cls, payload, "score row"))
+
+
+@dataclass(frozen=True)
+class StudyScores:
+    """A study's scoring stage: its plan, the base model's scores, each scored trial's, the Pareto front, the plot."""
+
+    plan: dict[str, Any] | None = None
+    """Items per benchmark and why (or why scoring was left out)."""
+    base: dict[str, float] | None = None
+    base_general: float | None = None
+    base_learning: float | None = None
+    learning_benchmark: str | None = None
+    trials: dict[str, dict[str, float]] | None = None
+    """Trial number (as text) -> benchmark -> score."""
+    note: str | None = None
+    pareto_front: list[dict[str, Any]] | None = None
+    plot: str | None = None
+    points: list[dict[str, Any]] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        payload = asdict(self)
+        if self.base is None:  # scoring did not run: only the plan
+            return {"plan": self.plan}
+        return _without(payload, ("note", "pareto_front", "plot", "points"))
+
+    @classmethod
+    def from_json(cls, payload: dict[str, Any]) -> StudyScores:
+        fields_ = _read(cls, payload, "study scores")
+        if fields_.get("trials") is not None:
+            fields_["trials"] = {str(k): v for k, v in fields_["trials"].items()}
+        return cls(**fields_)
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """RUN_DIR/recommendation.json: the configuration a study recommends, each choice with its evidence."""
+
+    task: str
+    model: str
+    trial: int | None
+    """The trial it comes from; None when no trial completed (the paper's setting)."""
+    learning_rate: float
+    rank: int
+    alpha: float
+    targets: str
+    target_modules: list[str] | str
+    epochs: int
+    objective: dict[str, Any] = field(default_factory=dict)
+    """The goal, the base model's losses and the chosen trial's objective, losses and forgetting rise."""
+    trials: dict[str, int] = field(default_factory=dict)
+    """Trials by outcome: complete, pruned, fail."""
+    evidence: dict[str, str] = field(default_factory=dict)
+    """Choice -> the measurement and the paper's finding behind it."""
+    runtime: str | None = None
+    run_dir: str | None = None
+    scores: StudyScores | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        payload = {"version": RECORD_VERSION, **asdict(self)}
+        payload["scores"] = self.scores.to_json() if self.scores is not None else None
+        return payload
+
+    @classmethod
+    def from_json(cls, payload: dict[str, Any]) -> Recommendation:
+        fields_ = _read(cls, payload, "recommendation")
+        scores = fields_.get("scores")
+        fields_["scores"] = StudyScores.from_json(scores) if isinstance(scores, dict) else None
+        return cls(**fields_)
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """RUN_DIR/report.json of a full run: its settings, training history, scores against the base and the change."""
+
+    settings: dict[str, Any]
+    """The run's identity (RunSettings.identity(): model, data, adapter and recipe, flat)."""
+    runtime: str
+    out_dir: str
+    adapter: str
+    merged: str | None
+    training: dict[str, Any]
+    """Steps, epochs, rows, examples, tokens and the held-out losses after each epoch."""
+    scoring: dict[str, Any] | None
+    """The EvalSettings the scores were taken with (None: not scored)."""
+    scores: dict[str, ScoreRow] | None = None
+    """'base', 'trained' and 'epoch N' -> their scores."""
+    learning_benchmark: str | None = None
+    change: dict[str, float | None] | None = None
+    """Trained minus base for 'general' and 'learning'."""
+    plot: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        payload = {"version": RECORD_VERSION, **asdict(self)}
+        if self.scores is None:  # unscored runs leave the score keys out
+            for key in ("scores", "learning_benchmark", "change", "plot"):
+                payload.pop(key)
+        else:
+            payload["scores"] = {label: row.to_json() for label, row in self.scores.items()}
+        return payload
+
+    @classmethod
+    def from_json(cls, payload: dict[str, Any]) -> RunReport:
+        fields_ = _read(cls, payload, "run report")
+        if fields_.get("scores") is not None:
+            fields_["scores"] = {label: ScoreRow.from_json(row) for label, row in fields_["scores"].items()}
+        return cls(**fields_)

@@ -1,0 +1,236 @@
+"""The study's storage and what it keeps: the Optuna study in its RDB, its typed attributes, its trials' records.
+
+Every user-attribute key the study writes is spelt here and nowhere else: `StudyState` for the study's own
+(settings, base losses, scoring plan, base scores, requeued trials), `TrialState` for a trial's.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tuner.errors import AdvisorError
+from tuner.records import TrialRecord
+from tuner.settings import StudySettings
+from tuner.space import lora_from_params
+
+if TYPE_CHECKING:
+    import optuna
+
+STUDY_NAME = "advisor"
+"""The study's name in the run directory's own SQLite file."""
+
+
+def default_storage(run_dir: Path) -> str:
+    """The study's SQLite file inside the run directory."""
+    return f"sqlite:///{run_dir.resolve() / 'study.db'}"
+
+
+def study_name(run_dir: Path, external_storage: bool) -> str:
+    """The study's name: fixed in the run directory's own file, the run directory's path in a shared database."""
+    return f"{STUDY_NAME}:{run_dir.resolve()}" if external_storage else STUDY_NAME
+
+
+def open_storage(url: str) -> optuna.storages.RDBStorage:
+    """An Optuna RDB storage, or AdvisorError for a URL it cannot open."""
+    import optuna
+
+    try:
+        return optuna.storages.RDBStorage(url)
+    except Exception as error:  # noqa: BLE001 (SQLAlchemy raises many types for bad URLs and unreachable servers)
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise AdvisorError(f"cannot open study storage {url!r}: {first}") from None
+
+
+def stored_study(run_dir: Path, name: str, storage: optuna.storages.RDBStorage | None) -> optuna.Study | None:
+    """The study already in the storage (or in the run directory's own file), or None."""
+    import optuna
+
+    if storage is None:
+        if not (run_dir / "study.db").is_file():
+            return None
+        storage = open_storage(default_storage(run_dir))
+    try:
+        return optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        return None
+
+
+def _plain(value: object) -> Any:
+    """The value as it reads back from the storage's JSON."""
+    return json.loads(json.dumps(value))
+
+
+class StudyState:
+    """The study's own attributes, typed: what a resumed study reads back."""
+
+    def __init__(self, study: optuna.Study) -> None:
+        self.study = study
+
+    def _get(self, key: str) -> Any:
+        return self.study.user_attrs.get(key)
+
+    @property
+    def settings(self) -> dict[str, Any] | None:
+        """The identity of the settings the study was started with."""
+        return self._get("settings")
+
+    def check_identity(self, settings: StudySettings, run_dir: Path) -> None:
+        """AdvisorError when the stored study was started with other settings."""
+        stored, wanted = self.settings, _plain(settings.identity())
+        if stored is not None and stored != wanted:
+            differing = sorted(k for k in wanted if stored.get(k) != wanted[k])
+            raise AdvisorError(
+                f"{run_dir} holds a study with other settings ({', '.join(differing)} differ); "
+                "resume it with the same settings or choose another --out"
+            )
+
+    def start(self, settings: StudySettings) -> bool:
+        """Record the settings of a new study; False when the study had started before."""
+        if self.settings is not None:
+            return False
+        self.study.set_user_attr("settings", _plain(settings.identity()))
+        return True
+
+    @property
+    def base_losses(self) -> dict[str, Any] | None:
+        """The base model's held-out target and general losses, with the weights' identity."""
+        return self._get("base_losses")
+
+    @base_losses.setter
+    def base_losses(self, losses: dict[str, Any]) -> None:
+        self.study.set_user_attr("base_losses", losses)
+
+    @property
+    def score_plan(self) -> dict[str, Any] | None:
+        """Items per benchmark for scoring trials, and why; decided once."""
+        return self._get("score_plan")
+
+    @score_plan.setter
+    def score_plan(self, plan: dict[str, Any]) -> None:
+        self.study.set_user_attr("score_plan", plan)
+
+    @property
+    def base_scores(self) -> dict[str, dict[str, Any]] | None:
+        """The base model's scores on the plan's items (benchmark -> TaskScore as a dict)."""
+        return self._get("base_scores")
+
+    @base_scores.setter
+    def base_scores(self, scores: dict[str, dict[str, Any]]) -> None:
+        self.study.set_user_attr("base_scores", scores)
+
+    @property
+    def requeued(self) -> set[int]:
+        """Interrupted trials whose parameters were enqueued again."""
+        return set(self._get("requeued") or [])
+
+    @requeued.setter
+    def requeued(self, numbers: set[int]) -> None:
+        self.study.set_user_attr("requeued", sorted(numbers))
+
+
+class TrialState:
+    """A trial's attributes, typed: what it measured, and why it was pruned or failed."""
+
+    def __init__(self, trial: optuna.Trial) -> None:
+        self.trial = trial
+
+    def pruned(self, reason: str, infeasible: bool = False) -> None:
+        if infeasible:
+            self.trial.set_user_attr("infeasible", True)
+        self.trial.set_user_attr("pruned_reason", reason)
+
+    def failed(self, reason: str, measured_peak_bytes: int | None, infeasible: bool = True) -> None:
+        self.trial.set_user_attr("infeasible", infeasible)
+        self.trial.set_user_attr("measured_peak_bytes", measured_peak_bytes)
+        self.trial.set_user_attr("failed_reason", reason)
+
+    def trained(
+        self,
+        train_curve: list[list[float]],
+        evaluations: list[list[float]],
+        tokens_per_second: float,
+        train_seconds: float,
+    ) -> None:
+        self.trial.set_user_attr("train_curve", train_curve)
+        self.trial.set_user_attr("evaluations", evaluations)
+        self.trial.set_user_attr("tokens_per_second", tokens_per_second)
+        self.trial.set_user_attr("train_seconds", train_seconds)
+
+    def losses(self, target_loss: float, general_loss: float, forgetting_rise: float) -> None:
+        self.trial.set_user_attr("target_loss", target_loss)
+        self.trial.set_user_attr("general_loss", general_loss)
+        self.trial.set_user_attr("forgetting_rise", forgetting_rise)
+
+    def scored(
+        self, scores: dict[str, dict[str, Any]], general_score: float | None, learning_score: float | None
+    ) -> None:
+        self.trial.set_user_attr("scores", scores)
+        self.trial.set_user_attr("general_score", general_score)
+        self.trial.set_user_attr("learning_score", learning_score)
+
+
+def is_interrupted(trial: optuna.trial.FrozenTrial) -> bool:
+    """Failed without a recorded reason: its process was killed."""
+    from optuna.trial import TrialState as OptunaState
+
+    return trial.state == OptunaState.FAIL and "failed_reason" not in trial.user_attrs
+
+
+def trial_record(trial: optuna.trial.FrozenTrial) -> TrialRecord:
+    """One trial as written to RUN_DIR/trials/: parameters, outcome, losses and curve."""
+    attrs = trial.user_attrs
+    scores = attrs.get("scores", {})
+    return TrialRecord(
+        number=trial.number,
+        state=trial.state.name,
+        params=dict(trial.params),
+        value=trial.value,
+        reason=attrs.get("pruned_reason") or attrs.get("failed_reason"),
+        target_loss=attrs.get("target_loss"),
+        general_loss=attrs.get("general_loss"),
+        forgetting_rise=attrs.get("forgetting_rise"),
+        tokens_per_second=attrs.get("tokens_per_second"),
+        train_seconds=attrs.get("train_seconds"),
+        evaluations=attrs.get("evaluations", []),
+        infeasible=bool(attrs.get("infeasible", False)),
+        measured_peak_bytes=attrs.get("measured_peak_bytes"),
+        scores={name: score["score"] for name, score in scores.items()},
+        scoring_seconds=round(sum(score["seconds"] for score in scores.values()), 2),
+        general_score=attrs.get("general_score"),
+        learning_score=attrs.get("learning_score"),
+        train_curve=attrs.get("train_curve", []),
+        intermediate_values={str(step): value for step, value in trial.intermediate_values.items()},
+        started=str(trial.datetime_start) if trial.datetime_start else None,
+        finished=str(trial.datetime_complete) if trial.datetime_complete else None,
+        lora=asdict(lora_from_params(trial.params)) if trial.params else None,
+    )
+
+
+def finished_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """Trials that reached an end: complete, pruned, or failed for a recorded reason (not interrupted)."""
+    from optuna.trial import TrialState as OptunaState
+
+    ended = (OptunaState.COMPLETE, OptunaState.PRUNED, OptunaState.FAIL)
+    return [t for t in study.get_trials(deepcopy=False, states=ended) if not is_interrupted(t)]
+
+
+def requeue_interrupted(study: optuna.Study) -> int:
+    """Mark trials left running by a killed process as failed and enqueue their parameters again."""
+    from optuna.trial import TrialState as OptunaState
+
+    for trial in study.get_trials(deepcopy=False, states=(OptunaState.RUNNING,)):
+        study.tell(trial.number, state=OptunaState.FAIL)
+    state = StudyState(study)
+    requeued = state.requeued
+    count = 0
+    for trial in study.get_trials(deepcopy=False):
+        if is_interrupted(trial) and trial.number not in requeued:
+            if trial.params:
+                study.enqueue_trial(trial.params)
+                count += 1
+            requeued.add(trial.number)
+    state.requeued = requeued
+    return count

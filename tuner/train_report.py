@@ -1,0 +1,142 @@
+"""The full run's report: report.json (a RunReport), report.md and the learning-vs-forgetting PNG."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tuner.benchmarks import BENCHMARKS, LEARNING_TASK, forgetting_score
+from tuner.models import is_complete
+from tuner.records import RunReport, ScoreRow
+from tuner.rundir import write_json
+from tuner.settings import RunSettings
+
+if TYPE_CHECKING:
+    from tuner.benchmarks import EvalSettings
+
+ADAPTER = "adapter"
+MERGED = "merged"
+REPORT_JSON = "report.json"
+REPORT_MARKDOWN = "report.md"
+PLOT_FILE = "learning_vs_forgetting.png"
+
+
+def score_row(scores: dict[str, dict[str, Any]], learning: str | None) -> ScoreRow:
+    """A model's scores (benchmark -> TaskScore as a dict) as a row: figures, forgetting mean and learning."""
+    figures = {name: score["score"] for name, score in scores.items()}
+    return ScoreRow(figures, forgetting_score(figures), figures.get(learning) if learning else None)
+
+
+def run_report(
+    settings: RunSettings,
+    scoring: EvalSettings | None,
+    out_dir: Path,
+    history: dict[str, Any],
+    scores: dict[str, Any],
+    runtime: str,
+) -> RunReport:
+    """The run's figures as report.json, report.md and the learning-vs-forgetting PNG in `out_dir`."""
+    learning = LEARNING_TASK.get(settings.task)
+    report = RunReport(
+        settings=settings.identity(),
+        runtime=runtime,
+        out_dir=str(out_dir),
+        adapter=str(out_dir / ADAPTER),
+        merged=str(out_dir / MERGED) if is_complete(out_dir / MERGED) else None,
+        training={k: v for k, v in history.items() if k != "loss_curve"},
+        scoring=asdict(scoring) if scoring else None,
+    )
+    if scores:
+        rows = {label: score_row(scores[label], learning) for label in ("base", "trained")}
+        for label, epoch_scores in sorted(scores.get("epochs", {}).items(), key=lambda kv: int(kv[0])):
+            rows[f"epoch {label}"] = score_row(epoch_scores, learning)
+        base, trained = rows["base"], rows["trained"]
+        plot = _plot(settings, out_dir, rows, learning)
+        report = RunReport(
+            **{field: getattr(report, field) for field in ("settings", "runtime", "out_dir", "adapter", "merged")},
+            training=report.training,
+            scoring=report.scoring,
+            scores=rows,
+            learning_benchmark=learning if learning in scores["base"] else None,
+            change={
+                "general": _difference(trained.general, base.general),
+                "learning": _difference(trained.learning, base.learning),
+            },
+            plot=plot.name if plot else None,
+        )
+    write_json(out_dir / REPORT_JSON, report.to_json())
+    (out_dir / REPORT_MARKDOWN).write_text(report_markdown(report), encoding="utf-8")
+    return report
+
+
+def _difference(after: float | None, before: float | None) -> float | None:
+    return after - before if after is not None and before is not None else None
+
+
+def _plot(settings: RunSettings, out_dir: Path, rows: dict[str, ScoreRow], learning: str | None) -> Path | None:
+    from tuner.plot import ScorePoint, write_png
+
+    points = [
+        ScorePoint(label, row.general, row.learning, is_base=label == "base")
+        for label, row in rows.items()
+        if row.general is not None and row.learning is not None
+    ]
+    if len(points) < 2 or learning is None:
+        return None
+    title = f"{settings.task}: learning vs forgetting ({settings.model})"
+    return write_png(points, out_dir / PLOT_FILE, learning_name=BENCHMARKS[learning].title, title=title)
+
+
+def report_markdown(report: RunReport) -> str:
+    """The report a person reads: what was trained, how it went, and what it learned and forgot."""
+    settings, training = report.settings, report.training
+    lora = settings["lora"]
+    lines = [
+        f"# Full run: {settings['task']} on {settings['model']}",
+        "",
+        f"- Adapter: LoRA r={lora['rank']}, alpha={lora['alpha']:g}, targets {lora['targets']}, "
+        f"learning rate {settings['learning_rate']:.3g}, {settings['epochs']} epochs, "
+        f"batch {settings['batch_size']} x {settings['seq_len']} tokens, seed {settings['seed']}",
+        f"- Trained on {training['train_examples']} examples ({training['train_rows']} packed rows, "
+        f"{training['train_tokens']:,} tokens per epoch): {training['steps']} optimizer steps on {report.runtime}",
+        f"- Adapter (PEFT format): `{report.adapter}`"
+        + (f"; merged model: `{report.merged}`" if report.merged else ""),
+        "",
+        "## Held-out loss after each epoch",
+        "",
+        "| epoch | step | task held-out loss | general-text loss |",
+        "|---|---|---|---|",
+    ]
+    for row in training["epoch_losses"]:
+        general = f"{row['general_loss']:.4f}" if row["general_loss"] is not None else "-"
+        lines.append(f"| {row['epoch']} | {row['step']} | {row['target_loss']:.4f} | {general} |")
+    scores = report.scores
+    lines += ["", "## Learning and forgetting", ""]
+    if not scores:
+        lines.append("Not scored (the run was started without scoring).")
+        return "\n".join(lines) + "\n"
+    names = list(scores["base"].scores)
+    lines += [
+        "| model | " + " | ".join(BENCHMARKS[n].title for n in names) + " | general (mean of 3) |",
+        "|---|" + "---|" * (len(names) + 1),
+    ]
+    for label, row in scores.items():
+        cells = [f"{row.scores[n]:.3f}" for n in names]
+        general = f"{row.general:.3f}" if row.general is not None else "-"
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {general} |")
+    limit = (report.scoring or {}).get("limit")
+    items = f"{limit} items per benchmark (a seeded sample)" if limit else "the full benchmarks"
+    lines += [
+        "",
+        f"Scored on {items}. Forgetting = the change in the general mean (HellaSwag, WinoGrande, "
+        "ARC-Challenge) against the base model, as in Biderman et al. 2024.",
+    ]
+    change = report.change or {}
+    if change.get("general") is not None:
+        lines.append(f"- General mean change: {change['general']:+.3f}")
+    if change.get("learning") is not None and report.learning_benchmark is not None:
+        lines.append(f"- {BENCHMARKS[report.learning_benchmark].title} change: {change['learning']:+.3f}")
+    if report.plot:
+        lines += ["", f"![learning vs forgetting]({report.plot})"]
+    return "\n".join(lines) + "\n"
