@@ -235,13 +235,14 @@ def _positive(text: str) -> int:
 
 def _add_eval(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from advisor.evaluate import evaluate
+    from tuner.benchmarks import BENCHMARKS
 
     parser = _command(commands, "eval", evaluate, "score a model or adapter on learning and forgetting benchmarks")
     parser.add_argument("--adapter", type=Path, default=None, help="a PEFT adapter directory to score beside its base")
     parser.add_argument(
         "--tasks",
         default=None,
-        help="comma-separated: hellaswag,winogrande,arc_challenge,gsm8k,humaneval (default: all)",
+        help=f"comma-separated: {','.join(BENCHMARKS)} (default: all)",
     )
     parser.add_argument("--limit", type=_positive, default=None, help="items per benchmark, a seeded sample")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sample of items (default: 0)")

@@ -166,7 +166,7 @@ def evaluate_samples(*, samples: Path, allow_code_execution: bool = False, json_
     from rich.console import Console
     from rich.table import Table
 
-    from tuner.lm_tasks import score_samples
+    from tuner.benchmarks.humaneval import score_samples
 
     if not allow_code_execution:
         raise AdvisorError(

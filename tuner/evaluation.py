@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tuner.benchmarks import BENCHMARKS, EvalSettings, item_count, subset_indices
+from tuner.benchmarks import BENCHMARKS, EvalSettings, build_task, item_count, subset_indices
 from tuner.errors import AdvisorError
 from tuner.score_cache import ScoreCache
 from tuner.study_state import StudyState
@@ -84,8 +84,6 @@ def _metrics(results: dict[str, Any]) -> dict[str, float]:
 def score_task(lm: LM, name: str, settings: EvalSettings, data_dir: Path | None) -> TaskScore:
     """Score one benchmark with lm-eval's evaluator on the settings' subset of items."""
     from lm_eval.evaluator import evaluate
-
-    from tuner.lm_tasks import build_task
 
     benchmark = BENCHMARKS[name]
     task = build_task(name, data_dir, settings.prompt_format)

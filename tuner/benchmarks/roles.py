@@ -1,0 +1,28 @@
+"""Learning and forgetting (pure): which benchmarks measure each, the paper's forgetting score, what a study scores.
+
+Forgetting is the mean of HellaSwag, WinoGrande and ARC-Challenge accuracy against the base model;
+learning is GSM8K accuracy (math) or HumanEval pass@1 (code), as in Biderman et al. 2024.
+"""
+
+from __future__ import annotations
+
+from tuner.benchmarks.registry import BENCHMARKS
+
+FORGETTING_TASKS = ("hellaswag", "winogrande", "arc_challenge")
+LEARNING_TASK = {"math": "gsm8k", "code": "humaneval"}
+
+
+def forgetting_score(scores: dict[str, float]) -> float | None:
+    """The paper's forgetting score: the mean of the three general benchmarks (None unless all three are there)."""
+    values = [scores.get(name) for name in FORGETTING_TASKS]
+    if any(value is None for value in values):
+        return None
+    return sum(values) / len(values)  # type: ignore[arg-type]
+
+
+def study_benchmarks(task: str, allow_code_execution: bool) -> tuple[str, ...]:
+    """What a study scores its trials on: the forgetting three, and the task's learning benchmark where there is one."""
+    learning = LEARNING_TASK.get(task)
+    if learning is None or (BENCHMARKS[learning].runs_code and not allow_code_execution):
+        return FORGETTING_TASKS
+    return (*FORGETTING_TASKS, learning)
