@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from advisor.export import CONFIG_FILES, FORMATS, USAGE, export_preset
+from advisor.exports import CONFIG_FILES, FORMATS, USAGE, export_preset
 from advisor.presets import (
     PRESETS_DIR,
     Preset,
