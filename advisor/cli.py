@@ -177,8 +177,8 @@ def _add_memory(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 
 def _add_export(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from advisor.export import FORMATS
     from advisor.export_command import export
+    from advisor.exports import FORMATS
 
     # Made directly, not with _command: --model and --data-dir do not apply to an export.
     parser = commands.add_parser(

@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from advisor.export import CONFIG_FILES, FORMATS, USAGE, export_preset
+from advisor.exports import CONFIG_FILES, FORMATS, USAGE, export_preset
 from advisor.presets import PRESETS_DIR, load_preset, preset_from_run, preset_path
 from tuner.errors import AdvisorError
 

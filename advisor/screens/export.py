@@ -10,7 +10,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, RadioButton, RadioSet, Static
 
-from advisor.export import FORMATS
+from advisor.exports import FORMATS
 
 
 class ExportScreen(ModalScreen["list[Path] | None"]):
@@ -50,7 +50,7 @@ class ExportScreen(ModalScreen["list[Path] | None"]):
     @on(Button.Pressed, "#export")
     @on(Input.Submitted, "#out")
     def export(self) -> None:
-        from advisor.export import export_preset
+        from advisor.exports import export_preset
         from advisor.presets import preset_from_run
         from tuner.errors import AdvisorError
 

@@ -1,0 +1,194 @@
+"""What every export format declares, and the helpers the formats share (pure: no torch, no yaml at import)."""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from advisor.presets import Preset
+from tuner.models import hub_id
+from tuner.paper import PAPER
+from tuner.settings import ATTENTION_MODULES, MLP_MODULES
+
+MODEL_PLACEHOLDER = "REPLACE_WITH_BASE_MODEL"
+DATA_PLACEHOLDER = "REPLACE_WITH_YOUR_DATASET"
+ADAPTER = ("rank", "alpha", "targets", "dropout")
+"""The preset fields every format carries: the LoRA adapter."""
+TRAINING = ("learning_rate", "epochs", "batch_size", "seq_len")
+"""The training settings most formats carry besides the adapter."""
+EVERY_FIELD = (*ADAPTER, *TRAINING, "warmup_ratio")
+"""Every preset field an export can carry: the adapter, the training settings and the warm-up share."""
+
+Section = tuple[str, dict[str, Any]]
+"""One part of a YAML export: its comment (may be empty) and its keys."""
+Writer = Callable[[Preset, Path, str], list[Path]]
+"""Writes the tool's file at a path (with a comment header) and anything it needs beside it; returns them."""
+Reader = Callable[[dict[str, Any]], dict[str, Any]]
+"""The carried preset values from a file's parsed fields; KeyError, TypeError or ValueError for a bad file."""
+
+
+def _takes_any(preset: Preset) -> str | None:
+    """No refusal: the tool takes every preset."""
+    return None
+
+
+@dataclass(frozen=True)
+class ExportFormat:
+    """One tool's config format: its names, its file, how to run it, what to fill in, its writer and its reader."""
+
+    name: str
+    """The --format value, e.g. 'llama-factory'."""
+    tool: str
+    """The tool's own spelling, e.g. 'LLaMA-Factory'."""
+    file_name: str
+    """The file the export writes beside preset.yaml."""
+    usage: str
+    """How to train with the exported file ({file}: its path, {dir}: its directory)."""
+    fill_in: str
+    """What the user fills in before training."""
+    carried: tuple[str, ...]
+    """The preset fields the file carries (what `read` returns, and `read_export` with it)."""
+    write: Writer
+    """Writes the file for a preset; see Writer."""
+    read: Reader
+    """Reads the file's parsed fields back; see Reader."""
+    detect: Callable[[dict[str, Any]], bool] | None = None
+    """Whether parsed fields are this tool's, for a file not named `file_name`; None: never guessed."""
+    detect_order: int = 50
+    """Where `detect` is tried among the formats: lower first; a rule on keys other tools may share goes last."""
+    refusal: Callable[[Preset], str | None] = _takes_any
+    """Why the tool cannot take a preset, or None when it can."""
+
+    def __post_init__(self) -> None:
+        missing = [name for name in ADAPTER if name not in self.carried]
+        if missing:
+            raise ValueError(f"format {self.name!r} must carry the adapter; it lacks {', '.join(missing)}")
+        unknown = [name for name in self.carried if name not in EVERY_FIELD]
+        if unknown:
+            raise ValueError(f"format {self.name!r} carries {', '.join(unknown)}, not preset fields an export carries")
+        if not self.name or not self.file_name or not self.usage or not self.fill_in:
+            raise ValueError(f"format {self.name!r} needs a name, a file name, a usage line and what to fill in")
+
+    def header(self, preset: Preset, origin: str, file_name: str, beside: bool = True) -> str:
+        """The comment header of an exported file: by whom, from what, where the numbers come from, how to use it.
+
+        With `beside`, it ends by pointing at preset.yaml (every file but preset.yaml itself)."""
+        recipe = preset.recipe
+        lora = recipe.lora
+        budget = f", sized for {preset.memory_budget}" if preset.memory_budget else ""
+        model = hub_id(preset.model) or f"{MODEL_PLACEHOLDER} (the preset names no model: fill in yours)"
+        lines = [
+            f"Exported by LoRA Advisor for {self.tool} from {origin}.",
+            f"Preset {preset.name} ({preset.task}): LoRA r={lora.rank}, alpha={lora.alpha:g} on {lora.targets} "
+            f"linear layers, dropout {lora.dropout:g}; learning rate {recipe.learning_rate:g} (cosine, "
+            f"{recipe.warmup_ratio:.0%} warm-up), {recipe.epochs} epochs, batch {recipe.batch_size} x "
+            f"{recipe.seq_len} tokens{budget}.",
+            f"Base model: {model}.",
+            f"Numbers ({preset.source}): {preset.notes or 'no notes given.'}",
+            f"Research: {PAPER}: alpha = 2r, all linear layers, rank 256 where memory allows, at least 4 epochs "
+            "of instruction tuning, weight decay 0, gradient clipping 1.0. The paper trained with decoupled LionW; "
+            "these settings assume AdamW, every tool's default.",
+            "Use: " + self.usage.format(file=file_name, dir="this directory"),
+            "Fill in before training: " + self.fill_in + ".",
+        ]
+        if beside:
+            lines.append("The full preset, with its provenance, is beside this file in preset.yaml.")
+        return "\n".join(
+            textwrap.fill(line, width=110, subsequent_indent="  ", break_long_words=False, break_on_hyphens=False)
+            for line in lines
+        )
+
+
+# --- writing ---------------------------------------------------------------------------------------------
+
+
+def whole(value: float) -> int | float:
+    """An integral float as an int (most tools type alpha as int), else the float."""
+    return int(value) if float(value).is_integer() else value
+
+
+def model_or_placeholder(preset: Preset) -> str:
+    """The preset's model as its hub id, or the placeholder when it names none."""
+    return hub_id(preset.model) or MODEL_PLACEHOLDER
+
+
+def comment(text: str) -> str:
+    """TEXT as '# ' comment lines."""
+    return "".join(f"# {line}".rstrip() + "\n" for line in text.splitlines())
+
+
+def yaml_document(header: str, sections: Sequence[Section]) -> str:
+    """A YAML file: the header as '#' lines, then each section's comment and its keys."""
+    import yaml
+
+    parts = [comment(header)]
+    for note, mapping in sections:
+        body = yaml.safe_dump(mapping, sort_keys=False, allow_unicode=True, width=110, default_flow_style=False)
+        parts.append("\n" + (comment(note) if note else "") + body)
+    return "".join(parts)
+
+
+def yaml_writer(sections: Callable[[Preset], Sequence[Section]]) -> Writer:
+    """A writer that puts the header and the preset's sections in one YAML file."""
+
+    def write(preset: Preset, path: Path, header: str) -> list[Path]:
+        path.write_text(yaml_document(header, sections(preset)), encoding="utf-8")
+        return [path]
+
+    return write
+
+
+# --- reading ---------------------------------------------------------------------------------------------
+
+
+def as_float(value: Any) -> float:
+    """A number as float, also from a string such as '1e-4' (which YAML 1.1 does not read as a number)."""
+    if isinstance(value, bool):
+        raise TypeError(f"a number, got {value!r}")
+    return float(value)
+
+
+def as_int(value: Any) -> int:
+    """A whole number as int, also from a float or a string; TypeError for a fraction."""
+    number = as_float(value)
+    if not number.is_integer():
+        raise TypeError(f"a whole number, got {value!r}")
+    return int(number)
+
+
+def targets_of(names: Any) -> str:
+    """'attention', 'mlp' or 'all' from a module list, a comma-separated string, 'all-linear' or 'all'."""
+    if isinstance(names, str):
+        if names.strip() in ("all-linear", "all"):
+            return "all"
+        names = [name.strip() for name in names.split(",")]
+    chosen = set(names or ())
+    sets = {
+        "attention": set(ATTENTION_MODULES),
+        "mlp": set(MLP_MODULES),
+        "all": set(ATTENTION_MODULES) | set(MLP_MODULES),
+    }
+    for targets, modules in sets.items():
+        if chosen == modules:
+            return targets
+    raise TypeError(f"target modules {sorted(chosen)}: not attention, mlp or all of a Llama-style layer")
+
+
+def adapter_values(rank: Any, alpha: Any, targets: str, dropout: Any) -> dict[str, Any]:
+    """The adapter's carried values (rank, alpha, targets, dropout) from a file's raw ones."""
+    return {"rank": as_int(rank), "alpha": as_float(alpha), "targets": targets, "dropout": as_float(dropout or 0.0)}
+
+
+def training_values(fields: dict[str, Any], *, epochs: str, batch: str, seq_len: str) -> dict[str, Any]:
+    """Learning rate, epochs, batch and row length from a flat config under the tool's key names.
+
+    The batch is the per-device batch times gradient_accumulation_steps (one device, as the presets assume)."""
+    return {
+        "learning_rate": as_float(fields["learning_rate"]),
+        "epochs": as_int(fields[epochs]),
+        "batch_size": as_int(fields[batch]) * as_int(fields.get("gradient_accumulation_steps", 1)),
+        "seq_len": as_int(fields[seq_len]),
+    }

@@ -1,0 +1,196 @@
+"""torchtune: torchtune.yaml, run with `tune run lora_finetune_single_device --config`.
+
+Key names from torchtune's `recipes/configs/llama3_2/1B_lora_single_device.yaml` and its LoRA builders.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from advisor.exports import base
+from advisor.presets import Preset
+from tuner.settings import ATTENTION_MODULES
+
+# torchtune builds models from its own builders; the ones for the paper's model, else an example to replace.
+_TORCHTUNE_LLAMA2_7B = {
+    "model": "torchtune.models.llama2.lora_llama2_7b",
+    "tokenizer": "torchtune.models.llama2.llama2_tokenizer",
+    "tokenizer_file": "tokenizer.model",
+    "model_type": "LLAMA2",
+}
+_TORCHTUNE_EXAMPLE = {
+    "model": "torchtune.models.llama3_2.lora_llama3_2_1b",
+    "tokenizer": "torchtune.models.llama3.llama3_tokenizer",
+    "tokenizer_file": "original/tokenizer.model",
+    "model_type": "LLAMA3_2",
+}
+
+
+def torchtune_family(model: str | None) -> dict[str, str] | None:
+    """torchtune's builders for the model when we know them (the paper's Llama-2-7B), else None."""
+    if model and "llama-2-7b" in model.lower():
+        return _TORCHTUNE_LLAMA2_7B
+    return None
+
+
+def torchtune_refusal(preset: Preset) -> str | None:
+    """torchtune's LoRA builders refuse an empty lora_attn_modules, so an MLP-only preset cannot go there."""
+    if preset.recipe.lora.targets == "mlp":
+        return (
+            "torchtune's LoRA builders need at least one attention module (an empty lora_attn_modules is refused), "
+            "so an MLP-only preset cannot be exported to torchtune"
+        )
+    return None
+
+
+def torchtune_sections(preset: Preset) -> list[base.Section]:
+    """torchtune.yaml's sections: output, model, tokenizer, checkpoints, data, optimizer, training, logging."""
+    lora = preset.recipe.lora
+    family = torchtune_family(preset.model)
+    builder = family or _TORCHTUNE_EXAMPLE
+    attention = [("output_proj" if name == "o_proj" else name) for name in ATTENTION_MODULES]
+    model_note = (
+        f"Model: torchtune's own builder for {preset.model}."
+        if family
+        else f"Model: torchtune has no builder for {preset.model or 'an unnamed model'}; Llama 3.2 1B's builder is an\n"
+        "example: replace _component_ (and the tokenizer and checkpointer.model_type) with your model's.\n"
+        "torchtune names o_proj output_proj."
+    )
+    return [
+        ("Where checkpoints and logs go.", {"output_dir": f"/tmp/torchtune/{preset.name}"}),
+        (
+            model_note,
+            {
+                "model": {
+                    "_component_": builder["model"],
+                    "lora_attn_modules": attention,
+                    "apply_lora_to_mlp": lora.targets in ("mlp", "all"),
+                    "apply_lora_to_output": False,
+                    "lora_rank": lora.rank,
+                    "lora_alpha": base.whole(lora.alpha),
+                    "lora_dropout": lora.dropout,
+                }
+            },
+        ),
+        (
+            "Tokenizer: fill in its path (max_seq_len is the packed row length).",
+            {
+                "tokenizer": {
+                    "_component_": builder["tokenizer"],
+                    "path": f"REPLACE_WITH_CHECKPOINT_DIR/{builder['tokenizer_file']}",
+                    "max_seq_len": preset.recipe.seq_len,
+                }
+            },
+        ),
+        (
+            "Checkpoints: fill in where `tune download` put the model and its weight files.",
+            {
+                "checkpointer": {
+                    "_component_": "torchtune.training.FullModelHFCheckpointer",
+                    "checkpoint_dir": "REPLACE_WITH_CHECKPOINT_DIR",
+                    "checkpoint_files": ["REPLACE_WITH_WEIGHT_FILES"],
+                    "recipe_checkpoint": None,
+                    "output_dir": "${output_dir}",
+                    "model_type": builder["model_type"],
+                },
+                "resume_from_checkpoint": False,
+                "save_adapter_weights_only": False,
+            },
+        ),
+        (
+            "Data: fill in your dataset; packed rows of tokenizer.max_seq_len tokens.",
+            {
+                "dataset": {
+                    "_component_": "torchtune.datasets.instruct_dataset",
+                    "source": base.DATA_PLACEHOLDER,
+                    "split": "train",
+                    "train_on_input": False,
+                    "packed": True,
+                },
+                "seed": None,
+                "shuffle": True,
+                "batch_size": preset.recipe.batch_size,
+            },
+        ),
+        (
+            "Optimizer and schedule. num_warmup_steps is a step count, not a share: set it to\n"
+            f"{preset.recipe.warmup_ratio:.0%} of your optimizer steps (epochs x packed rows / batch_size).",
+            {
+                "optimizer": {
+                    "_component_": "torch.optim.AdamW",
+                    "lr": preset.recipe.learning_rate,
+                    "weight_decay": 0.0,
+                },
+                "lr_scheduler": {
+                    "_component_": "torchtune.training.lr_schedulers.get_cosine_schedule_with_warmup",
+                    "num_warmup_steps": 100,
+                },
+                "loss": {"_component_": "torchtune.modules.loss.CEWithChunkedOutputLoss"},
+                "clip_grad_norm": 1.0,
+            },
+        ),
+        (
+            "Training.",
+            {
+                "epochs": preset.recipe.epochs,
+                "max_steps_per_epoch": None,
+                "gradient_accumulation_steps": 1,
+                "compile": False,
+            },
+        ),
+        (
+            "Logging, device and memory.",
+            {
+                "metric_logger": {
+                    "_component_": "torchtune.training.metric_logging.DiskLogger",
+                    "log_dir": "${output_dir}/logs",
+                },
+                "log_every_n_steps": 1,
+                "log_peak_memory_stats": True,
+                "device": "cuda",
+                "dtype": "bf16",
+                "enable_activation_checkpointing": False,
+                "enable_activation_offloading": False,
+                "profiler": {"_component_": "torchtune.training.setup_torch_profiler", "enabled": False},
+            },
+        ),
+    ]
+
+
+def read_torchtune(fields: dict[str, Any]) -> dict[str, Any]:
+    """The carried values from torchtune.yaml's fields (its o_proj is output_proj)."""
+    model = fields["model"]
+    attention = {("o_proj" if name == "output_proj" else name) for name in model.get("lora_attn_modules") or ()}
+    mlp = bool(model.get("apply_lora_to_mlp"))
+    if attention == set(ATTENTION_MODULES):
+        targets = "all" if mlp else "attention"
+    else:
+        raise TypeError(f"lora_attn_modules {sorted(attention)}: LoRA Advisor's presets adapt all four or none")
+    return {
+        **base.adapter_values(model["lora_rank"], model["lora_alpha"], targets, model.get("lora_dropout")),
+        "learning_rate": base.as_float(fields["optimizer"]["lr"]),
+        "epochs": base.as_int(fields["epochs"]),
+        "batch_size": base.as_int(fields["batch_size"]) * base.as_int(fields.get("gradient_accumulation_steps", 1)),
+        "seq_len": base.as_int(fields["tokenizer"]["max_seq_len"]),
+    }
+
+
+def is_torchtune(fields: dict[str, Any]) -> bool:
+    """Whether the fields are a torchtune config (a model built from a `_component_`)."""
+    return isinstance(fields.get("model"), dict) and "_component_" in fields["model"]
+
+
+TORCHTUNE = base.ExportFormat(
+    name="torchtune",
+    tool="torchtune",
+    file_name="torchtune.yaml",
+    usage="tune run lora_finetune_single_device --config {file}",
+    fill_in="dataset.source (your data), tokenizer.path, checkpointer.checkpoint_dir and checkpoint_files, "
+    "lr_scheduler.num_warmup_steps (10% of your optimizer steps)",
+    carried=(*base.ADAPTER, *base.TRAINING),  # its warm-up is a step count, which needs the data's size
+    write=base.yaml_writer(torchtune_sections),
+    read=read_torchtune,
+    detect=is_torchtune,
+    detect_order=10,
+    refusal=torchtune_refusal,
+)

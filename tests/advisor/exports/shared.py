@@ -1,0 +1,72 @@
+"""Presets and checks the export format tests share."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from advisor.exports import CONFIG_FILES, export_preset
+from advisor.presets import Preset, load_preset
+from tuner.paper import PAPER
+from tuner.settings import LoraSettings, TrainingRecipe
+
+# A study's kind of result: attention only, a non-default dropout and warm-up, the built-in model.
+ATTENTION = Preset(
+    name="custom-attention",
+    task="custom",
+    recipe=TrainingRecipe(
+        lora=LoraSettings(rank=8, alpha=4.0, targets="attention", dropout=0.05),
+        learning_rate=3e-4,
+        epochs=5,
+        batch_size=3,
+        seq_len=384,
+        warmup_ratio=0.05,
+    ),
+    model="smollm2-135m-instruct",
+    source="study",
+    notes="Recommended by trial 2 of a study.",
+)
+MLP = replace(
+    ATTENTION,
+    name="custom-mlp",
+    recipe=replace(ATTENTION.recipe, lora=LoraSettings(rank=32, alpha=64.0, targets="mlp")),
+    model=None,
+)
+PRESETS = {
+    "math-24gib": load_preset("math-24gib"),
+    "code-80gib": load_preset("code-80gib"),
+    "attention": ATTENTION,
+    "mlp": MLP,
+}
+
+
+def comments(path: Path) -> str:
+    """A file's text with the header's line breaks and comment marks taken out."""
+    return " ".join(line.strip("# ").strip() for line in path.read_text(encoding="utf-8").splitlines())
+
+
+def check_header(tmp_path: Path, fmt: str, usage: str, headed: str) -> None:
+    """Export math-24gib as FMT: HEADED (the file holding the tool's header) and preset.yaml say who wrote them,
+    from what, where the numbers come from and how to use them (USAGE)."""
+    export_preset(PRESETS["math-24gib"], fmt, tmp_path, origin="the shipped preset math-24gib")
+    for path in (tmp_path / "preset.yaml", tmp_path / headed):
+        text = comments(path)
+        assert "Exported by LoRA Advisor" in text and "from the shipped preset math-24gib" in text
+        assert PAPER in text and "learning rate 1e-4 at r = 16 (authors' table)" in text
+        assert f"Use: {usage}" in text and "Fill in before training:" in text
+    if headed == CONFIG_FILES[fmt]:
+        assert (tmp_path / headed).read_text(encoding="utf-8").startswith("# Exported by LoRA Advisor")
+
+
+def exported_fields(tmp_path: Path, fmt: str, preset: Preset | None = None) -> dict[str, Any]:
+    """The settings in FMT's file exported from PRESET (math-24gib by default), as the tool's YAML parser reads them."""
+    export_preset(preset or PRESETS["math-24gib"], fmt, tmp_path, origin="a test")
+    return yaml.safe_load((tmp_path / CONFIG_FILES[fmt]).read_text(encoding="utf-8"))
+
+
+def own_keys(fields: dict[str, Any], expected: dict[str, Any]) -> dict[str, Any]:
+    """The values FIELDS holds under EXPECTED's keys (None where it has none)."""
+    return {key: fields.get(key) for key in expected}

@@ -1,0 +1,25 @@
+"""The PEFT export: adapter_config.json that PEFT itself loads, with the header in README.md beside it."""
+
+from __future__ import annotations
+
+import pytest
+
+from advisor.exports import export_preset
+from tests.advisor.exports.shared import ATTENTION, PRESETS, check_header
+from tuner.settings import ATTENTION_MODULES
+
+
+def test_peft_readme_says_who_wrote_it_from_what_and_how_to_use_it(tmp_path):
+    check_header(tmp_path, "peft", "LoraConfig.from_pretrained(this directory)", headed="README.md")
+
+
+def test_peft_export_loads_with_peft(tmp_path):
+    peft = pytest.importorskip("peft")
+    export_preset(ATTENTION, "peft", tmp_path, origin="a test")
+    config = peft.LoraConfig.from_pretrained(str(tmp_path))
+    assert (config.r, config.lora_alpha, config.lora_dropout) == (8, 4, 0.05)
+    assert set(config.target_modules) == set(ATTENTION_MODULES)
+    assert config.base_model_name_or_path == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    export_preset(PRESETS["code-80gib"], "peft", tmp_path / "all", origin="a test")
+    config = peft.LoraConfig.from_pretrained(str(tmp_path / "all"))
+    assert (config.r, config.lora_alpha, config.target_modules) == (256, 512, "all-linear")

@@ -1,0 +1,143 @@
+"""Every export format: registered once, read back equal to the preset, and found from its file alone."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import yaml
+
+from advisor.exports import (
+    CARRIED,
+    CONFIG_FILES,
+    EXPORT_FORMATS,
+    FILL_IN,
+    FORMATS,
+    MODEL_PLACEHOLDER,
+    REGISTRY,
+    TOOL_NAMES,
+    USAGE,
+    carried_fields,
+    detect_format,
+    export_preset,
+    read_export,
+)
+from advisor.exports.base import ADAPTER, ExportFormat
+from advisor.presets import load_preset
+from tests.advisor.exports.shared import ATTENTION, MLP, PRESETS
+from tuner.errors import AdvisorError
+
+# The only (format, preset) pairs an export refuses; the format's own test says why.
+REFUSED = {("torchtune", "mlp")}
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("key", list(PRESETS))
+def test_export_reads_back_as_the_preset(tmp_path, fmt, key):
+    preset = PRESETS[key]
+    if (fmt, key) in REFUSED:
+        refusal = EXPORT_FORMATS[fmt].refusal(preset)
+        assert refusal is not None
+        with pytest.raises(AdvisorError, match=re.escape(refusal)):
+            export_preset(preset, fmt, tmp_path, origin="a test")
+        return
+    written = export_preset(preset, fmt, tmp_path, origin="a test")
+    names = [path.name for path in written]
+    assert names == [CONFIG_FILES[fmt], *(["README.md"] if fmt == "peft" else []), "preset.yaml"]
+    assert read_export(tmp_path) == carried_fields(preset, fmt)
+    assert read_export(tmp_path / CONFIG_FILES[fmt]) == carried_fields(preset, fmt)
+    assert load_preset(str(tmp_path)) == preset  # the full preset travels with the export
+
+
+def test_formats_are_offered_in_the_registrys_order_with_their_own_names_and_files():
+    # The first six in the order the command line has always offered them; a new format goes after them.
+    assert FORMATS[:6] == ("peft", "axolotl", "llama-factory", "trl", "torchtune", "litgpt")
+    assert [each.name for each in REGISTRY] == list(FORMATS) == list(EXPORT_FORMATS)
+    assert len({each.file_name for each in REGISTRY}) == len(REGISTRY)
+    assert "preset.yaml" not in CONFIG_FILES.values() and "README.md" not in CONFIG_FILES.values()
+    for each in REGISTRY:
+        assert each.tool and each.usage.strip() and each.fill_in.strip()
+        assert "{file}" in each.usage or "{dir}" in each.usage
+        assert (CONFIG_FILES[each.name], TOOL_NAMES[each.name], USAGE[each.name]) == (
+            each.file_name,
+            each.tool,
+            each.usage,
+        )
+        assert (FILL_IN[each.name], CARRIED[each.name]) == (each.fill_in, each.carried)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_each_reader_returns_exactly_the_fields_its_format_carries(tmp_path, fmt):
+    preset = load_preset("math-24gib")
+    export_preset(preset, fmt, tmp_path, origin="a test")
+    text = (tmp_path / CONFIG_FILES[fmt]).read_text(encoding="utf-8")
+    fields = yaml.safe_load(text)  # JSON is YAML too
+    assert EXPORT_FORMATS[fmt].read(fields) == carried_fields(preset, fmt)
+    assert detect_format(tmp_path / CONFIG_FILES[fmt]) == (fmt, tmp_path / CONFIG_FILES[fmt])
+
+
+def test_a_file_with_two_tools_keys_goes_to_the_more_specific_rule(tmp_path):
+    cases = {
+        "peft": {"peft_type": "LORA", "model": {"_component_": "x"}, "finetuning_type": "lora"},
+        "torchtune": {"model": {"_component_": "x"}, "adapter": "lora", "lora_r": 8, "finetuning_type": "lora"},
+        "llama-factory": {"finetuning_type": "lora", "adapter": "lora", "lora_r": 8, "use_peft": True},
+        "axolotl": {"adapter": "lora", "lora_r": 8, "use_peft": True, "checkpoint_dir": "x"},
+        "trl": {"use_peft": True, "checkpoint_dir": "x", "lora_query": True},
+        "litgpt": {"checkpoint_dir": "x"},
+    }
+    for fmt, fields in cases.items():
+        path = tmp_path / f"{fmt}-like.yaml"
+        path.write_text(yaml.safe_dump(fields), encoding="utf-8")
+        assert detect_format(path) == (fmt, path)
+
+
+def test_builtin_models_export_as_their_hub_id_and_no_model_as_a_placeholder(tmp_path):
+    export_preset(ATTENTION, "axolotl", tmp_path / "builtin", origin="a test")
+    assert "base_model: HuggingFaceTB/SmolLM2-135M-Instruct\n" in (tmp_path / "builtin/axolotl.yaml").read_text()
+    export_preset(MLP, "llama-factory", tmp_path / "none", origin="a test")
+    text = (tmp_path / "none/llama-factory.yaml").read_text(encoding="utf-8")
+    assert yaml.safe_load(text)["model_name_or_path"] == MODEL_PLACEHOLDER
+    assert "the preset names no model: fill in yours" in text
+
+
+def test_read_export_refuses_what_it_cannot_read(tmp_path):
+    (tmp_path / "other.yaml").write_text("epochs: 3\n", encoding="utf-8")
+    with pytest.raises(AdvisorError, match="cannot tell which tool"):
+        detect_format(tmp_path / "other.yaml")
+    with pytest.raises(AdvisorError, match="holds none of"):
+        read_export(tmp_path)
+    (tmp_path / "axolotl.yaml").write_text("adapter: lora\nlora_r: 8\nlora_target_linear: true\n", encoding="utf-8")
+    with pytest.raises(AdvisorError, match=r"axolotl\.yaml \(axolotl\) has no 'lora_alpha'"):
+        read_export(tmp_path)
+    (tmp_path / "axolotl.yaml").write_text("adapter: lora\nlora_r: 8\nlora_target_modules: [q_proj]\n")
+    with pytest.raises(AdvisorError, match=r"target modules \['q_proj'\]: not attention, mlp or all"):
+        read_export(tmp_path)
+
+
+def test_every_format_carries_the_adapter():
+    assert all(set(CARRIED[fmt]) >= {"rank", "alpha", "targets", "dropout"} for fmt in FORMATS)
+    assert all(set(each.carried) >= set(ADAPTER) for each in REGISTRY)
+
+
+def test_an_unknown_format_is_refused_with_the_known_ones(tmp_path):
+    message = "unknown format 'unsloth' (known: peft, axolotl, llama-factory, trl, torchtune, litgpt)"
+    with pytest.raises(AdvisorError, match=re.escape(message)):
+        export_preset(ATTENTION, "unsloth", tmp_path / "out", origin="a test")
+    with pytest.raises(AdvisorError, match=re.escape(message)):
+        carried_fields(ATTENTION, "unsloth")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"carried": ("rank", "alpha", "targets")}, "must carry the adapter; it lacks dropout"),
+        ({"carried": (*ADAPTER, "seed")}, "carries seed, not preset fields an export carries"),
+        ({"usage": ""}, "needs a name, a file name, a usage line and what to fill in"),
+    ],
+)
+def test_a_format_declares_the_adapter_it_carries_and_how_to_run_it(changes, message):
+    axolotl = EXPORT_FORMATS["axolotl"]
+    fields = {name: getattr(axolotl, name) for name in ("name", "tool", "file_name", "usage", "fill_in", "carried")}
+    with pytest.raises(ValueError, match=re.escape(message)):
+        ExportFormat(**{**fields, **changes}, write=axolotl.write, read=axolotl.read)

@@ -1,0 +1,75 @@
+"""The TRL export: trl-sft.yaml in TRL's own key names, parsed by TRL itself into real SFTConfig and LoraConfig."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from advisor.exports import DATA_PLACEHOLDER, export_preset
+from tests.advisor.exports.shared import PRESETS, check_header, exported_fields, own_keys
+
+# What TRL calls the settings of math-24gib (r=16, alpha=32, all linear layers, lr 1e-4, 4 epochs,
+# batch 2 x 512, 10 % warm-up); sources in advisor/exports/trl.py's docstring.
+OWN_KEYS = {
+    "model_name_or_path": "meta-llama/Llama-2-7b-hf",
+    "use_peft": True,
+    "lora_r": 16,
+    "lora_alpha": 32,
+    "lora_target_modules": "all-linear",
+    "learning_rate": 1e-4,
+    "num_train_epochs": 4,
+    "per_device_train_batch_size": 2,
+    "max_length": 512,
+    "packing": True,
+    "lr_scheduler_type": "cosine",
+    "warmup_steps": 0.1,
+    "dataset_name": DATA_PLACEHOLDER,
+}
+
+
+def test_trl_file_says_who_wrote_it_from_what_and_how_to_use_it(tmp_path):
+    check_header(tmp_path, "trl", "trl sft --config trl-sft.yaml", headed="trl-sft.yaml")
+
+
+def test_trl_export_uses_trls_own_key_names(tmp_path):
+    assert own_keys(exported_fields(tmp_path, "trl"), OWN_KEYS) == OWN_KEYS
+
+
+@pytest.mark.filterwarnings("ignore:`gradient_checkpointing` is deprecated:FutureWarning")  # TRL's own default
+@pytest.mark.parametrize("key", ["math-24gib", "attention"])
+def test_trl_export_builds_real_trl_and_peft_objects(tmp_path, key):
+    trl = pytest.importorskip("trl")
+    from transformers import HfArgumentParser
+
+    preset = PRESETS[key]
+    export_preset(preset, "trl", tmp_path, origin="a test")
+    path = tmp_path / "trl-sft.yaml"
+    # SFTConfig trains in bf16 by default; the test machine may have no GPU.
+    fields = {**yaml.safe_load(path.read_text(encoding="utf-8")), "use_cpu": True}
+    parser = HfArgumentParser((trl.ScriptArguments, trl.SFTConfig, trl.ModelConfig))
+    script_args, sft_config, model_config = parser.parse_dict(fields, allow_extra_keys=False)
+    assert script_args.dataset_name == DATA_PLACEHOLDER
+    assert (sft_config.learning_rate, sft_config.num_train_epochs) == (
+        preset.recipe.learning_rate,
+        preset.recipe.epochs,
+    )
+    assert (sft_config.per_device_train_batch_size, sft_config.max_length) == (
+        preset.recipe.batch_size,
+        preset.recipe.seq_len,
+    )
+    assert sft_config.warmup_steps == preset.recipe.warmup_ratio and sft_config.packing is True
+    assert sft_config.get_warmup_steps(1000) == round(1000 * preset.recipe.warmup_ratio)
+    lora = trl.get_peft_config(model_config)
+    assert (lora.r, lora.lora_alpha, lora.lora_dropout) == (
+        preset.recipe.lora.rank,
+        preset.recipe.lora.alpha,
+        preset.recipe.lora.dropout,
+    )
+    expected = preset.recipe.lora.target_modules()
+    assert lora.target_modules == (expected if isinstance(expected, str) else set(expected))
+    # `trl sft --config FILE` itself: TrlParser refuses keys no dataclass takes.
+    parsed = trl.TrlParser((trl.ScriptArguments, trl.SFTConfig, trl.ModelConfig, trl.DatasetMixtureConfig))
+    _, sft_from_cli, model_from_cli, _ = parsed.parse_args_and_config(["--config", str(path), "--use_cpu"])
+    assert (
+        sft_from_cli.learning_rate == preset.recipe.learning_rate and model_from_cli.lora_r == preset.recipe.lora.rank
+    )
