@@ -118,12 +118,7 @@ class AdvisorApp(App[None]):
         from tuner.memory import parse_size
 
         choices = self.choices
-        data = DataSettings(
-            task=choices.task,
-            source=choices.data,
-            prompt_column=choices.prompt_column,
-            response_column=choices.response_column,
-        )
+        data = DataSettings(choices.task, choices.data, choices.prompt_column, choices.response_column)
         return StudySettings(
             model=choices.model,
             data=data,

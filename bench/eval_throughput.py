@@ -61,18 +61,17 @@ def throughput(items: int, data_dir: Path) -> dict[str, dict[str, float]]:
 def trial_share(trial_tokens: int, data_dir: Path) -> dict[str, object]:
     """One real trial with automatically sized scoring: scoring seconds over training seconds."""
     from tuner.models import DEFAULT_MODEL
-    from tuner.settings import StudySettings, TrainBudget
+    from tuner.settings import DataSettings, StudySettings, TrainBudget
     from tuner.study import run_study
 
-    settings = StudySettings(
-        task="math", model=DEFAULT_MODEL, trials=1, budget=TrainBudget(train_tokens=trial_tokens, seq_len=256)
-    )
+    budget = TrainBudget(train_tokens=trial_tokens, seq_len=256)
+    settings = StudySettings(model=DEFAULT_MODEL, data=DataSettings("math"), trials=1, budget=budget)
     with tempfile.TemporaryDirectory() as run_dir:
         started = time.perf_counter()
         recommendation = run_study(settings, Path(run_dir) / "run", data_dir=data_dir)
         wall = time.perf_counter() - started
         trial = json.loads(next((Path(run_dir) / "run" / "trials").glob("*.json")).read_text())
-        attrs = recommendation["scores"] or {}
+        attrs = recommendation.to_json()["scores"] or {}
     plan = attrs.get("plan") or {}
     scoring = trial["scoring_seconds"]
     share = scoring / trial["train_seconds"] if trial["train_seconds"] else 0.0

@@ -33,7 +33,7 @@ from tuner.data import Example, StudyData, pack_study_data, resolve_data_dir, ta
 from tuner.models import DEFAULT_MODEL, load_model, load_tokenizer, resolve_model
 from tuner.packing import IGNORE_INDEX
 from tuner.runtime import Runtime, pick_runtime
-from tuner.settings import LoraSettings, StudySettings, TrainBudget
+from tuner.settings import DataSettings, LoraSettings, TrainBudget
 from tuner.trial import peft_config, run_trial
 
 if TYPE_CHECKING:
@@ -211,14 +211,14 @@ def main() -> None:
         eval_rows=1,
     )
     warmup_budget = dataclasses.replace(budget, train_tokens=WARMUP_STEPS * budget.tokens_per_step())
-    settings = StudySettings(task=args.task, model=args.model, trials=1, budget=budget, seed=SEED)
+    data_settings = DataSettings(args.task, seed=SEED)
     data_dir = resolve_data_dir(args.data_dir)
     source = resolve_model(args.model)
     tokenizer = load_tokenizer(source)
     model = load_model(source, runtime.device, runtime.dtype)
-    encoded = task_examples(settings, tokenizer, data_dir)
-    data = pack_study_data(settings, encoded, tokenizer, data_dir)
-    examples = trainer_examples(encoded, data, settings.budget.seq_len)
+    encoded = task_examples(data_settings, budget.seq_len, tokenizer, data_dir)
+    data = pack_study_data(data_settings, encoded, budget.packing(), tokenizer, data_dir)
+    examples = trainer_examples(encoded, data, budget.seq_len)
     print(f"device: {runtime.describe()}")
     print(f"model: {source.describe()}")
     print(

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from tuner.errors import AdvisorError
 from tuner.packing import IGNORE_INDEX, PackedRows, pack
-from tuner.settings import EVAL_ROWS, DataSettings
+from tuner.settings import DataSettings, Packing
 
 if TYPE_CHECKING:
     import datasets
@@ -293,41 +293,27 @@ def task_examples(
 
 def prepare_study_data(
     settings: DataSettings,
+    packing: Packing,
     tokenizer: PreTrainedTokenizerBase,
     data_dir: Path | None,
-    *,
-    seq_len: int,
-    batch_size: int,
-    eval_rows: int = EVAL_ROWS,
     train_examples: int | None = None,
 ) -> StudyData:
     """Load, format and pack the task data and the general text; split train / held-out deterministically."""
-    examples = task_examples(settings, seq_len, tokenizer, data_dir)
-    return pack_study_data(
-        settings,
-        examples,
-        tokenizer,
-        data_dir,
-        seq_len=seq_len,
-        batch_size=batch_size,
-        eval_rows=eval_rows,
-        train_examples=train_examples,
-    )
+    examples = task_examples(settings, packing.seq_len, tokenizer, data_dir)
+    return pack_study_data(settings, examples, packing, tokenizer, data_dir, train_examples)
 
 
 def pack_study_data(
     settings: DataSettings,
     examples: list[Example],
+    packing: Packing,
     tokenizer: PreTrainedTokenizerBase,
     data_dir: Path | None,
-    *,
-    seq_len: int,
-    batch_size: int,
-    eval_rows: int = EVAL_ROWS,
     train_examples: int | None = None,
 ) -> StudyData:
     """Split encoded examples into held-out (the first ones) and train (the next `train_examples`, default all),
     pack both, and add the general text."""
+    seq_len, batch_size, eval_rows = packing.seq_len, packing.batch_size, packing.eval_rows
     # The held-out set is the first examples of the shuffled data, enough to fill its rows.
     needed = (eval_rows + 1) * seq_len
     held, held_tokens = 0, 0

@@ -6,6 +6,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tuner import memory
 from tuner.errors import AdvisorError
 from tuner.settings import LoraSettings, StudySettings
 from tuner.space import SearchSpace
@@ -33,41 +34,33 @@ def memory_bounds(settings: StudySettings) -> tuple[SearchSpace | None, Feasibil
     Ranks that fit with some target set and target sets that fit at the smallest rank stay; a drawn pair that
     still does not fit is pruned before it runs. Nothing fitting is an error that says what would.
     """
-    from tuner.memory import (
-        TrainSetup,
-        estimate,
-        feasible_text,
-        format_size,
-        memory_report,
-        model_shape,
-        weights_refusal,
-    )
     from tuner.runtime import pick_runtime
-    from tuner.settings import LoraSettings
-    from tuner.space import SearchSpace
 
     if settings.memory_budget is None:
         return None, None
     device = pick_runtime().device.type  # where the trials will run
-    shape = model_shape(settings.model)
-    trial_setup = TrainSetup(device=device, batch=settings.budget.batch_size, seq_len=settings.budget.seq_len)
+    shape = memory.model_shape(settings.model)
+    trial_setup = memory.TrainSetup(device=device, batch=settings.budget.batch_size, seq_len=settings.budget.seq_len)
     limit = settings.memory_budget
 
     def feasible(lora: LoraSettings) -> str | None:
-        total = estimate(shape, replace(trial_setup, rank=lora.rank, targets=lora.targets)).total
+        total = memory.estimate(shape, replace(trial_setup, rank=lora.rank, targets=lora.targets)).total
         if total <= limit:
             return None
-        return f"estimated {format_size(total)} for r={lora.rank} on {lora.targets}, over {format_size(limit)}"
+        over = memory.format_size(limit)
+        return f"estimated {memory.format_size(total)} for r={lora.rank} on {lora.targets}, over {over}"
 
     space = SearchSpace()
     fitting = [(r, t) for r in space.ranks for t in space.targets if feasible(LoraSettings(r, 2 * r, t)) is None]
     if not fitting:
-        refusal = weights_refusal(shape, trial_setup, limit)
+        refusal = memory.weights_refusal(shape, trial_setup, limit)
         if refusal:
             raise AdvisorError(refusal)
         smallest = replace(trial_setup, rank=min(space.ranks), targets="attention")
-        advice = feasible_text(memory_report(settings.model, shape, smallest, limit)).replace("\n", ";")
-        raise AdvisorError(f"no LoRA configuration fits {format_size(limit)} at these trial settings. {advice}")
+        report = memory.memory_report(settings.model, shape, smallest, limit)
+        advice = memory.feasible_text(report).replace("\n", ";")
+        fits = memory.format_size(limit)
+        raise AdvisorError(f"no LoRA configuration fits {fits} at these trial settings. {advice}")
     ranks = tuple(sorted({r for r, _ in fitting}))
     targets = tuple(t for t in space.targets if t in {target for _, target in fitting})
     return replace(space, ranks=ranks, targets=targets), feasible

@@ -69,6 +69,18 @@ class LoraSettings:
         return "all-linear"
 
 
+@dataclass(frozen=True)
+class Packing:
+    """How examples become packed rows and a held-out split: the row length, one step's rows, held-out rows."""
+
+    seq_len: int
+    """Tokens per packed row."""
+    batch_size: int
+    """Rows one optimizer step needs (the data must give at least one batch)."""
+    eval_rows: int = EVAL_ROWS
+    """Packed rows in each held-out set (target and general text)."""
+
+
 def check_step_shape(batch_size: int, seq_len: int, warmup_ratio: float, max_grad_norm: float) -> None:
     """ValueError for a batch, row length, warm-up share or clipping norm that no run can use."""
     for name, value in (("batch_size", batch_size), ("seq_len", seq_len)):
@@ -132,6 +144,10 @@ class TrainingRecipe:
             raise ValueError(f"epochs must be at least 1, got {self.epochs}")
         check_step_shape(self.batch_size, self.seq_len, self.warmup_ratio, self.max_grad_norm)
 
+    def packing(self) -> Packing:
+        """Rows of the recipe's length, batches of its size, the default held-out rows."""
+        return Packing(self.seq_len, self.batch_size)
+
     def trial_params(self) -> dict[str, object]:
         """The recipe's adapter and rate as a study trial's parameters."""
         return {
@@ -172,6 +188,10 @@ class TrainBudget:
                 f"({self.batch_size} rows x {self.seq_len} tokens = {self.tokens_per_step()}); "
                 "a trial needs at least one step before its evaluation"
             )
+
+    def packing(self) -> Packing:
+        """Rows of the trial's length, batches of its size, its held-out rows."""
+        return Packing(self.seq_len, self.batch_size, self.eval_rows)
 
     def tokens_per_step(self) -> int:
         """Tokens consumed by one optimizer step."""

@@ -81,14 +81,7 @@ def run_study(
     tokenizer = load_tokenizer(source)
     report(Stage(f"preparing {settings.task} data"))
     budget = settings.budget
-    data = prepare_study_data(
-        settings.data,
-        tokenizer,
-        data_dir,
-        seq_len=budget.seq_len,
-        batch_size=budget.batch_size,
-        eval_rows=budget.eval_rows,
-    )
+    data = prepare_study_data(settings.data, budget.packing(), tokenizer, data_dir)
     identity = model_identity(source)
 
     created = not run_dir.exists()

@@ -63,19 +63,35 @@ def _plain(value: object) -> Any:
     return json.loads(json.dumps(value))
 
 
+class _StudyAttribute:
+    """One of the study's user attributes, read and written as a typed attribute of StudyState."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.key = name  # the attribute's name is its key in the storage
+
+    def __get__(self, state: StudyState, owner: type | None = None) -> Any:
+        return state.study.user_attrs.get(self.key)
+
+    def __set__(self, state: StudyState, value: object) -> None:
+        state.study.set_user_attr(self.key, _plain(value))
+
+
 class StudyState:
     """The study's own attributes, typed: what a resumed study reads back."""
 
+    settings: dict[str, Any] | None = _StudyAttribute()  # type: ignore[assignment]
+    """The identity of the settings the study was started with."""
+    base_losses: dict[str, Any] | None = _StudyAttribute()  # type: ignore[assignment]
+    """The base model's held-out target and general losses, with the weights' identity."""
+    score_plan: dict[str, Any] | None = _StudyAttribute()  # type: ignore[assignment]
+    """Items per benchmark for scoring trials, and why; decided once."""
+    base_scores: dict[str, dict[str, Any]] | None = _StudyAttribute()  # type: ignore[assignment]
+    """The base model's scores on the plan's items (benchmark -> TaskScore as a dict)."""
+    requeued: list[int] | None = _StudyAttribute()  # type: ignore[assignment]
+    """Interrupted trials whose parameters were enqueued again."""
+
     def __init__(self, study: optuna.Study) -> None:
         self.study = study
-
-    def _get(self, key: str) -> Any:
-        return self.study.user_attrs.get(key)
-
-    @property
-    def settings(self) -> dict[str, Any] | None:
-        """The identity of the settings the study was started with."""
-        return self._get("settings")
 
     def check_identity(self, settings: StudySettings, run_dir: Path) -> None:
         """AdvisorError when the stored study was started with other settings."""
@@ -91,44 +107,8 @@ class StudyState:
         """Record the settings of a new study; False when the study had started before."""
         if self.settings is not None:
             return False
-        self.study.set_user_attr("settings", _plain(settings.identity()))
+        self.settings = settings.identity()
         return True
-
-    @property
-    def base_losses(self) -> dict[str, Any] | None:
-        """The base model's held-out target and general losses, with the weights' identity."""
-        return self._get("base_losses")
-
-    @base_losses.setter
-    def base_losses(self, losses: dict[str, Any]) -> None:
-        self.study.set_user_attr("base_losses", losses)
-
-    @property
-    def score_plan(self) -> dict[str, Any] | None:
-        """Items per benchmark for scoring trials, and why; decided once."""
-        return self._get("score_plan")
-
-    @score_plan.setter
-    def score_plan(self, plan: dict[str, Any]) -> None:
-        self.study.set_user_attr("score_plan", plan)
-
-    @property
-    def base_scores(self) -> dict[str, dict[str, Any]] | None:
-        """The base model's scores on the plan's items (benchmark -> TaskScore as a dict)."""
-        return self._get("base_scores")
-
-    @base_scores.setter
-    def base_scores(self, scores: dict[str, dict[str, Any]]) -> None:
-        self.study.set_user_attr("base_scores", scores)
-
-    @property
-    def requeued(self) -> set[int]:
-        """Interrupted trials whose parameters were enqueued again."""
-        return set(self._get("requeued") or [])
-
-    @requeued.setter
-    def requeued(self, numbers: set[int]) -> None:
-        self.study.set_user_attr("requeued", sorted(numbers))
 
 
 class TrialState:
@@ -224,7 +204,7 @@ def requeue_interrupted(study: optuna.Study) -> int:
     for trial in study.get_trials(deepcopy=False, states=(OptunaState.RUNNING,)):
         study.tell(trial.number, state=OptunaState.FAIL)
     state = StudyState(study)
-    requeued = state.requeued
+    requeued = set(state.requeued or [])
     count = 0
     for trial in study.get_trials(deepcopy=False):
         if is_interrupted(trial) and trial.number not in requeued:
@@ -232,5 +212,5 @@ def requeue_interrupted(study: optuna.Study) -> int:
                 study.enqueue_trial(trial.params)
                 count += 1
             requeued.add(trial.number)
-    state.requeued = requeued
+    state.requeued = sorted(requeued)
     return count

@@ -213,15 +213,8 @@ def train_run(
     data: StudyData | None = None
     if not is_complete(adapter_dir):  # a finished run is only scored and reported again: no data to prepare
         report(Stage(f"preparing {settings.task} data"))
-        recipe = settings.recipe
-        data = prepare_study_data(
-            settings.data,
-            tokenizer,
-            data_dir,
-            seq_len=recipe.seq_len,
-            batch_size=recipe.batch_size,
-            train_examples=settings.train_examples,
-        )
+        packing = settings.recipe.packing()
+        data = prepare_study_data(settings.data, packing, tokenizer, data_dir, settings.train_examples)
     out_dir.mkdir(parents=True, exist_ok=True)
     with run_dir_lock(out_dir):
         check_identity(out_dir, settings)

@@ -16,7 +16,7 @@ from tuner.data import (
 )
 from tuner.errors import AdvisorError
 from tuner.packing import IGNORE_INDEX
-from tuner.settings import DataSettings
+from tuner.settings import DataSettings, Packing
 
 
 def settings(task: str = "math", data: str | None = None, **kwargs) -> DataSettings:
@@ -72,7 +72,7 @@ def test_general_text_is_kept_apart_from_scored_items(data_dir):
 
 
 def test_prepared_data_splits_without_overlap_and_fills_rows(data_dir, tokenizer):
-    data = prepare_study_data(settings("math"), tokenizer, data_dir, seq_len=128, batch_size=2)
+    data = prepare_study_data(settings("math"), Packing(seq_len=128, batch_size=2), tokenizer, data_dir)
     assert data.heldout.input_ids.shape == (8, 128) and data.general.input_ids.shape == (8, 128)
     assert len(data.train) > 1000 and data.heldout_examples > 0
     held = {tuple(r) for r in data.heldout.input_ids.tolist()}

@@ -20,9 +20,7 @@ BUDGET = TrainBudget(train_tokens=8192, batch_size=4, seq_len=128, evaluations=2
 @pytest.fixture(scope="module")
 def setup(tiny_model: Path, data_dir: Path):
     source = resolve_model(str(tiny_model))
-    data = prepare_study_data(
-        DataSettings("math"), load_tokenizer(source), data_dir, seq_len=BUDGET.seq_len, batch_size=BUDGET.batch_size
-    )
+    data = prepare_study_data(DataSettings("math"), BUDGET.packing(), load_tokenizer(source), data_dir)
     runtime = pick_runtime()
     model = load_model(source, runtime.device, runtime.dtype)
     start = heldout_loss(model, data.heldout, 4, runtime)
