@@ -1,14 +1,18 @@
-"""The Optuna study, top to bottom: set up (run directory, storage, data, base losses), search (the paper's
-configurations first, then TPE with median pruning), summarise (trial files, recommendation, scores).
+"""The Optuna study, top to bottom like a training recipe: set up (the stored study, the data, the run directory
+and its storage), search (the paper's configurations first, then TPE with median pruning, on the model loaded
+once), summarise (trial files, the recommendation with its evidence, the scores and their plot).
 
 Resumable: the same call on the same run directory continues the study; an interrupted trial runs again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tuner.benchmarks import study_benchmarks
 from tuner.errors import AdvisorError
@@ -34,11 +38,48 @@ from tuner.study_summary import TRIALS_DIR, study_scores, write_trial, write_tri
 
 if TYPE_CHECKING:
     import optuna
+    from transformers import PreTrainedTokenizerBase
+
+    from tuner.data import StudyData
+    from tuner.evaluation import TrialScorer
+    from tuner.models import ModelSource
+    from tuner.runtime import Runtime
 
 __all__ = ["Feasibility", "run_study"]
 
 STARTUP_TRIALS = 5
 """Trials before TPE models the space: the enqueued paper configurations, then random draws."""
+
+
+@dataclass(frozen=True)
+class StudyOptions:
+    """How a study runs, besides the settings that identify it."""
+
+    data_dir: Path | None = None
+    """The local mirror (None: the hub)."""
+    storage: str | None = None
+    """An Optuna RDB URL shared with other studies (None: RUN_DIR/study.db)."""
+    space: SearchSpace | None = None
+    """The search space (None: the default space)."""
+    report: Reporter = ignore
+    allow_code_execution: bool = False
+    """HumanEval may run the model's code (in the sandbox) when scoring trials."""
+    score_items: int | None = None
+    """Items per benchmark when scoring trials: None sizes them to the trial time, 0 turns scoring off."""
+    feasible: Feasibility | None = None
+    """Why a configuration would not fit the memory budget (None when it fits); checked before a trial runs."""
+    first_configurations: tuple[dict[str, Any], ...] = ()
+    """Parameters tried before the paper's (a preset the study starts from)."""
+
+
+@dataclass(frozen=True)
+class StudyInputs:
+    """What set-up prepared: the model's source and identity, its tokenizer and the packed data."""
+
+    source: ModelSource
+    identity: str
+    tokenizer: PreTrainedTokenizerBase
+    data: StudyData
 
 
 def run_study(
@@ -52,135 +93,107 @@ def run_study(
     allow_code_execution: bool = False,
     score_items: int | None = None,
     feasible: Feasibility | None = None,
-    first_configurations: list[dict[str, object]] | None = None,
+    first_configurations: list[dict[str, Any]] | None = None,
 ) -> Recommendation:
     """Run (or resume) a study to its trial count; returns the recommendation (also in recommendation.json).
 
-    `score_items` fixes the items per benchmark when scoring trials (None sizes them to the trial time, 0 turns
-    scoring off); `feasible` says why a configuration would not fit the memory budget; `first_configurations`
-    run before the paper's (a preset the study starts from).
+    The options are StudyOptions' fields, as keywords.
     """
+    space = space or SearchSpace()
+    opts = StudyOptions(
+        data_dir, storage, space, report, allow_code_execution, score_items, feasible, tuple(first_configurations or ())
+    )
+
+    # Set up: the stored study must match these settings; the data is prepared before anything is written.
+    name = study_name(run_dir, external_storage=opts.storage is not None)
+    storage = open_storage(opts.storage) if opts.storage else None
+    stored = _check_stored(settings, run_dir, name, storage)
+    inputs = _prepare_inputs(settings, opts)
+    with _run_directory(run_dir):
+        study = _open_study(settings, name, storage or open_storage(default_storage(run_dir)), stored)
+        state = StudyState(study)
+        if state.start(settings):
+            for params in [*opts.first_configurations, *space.paper_configurations(settings.task)]:
+                if opts.feasible is None or opts.feasible(lora_from_params(params)) is None:
+                    study.enqueue_trial(params, skip_if_exists=True)
+        requeue_interrupted(study)
+        write_json(run_dir / "settings.json", {**settings.to_json(), "storage": opts.storage or "study.db"})
+        (run_dir / TRIALS_DIR).mkdir(exist_ok=True)
+        write_trials(run_dir, study)
+        finished = len(finished_trials(study))
+        opts.report(StudyStarted(settings.trials, finished, str(run_dir)))
+        base = state.base_losses
+        if base is not None and base.get("model_identity") != inputs.identity:
+            changed = f"the weights of {settings.model} changed since this study started; use another --out"
+            raise AdvisorError(changed)
+
+        # Search: the trials still to run, on the model loaded once.
+        from tuner.runtime import pick_runtime
+
+        runtime = pick_runtime()
+        if settings.trials > finished:
+            base = _search(settings, run_dir, study, inputs, runtime, space, opts)
+
+        # Summarise: the trial files, the recommendation with its evidence, the scores and their plot.
+        records = write_trials(run_dir, study)
+        recommendation = recommend(
+            settings,
+            records,
+            {k: v for k, v in (base or {}).items() if k != "model_identity"},
+            runtime=runtime.describe(),
+            run_dir=str(run_dir),
+            scores=study_scores(settings, run_dir, state, records),
+        )
+        write_json(run_dir / "recommendation.json", recommendation.to_json())
+        opts.report(StudyFinished(recommendation, records))
+        return recommendation
+
+
+def _check_stored(
+    settings: StudySettings, run_dir: Path, name: str, storage: optuna.storages.RDBStorage | None
+) -> optuna.Study | None:
+    """The study already stored for this run directory, refused when it was started with other settings."""
     import optuna
 
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise AdvisorError(f"--out {run_dir} exists and is not a directory")
+    stored = stored_study(run_dir, name, storage)
+    if stored is not None:
+        StudyState(stored).check_identity(settings, run_dir)
+    return stored
+
+
+def _prepare_inputs(settings: StudySettings, opts: StudyOptions) -> StudyInputs:
+    """The model's source and identity, its tokenizer, and the task and general text packed once."""
     from tuner.data import prepare_study_data
     from tuner.models import load_tokenizer, model_identity, resolve_model
 
-    # Set up: the stored study (if any) must match these settings, then the data.
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     quiet_libraries()
-    space = space or SearchSpace()
-    if run_dir.exists() and not run_dir.is_dir():
-        raise AdvisorError(f"--out {run_dir} exists and is not a directory")
-    name = study_name(run_dir, external_storage=storage is not None)
-    rdb = open_storage(storage) if storage else None
-    stored = stored_study(run_dir, name, rdb)
-    if stored is not None:
-        StudyState(stored).check_identity(settings, run_dir)
     source = resolve_model(settings.model)
-    report(Stage(f"loading tokenizer of {source.describe()}"))
+    opts.report(Stage(f"loading tokenizer of {source.describe()}"))
     tokenizer = load_tokenizer(source)
-    report(Stage(f"preparing {settings.task} data"))
-    budget = settings.budget
-    data = prepare_study_data(settings.data, budget.packing(), tokenizer, data_dir)
-    identity = model_identity(source)
+    opts.report(Stage(f"preparing {settings.task} data"))
+    data = prepare_study_data(settings.data, settings.budget.packing(), tokenizer, opts.data_dir)
+    return StudyInputs(source, model_identity(source), tokenizer, data)
 
+
+@contextlib.contextmanager
+def _run_directory(run_dir: Path) -> Iterator[None]:
+    """Hold the run directory for this process; a new one that ends with no trial run is removed again."""
     created = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
     try:
         with run_dir_lock(run_dir):
-            study = _open_study(settings, run_dir, name, rdb or open_storage(default_storage(run_dir)), stored)
-            state = StudyState(study)
-            if state.start(settings):
-                for params in [*(first_configurations or []), *space.paper_configurations(settings.task)]:
-                    if feasible is None or feasible(lora_from_params(params)) is None:
-                        study.enqueue_trial(params, skip_if_exists=True)
-            requeue_interrupted(study)
-            write_json(run_dir / "settings.json", {**settings.to_json(), "storage": storage or "study.db"})
-            (run_dir / TRIALS_DIR).mkdir(exist_ok=True)
-            write_trials(run_dir, study)
-            finished = len(finished_trials(study))
-            report(StudyStarted(settings.trials, finished, str(run_dir)))
-            base = state.base_losses
-            if base is not None and base.get("model_identity") != identity:
-                changed = f"the weights of {settings.model} changed since this study started; use another --out"
-                raise AdvisorError(changed)
-
-            # Search: the trials still to run, on the model loaded once.
-            from tuner.runtime import pick_runtime, return_freed_memory
-
-            runtime = pick_runtime()
-            if settings.trials > finished:
-                if settings.memory_budget is not None and not runtime.is_cuda:
-                    # Under a budget, the peak the estimate predicts rather than glibc's retained pages: 2.8 GB
-                    # instead of 4.7 GB for r=16 at 4 x 256 on SmolLM2-135M, at 125-160 instead of 190-200 tokens/s.
-                    return_freed_memory()
-                from tuner.evaluation import TrialScorer
-                from tuner.models import load_model
-                from tuner.trial import heldout_loss
-
-                report(Stage(f"loading {source.describe()} on {runtime.describe()}"))
-                model = load_model(source, runtime.device, runtime.dtype)
-                if base is None:
-                    report(Stage("scoring the base model on held-out target and general text"))
-                    base = {
-                        "model_identity": identity,
-                        "target_loss": heldout_loss(model, data.heldout, budget.batch_size, runtime),
-                        "general_loss": heldout_loss(model, data.general, budget.batch_size, runtime),
-                    }
-                    state.base_losses = base
-                scorer = None
-                if score_items != 0:
-                    scorer = TrialScorer(
-                        study,
-                        tokenizer,
-                        data_dir,
-                        runtime,
-                        identity=identity,
-                        benchmarks=study_benchmarks(settings.task, allow_code_execution),
-                        seed=settings.data.seed,
-                        allow_code_execution=allow_code_execution,
-                        fixed_items=score_items,
-                        notify=lambda message: report(Stage(message)),
-                    )
-                objective = TrialObjective(settings, space, model, data, runtime, base, report, feasible, scorer)
-
-                def trial_done(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-                    record = trial_record(trial)
-                    write_trial(run_dir, record)
-                    end = trial.datetime_complete
-                    seconds = (end - trial.datetime_start).total_seconds() if end and trial.datetime_start else 0.0
-                    report(TrialFinished(trial.number, trial.state.name, trial.value, record.reason, seconds))
-
-                study.optimize(
-                    objective, n_trials=settings.trials - finished, catch=(TrialFailed,), callbacks=[trial_done]
-                )
-
-            # Summarise: the trial files, the recommendation with its evidence, the scores and their plot.
-            records = write_trials(run_dir, study)
-            base_losses = {k: v for k, v in (base or {}).items() if k != "model_identity"}
-            recommendation = recommend(
-                settings,
-                records,
-                base_losses,
-                runtime=runtime.describe(),
-                run_dir=str(run_dir),
-                scores=study_scores(settings, run_dir, state, records),
-            )
-            write_json(run_dir / "recommendation.json", recommendation.to_json())
-            report(StudyFinished(recommendation, records))
-            return recommendation
+            yield
     except BaseException:
         if created and not (run_dir / TRIALS_DIR).exists():
-            shutil.rmtree(run_dir, ignore_errors=True)  # nothing ran: leave nothing behind
+            shutil.rmtree(run_dir, ignore_errors=True)  # nothing was stored: leave nothing behind
         raise
 
 
 def _open_study(
-    settings: StudySettings,
-    run_dir: Path,
-    name: str,
-    storage: optuna.storages.RDBStorage,
-    stored: optuna.Study | None,
+    settings: StudySettings, name: str, storage: optuna.storages.RDBStorage, stored: optuna.Study | None
 ) -> optuna.Study:
     """The study in its storage, created on first use, with a sampler seeded past the trials already there."""
     import optuna
@@ -200,3 +213,68 @@ def _open_study(
         pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=settings.budget.eval_steps()[0] + 1),
     )
 
+
+def _search(
+    settings: StudySettings,
+    run_dir: Path,
+    study: optuna.Study,
+    inputs: StudyInputs,
+    runtime: Runtime,
+    space: SearchSpace,
+    opts: StudyOptions,
+) -> dict[str, Any]:
+    """Load the model, measure the base model's held-out losses once, run the trials left; returns the base losses."""
+    from tuner.models import load_model
+    from tuner.runtime import return_freed_memory
+    from tuner.trial import heldout_loss
+
+    if settings.memory_budget is not None and not runtime.is_cuda:
+        # Under a budget, the peak the estimate predicts rather than glibc's retained pages: 2.8 GB
+        # instead of 4.7 GB for r=16 at 4 x 256 on SmolLM2-135M, at 125-160 instead of 190-200 tokens/s.
+        return_freed_memory()
+    opts.report(Stage(f"loading {inputs.source.describe()} on {runtime.describe()}"))
+    model = load_model(inputs.source, runtime.device, runtime.dtype)
+    state = StudyState(study)
+    base = state.base_losses
+    if base is None:
+        opts.report(Stage("scoring the base model on held-out target and general text"))
+        batch = settings.budget.batch_size
+        base = {
+            "model_identity": inputs.identity,
+            "target_loss": heldout_loss(model, inputs.data.heldout, batch, runtime),
+            "general_loss": heldout_loss(model, inputs.data.general, batch, runtime),
+        }
+        state.base_losses = base
+    scorer = _scorer(settings, study, inputs, runtime, opts) if opts.score_items != 0 else None
+    objective = TrialObjective(settings, space, model, inputs.data, runtime, base, opts.report, opts.feasible, scorer)
+
+    def trial_done(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        record = trial_record(trial)
+        write_trial(run_dir, record)
+        end = trial.datetime_complete
+        seconds = (end - trial.datetime_start).total_seconds() if end and trial.datetime_start else 0.0
+        opts.report(TrialFinished(trial.number, trial.state.name, trial.value, record.reason, seconds))
+
+    remaining = settings.trials - len(finished_trials(study))
+    study.optimize(objective, n_trials=remaining, catch=(TrialFailed,), callbacks=[trial_done])
+    return base
+
+
+def _scorer(
+    settings: StudySettings, study: optuna.Study, inputs: StudyInputs, runtime: Runtime, opts: StudyOptions
+) -> TrialScorer:
+    """What scores the surviving trials on the benchmarks (the forgetting three and the task's own)."""
+    from tuner.evaluation import TrialScorer
+
+    return TrialScorer(
+        study,
+        inputs.tokenizer,
+        opts.data_dir,
+        runtime,
+        identity=inputs.identity,
+        benchmarks=study_benchmarks(settings.task, opts.allow_code_execution),
+        seed=settings.data.seed,
+        allow_code_execution=opts.allow_code_execution,
+        fixed_items=opts.score_items,
+        notify=lambda message: opts.report(Stage(message)),
+    )
