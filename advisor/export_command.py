@@ -31,7 +31,8 @@ def export(
     if fmt not in FORMATS:
         raise AdvisorError(f"unknown format {fmt!r} (known: {', '.join(FORMATS)})")
     if from_run is not None:
-        chosen, origin = preset_from_run(from_run)
+        chosen, finished = preset_from_run(from_run)
+        origin = finished.origin()
     else:
         assert preset is not None
         chosen, origin = load_preset(preset), preset_origin(preset)

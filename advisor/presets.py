@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tuner.errors import AdvisorError
-from tuner.handover import FinishedStudy, Overrides, read_study, run_settings
+from tuner.handover import FinishedStudy, Overrides, read_study, run_settings, study_origin
 from tuner.memory import format_size, parse_size
 from tuner.settings import (
     DEFAULT_MAX_GRAD_NORM,
@@ -201,7 +201,7 @@ def load_preset(name_or_path: str) -> Preset:
 def preset_from_study(finished: FinishedStudy, name: str | None = None) -> Preset:
     """The preset a finished study recommends: its recipe, model and memory budget, with where it came from."""
     rec = finished.recommendation
-    where = finished.origin()
+    where = study_origin(rec.trial, rec.run_dir)  # where the study ran, as it recorded itself
     extra: dict[str, Any] = {"run_dir": rec.run_dir, "trial": rec.trial}
     if rec.objective:
         extra["objective"] = rec.objective
@@ -217,16 +217,11 @@ def preset_from_study(finished: FinishedStudy, name: str | None = None) -> Prese
     )
 
 
-def preset_from_run(run_dir: Path) -> tuple[Preset, str]:
-    """The preset a finished study recommends, and how an export names it; AdvisorError for an unfinished one."""
+def preset_from_run(run_dir: Path) -> tuple[Preset, FinishedStudy]:
+    """The preset a finished study recommends, and the study (its settings, its origin); AdvisorError for an
+    unfinished one."""
     finished = read_study(run_dir)
-    return preset_from_study(finished), finished.origin()
-
-
-def study_preset(run_dir: Path) -> tuple[Preset, StudySettings]:
-    """The preset a finished study recommends, and the study's settings; AdvisorError for anything missing."""
-    finished = read_study(run_dir)
-    return preset_from_study(finished), finished.settings
+    return preset_from_study(finished), finished
 
 
 def explicit_preset(overrides: Overrides) -> Preset:

@@ -44,7 +44,7 @@ def train(
     """
     from rich.console import Console
 
-    from advisor.presets import explicit_preset, load_preset, preset_run_settings, study_preset
+    from advisor.presets import explicit_preset, load_preset, preset_from_run, preset_run_settings
     from advisor.progress import TrainRichReporter
     from tuner.data import resolve_data_dir
     from tuner.handover import scoring_settings
@@ -55,7 +55,8 @@ def train(
         raise AdvisorError("give one of --from RUN_DIR and --preset NAME, not both")
     study: StudySettings | None = None
     if from_run is not None:
-        chosen, study = study_preset(from_run)
+        chosen, finished = preset_from_run(from_run)
+        study = finished.settings
         out = out or from_run / "train"
     elif preset is not None:
         chosen = load_preset(preset)
@@ -75,7 +76,9 @@ def train(
     stderr = Console(stderr=True)
     if settings.recipe.epochs < MIN_IFT_EPOCHS:
         epochs = settings.recipe.epochs
-        sys.stderr.write(f"note: {epochs} epoch(s); Biderman et al. 2024 train LoRA IFT for at least 4\n")
+        sys.stderr.write(
+            f"note: {epochs} epoch(s); Biderman et al. 2024 train LoRA IFT for at least {MIN_IFT_EPOCHS}\n"
+        )
     if score and settings.task == "code" and not allow_code_execution and eval_tasks is None:
         sys.stderr.write("note: HumanEval left out: it runs the model's code; pass --allow-code-execution\n")
     reporter = TrainRichReporter(stderr, stderr if json_output else Console())

@@ -5,12 +5,8 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from tuner.errors import AdvisorError
-
-if TYPE_CHECKING:
-    pass
 
 
 def tune(
@@ -60,6 +56,7 @@ def tune(
         StudySettings,
         TrainBudget,
     )
+    from tuner.space import trial_params
 
     preset = load_preset(from_preset) if from_preset is not None else None
     task = task or (preset.task if preset else DEFAULT_TASK)
@@ -68,7 +65,7 @@ def tune(
     seq_len = seq_len or (preset.recipe.seq_len if preset else DEFAULT_SEQ_LEN)
     memory_budget = memory_budget or (preset.memory_budget if preset else None)
     out = out or Path("runs") / task
-    first = [preset.recipe.trial_params()] if preset is not None else []
+    first = [trial_params(preset.recipe.lora, preset.recipe.learning_rate)] if preset is not None else []
     try:
         budget_bytes = parse_size(memory_budget) if memory_budget is not None else None
         budget = TrainBudget(train_tokens=trial_tokens, batch_size=batch_size, seq_len=seq_len)

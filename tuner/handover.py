@@ -45,8 +45,8 @@ class FinishedStudy:
         )
 
     def origin(self) -> str:
-        """How a preset or export names where it came from."""
-        return study_origin(self.recommendation.trial, self.recommendation.run_dir or self.run_dir)
+        """How an export names where it came from: the trial, in the run directory as given."""
+        return study_origin(self.recommendation.trial, self.run_dir)
 
 
 def study_origin(trial: object, run_dir: object) -> str:

@@ -148,15 +148,6 @@ class TrainingRecipe:
         """Rows of the recipe's length, batches of its size, the default held-out rows."""
         return Packing(self.seq_len, self.batch_size)
 
-    def trial_params(self) -> dict[str, object]:
-        """The recipe's adapter and rate as a study trial's parameters."""
-        return {
-            "learning_rate": self.learning_rate,
-            "rank": self.lora.rank,
-            "alpha_multiple": self.lora.alpha / self.lora.rank,
-            "targets": self.lora.targets,
-        }
-
 
 @dataclass(frozen=True)
 class TrainBudget:

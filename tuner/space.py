@@ -72,6 +72,16 @@ class SearchSpace:
         ]
 
 
+def trial_params(lora: LoraSettings, learning_rate: float) -> dict[str, object]:
+    """A trial's parameters for an adapter and rate (the inverse of lora_from_params)."""
+    return {
+        "learning_rate": learning_rate,
+        "rank": lora.rank,
+        "alpha_multiple": lora.alpha / lora.rank,
+        "targets": lora.targets,
+    }
+
+
 def lora_from_params(params: dict[str, object]) -> LoraSettings:
     """The adapter settings a trial's parameters describe."""
     rank = int(params["rank"])  # type: ignore[arg-type]

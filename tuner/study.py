@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +20,7 @@ from tuner.events import Reporter, Stage, StudyFinished, StudyStarted, TrialFini
 from tuner.recommend import recommend
 from tuner.records import Recommendation
 from tuner.rundir import run_dir_lock, write_json
-from tuner.runtime import quiet_libraries
+from tuner.runtime import pick_runtime, quiet_libraries
 from tuner.settings import StudySettings
 from tuner.space import SearchSpace, lora_from_params
 from tuner.study_objective import Feasibility, TrialFailed, TrialObjective
@@ -59,8 +59,8 @@ class StudyOptions:
     """The local mirror (None: the hub)."""
     storage: str | None = None
     """An Optuna RDB URL shared with other studies (None: RUN_DIR/study.db)."""
-    space: SearchSpace | None = None
-    """The search space (None: the default space)."""
+    space: SearchSpace = field(default_factory=SearchSpace)
+    """The search space."""
     report: Reporter = ignore
     allow_code_execution: bool = False
     """HumanEval may run the model's code (in the sandbox) when scoring trials."""
@@ -99,21 +99,27 @@ def run_study(
 
     The options are StudyOptions' fields, as keywords.
     """
-    space = space or SearchSpace()
     opts = StudyOptions(
-        data_dir, storage, space, report, allow_code_execution, score_items, feasible, tuple(first_configurations or ())
+        data_dir,
+        storage,
+        space or SearchSpace(),
+        report,
+        allow_code_execution,
+        score_items,
+        feasible,
+        tuple(first_configurations or ()),
     )
 
     # Set up: the stored study must match these settings; the data is prepared before anything is written.
-    name = study_name(run_dir, external_storage=opts.storage is not None)
-    storage = open_storage(opts.storage) if opts.storage else None
-    stored = _check_stored(settings, run_dir, name, storage)
+    name = study_name(run_dir, external_storage=storage is not None)
+    shared = open_storage(storage) if storage else None
+    stored = _check_stored(settings, run_dir, name, shared)
     inputs = _prepare_inputs(settings, opts)
     with _run_directory(run_dir):
-        study = _open_study(settings, name, storage or open_storage(default_storage(run_dir)), stored)
+        study = _open_study(settings, name, shared or open_storage(default_storage(run_dir)), stored)
         state = StudyState(study)
         if state.start(settings):
-            for params in [*opts.first_configurations, *space.paper_configurations(settings.task)]:
+            for params in [*opts.first_configurations, *opts.space.paper_configurations(settings.task)]:
                 if opts.feasible is None or opts.feasible(lora_from_params(params)) is None:
                     study.enqueue_trial(params, skip_if_exists=True)
         requeue_interrupted(study)
@@ -128,11 +134,9 @@ def run_study(
             raise AdvisorError(changed)
 
         # Search: the trials still to run, on the model loaded once.
-        from tuner.runtime import pick_runtime
-
         runtime = pick_runtime()
         if settings.trials > finished:
-            base = _search(settings, run_dir, study, inputs, runtime, space, opts)
+            base = _search(settings, run_dir, study, inputs, runtime, opts)
 
         # Summarise: the trial files, the recommendation with its evidence, the scores and their plot.
         records = write_trials(run_dir, study)
@@ -180,7 +184,7 @@ def _prepare_inputs(settings: StudySettings, opts: StudyOptions) -> StudyInputs:
 
 @contextlib.contextmanager
 def _run_directory(run_dir: Path) -> Iterator[None]:
-    """Hold the run directory for this process; a new one that ends with no trial run is removed again."""
+    """Hold the run directory for this process; a new one is removed again if it fails before any trial file."""
     created = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
     try:
@@ -220,12 +224,11 @@ def _search(
     study: optuna.Study,
     inputs: StudyInputs,
     runtime: Runtime,
-    space: SearchSpace,
     opts: StudyOptions,
 ) -> dict[str, Any]:
     """Load the model, measure the base model's held-out losses once, run the trials left; returns the base losses."""
     from tuner.models import load_model
-    from tuner.runtime import return_freed_memory
+    from tuner.runtime import return_freed_memory  # looked up per call: tests record it instead
     from tuner.trial import heldout_loss
 
     if settings.memory_budget is not None and not runtime.is_cuda:
@@ -246,7 +249,9 @@ def _search(
         }
         state.base_losses = base
     scorer = _scorer(settings, study, inputs, runtime, opts) if opts.score_items != 0 else None
-    objective = TrialObjective(settings, space, model, inputs.data, runtime, base, opts.report, opts.feasible, scorer)
+    objective = TrialObjective(
+        settings, opts.space, model, inputs.data, runtime, base, opts.report, opts.feasible, scorer
+    )
 
     def trial_done(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         record = trial_record(trial)

@@ -122,8 +122,9 @@ class TrialState:
             self.trial.set_user_attr("infeasible", True)
         self.trial.set_user_attr("pruned_reason", reason)
 
-    def failed(self, reason: str, measured_peak_bytes: int | None, infeasible: bool = True) -> None:
-        self.trial.set_user_attr("infeasible", infeasible)
+    def failed(self, reason: str, measured_peak_bytes: int | None) -> None:
+        """Out of memory: infeasible, with the peak measured where the device reports one."""
+        self.trial.set_user_attr("infeasible", True)
         self.trial.set_user_attr("measured_peak_bytes", measured_peak_bytes)
         self.trial.set_user_attr("failed_reason", reason)
 

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -64,7 +64,7 @@ def study_scores(
         if learning is None:
             return scores
         note = f"{learning} not scored: it runs generated code; pass --allow-code-execution"
-        return StudyScores(**{**asdict(scores), "note": note})
+        return replace(scores, note=note)
     points = [ScorePoint("base", scores.base_general, scores.base_learning, is_base=True)]
     points += [
         ScorePoint(f"trial {r.number}", r.general_score, r.learning_score)
@@ -79,6 +79,4 @@ def study_scores(
     if len(points) > 1:
         title = f"{settings.task}: learning vs forgetting ({settings.model})"
         plot = write_png(points, run_dir / PLOT_FILE, learning_name=BENCHMARKS[learning].title, title=title).name
-    return StudyScores(
-        **{**asdict(scores), "pareto_front": front, "plot": plot, "points": [asdict(p) for p in points]}
-    )
+    return replace(scores, pareto_front=front, plot=plot, points=[asdict(p) for p in points])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -53,10 +53,8 @@ def run_report(
             rows[f"epoch {label}"] = score_row(epoch_scores, learning)
         base, trained = rows["base"], rows["trained"]
         plot = _plot(settings, out_dir, rows, learning)
-        report = RunReport(
-            **{field: getattr(report, field) for field in ("settings", "runtime", "out_dir", "adapter", "merged")},
-            training=report.training,
-            scoring=report.scoring,
+        report = replace(
+            report,
             scores=rows,
             learning_benchmark=learning if learning in scores["base"] else None,
             change={

@@ -58,7 +58,8 @@ class ExportScreen(ModalScreen["list[Path] | None"]):
         fmt = FORMATS[max(chosen, 0)]
         out = Path(self.query_one("#out", Input).value.strip() or self.run_dir / "export") / fmt
         try:
-            preset, origin = preset_from_run(self.run_dir)
+            preset, finished = preset_from_run(self.run_dir)
+            origin = finished.origin()
             written = export_preset(preset, fmt, out, origin)
         except (AdvisorError, OSError, ValueError) as error:
             self.query_one("#error", Static).update(str(error))

@@ -19,7 +19,7 @@ from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Input, Label, Log, ProgressBar, Static
 from textual_plotext import PlotextPlot
 
-from advisor.presets import study_preset
+from advisor.presets import preset_from_run
 from advisor.progress import scores_text, train_start_text
 from tuner import events
 from tuner.events import TrainEvent
@@ -70,7 +70,8 @@ class TrainScreen(Screen[None]):
         self.running = False
         self.curve: list[tuple[int, float]] = []
         self.report: dict[str, Any] | None = None
-        self.preset, self.study = study_preset(run_dir)
+        self.preset, finished = preset_from_run(run_dir)
+        self.study = finished.settings
         """The study's recommended preset and its settings: what Start trains, with the form's changes."""
 
     def compose(self) -> ComposeResult:
