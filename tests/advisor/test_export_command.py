@@ -76,6 +76,17 @@ def test_cli_exports_a_finished_study(capsys, tmp_path):
     assert f"from trial 7 of the study in {run_dir}" in comments(tmp_path / "out" / "trl-sft.yaml")
 
 
+def test_a_moved_run_directory_is_named_as_given_and_the_preset_keeps_where_the_study_ran(capsys, tmp_path):
+    recorded = fabricate_run(tmp_path / "run")
+    moved = recorded.rename(tmp_path / "moved")
+    code, _, err = run_cli(
+        capsys, "export", "--from", str(moved), "--format", "axolotl", "--out", str(tmp_path / "out")
+    )
+    assert code == 0 and err == ""
+    assert f"from trial 7 of the study in {moved}" in comments(tmp_path / "out" / "axolotl.yaml")
+    assert load_preset(str(tmp_path / "out")).notes == f"Recommended by trial 7 of the study in {recorded}."
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
