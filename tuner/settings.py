@@ -2,7 +2,7 @@
 settings, the full run's settings and the preset; and the defaults the CLI and the app share.
 
     DataSettings      task, data source, columns, seed of the shuffle and split
-    LoraSettings      rank, alpha, targets, dropout
+    LoraSettings      rank, alpha, targets, dropout, variant
     TrainingRecipe    LoraSettings + rate, epochs, batch, row length, warm-up, clipping
     TrainBudget       one trial: tokens, batch, row length, warm-up, clipping, evaluations
     StudySettings     model + DataSettings + TrainBudget + trials, goal, memory budget
@@ -31,10 +31,21 @@ DEFAULT_MAX_GRAD_NORM = 1.0  # gradient clipping 1.0, as in Biderman et al. 2024
 EVAL_ROWS = 8
 """Packed rows in each held-out set (target and general text)."""
 TARGET_SETS = ("attention", "mlp", "all")
+VARIANTS = ("lora", "rslora", "dora", "pissa", "loraplus")
+"""LoRA variants: plain, rank-stabilised scaling, weight-decomposed, PiSSA initialisation, a higher rate for B."""
 
 # Llama-style module names (PAPER.md, "Names other tools use for the same settings").
 ATTENTION_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj")
 MLP_MODULES = ("gate_proj", "up_proj", "down_proj")
+
+VARIANT_LABELS = {"lora": "LoRA", "rslora": "rsLoRA", "dora": "DoRA", "pissa": "PiSSA", "loraplus": "LoRA+"}
+"""How reports and export headers name each variant: rsLoRA scales by alpha / sqrt(r) (Kalajdzievski 2023); DoRA
+decomposes the weight into magnitude and direction (Liu et al. 2024); PiSSA starts from the weights' principal
+singular vectors (Meng et al. 2024); LoRA+ trains B faster than A (Hayou et al. 2024)."""
+LORAPLUS_LR_RATIO = 16
+"""LoRA+: B's learning rate over A's (Hayou et al. 2024 recommend 2^4)."""
+PISSA_INIT = "pissa_niter_4"
+"""PiSSA through peft: the fast SVD with 4 subspace iterations (seconds, where the full SVD takes minutes)."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +60,8 @@ class LoraSettings:
     """Which linear layers get adapters: 'attention', 'mlp' or 'all'."""
     dropout: float = 0.0
     """Dropout on the adapter input (0, as in LoRA Without Regret's recipe)."""
+    variant: str = "lora"
+    """One of VARIANTS."""
 
     def __post_init__(self) -> None:
         if self.rank < 1:
@@ -59,6 +72,8 @@ class LoraSettings:
             raise ValueError(f"targets must be one of {', '.join(TARGET_SETS)}, got {self.targets!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.variant not in VARIANTS:
+            raise ValueError(f"unknown LoRA variant {self.variant!r}: choose from {', '.join(VARIANTS)}")
 
     def target_modules(self) -> list[str] | str:
         """The value for peft's LoraConfig.target_modules ('all-linear' means every linear layer but the head)."""
@@ -67,6 +82,14 @@ class LoraSettings:
         if self.targets == "mlp":
             return list(MLP_MODULES)
         return "all-linear"
+
+    def peft_arguments(self) -> dict[str, object]:
+        """The variant's arguments to peft's LoraConfig (none for LoRA, nor for LoRA+, which is the optimizer's)."""
+        return {
+            "rslora": {"use_rslora": True},  # scaling alpha / sqrt(r)
+            "dora": {"use_dora": True},
+            "pissa": {"init_lora_weights": PISSA_INIT},
+        }.get(self.variant, {})
 
 
 @dataclass(frozen=True)
@@ -123,7 +146,7 @@ class TrainingRecipe:
     """One adapter and how it is trained: what a preset holds and what the full run trains."""
 
     lora: LoraSettings
-    """Rank, alpha, target modules and dropout."""
+    """Rank, alpha, target modules, dropout and variant."""
     learning_rate: float
     """Peak learning rate of the cosine schedule; always stored together with alpha."""
     epochs: int = DEFAULT_EPOCHS
@@ -311,6 +334,8 @@ class RunSettings:
     def identity(self) -> dict[str, object]:
         """Everything that decides the trained weights, flat as train_settings.json has always held it."""
         recipe = asdict(self.recipe)
+        if recipe["lora"]["variant"] == "lora":  # runs from before variants existed resume unchanged
+            recipe["lora"].pop("variant")
         return {
             "task": self.data.task,
             "model": self.model,

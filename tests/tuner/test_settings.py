@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from tuner.settings import DataSettings, LoraSettings, StudySettings, TrainBudget
+from tuner.settings import VARIANTS, DataSettings, LoraSettings, StudySettings, TrainBudget
 
 
 @pytest.mark.parametrize(
@@ -37,6 +37,10 @@ def test_lora_target_modules_follow_llama_names():
     [
         ({"rank": 0, "alpha": 1, "targets": "all"}, "rank must be at least 1, got 0"),
         ({"rank": 8, "alpha": 16, "targets": "embeddings"}, "targets must be one of attention, mlp, all"),
+        (
+            {"rank": 8, "alpha": 16, "targets": "all", "variant": "vera"},
+            "unknown LoRA variant 'vera': choose from lora, rslora, dora, pissa, loraplus",
+        ),
     ],
 )
 def test_lora_settings_reject_bad_values(kwargs, message):
@@ -60,3 +64,15 @@ def test_study_settings_reject_goal_outside_0_1_and_custom_without_data():
         StudySettings(model="m", data=DataSettings("math"), trials=1, budget=budget, goal=1.5)
     with pytest.raises(ValueError, match="custom task needs --data"):
         StudySettings(model="m", data=DataSettings("custom"), trials=1, budget=budget)
+
+
+def test_each_variant_is_a_setting_of_peft_or_of_the_optimizer():
+    arguments = {variant: LoraSettings(16, 32, "all", variant=variant).peft_arguments() for variant in VARIANTS}
+    assert arguments == {
+        "lora": {},
+        "rslora": {"use_rslora": True},
+        "dora": {"use_dora": True},
+        "pissa": {"init_lora_weights": "pissa_niter_4"},
+        "loraplus": {},  # the optimizer's (tuner.trial.adapter_optimizer)
+    }
+    assert LoraSettings(16, 32, "all").variant == "lora"
