@@ -38,7 +38,7 @@ class Preset:
     task: str
     """'code', 'math' or 'custom'."""
     recipe: TrainingRecipe
-    """The adapter (rank, alpha, targets, dropout) and how it trains (rate, epochs, batch, length, warm-up)."""
+    """The adapter (rank, alpha, targets, dropout, variant) and how it trains (rate, epochs, batch, length, warm-up)."""
     model: str | None = None
     """The model the preset was made for (None: any)."""
     memory_budget: str | None = None
@@ -66,6 +66,8 @@ class Preset:
         recipe = fields.pop("recipe")
         if recipe["max_grad_norm"] == DEFAULT_MAX_GRAD_NORM:
             recipe.pop("max_grad_norm")  # written only where a preset changes it
+        if recipe["lora"]["variant"] == "lora":
+            recipe["lora"].pop("variant")  # plain LoRA, as every preset from before variants existed
         flat = {"name": fields.pop("name"), "task": fields.pop("task"), **recipe, **fields}
         if not flat["extra"]:
             flat.pop("extra")
@@ -73,7 +75,7 @@ class Preset:
 
 
 _REQUIRED = ("name", "task", "lora", "learning_rate")
-_LORA_KEYS = ("rank", "alpha", "targets", "dropout")
+_LORA_KEYS = ("rank", "alpha", "targets", "dropout", "variant")
 
 
 def preset_from_dict(fields: Any, where: str = "preset") -> Preset:
@@ -99,6 +101,7 @@ def preset_from_dict(fields: Any, where: str = "preset") -> Preset:
             alpha=_number(lora, "alpha", float, where),
             targets=str(lora.get("targets", "")),
             dropout=_number(lora, "dropout", float, where, default=0.0),
+            variant=str(lora.get("variant", "lora")),
         )
         numbers = {
             name: _number(fields, name, kind, where)

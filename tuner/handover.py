@@ -36,7 +36,7 @@ class FinishedStudy:
         """The recommended adapter and rate, trained at the study's batch, row length and warm-up."""
         rec, budget = self.recommendation, self.settings.budget
         return TrainingRecipe(
-            lora=LoraSettings(rank=int(rec.rank), alpha=float(rec.alpha), targets=rec.targets),
+            lora=LoraSettings(rank=int(rec.rank), alpha=float(rec.alpha), targets=rec.targets, variant=rec.variant),
             learning_rate=float(rec.learning_rate),
             epochs=int(rec.epochs),
             batch_size=budget.batch_size,

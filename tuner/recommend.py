@@ -7,7 +7,7 @@ from typing import Any
 
 from tuner.paper import FINDINGS, MIN_IFT_EPOCHS, paper_learning_rate
 from tuner.records import Recommendation, StudyScores, TrialRecord
-from tuner.settings import StudySettings
+from tuner.settings import VARIANT_LABELS, StudySettings
 from tuner.space import SearchSpace, lora_from_params
 
 
@@ -63,6 +63,8 @@ def recommend(
         "target_modules": f"{lora.targets} from {source}. Finding: {FINDINGS['targets']}.",
         "epochs": f"{MIN_IFT_EPOCHS}. Finding: {FINDINGS['epochs']}.",
     }
+    if lora.variant != "lora":
+        evidence["variant"] = f"{VARIANT_LABELS[lora.variant]} from {source}."
     if len(complete) > 1:
         by_targets = best_by(complete, "targets")
         by_rank = best_by(complete, "rank")
@@ -87,6 +89,7 @@ def recommend(
         targets=lora.targets,
         target_modules=lora.target_modules(),
         epochs=MIN_IFT_EPOCHS,
+        variant=lora.variant,
         objective=objective,
         trials={state.lower(): count for state, count in counts.items()},
         evidence=evidence,

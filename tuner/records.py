@@ -64,7 +64,7 @@ class TrialRecord:
     started: str | None = None
     finished: str | None = None
     lora: dict[str, Any] | None = None
-    """The adapter the parameters describe (rank, alpha, targets, dropout)."""
+    """The adapter the parameters describe (rank, alpha, targets, dropout, variant)."""
 
     def to_json(self) -> dict[str, Any]:
         return {"version": RECORD_VERSION, **_without(asdict(self), ("lora",))}
@@ -139,6 +139,8 @@ class Recommendation:
     targets: str
     target_modules: list[str] | str
     epochs: int
+    variant: str = "lora"
+    """The LoRA variant (tuner.settings.VARIANTS); files from before variants existed hold plain LoRA."""
     objective: dict[str, Any] = field(default_factory=dict)
     """The goal, the base model's losses and the chosen trial's objective, losses and forgetting rise."""
     trials: dict[str, int] = field(default_factory=dict)
@@ -152,6 +154,8 @@ class Recommendation:
     def to_json(self) -> dict[str, Any]:
         payload = {"version": RECORD_VERSION, **asdict(self)}
         payload["scores"] = self.scores.to_json() if self.scores is not None else None
+        if self.variant == "lora":  # plain LoRA, as every file from before variants existed
+            payload.pop("variant")
         return payload
 
     @classmethod

@@ -10,7 +10,7 @@ from tuner.benchmarks import BENCHMARKS, LEARNING_TASK, forgetting_score
 from tuner.models import is_complete
 from tuner.records import RunReport, ScoreRow
 from tuner.rundir import write_json
-from tuner.settings import RunSettings
+from tuner.settings import VARIANT_LABELS, RunSettings
 
 if TYPE_CHECKING:
     from tuner.benchmarks import EvalSettings
@@ -90,10 +90,11 @@ def report_markdown(report: RunReport) -> str:
     """The report a person reads: what was trained, how it went, and what it learned and forgot."""
     settings, training = report.settings, report.training
     lora = settings["lora"]
+    variant = VARIANT_LABELS[lora.get("variant", "lora")]  # plain LoRA runs leave the variant out
     lines = [
         f"# Full run: {settings['task']} on {settings['model']}",
         "",
-        f"- Adapter: LoRA r={lora['rank']}, alpha={lora['alpha']:g}, targets {lora['targets']}, "
+        f"- Adapter: {variant} r={lora['rank']}, alpha={lora['alpha']:g}, targets {lora['targets']}, "
         f"learning rate {settings['learning_rate']:.3g}, {settings['epochs']} epochs, "
         f"batch {settings['batch_size']} x {settings['seq_len']} tokens, seed {settings['seed']}",
         f"- Trained on {training['train_examples']} examples ({training['train_rows']} packed rows, "

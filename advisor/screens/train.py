@@ -23,6 +23,7 @@ from advisor.presets import preset_from_run
 from advisor.progress import scores_text, train_start_text
 from tuner import events
 from tuner.events import TrainEvent
+from tuner.settings import VARIANT_LABELS
 
 
 class TrainingStopped(Exception):
@@ -80,9 +81,9 @@ class TrainScreen(Screen[None]):
         yield Header()
         with Vertical(id="form"):
             yield Static(
-                f"Train LoRA r={lora.rank}, alpha={lora.alpha:g}, {lora.targets} layers, learning rate "
-                f"{preset.recipe.learning_rate:.3g} into {self.run_dir / 'train'}. The paper trains LoRA instruction "
-                "tuning for at least 4 epochs; on a CPU, a few hundred examples keep it to minutes.",
+                f"Train {VARIANT_LABELS[lora.variant]} r={lora.rank}, alpha={lora.alpha:g}, {lora.targets} layers, "
+                f"learning rate {preset.recipe.learning_rate:.3g} into {self.run_dir / 'train'}. The paper trains LoRA "
+                "instruction tuning for at least 4 epochs; on a CPU, a few hundred examples keep it to minutes.",
                 id="plan",
             )
             with Horizontal(classes="field"):

@@ -116,6 +116,18 @@ def test_a_learning_rate_written_without_a_dot_still_reads_as_a_number(tmp_path)
 GOOD = "name: mine\ntask: math\nlora: {rank: 16, alpha: 32, targets: all}\nlearning_rate: 1.0e-4\n"
 
 
+def test_a_variant_round_trips_and_a_preset_without_one_is_plain_lora(tmp_path):
+    (tmp_path / "plain.yaml").write_text(GOOD, encoding="utf-8")
+    plain = load_preset(str(tmp_path / "plain.yaml"))
+    assert plain.recipe.lora.variant == "lora"
+    assert "variant" not in preset_yaml(plain)  # written as presets from before variants were
+    (tmp_path / "dora.yaml").write_text(GOOD.replace("targets: all", "targets: all, variant: dora"), encoding="utf-8")
+    dora = load_preset(str(tmp_path / "dora.yaml"))
+    assert dora.recipe.lora.variant == "dora"
+    assert yaml.safe_load(preset_yaml(dora))["lora"]["variant"] == "dora"
+    assert load_preset(str(write_preset(dora, tmp_path / "copy.yaml"))) == dora
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
@@ -128,6 +140,7 @@ GOOD = "name: mine\ntask: math\nlora: {rank: 16, alpha: 32, targets: all}\nlearn
         (GOOD.replace("rank: 16", "rank: 16.5"), "rank must be a whole number, got 16.5"),
         (GOOD.replace("1.0e-4", "fast"), "learning_rate must be a number, got 'fast'"),
         (GOOD.replace("targets: all", "targets: everything"), "targets must be one of attention, mlp, all"),
+        (GOOD.replace("targets: all", "targets: all, variant: vera"), "unknown LoRA variant 'vera'"),
         (GOOD.replace("task: math", "task: poetry"), "task must be one of code, math, custom"),
         (GOOD + "memory_budget: lots\n", "not a memory size: 'lots'"),
         (GOOD.replace("learning_rate: 1.0e-4\n", ""), "missing field 'learning_rate'"),
@@ -167,10 +180,17 @@ def test_a_study_recommendation_becomes_a_study_preset():
         budget=TrainBudget(train_tokens=4096, batch_size=8, seq_len=256, warmup_ratio=0.05),
         memory_budget=8 << 30,
     )
-    study = FinishedStudy(Recommendation.from_json(recommendation), settings, Path("runs/math"))
+    study = FinishedStudy(
+        Recommendation.from_json({**recommendation, "variant": "rslora"}), settings, Path("runs/math")
+    )
     preset = preset_from_study(study)
     recipe = preset.recipe
-    assert (recipe.lora.rank, recipe.lora.alpha, recipe.lora.targets) == (64, 128.0, "mlp")
+    assert (recipe.lora.rank, recipe.lora.alpha, recipe.lora.targets, recipe.lora.variant) == (
+        64,
+        128.0,
+        "mlp",
+        "rslora",
+    )
     assert (recipe.learning_rate, recipe.batch_size, recipe.seq_len, recipe.warmup_ratio) == (3e-4, 8, 256, 0.05)
     assert preset.source == "study" and preset.memory_budget == "8.00GiB" and "trial 3" in preset.notes
     assert preset.extra == {"run_dir": "runs/math", "trial": 3}

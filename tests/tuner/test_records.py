@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from tuner.records import RECORD_VERSION, Recommendation, RunReport, ScoreRow, StudyScores, TrialRecord
@@ -121,3 +123,19 @@ def test_settings_files_keep_their_flat_shape():
         "task", "model", "lora", "learning_rate", "epochs", "batch_size", "seq_len", "warmup_ratio",
         "max_grad_norm", "seed", "data", "prompt_column", "response_column", "train_examples",
     }  # fmt: skip
+
+
+def test_a_variant_round_trips_and_files_from_before_variants_read_as_plain_lora():
+    assert Recommendation.from_json(OLD_RECOMMENDATION).variant == "lora"
+    dora = Recommendation.from_json({**OLD_RECOMMENDATION, "variant": "dora"})
+    assert dora.variant == "dora" and dora.to_json()["variant"] == "dora"
+    assert Recommendation.from_json(dora.to_json()) == dora
+
+
+def test_a_run_identity_names_its_variant_unless_plain_lora():
+    recipe = TrainingRecipe(LoraSettings(8, 16, "all"), 1e-3)
+    run = RunSettings(model="m", data=DataSettings("math"), recipe=recipe)
+    # What train_settings.json held before variants existed: runs started then still resume.
+    assert run.identity()["lora"] == {"rank": 8, "alpha": 16, "targets": "all", "dropout": 0.0}
+    pissa = replace(run, recipe=replace(recipe, lora=replace(recipe.lora, variant="pissa")))
+    assert pissa.identity()["lora"] == {"rank": 8, "alpha": 16, "targets": "all", "dropout": 0.0, "variant": "pissa"}
