@@ -1,7 +1,8 @@
 """One trial: LoRA adapters on the base model, trained for a token budget and evaluated at intervals.
 
 Reads top to bottom like a single-device LoRA recipe: set up adapters, optimiser and schedule; train;
-evaluate; clean up (the adapters are unloaded so the next trial starts from the untouched base model).
+evaluate; clean up (the adapters are unloaded so the next trial starts from the untouched base model; PiSSA's
+rewritten base weights are put back).
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from typing import TYPE_CHECKING
 
 from tuner.objective import DivergenceGuard
 from tuner.packing import IGNORE_INDEX, PackedRows
-from tuner.settings import LoraSettings, TrainBudget
+from tuner.pissa import PissaBase
+from tuner.settings import LORAPLUS_LR_RATIO, LoraSettings, TrainBudget
 
 if TYPE_CHECKING:
     import torch
@@ -90,7 +92,7 @@ def heldout_loss(model: PreTrainedModel, rows: PackedRows, batch_size: int, runt
 
 
 def peft_config(lora: LoraSettings) -> LoraConfig:
-    """peft's LoraConfig for our adapter settings."""
+    """peft's LoraConfig for our adapter settings (LoRA+ is the optimizer's: see adapter_optimizer)."""
     from peft import LoraConfig
 
     return LoraConfig(
@@ -99,7 +101,29 @@ def peft_config(lora: LoraSettings) -> LoraConfig:
         target_modules=lora.target_modules(),
         lora_dropout=lora.dropout,
         task_type="CAUSAL_LM",
+        **lora.peft_arguments(),  # type: ignore[arg-type]
     )
+
+
+def adapter_optimizer(peft_model: PeftModel, lora: LoraSettings, learning_rate: float) -> torch.optim.Optimizer:
+    """AdamW without weight decay over the adapter (the paper trains with weight decay 0); for LoRA+, peft's
+    optimizer, whose B matrices learn LORAPLUS_LR_RATIO times faster than the A matrices."""
+    import torch
+
+    if lora.variant == "loraplus":
+        from peft.optimizers import create_loraplus_optimizer
+
+        return create_loraplus_optimizer(
+            model=peft_model,
+            optimizer_cls=torch.optim.AdamW,
+            lr=learning_rate,
+            loraplus_lr_ratio=LORAPLUS_LR_RATIO,
+            weight_decay=0.0,
+        )
+    trainable = [p for p in peft_model.parameters() if p.requires_grad]
+    # The empty second group is where transformers' Trainer puts biases and norms (adapters have none): a full
+    # run's checkpoints from before this helper hold two groups, and resume only into two.
+    return torch.optim.AdamW([{"params": trainable}, {"params": []}], lr=learning_rate, weight_decay=0.0)
 
 
 def _steps(budget: TrainBudget, train_rows: int, seed: int) -> Iterator[tuple[int, list[int]]]:
@@ -127,12 +151,14 @@ def run_trial(
     from peft import get_peft_model
     from transformers import get_cosine_schedule_with_warmup
 
-    # Set up: adapters, optimiser, schedule.
+    # Set up: adapters (PiSSA's rewrite of the base weights kept to undo), optimiser, schedule.
+    pissa = PissaBase(model, lora) if lora.variant == "pissa" else None
     torch.manual_seed(seed)
     peft_model = get_peft_model(model, peft_config(lora))
+    if pissa is not None:
+        pissa.initialised(peft_model)
     trainable = [p for p in peft_model.parameters() if p.requires_grad]
-    # AdamW without weight decay (the paper trains with weight decay 0).
-    optimizer = torch.optim.AdamW(trainable, lr=learning_rate, weight_decay=0.0)
+    optimizer = adapter_optimizer(peft_model, lora, learning_rate)
     scheduler = get_cosine_schedule_with_warmup(optimizer, budget.warmup_steps(), budget.steps())
     guard = DivergenceGuard(start_loss)
     eval_steps = set(budget.eval_steps())
@@ -173,12 +199,20 @@ def run_trial(
             if result.stopped_reason:
                 break
 
-        # Score what survived, adapters attached.
+        # Score what survived, adapters attached (PiSSA as the plain LoRA it amounts to, so that switching the
+        # adapter off gives the untouched base model).
         if on_trained is not None and result.stopped_reason is None:
-            on_trained(peft_model, result)
+            if pissa is None:
+                on_trained(peft_model, result)
+            else:
+                with pissa.as_lora(peft_model) as converted:
+                    on_trained(converted, result)
     finally:
-        # Clean up: remove the adapters so the base model is exactly as it was.
+        # Clean up: remove the adapters so the base model is exactly as it was (PiSSA's weights put back).
         peft_model.unload()
+        if pissa is not None:
+            pissa.restore()
+            pissa.close()
         del optimizer, scheduler, peft_model
         if runtime.is_cuda:
             torch.cuda.empty_cache()

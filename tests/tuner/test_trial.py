@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -11,10 +12,19 @@ torch = pytest.importorskip("torch")
 from tuner.data import prepare_study_data  # noqa: E402
 from tuner.models import load_model, load_tokenizer, resolve_model  # noqa: E402
 from tuner.runtime import pick_runtime  # noqa: E402
-from tuner.settings import DataSettings, LoraSettings, TrainBudget  # noqa: E402
-from tuner.trial import heldout_loss, row_order, run_trial  # noqa: E402
+from tuner.settings import LORAPLUS_LR_RATIO, VARIANTS, DataSettings, LoraSettings, TrainBudget  # noqa: E402
+from tuner.trial import (  # noqa: E402
+    adapter_optimizer,
+    batch_tensors,
+    heldout_loss,
+    peft_config,
+    row_order,
+    run_trial,
+)
 
 BUDGET = TrainBudget(train_tokens=8192, batch_size=4, seq_len=128, evaluations=2)
+SHORT = TrainBudget(train_tokens=2048, batch_size=4, seq_len=128, evaluations=1)
+"""Four steps, one evaluation at the end."""
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +71,87 @@ def test_the_base_model_is_untouched_after_a_trial(setup):
     assert {name for name, _ in model.named_parameters()} == set(before)
     assert all(torch.equal(p, before[name]) for name, p in model.named_parameters())
     assert heldout_loss(model, data.heldout, 4, runtime) == pytest.approx(start, abs=1e-5)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_each_variant_trains_saves_reloads_and_leaves_the_base_untouched(setup, tmp_path, variant):
+    from peft import PeftModel
+
+    model, data, runtime, start = setup
+    before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    batch = batch_tensors(data.heldout, [0, 1], runtime.device)
+    with torch.no_grad():
+        base_logits = model(**batch, use_cache=False).logits
+    trained: dict[str, object] = {}
+
+    def save(peft_model, result):
+        # What scoring gets: the trained adapter (PiSSA's as plain LoRA on the untouched base model).
+        trained["heldout"] = heldout_loss(peft_model, data.heldout, 4, runtime)
+        with torch.no_grad():
+            trained["logits"] = peft_model(**batch, use_cache=False).logits
+        peft_model.save_pretrained(tmp_path)
+
+    lora = LoraSettings(8, 16, "all", variant=variant)
+    result = run_trial(model, data, lora, 1e-2, SHORT, runtime, start_loss=start, on_trained=save)
+    assert result.stopped_reason is None and len(result.train_curve) == 4
+    assert all(math.isfinite(loss) for _, loss in result.train_curve)
+    assert trained["heldout"] == pytest.approx(result.evaluations[-1][1], abs=1e-5)  # the model that trained
+    assert not torch.allclose(trained["logits"], base_logits)  # it learned something
+
+    def base_untouched():
+        state = model.state_dict()
+        return state.keys() == before.keys() and all(torch.equal(state[name], before[name]) for name in before)
+
+    assert base_untouched()
+    reloaded = PeftModel.from_pretrained(model, tmp_path)
+    try:
+        with torch.no_grad():
+            torch.testing.assert_close(reloaded(**batch, use_cache=False).logits, trained["logits"])
+    finally:
+        reloaded.unload()
+    assert base_untouched()
+
+
+def test_pissa_saves_plain_lora_of_twice_the_rank(setup, tmp_path):
+    import json
+
+    model, data, runtime, start = setup
+    lora = LoraSettings(8, 16, "attention", variant="pissa")
+    run_trial(
+        model, data, lora, 1e-2, SHORT, runtime, start_loss=start, on_trained=lambda m, r: m.save_pretrained(tmp_path)
+    )
+    config = json.loads((tmp_path / "adapter_config.json").read_text(encoding="utf-8"))
+    assert (config["r"], config["lora_alpha"], config["init_lora_weights"]) == (16, 32, True)
+
+
+def test_the_optimizer_is_adamw_without_weight_decay_and_loraplus_trains_b_faster(setup):
+    from peft import get_peft_model
+    from transformers import get_cosine_schedule_with_warmup
+
+    model, *_ = setup
+    for variant in ("lora", "loraplus"):
+        lora = LoraSettings(8, 16, "attention", variant=variant)
+        peft_model = get_peft_model(model, peft_config(lora))
+        try:
+            optimizer = adapter_optimizer(peft_model, lora, 1e-3)
+            scheduler = get_cosine_schedule_with_warmup(optimizer, 2, 10)
+            for _ in range(3):
+                optimizer.step()
+                scheduler.step()
+            names = {id(p): name for name, p in peft_model.named_parameters()}
+            rates = {
+                names[id(p)]: (group["lr"], group["weight_decay"])
+                for group in optimizer.param_groups
+                for p in group["params"]
+            }
+            assert isinstance(optimizer, torch.optim.AdamW)
+            assert set(rates) == {name for name, p in peft_model.named_parameters() if p.requires_grad}
+            scale = scheduler.get_last_lr()[0] / 1e-3  # the schedule scales every group alike
+            for name, (rate, decay) in rates.items():
+                b_rate = LORAPLUS_LR_RATIO if variant == "loraplus" and "lora_B" in name else 1
+                assert rate == pytest.approx(1e-3 * scale * b_rate) and decay == 0.0
+        finally:
+            peft_model.unload()
 
 
 def test_a_diverging_trial_stops_with_its_reason(setup):
