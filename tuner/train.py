@@ -46,6 +46,8 @@ if TYPE_CHECKING:
 CHECKPOINTS = "checkpoints"
 SETTINGS_FILE = "train_settings.json"
 EPOCH_SCORES = "epoch_scores.json"
+PISSA_SCRATCH = "pissa"
+"""PiSSA's initial adapter while the run trains (written at each start, removed once the adapter is saved)."""
 KEPT_CHECKPOINTS = 2
 """Checkpoints kept on disk: the newest, and the one before it in case the newest was cut short."""
 
@@ -198,9 +200,10 @@ def train_run(
 
     from tuner.data import prepare_study_data
     from tuner.models import hub_id, load_model, load_tokenizer, loaded_identity, resolve_model, write_directory
+    from tuner.pissa import PissaBase
     from tuner.rundir import run_dir_lock
     from tuner.runtime import pick_runtime, quiet_libraries
-    from tuner.trial import peft_config
+    from tuner.trial import adapter_optimizer, peft_config
 
     options = options or RunOptions()
     quiet_libraries()
@@ -231,10 +234,13 @@ def train_run(
             peft_model = PeftModel.from_pretrained(model, adapter_dir)
             history: dict[str, Any] = json.loads((adapter_dir / "training.json").read_text(encoding="utf-8"))
         else:
-            # Set up: adapters (seeded), datasets, Trainer.
+            # Set up: adapters (seeded; PiSSA's rewrite of the base weights kept to undo), datasets, Trainer.
             recipe, seed = settings.recipe, settings.data.seed
+            pissa = PissaBase(model, recipe.lora, out_dir / PISSA_SCRATCH) if recipe.lora.variant == "pissa" else None
             torch.manual_seed(seed)
             peft_model = get_peft_model(model, peft_config(recipe.lora))
+            if pissa is not None:
+                pissa.initialised(peft_model)  # on resume too: the seeded initialisation is the same
             arguments = TrainingArguments(
                 output_dir=str(out_dir / CHECKPOINTS),
                 num_train_epochs=recipe.epochs,
@@ -243,9 +249,7 @@ def train_run(
                 learning_rate=recipe.learning_rate,
                 lr_scheduler_type="cosine",
                 warmup_steps=recipe.warmup_ratio,  # below 1: a share of the steps
-                weight_decay=0.0,  # the paper trains with weight decay 0
                 max_grad_norm=recipe.max_grad_norm,
-                optim="adamw_torch",
                 logging_steps=1,
                 save_strategy="steps",
                 save_steps=options.save_steps,
@@ -267,6 +271,8 @@ def train_run(
                 train_dataset=packed_dataset(data.train),
                 eval_dataset={"target": packed_dataset(data.heldout), "general": packed_dataset(data.general)},
                 callbacks=[*_callbacks(report, recipe.batch_size * recipe.seq_len, epoch_scorer), *callbacks],
+                # AdamW without weight decay (LoRA+'s for loraplus); Trainer wraps it in the cosine schedule.
+                optimizers=(adapter_optimizer(peft_model, recipe.lora, recipe.learning_rate), None),
             )
             trainer.remove_callback(PrinterCallback)  # our reporter shows the logs
 
@@ -279,11 +285,19 @@ def train_run(
             peft_model.peft_config["default"].base_model_name_or_path = hub_id(settings.model)
 
             def write_adapter(staging: Path) -> None:
-                peft_model.save_pretrained(staging)
+                if pissa is not None:  # as plain LoRA of twice the rank, which loads on the original base model
+                    pissa.save_as_lora(peft_model, staging)
+                else:
+                    peft_model.save_pretrained(staging)
                 tokenizer.save_pretrained(staging)
                 (staging / "training.json").write_text(json.dumps(history, indent=2) + "\n", encoding="utf-8")
 
             write_directory(adapter_dir, write_adapter)
+            if pissa is not None:  # score and merge the saved adapter on the restored base model
+                peft_model.unload()
+                pissa.restore()
+                pissa.close()
+                peft_model = PeftModel.from_pretrained(model, adapter_dir)
             # The checkpoints' optimizer state (twice the adapter's size) is no longer needed.
             shutil.rmtree(out_dir / CHECKPOINTS, ignore_errors=True)
             report(Stage(f"adapter saved in {adapter_dir}"))

@@ -135,6 +135,45 @@ def test_the_finished_run_scores_merges_and_reports(tiny_model: Path, data_dir: 
     assert again["scores"]["trained"] == report["scores"]["trained"]
 
 
+@pytest.mark.parametrize("variant", ["pissa", "loraplus", "dora"])
+def test_a_variants_adapter_loads_on_the_original_base_model_as_it_trained(
+    tiny_model: Path, data_dir: Path, tmp_path: Path, variant: str
+) -> None:
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, TrainerCallback
+
+    from tuner.train import train_run
+
+    tokens = torch.arange(1, 33).unsqueeze(0)
+
+    class TrainedLogits(TrainerCallback):
+        """The trained model's logits on a fixed row, as training ends (PiSSA's still on its rewritten base)."""
+
+        def on_train_end(self, args: object, state: object, control: object, **kwargs: object) -> None:
+            with torch.no_grad():
+                self.logits = kwargs["model"](input_ids=tokens).logits  # type: ignore[operator]
+
+    trained = TrainedLogits()
+    settings = tiny_run(tiny_model, epochs=1, train_examples=8, lora=LoraSettings(8, 16, "all", variant=variant))
+    report = train_run(settings, tmp_path, data_dir=data_dir, callbacks=[trained])
+    assert report.settings["lora"]["variant"] == variant
+    assert json.loads((tmp_path / "train_settings.json").read_text())["lora"]["variant"] == variant
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_model)
+    with torch.no_grad():
+        base_logits = base(input_ids=tokens).logits
+        adapted = PeftModel.from_pretrained(base, tmp_path / "adapter")
+        # PiSSA's conversion sums in another order (W + s(A B - A0 B0), not W - s A0 B0 + s A B): float32 rounding
+        torch.testing.assert_close(adapted(input_ids=tokens).logits, trained.logits, rtol=1e-4, atol=1e-4)
+    assert not torch.allclose(trained.logits, base_logits)
+    config = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
+    if variant == "pissa":  # converted to plain LoRA: A B - A0 B0 at twice the rank
+        assert (config["r"], config["lora_alpha"], config["init_lora_weights"]) == (16, 32, True)
+        assert not (tmp_path / "pissa").exists()
+    assert config["use_dora"] is (variant == "dora")
+
+
 def test_other_settings_in_the_same_directory_are_refused(tiny_model: Path, data_dir: Path, tmp_path: Path) -> None:
     from tuner.train import RunOptions, train_run
 
