@@ -6,6 +6,14 @@ saves for the backward pass, and the logits with the loss's copies of them (grad
 during the backward pass, so they count only where they are larger). The
 activation count follows a Llama-style decoder layer in transformers: which tensors autograd keeps depends
 on which linear layers train (a frozen linear layer keeps nothing of its input).
+
+Of the LoRA variants, two cost more than LoRA. DoRA (peft's DoraLinearLayer) also trains a magnitude vector (one
+value per output feature of each adapted layer); keeps, per token, two more output-wide tensors per adapted layer
+for the backward pass (the base output and the scaled adapter output); and while a layer runs forward it
+materialises an in x in identity, B A, scale x B A and W + scale x B A in float32 to take the weight's norm, all
+freed before the next layer: counted once, for the largest adapted layer, on top of the activations. PiSSA keeps a
+copy of the adapted base weights in host memory to put them back after the trial: counted on the CPU only, where
+host memory is what the budget limits.
 """
 
 from __future__ import annotations
@@ -17,7 +25,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from tuner.errors import AdvisorError
-from tuner.settings import ATTENTION_MODULES, MLP_MODULES
+from tuner.settings import ATTENTION_MODULES, MLP_MODULES, VARIANTS
 
 GIB = 1 << 30
 DEVICES = ("cpu", "cuda")
@@ -106,6 +114,8 @@ class TrainSetup:
     optimizer: str = "adamw"
     quantized: bool = False
     """QLoRA: the frozen weights in 4-bit NF4."""
+    variant: str = "lora"
+    """The LoRA variant (see tuner.settings.VARIANTS); DoRA and, on the CPU, PiSSA cost more than LoRA."""
 
     def __post_init__(self) -> None:
         if self.device not in DEVICES:
@@ -119,6 +129,10 @@ class TrainSetup:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.quantized and self.targets == "full":
             raise ValueError("QLoRA trains adapters: quantized weights need LoRA targets, not 'full'")
+        if self.variant not in VARIANTS:
+            raise ValueError(f"unknown LoRA variant {self.variant!r}: choose from {', '.join(VARIANTS)}")
+        if self.variant != "lora" and self.targets == "full":
+            raise ValueError(f"{self.variant} is a LoRA variant: it needs LoRA targets, not 'full'")
 
     @property
     def tokens(self) -> int:
@@ -166,11 +180,24 @@ class MemoryEstimate:
 
 
 def trainable_parameters(shape: ModelShape, setup: TrainSetup) -> int:
-    """Adapter parameters (r x (in + out) per adapted linear layer), or every parameter for full fine-tuning."""
+    """Adapter parameters (r x (in + out) per adapted linear layer, and DoRA's magnitude of `out`), or every
+    parameter for full fine-tuning."""
     if setup.targets == "full":
         return shape.parameters()
     linears = shape.linear_shapes()
-    return shape.layers * sum(setup.rank * (linears[m][0] + linears[m][1]) for m in setup.trained_modules())
+    magnitude = 1 if setup.variant == "dora" else 0
+    return shape.layers * sum(
+        setup.rank * (linears[m][0] + linears[m][1]) + magnitude * linears[m][1] for m in setup.trained_modules()
+    )
+
+
+def dora_forward_values(shape: ModelShape, setup: TrainSetup) -> int:
+    """Float32 values DoRA materialises while its largest adapted layer runs forward (0 for other variants):
+    the in x in identity, B A, scale x B A and W + scale x B A, to take the weight's norm."""
+    if setup.variant != "dora":
+        return 0
+    linears = shape.linear_shapes()
+    return max(linears[m][0] * linears[m][0] + 3 * linears[m][0] * linears[m][1] for m in setup.trained_modules())
 
 
 def saved_per_token_layer(shape: ModelShape, setup: TrainSetup) -> float:
@@ -195,6 +222,8 @@ def saved_per_token_layer(shape: ModelShape, setup: TrainSetup) -> float:
         saved += shape.intermediate
     if setup.targets != "full":
         saved += setup.rank * len(modules)
+    if setup.variant == "dora":  # the base output and the scaled adapter output, per adapted layer
+        saved += 2 * sum(shape.linear_shapes()[m][1] for m in modules)
     return saved
 
 
@@ -207,6 +236,9 @@ def estimate(shape: ModelShape, setup: TrainSetup) -> MemoryEstimate:
     # peft keeps adapters in float32 (autocast_adapter_dtype); full fine-tuning trains the weights as loaded.
     trainable_bytes = weight_bytes if full else 4
     weights = math.ceil(frozen_params * (QLORA_BYTES_PER_PARAM if setup.quantized else weight_bytes))
+    if setup.variant == "pissa" and setup.device == "cpu":  # the adapted base weights, kept to put them back
+        linears = shape.linear_shapes()
+        weights += shape.layers * sum(linears[m][0] * linears[m][1] for m in setup.trained_modules()) * weight_bytes
     per_layer = saved_per_token_layer(shape, setup)
     if setup.gradient_checkpointing:
         # Only each layer's input is kept; one layer's activations are rebuilt at a time in the backward pass.
@@ -218,7 +250,7 @@ def estimate(shape: ModelShape, setup: TrainSetup) -> MemoryEstimate:
         trainable=trainable * trainable_bytes,
         gradients=trainable * trainable_bytes,
         optimizer=trainable * trainable_bytes * OPTIMIZERS[setup.optimizer],
-        activations=math.ceil(activation_values * setup.activation_bytes),
+        activations=math.ceil(activation_values * setup.activation_bytes) + dora_forward_values(shape, setup) * 4,
         logits=setup.tokens * shape.vocab * 4 * LOGIT_COPIES,  # the loss runs in float32
         overhead=RUNTIME_OVERHEAD[setup.device],
         trainable_parameters=trainable,

@@ -44,7 +44,8 @@ def memory_bounds(settings: StudySettings) -> tuple[SearchSpace | None, Feasibil
     limit = settings.memory_budget
 
     def feasible(lora: LoraSettings) -> str | None:
-        total = memory.estimate(shape, replace(trial_setup, rank=lora.rank, targets=lora.targets)).total
+        setup = replace(trial_setup, rank=lora.rank, targets=lora.targets, variant=lora.variant)
+        total = memory.estimate(shape, setup).total
         if total <= limit:
             return None
         over = memory.format_size(limit)

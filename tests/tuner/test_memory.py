@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -74,6 +75,28 @@ def test_cuda_bf16_checkpointing_and_qlora_by_hand():
     assert checkpointed.activations == 64 * (2 * 64 + 918) * 2 < figures.activations
     quantized = estimate(SMALL, TrainSetup(device="cuda", rank=4, batch=2, seq_len=32, quantized=True))
     assert quantized.weights == pytest.approx(SMALL.parameters() * QLORA_BYTES_PER_PARAM, abs=1)
+
+
+def test_variants_by_hand():
+    lora = TrainSetup(device="cpu", targets="all", rank=4, batch=2, seq_len=32)
+    plain = estimate(SMALL, lora)
+    assert (
+        estimate(SMALL, replace(lora, variant="rslora")) == plain == estimate(SMALL, replace(lora, variant="loraplus"))
+    )
+    dora = estimate(SMALL, replace(lora, variant="dora"))
+    # DoRA's magnitude: one value per output feature, q 64 + k 32 + v 32 + o 64 + gate/up 128 each + down 64 = 512
+    assert dora.trainable_parameters == 2 * (4_096 + 512)
+    # two output-wide tensors per adapted layer and token (2 x 512 more than LoRA's 1,122), and while down_proj
+    # (the largest: in 128) runs forward its 128 x 128 identity and three 128 x 64 weights in float32
+    assert dora.activations == 64 * 2 * (1_122 + 2 * 512) * 4 + (128 * 128 + 3 * 128 * 64) * 4
+    # PiSSA keeps the adapted weights (36,864 per layer) in host memory: counted on the CPU, not on a GPU
+    assert estimate(SMALL, replace(lora, variant="pissa")).weights == plain.weights + 2 * 36_864 * 4
+    on_gpu = replace(lora, device="cuda")
+    assert estimate(SMALL, replace(on_gpu, variant="pissa")) == estimate(SMALL, on_gpu)
+    with pytest.raises(ValueError, match="unknown LoRA variant 'vera': choose from lora, rslora, dora"):
+        TrainSetup(variant="vera")
+    with pytest.raises(ValueError, match="dora is a LoRA variant: it needs LoRA targets, not 'full'"):
+        TrainSetup(targets="full", variant="dora")
 
 
 def test_largest_feasible_is_the_edge_of_the_budget():
