@@ -68,7 +68,10 @@ def export_format(fmt: str) -> ExportFormat:
 
 
 def carried_fields(preset: Preset, fmt: str) -> dict[str, Any]:
-    """The preset's values for the fields a format carries (what reading its export back should give)."""
+    """The preset's values for the fields a format carries (what reading its export back should give: a variant
+    the tool has no setting for reads back as plain LoRA)."""
+    chosen = export_format(fmt)
+    variant = preset.recipe.lora.variant
     values = {
         "rank": preset.recipe.lora.rank,
         "alpha": preset.recipe.lora.alpha,
@@ -79,8 +82,9 @@ def carried_fields(preset: Preset, fmt: str) -> dict[str, Any]:
         "batch_size": preset.recipe.batch_size,
         "seq_len": preset.recipe.seq_len,
         "warmup_ratio": preset.recipe.warmup_ratio,
+        "variant": variant if variant in chosen.variants else "lora",
     }
-    return {name: values[name] for name in export_format(fmt).carried}
+    return {name: values[name] for name in chosen.carried}
 
 
 def export_preset(preset: Preset, fmt: str, out_dir: Path, origin: str) -> list[Path]:

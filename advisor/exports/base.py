@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import math
 import textwrap
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from advisor.presets import Preset
 from tuner.models import hub_id
 from tuner.paper import PAPER
-from tuner.settings import ATTENTION_MODULES, MLP_MODULES
+from tuner.settings import ATTENTION_MODULES, LORAPLUS_LR_RATIO, MLP_MODULES, VARIANT_LABELS
 
 MODEL_PLACEHOLDER = "REPLACE_WITH_BASE_MODEL"
 DATA_PLACEHOLDER = "REPLACE_WITH_YOUR_DATASET"
@@ -19,8 +20,16 @@ ADAPTER = ("rank", "alpha", "targets", "dropout")
 """The preset fields every format carries: the LoRA adapter."""
 TRAINING = ("learning_rate", "epochs", "batch_size", "seq_len")
 """The training settings most formats carry besides the adapter."""
-EVERY_FIELD = (*ADAPTER, *TRAINING, "warmup_ratio")
-"""Every preset field an export can carry: the adapter, the training settings and the warm-up share."""
+EVERY_FIELD = (*ADAPTER, *TRAINING, "warmup_ratio", "variant")
+"""Every preset field an export can carry: the adapter, the training settings, the warm-up share and the LoRA
+variant (carried by the formats whose tool has a setting for one)."""
+VARIANT_TEXT = {
+    "rslora": "rank-stabilised LoRA (scaling alpha / sqrt(r))",
+    "dora": "DoRA (weight-decomposed LoRA)",
+    "pissa": "PiSSA initialisation (principal singular vectors, fast SVD with 4 iterations)",
+    "loraplus": f"LoRA+ (B's learning rate {LORAPLUS_LR_RATIO}x A's)",
+}
+"""What each LoRA variant is, as export headers say it."""
 
 Section = tuple[str, dict[str, Any]]
 """One part of a YAML export: its comment (may be empty) and its keys."""
@@ -61,6 +70,11 @@ class ExportFormat:
     """Where `detect` is tried among the formats: lower first; a rule on keys other tools may share goes last."""
     refusal: Callable[[Preset], str | None] = _takes_any
     """Why the tool cannot take a preset, or None when it can."""
+    variants: tuple[str, ...] = ("lora",)
+    """The LoRA variants the tool's file sets in its own keys; a preset with another exports as plain LoRA, and
+    the header says so."""
+    variant_notes: Mapping[str, str] = field(default_factory=dict)
+    """Variant -> a sentence the header adds for it (how the tool saves it, or how to get it without a key)."""
 
     def __post_init__(self) -> None:
         missing = [name for name in ADAPTER if name not in self.carried]
@@ -71,6 +85,8 @@ class ExportFormat:
             raise ValueError(f"format {self.name!r} carries {', '.join(unknown)}, not preset fields an export carries")
         if not self.name or not self.file_name or not self.usage or not self.fill_in:
             raise ValueError(f"format {self.name!r} needs a name, a file name, a usage line and what to fill in")
+        if "lora" not in self.variants or (("variant" in self.carried) != (len(self.variants) > 1)):
+            raise ValueError(f"format {self.name!r} carries 'variant' exactly when it sets a variant besides LoRA")
 
     def header(self, preset: Preset, origin: str, file_name: str, beside: bool = True) -> str:
         """The comment header of an exported file: by whom, from what, where the numbers come from, how to use it.
@@ -82,10 +98,11 @@ class ExportFormat:
         model = hub_id(preset.model) or f"{MODEL_PLACEHOLDER} (the preset names no model: fill in yours)"
         lines = [
             f"Exported by LoRA Advisor for {self.tool} from {origin}.",
-            f"Preset {preset.name} ({preset.task}): LoRA r={lora.rank}, alpha={lora.alpha:g} on {lora.targets} "
-            f"linear layers, dropout {lora.dropout:g}; learning rate {recipe.learning_rate:g} (cosine, "
-            f"{recipe.warmup_ratio:.0%} warm-up), {recipe.epochs} epochs, batch {recipe.batch_size} x "
-            f"{recipe.seq_len} tokens{budget}.",
+            f"Preset {preset.name} ({preset.task}): {VARIANT_LABELS[lora.variant]} r={lora.rank}, "
+            f"alpha={lora.alpha:g} on {lora.targets} linear layers, dropout {lora.dropout:g}; learning rate "
+            f"{recipe.learning_rate:g} (cosine, {recipe.warmup_ratio:.0%} warm-up), {recipe.epochs} epochs, batch "
+            f"{recipe.batch_size} x {recipe.seq_len} tokens{budget}.",
+            *self.variant_lines(preset),
             f"Base model: {model}.",
             f"Numbers ({preset.source}): {preset.notes or 'no notes given.'}",
             f"Research: {PAPER}: alpha = 2r, all linear layers, rank 256 where memory allows, at least 4 epochs "
@@ -100,6 +117,38 @@ class ExportFormat:
             textwrap.fill(line, width=110, subsequent_indent="  ", break_long_words=False, break_on_hyphens=False)
             for line in lines
         )
+
+    def variant_lines(self, preset: Preset) -> list[str]:
+        """The header's line on the preset's LoRA variant: set in the tool's own key, or not there to be set."""
+        lora = preset.recipe.lora
+        if lora.variant == "lora":
+            return []
+        what = VARIANT_TEXT[lora.variant]
+        if lora.variant in self.variants:
+            line = f"Variant: {what}, set in {self.tool}'s own key below."
+        else:
+            line = f"Variant: {self.tool} has no setting for {what}, so this file trains plain LoRA."
+            if lora.variant == "rslora":
+                line += f" Plain LoRA with alpha = {lora.alpha * math.sqrt(lora.rank):.4g} scales as rsLoRA does."
+        note = self.variant_notes.get(lora.variant)
+        return [f"{line} {note}" if note else line]
+
+
+def variant_of(flags: Mapping[str, bool]) -> str:
+    """The one variant whose flag a file sets ('lora' for none); TypeError for several."""
+    chosen = [variant for variant, on in flags.items() if on]
+    if len(chosen) > 1:
+        raise TypeError(f"{' and '.join(chosen)} together: LoRA Advisor's presets use one variant")
+    return chosen[0] if chosen else "lora"
+
+
+def loraplus_set(ratio: Any) -> bool:
+    """Whether a file's LoRA+ ratio asks for LoRA+ (None: no); TypeError for a ratio other than ours."""
+    if ratio is None:
+        return False
+    if as_float(ratio) != LORAPLUS_LR_RATIO:
+        raise TypeError(f"loraplus_lr_ratio {ratio}: LoRA Advisor's LoRA+ uses {LORAPLUS_LR_RATIO}")
+    return True
 
 
 # --- writing ---------------------------------------------------------------------------------------------

@@ -1,6 +1,8 @@
 """LitGPT: litgpt-lora.yaml, run with `litgpt finetune_lora --config`.
 
-Key names from LitGPT's `litgpt/args.py` and `config_hub/finetune/llama-3.2-1B/lora.yaml`.
+Key names from LitGPT's `litgpt/args.py` and `config_hub/finetune/llama-3.2-1B/lora.yaml`. LitGPT's LoRA
+(`litgpt/lora.py`) is plain LoRA, scaled by alpha / r, with none of rsLoRA, DoRA, PiSSA or LoRA+: a preset with a
+variant exports as plain LoRA and the header says so.
 """
 
 from __future__ import annotations
@@ -116,7 +118,7 @@ LITGPT = base.ExportFormat(
     file_name="litgpt-lora.yaml",
     usage="litgpt finetune_lora --config {file}",
     fill_in="data.init_args.json_path (your data); run `litgpt download MODEL` for checkpoint_dir",
-    carried=base.EVERY_FIELD,
+    carried=(*base.ADAPTER, *base.TRAINING, "warmup_ratio"),  # no variant: LitGPT has plain LoRA only
     write=base.yaml_writer(litgpt_sections),
     read=read_litgpt,
     detect=is_litgpt,

@@ -1,6 +1,7 @@
 """LLaMA-Factory: llama-factory.yaml, run with `llamafactory-cli train`.
 
-Key names from LLaMA-Factory's `hparams/finetuning_args.py` and `examples/train_lora/llama3_lora_sft.yaml`.
+Key names from LLaMA-Factory's `hparams/finetuning_args.py` and `examples/train_lora/llama3_lora_sft.yaml`; the
+variants are `use_rslora`, `use_dora`, `pissa_init` (with `pissa_iter` and `pissa_convert`) and `loraplus_lr_ratio`.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from typing import Any
 
 from advisor.exports import base
 from advisor.presets import Preset
+from tuner.settings import LORAPLUS_LR_RATIO
 
 
 def llama_factory_sections(preset: Preset) -> list[base.Section]:
@@ -18,7 +20,7 @@ def llama_factory_sections(preset: Preset) -> list[base.Section]:
     return [
         ("model", {"model_name_or_path": base.model_or_placeholder(preset)}),
         (
-            "method (lora_target: all = every linear layer but the output head)",
+            "method (lora_target: all = every linear layer but the output head) and the LoRA variant, if any",
             {
                 "stage": "sft",
                 "do_train": True,
@@ -27,6 +29,7 @@ def llama_factory_sections(preset: Preset) -> list[base.Section]:
                 "lora_alpha": base.whole(lora.alpha),
                 "lora_dropout": lora.dropout,
                 "lora_target": target,
+                **_VARIANT_KEYS.get(lora.variant, {}),
             },
         ),
         (
@@ -58,9 +61,24 @@ def llama_factory_sections(preset: Preset) -> list[base.Section]:
     ]
 
 
+_VARIANT_KEYS: dict[str, dict[str, Any]] = {
+    "rslora": {"use_rslora": True},
+    "dora": {"use_dora": True},
+    # the fast SVD's 4 iterations, as PEFT's pissa_niter_4; pissa_convert also saves the adapter as plain LoRA
+    "pissa": {"pissa_init": True, "pissa_iter": 4, "pissa_convert": True},
+    "loraplus": {"loraplus_lr_ratio": LORAPLUS_LR_RATIO},
+}
+
+
 def read_llama_factory(fields: dict[str, Any]) -> dict[str, Any]:
     """The carried values from llama-factory.yaml's fields."""
     rank = base.as_int(fields["lora_rank"])
+    flags = {
+        "rslora": bool(fields.get("use_rslora")),
+        "dora": bool(fields.get("use_dora")),
+        "pissa": bool(fields.get("pissa_init")),
+        "loraplus": base.loraplus_set(fields.get("loraplus_lr_ratio")),
+    }
     alpha = fields.get("lora_alpha") or 2 * rank  # LLaMA-Factory's default: lora_rank * 2
     return {
         **base.adapter_values(
@@ -70,6 +88,7 @@ def read_llama_factory(fields: dict[str, Any]) -> dict[str, Any]:
             fields, epochs="num_train_epochs", batch="per_device_train_batch_size", seq_len="cutoff_len"
         ),
         "warmup_ratio": base.as_float(fields.get("warmup_ratio", 0.0)),
+        "variant": base.variant_of(flags),
     }
 
 
@@ -89,4 +108,6 @@ LLAMA_FACTORY = base.ExportFormat(
     read=read_llama_factory,
     detect=is_llama_factory,
     detect_order=20,
+    variants=("lora", "rslora", "dora", "pissa", "loraplus"),
+    variant_notes={"pissa": "pissa_convert saves the plain-LoRA form in output_dir/pissa_converted."},
 )

@@ -1,6 +1,8 @@
 """PEFT: adapter_config.json, written by PEFT's own `LoraConfig` (imported inside the writer), and a README.
 
-Key names from PEFT's `LoraConfig`. JSON has no comments, so the header goes into README.md beside it.
+Key names from PEFT's `LoraConfig`: the variants are `use_rslora`, `use_dora` and `init_lora_weights`
+("pissa_niter_4"); LoRA+ is an optimizer (`peft.optimizers.create_loraplus_optimizer`), not a config key, so
+README.md shows it. JSON has no comments, so the header goes into README.md beside it.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from advisor.exports import base
 from advisor.presets import Preset
 from tuner.errors import AdvisorError
 from tuner.models import hub_id
+from tuner.settings import LORAPLUS_LR_RATIO
 
 
 def write_peft(preset: Preset, path: Path, header: str) -> list[Path]:
@@ -20,14 +23,16 @@ def write_peft(preset: Preset, path: Path, header: str) -> list[Path]:
         from peft import LoraConfig
     except ImportError:
         raise AdvisorError("the PEFT export needs peft: pip install peft") from None
+    lora = preset.recipe.lora
     config = LoraConfig(
         task_type="CAUSAL_LM",
-        r=preset.recipe.lora.rank,
-        lora_alpha=base.whole(preset.recipe.lora.alpha),
-        lora_dropout=preset.recipe.lora.dropout,
-        target_modules=preset.recipe.lora.target_modules(),
+        r=lora.rank,
+        lora_alpha=base.whole(lora.alpha),
+        lora_dropout=lora.dropout,
+        target_modules=lora.target_modules(),
         bias="none",
         base_model_name_or_path=hub_id(preset.model),
+        **lora.peft_arguments(),  # type: ignore[arg-type]
     )
     config.save_pretrained(str(path.parent))
     readme = path.parent / "README.md"
@@ -41,7 +46,8 @@ def peft_readme(preset: Preset, header: str) -> str:
     return (
         f"# LoRA adapter config: {preset.name}\n\n"
         + "\n".join(f"    {line}" for line in header.splitlines())
-        + "\n\nadapter_config.json holds the adapter (rank, alpha, target modules, dropout); JSON has no comments, "
+        + "\n\nadapter_config.json holds the adapter (rank, alpha, target modules, dropout, and rsLoRA, DoRA or PiSSA "
+        "where the preset has one); JSON has no comments, "
         "so the provenance is here and in preset.yaml. Train with your own loop or the Hugging Face Trainer:\n\n"
         "```python\n"
         "from peft import LoraConfig, get_peft_model\n"
@@ -55,15 +61,51 @@ def peft_readme(preset: Preset, header: str) -> str:
         f"| warm-up | {preset.recipe.warmup_ratio:.0%} of the steps |\n"
         f"| epochs | {preset.recipe.epochs} |\n"
         f"| batch | {preset.recipe.batch_size} rows of {preset.recipe.seq_len} tokens (packed) |\n"
-        "| weight decay | 0 |\n| gradient clipping | 1.0 |\n"
+        "| weight decay | 0 |\n| gradient clipping | 1.0 |\n" + _VARIANT_README.get(preset.recipe.lora.variant, "")
     )
+
+
+_VARIANT_README = {
+    "pissa": (
+        "\nPiSSA rewrites the base weights it adapts. Save the initial adapter before training and convert the "
+        "trained one to plain LoRA, which loads on the original base model (PEFT's PiSSA example):\n\n"
+        "```python\n"
+        'model.peft_config["default"].init_lora_weights = True\n'
+        'model.save_pretrained("pissa_init")\n'
+        'model.peft_config["default"].init_lora_weights = "pissa_niter_4"\n'
+        "# ... train ...\n"
+        'model.save_pretrained("adapter", path_initial_model_for_weight_conversion="pissa_init")\n'
+        "```\n"
+    ),
+    "loraplus": (
+        f"\nLoRA+ is an optimizer, not an adapter setting: B's learning rate is {LORAPLUS_LR_RATIO}x A's.\n\n"
+        "```python\n"
+        "import torch\n"
+        "from peft.optimizers import create_loraplus_optimizer\n\n"
+        "optimizer = create_loraplus_optimizer(\n"
+        "    model=model, optimizer_cls=torch.optim.AdamW, lr=LEARNING_RATE, "
+        f"loraplus_lr_ratio={LORAPLUS_LR_RATIO}, weight_decay=0.0\n"
+        ")\n"
+        "```\n"
+    ),
+}
+"""README.md's section on a variant that adapter_config.json alone does not set up."""
 
 
 def read_peft(fields: dict[str, Any]) -> dict[str, Any]:
-    """The adapter from adapter_config.json's fields."""
-    return base.adapter_values(
-        fields["r"], fields["lora_alpha"], base.targets_of(fields["target_modules"]), fields.get("lora_dropout")
-    )
+    """The adapter and its variant from adapter_config.json's fields."""
+    init = str(fields.get("init_lora_weights", True)).lower()
+    flags = {
+        "rslora": bool(fields.get("use_rslora")),
+        "dora": bool(fields.get("use_dora")),
+        "pissa": init.startswith("pissa"),
+    }
+    return {
+        **base.adapter_values(
+            fields["r"], fields["lora_alpha"], base.targets_of(fields["target_modules"]), fields.get("lora_dropout")
+        ),
+        "variant": base.variant_of(flags),
+    }
 
 
 def is_peft(fields: dict[str, Any]) -> bool:
@@ -78,9 +120,14 @@ PEFT = base.ExportFormat(
     usage="LoraConfig.from_pretrained({dir}), then get_peft_model(model, config) (see README.md)",
     fill_in="nothing in adapter_config.json; your training loop takes the learning rate, epochs and batch "
     "from preset.yaml",
-    carried=base.ADAPTER,
+    carried=(*base.ADAPTER, "variant"),
     write=write_peft,
     read=read_peft,
     detect=is_peft,
     detect_order=0,
+    variants=("lora", "rslora", "dora", "pissa"),
+    variant_notes={
+        "pissa": "README.md shows how to save it as plain LoRA for the original base model.",
+        "loraplus": "LoRA+ is PEFT's optimizer, not an adapter setting: README.md shows it.",
+    },
 )

@@ -1,6 +1,9 @@
 """torchtune: torchtune.yaml, run with `tune run lora_finetune_single_device --config`.
 
-Key names from torchtune's `recipes/configs/llama3_2/1B_lora_single_device.yaml` and its LoRA builders.
+Key names from torchtune's `recipes/configs/llama3_2/1B_lora_single_device.yaml` and its LoRA builders, whose
+`use_dora` is the one variant they take (`recipes/configs/llama3/8B_dora_single_device.yaml`): torchtune scales
+adapters by alpha / r only and initialises them as LoRA, and its recipe's optimizer has one rate, so rsLoRA, PiSSA
+and LoRA+ export as plain LoRA and the header says so.
 """
 
 from __future__ import annotations
@@ -69,6 +72,7 @@ def torchtune_sections(preset: Preset) -> list[base.Section]:
                     "lora_rank": lora.rank,
                     "lora_alpha": base.whole(lora.alpha),
                     "lora_dropout": lora.dropout,
+                    **({"use_dora": True} if lora.variant == "dora" else {}),
                 }
             },
         ),
@@ -172,6 +176,7 @@ def read_torchtune(fields: dict[str, Any]) -> dict[str, Any]:
         "epochs": base.as_int(fields["epochs"]),
         "batch_size": base.as_int(fields["batch_size"]) * base.as_int(fields.get("gradient_accumulation_steps", 1)),
         "seq_len": base.as_int(fields["tokenizer"]["max_seq_len"]),
+        "variant": base.variant_of({"dora": bool(model.get("use_dora"))}),
     }
 
 
@@ -187,10 +192,11 @@ TORCHTUNE = base.ExportFormat(
     usage="tune run lora_finetune_single_device --config {file}",
     fill_in="dataset.source (your data), tokenizer.path, checkpointer.checkpoint_dir and checkpoint_files, "
     "lr_scheduler.num_warmup_steps (10% of your optimizer steps)",
-    carried=(*base.ADAPTER, *base.TRAINING),  # its warm-up is a step count, which needs the data's size
+    carried=(*base.ADAPTER, *base.TRAINING, "variant"),  # its warm-up is a step count, which needs the data's size
     write=base.yaml_writer(torchtune_sections),
     read=read_torchtune,
     detect=is_torchtune,
     detect_order=10,
     refusal=torchtune_refusal,
+    variants=("lora", "dora"),
 )

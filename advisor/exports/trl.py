@@ -1,6 +1,8 @@
 """TRL: trl-sft.yaml, run with `trl sft --config`.
 
-Key names from TRL's `SFTConfig`, `ModelConfig` and `ScriptArguments` (what `trl sft` parses).
+Key names from TRL's `SFTConfig`, `ModelConfig` and `ScriptArguments` (what `trl sft` parses). `ModelConfig` has
+`use_rslora` and `use_dora`, which `get_peft_config` passes to PEFT's LoraConfig; it has no PiSSA initialisation
+and `trl sft` no LoRA+ optimizer, so those export as plain LoRA and the header says so.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ def trl_sections(preset: Preset) -> list[base.Section]:
                 "lora_alpha": base.whole(lora.alpha),
                 "lora_dropout": lora.dropout,
                 "lora_target_modules": lora.target_modules(),
+                **({f"use_{lora.variant}": True} if lora.variant in ("rslora", "dora") else {}),
             },
         ),
         (
@@ -65,6 +68,7 @@ def read_trl(fields: dict[str, Any]) -> dict[str, Any]:
             fields, epochs="num_train_epochs", batch="per_device_train_batch_size", seq_len="max_length"
         ),
         "warmup_ratio": warmup,
+        "variant": base.variant_of({"rslora": bool(fields.get("use_rslora")), "dora": bool(fields.get("use_dora"))}),
     }
 
 
@@ -84,4 +88,5 @@ TRL = base.ExportFormat(
     read=read_trl,
     detect=is_trl,
     detect_order=40,
+    variants=("lora", "rslora", "dora"),
 )

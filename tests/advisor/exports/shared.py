@@ -11,7 +11,7 @@ import yaml
 from advisor.exports import CONFIG_FILES, export_preset
 from advisor.presets import Preset, load_preset
 from tuner.paper import PAPER
-from tuner.settings import LoraSettings, TrainingRecipe
+from tuner.settings import VARIANTS, LoraSettings, TrainingRecipe
 
 # A study's kind of result: attention only, a non-default dropout and warm-up, the built-in model.
 ATTENTION = Preset(
@@ -35,6 +35,16 @@ MLP = replace(
     recipe=replace(ATTENTION.recipe, lora=LoraSettings(rank=32, alpha=64.0, targets="mlp")),
     model=None,
 )
+# ATTENTION with each LoRA variant (attention only, so that torchtune takes them too).
+VARIANT_PRESETS = {
+    variant: replace(
+        ATTENTION,
+        name=f"custom-{variant}",
+        recipe=replace(ATTENTION.recipe, lora=replace(ATTENTION.recipe.lora, variant=variant)),
+    )
+    for variant in VARIANTS
+    if variant != "lora"
+}
 PRESETS = {
     "math-24gib": load_preset("math-24gib"),
     "code-80gib": load_preset("code-80gib"),
@@ -70,3 +80,9 @@ def exported_fields(tmp_path: Path, fmt: str, preset: Preset | None = None) -> d
 def own_keys(fields: dict[str, Any], expected: dict[str, Any]) -> dict[str, Any]:
     """The values FIELDS holds under EXPECTED's keys (None where it has none)."""
     return {key: fields.get(key) for key in expected}
+
+
+def variant_keys(fields: dict[str, Any], keys: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The values FIELDS holds under any of the variants' KEYS (variant -> its keys), those it holds only."""
+    every = {key for each in keys.values() for key in each}
+    return {key: fields[key] for key in every if key in fields}

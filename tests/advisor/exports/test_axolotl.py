@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from advisor.exports import DATA_PLACEHOLDER
-from tests.advisor.exports.shared import check_header, exported_fields, own_keys
+from tests.advisor.exports.shared import VARIANT_PRESETS, check_header, exported_fields, own_keys, variant_keys
 
 # What axolotl calls the settings of math-24gib (r=16, alpha=32, all linear layers, lr 1e-4, 4 epochs,
 # batch 2 x 512, 10 % warm-up); sources in advisor/exports/axolotl.py's docstring.
@@ -34,3 +36,18 @@ def test_axolotl_file_says_who_wrote_it_from_what_and_how_to_use_it(tmp_path):
 
 def test_axolotl_export_uses_axolotls_own_key_names(tmp_path):
     assert own_keys(exported_fields(tmp_path, "axolotl"), OWN_KEYS) == OWN_KEYS
+
+
+VARIANT_KEYS = {
+    "rslora": {"peft_use_rslora": True},
+    "dora": {"peft_use_dora": True},
+    "pissa": {"peft_init_lora_weights": "pissa_niter_4"},
+    "loraplus": {"loraplus_lr_ratio": 16},
+}
+
+
+@pytest.mark.parametrize("variant", list(VARIANT_KEYS))
+def test_axolotl_sets_each_variant_in_its_own_key(tmp_path, variant):
+    fields = exported_fields(tmp_path, "axolotl", VARIANT_PRESETS[variant])
+    assert variant_keys(fields, VARIANT_KEYS) == VARIANT_KEYS[variant]
+    assert variant_keys(exported_fields(tmp_path / "plain", "axolotl"), VARIANT_KEYS) == {}

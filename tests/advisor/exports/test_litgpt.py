@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.advisor.exports.shared import check_header, exported_fields, own_keys
+from tests.advisor.exports.shared import VARIANT_PRESETS, check_header, comments, exported_fields, own_keys
 
 # What LitGPT calls the settings of math-24gib (r=16, alpha=32, all linear layers, lr 1e-4); sources in
 # advisor/exports/litgpt.py's docstring.
@@ -33,3 +33,10 @@ def test_litgpt_warmup_is_a_share_of_one_epoch(tmp_path):
     # 10 % of all steps over 4 epochs is 40 % of one epoch; lr_warmup_steps must be null beside it.
     assert train["lr_warmup_fraction"] == 0.4 and train["lr_warmup_steps"] is None
     assert (train["global_batch_size"], train["micro_batch_size"], train["max_seq_length"]) == (2, 2, 512)
+
+
+def test_litgpt_has_no_variant_and_says_so(tmp_path):
+    fields = exported_fields(tmp_path, "litgpt", VARIANT_PRESETS["dora"])
+    assert not any("dora" in key for key in fields)
+    header = comments(tmp_path / "litgpt-lora.yaml")
+    assert "LitGPT has no setting for DoRA (weight-decomposed LoRA), so this file trains plain LoRA" in header

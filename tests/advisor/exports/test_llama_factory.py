@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from advisor.exports import DATA_PLACEHOLDER
-from tests.advisor.exports.shared import check_header, exported_fields, own_keys
+from tests.advisor.exports.shared import VARIANT_PRESETS, check_header, exported_fields, own_keys, variant_keys
 
 # What LLaMA-Factory calls the settings of math-24gib (r=16, alpha=32, all linear layers, lr 1e-4, 4 epochs,
 # batch 2 x 512, 10 % warm-up); sources in advisor/exports/llama_factory.py's docstring.
@@ -33,3 +35,18 @@ def test_llama_factory_file_says_who_wrote_it_from_what_and_how_to_use_it(tmp_pa
 
 def test_llama_factory_export_uses_llama_factorys_own_key_names(tmp_path):
     assert own_keys(exported_fields(tmp_path, "llama-factory"), OWN_KEYS) == OWN_KEYS
+
+
+VARIANT_KEYS = {
+    "rslora": {"use_rslora": True},
+    "dora": {"use_dora": True},
+    "pissa": {"pissa_init": True, "pissa_iter": 4, "pissa_convert": True},
+    "loraplus": {"loraplus_lr_ratio": 16},
+}
+
+
+@pytest.mark.parametrize("variant", list(VARIANT_KEYS))
+def test_llama_factory_sets_each_variant_in_its_own_keys(tmp_path, variant):
+    fields = exported_fields(tmp_path, "llama-factory", VARIANT_PRESETS[variant])
+    assert variant_keys(fields, VARIANT_KEYS) == VARIANT_KEYS[variant]
+    assert variant_keys(exported_fields(tmp_path / "plain", "llama-factory"), VARIANT_KEYS) == {}

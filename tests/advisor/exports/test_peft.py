@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from advisor.exports import export_preset
-from tests.advisor.exports.shared import ATTENTION, PRESETS, check_header
+from tests.advisor.exports.shared import ATTENTION, PRESETS, VARIANT_PRESETS, check_header
 from tuner.settings import ATTENTION_MODULES
 
 
@@ -23,3 +23,21 @@ def test_peft_export_loads_with_peft(tmp_path):
     export_preset(PRESETS["code-80gib"], "peft", tmp_path / "all", origin="a test")
     config = peft.LoraConfig.from_pretrained(str(tmp_path / "all"))
     assert (config.r, config.lora_alpha, config.target_modules) == (256, 512, "all-linear")
+
+
+def test_peft_export_sets_each_variant_in_peft_own_keys(tmp_path):
+    peft = pytest.importorskip("peft")
+    expected = {
+        "rslora": (True, False, True),
+        "dora": (False, True, True),
+        "pissa": (False, False, "pissa_niter_4"),
+        "loraplus": (False, False, True),  # an optimizer, not an adapter setting: README.md shows it
+    }
+    for variant, flags in expected.items():
+        export_preset(VARIANT_PRESETS[variant], "peft", tmp_path / variant, origin="a test")
+        config = peft.LoraConfig.from_pretrained(str(tmp_path / variant))
+        assert (config.use_rslora, config.use_dora, config.init_lora_weights) == flags
+    readme = (tmp_path / "loraplus" / "README.md").read_text(encoding="utf-8")
+    assert "PEFT has no setting for LoRA+" in readme and "loraplus_lr_ratio=16" in readme
+    readme = (tmp_path / "pissa" / "README.md").read_text(encoding="utf-8")
+    assert "path_initial_model_for_weight_conversion" in readme

@@ -24,7 +24,7 @@ from advisor.exports import (
 )
 from advisor.exports.base import ADAPTER, ExportFormat
 from advisor.presets import load_preset
-from tests.advisor.exports.shared import ATTENTION, MLP, PRESETS
+from tests.advisor.exports.shared import ATTENTION, MLP, PRESETS, VARIANT_PRESETS, comments
 from tuner.errors import AdvisorError
 
 # The only (format, preset) pairs an export refuses; the format's own test says why.
@@ -47,6 +47,22 @@ def test_export_reads_back_as_the_preset(tmp_path, fmt, key):
     assert read_export(tmp_path) == carried_fields(preset, fmt)
     assert read_export(tmp_path / CONFIG_FILES[fmt]) == carried_fields(preset, fmt)
     assert load_preset(str(tmp_path)) == preset  # the full preset travels with the export
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("variant", list(VARIANT_PRESETS))
+def test_a_variant_is_the_tools_own_setting_or_the_header_says_the_tool_has_none(tmp_path, fmt, variant):
+    preset, chosen = VARIANT_PRESETS[variant], EXPORT_FORMATS[fmt]
+    export_preset(preset, fmt, tmp_path, origin="a test")
+    assert read_export(tmp_path) == carried_fields(preset, fmt)
+    assert load_preset(str(tmp_path)) == preset  # preset.yaml keeps the variant whatever the tool
+    headed = comments(tmp_path / ("README.md" if fmt == "peft" else CONFIG_FILES[fmt]))
+    if variant in chosen.variants:
+        assert read_export(tmp_path)["variant"] == variant
+        assert f"set in {chosen.tool}'s own key below" in headed
+    else:
+        assert read_export(tmp_path).get("variant", "lora") == "lora"
+        assert f"{chosen.tool} has no setting for" in headed and "so this file trains plain LoRA" in headed
 
 
 def test_formats_are_offered_in_the_registrys_order_with_their_own_names_and_files():
@@ -114,6 +130,17 @@ def test_read_export_refuses_what_it_cannot_read(tmp_path):
         read_export(tmp_path)
 
 
+def test_a_file_setting_two_variants_or_another_loraplus_ratio_is_refused(tmp_path):
+    base = "finetuning_type: lora\nlora_rank: 8\nlora_target: all\nlearning_rate: 1.0e-4\nnum_train_epochs: 1\n"
+    base += "per_device_train_batch_size: 2\ncutoff_len: 64\n"
+    (tmp_path / "llama-factory.yaml").write_text(base + "use_dora: true\nuse_rslora: true\n", encoding="utf-8")
+    with pytest.raises(AdvisorError, match="rslora and dora together: LoRA Advisor's presets use one variant"):
+        read_export(tmp_path)
+    (tmp_path / "llama-factory.yaml").write_text(base + "loraplus_lr_ratio: 8\n", encoding="utf-8")
+    with pytest.raises(AdvisorError, match="loraplus_lr_ratio 8: LoRA Advisor's LoRA\\+ uses 16"):
+        read_export(tmp_path)
+
+
 def test_every_format_carries_the_adapter():
     assert all(set(CARRIED[fmt]) >= {"rank", "alpha", "targets", "dropout"} for fmt in FORMATS)
     assert all(set(each.carried) >= set(ADAPTER) for each in REGISTRY)
@@ -134,6 +161,7 @@ def test_an_unknown_format_is_refused_with_the_known_ones(tmp_path):
         ({"carried": ("rank", "alpha", "targets")}, "must carry the adapter; it lacks dropout"),
         ({"carried": (*ADAPTER, "seed")}, "carries seed, not preset fields an export carries"),
         ({"usage": ""}, "needs a name, a file name, a usage line and what to fill in"),
+        ({"variants": ("lora",)}, "carries 'variant' exactly when it sets a variant besides LoRA"),
     ],
 )
 def test_a_format_declares_the_adapter_it_carries_and_how_to_run_it(changes, message):

@@ -6,7 +6,15 @@ import pytest
 import yaml
 
 from advisor.exports import export_preset
-from tests.advisor.exports.shared import ATTENTION, MLP, check_header, exported_fields, own_keys
+from tests.advisor.exports.shared import (
+    ATTENTION,
+    MLP,
+    VARIANT_PRESETS,
+    check_header,
+    comments,
+    exported_fields,
+    own_keys,
+)
 from tuner.errors import AdvisorError
 
 # What torchtune calls some settings of math-24gib (lr 1e-4, 4 epochs, batch 2); sources in
@@ -53,3 +61,15 @@ def test_torchtune_refuses_an_mlp_only_preset(tmp_path):
     with pytest.raises(AdvisorError, match="MLP-only preset cannot be exported to torchtune"):
         export_preset(MLP, "torchtune", tmp_path / "out", origin="a test")
     assert not (tmp_path / "out").exists()
+
+
+def test_torchtune_sets_dora_and_says_it_has_no_rslora(tmp_path):
+    assert exported_fields(tmp_path / "dora", "torchtune", VARIANT_PRESETS["dora"])["model"]["use_dora"] is True
+    fields = exported_fields(tmp_path / "rslora", "torchtune", VARIANT_PRESETS["rslora"])
+    assert "use_dora" not in fields["model"] and fields["model"]["lora_alpha"] == 4  # plain LoRA's alpha
+    header = comments(tmp_path / "rslora" / "torchtune.yaml")
+    # rsLoRA scales by alpha / sqrt(r) = 4 / sqrt(8): plain LoRA's alpha / r is the same at alpha 4 sqrt(8)
+    assert (
+        "torchtune has no setting for rank-stabilised LoRA" in header
+        and "alpha = 11.31 scales as rsLoRA does" in header
+    )

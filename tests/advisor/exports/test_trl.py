@@ -6,7 +6,15 @@ import pytest
 import yaml
 
 from advisor.exports import DATA_PLACEHOLDER, export_preset
-from tests.advisor.exports.shared import PRESETS, check_header, exported_fields, own_keys
+from tests.advisor.exports.shared import (
+    PRESETS,
+    VARIANT_PRESETS,
+    check_header,
+    comments,
+    exported_fields,
+    own_keys,
+    variant_keys,
+)
 
 # What TRL calls the settings of math-24gib (r=16, alpha=32, all linear layers, lr 1e-4, 4 epochs,
 # batch 2 x 512, 10 % warm-up); sources in advisor/exports/trl.py's docstring.
@@ -73,3 +81,20 @@ def test_trl_export_builds_real_trl_and_peft_objects(tmp_path, key):
     assert (
         sft_from_cli.learning_rate == preset.recipe.learning_rate and model_from_cli.lora_r == preset.recipe.lora.rank
     )
+
+
+VARIANT_KEYS = {"rslora": {"use_rslora": True}, "dora": {"use_dora": True}, "pissa": {}, "loraplus": {}}
+
+
+@pytest.mark.filterwarnings("ignore:`gradient_checkpointing` is deprecated:FutureWarning")  # TRL's own default
+@pytest.mark.parametrize("variant", list(VARIANT_KEYS))
+def test_trl_sets_rslora_and_dora_and_says_it_has_no_pissa_or_loraplus(tmp_path, variant):
+    fields = exported_fields(tmp_path, "trl", VARIANT_PRESETS[variant])
+    assert variant_keys(fields, VARIANT_KEYS) == VARIANT_KEYS[variant]
+    header = comments(tmp_path / "trl-sft.yaml")
+    assert ("TRL has no setting for" in header) is (not VARIANT_KEYS[variant])
+    if VARIANT_KEYS[variant]:  # TRL's own parser passes them on to PEFT's LoraConfig
+        trl = pytest.importorskip("trl")
+        parser = trl.TrlParser((trl.ScriptArguments, trl.SFTConfig, trl.ModelConfig, trl.DatasetMixtureConfig))
+        _, _, model_config, _ = parser.parse_args_and_config(["--config", str(tmp_path / "trl-sft.yaml"), "--use_cpu"])
+        assert getattr(trl.get_peft_config(model_config), f"use_{variant}") is True
