@@ -11,6 +11,7 @@ from typing import NoReturn
 
 from tuner.errors import AdvisorError
 from tuner.models import DEFAULT_MODEL
+from tuner.paper import FIXED_ALPHA
 from tuner.settings import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_GOAL,
@@ -18,6 +19,7 @@ from tuner.settings import (
     DEFAULT_TASK,
     DEFAULT_TRIAL_TOKENS,
     DEFAULT_TRIALS,
+    VARIANTS,
 )
 
 
@@ -54,7 +56,32 @@ def build_parser() -> argparse.ArgumentParser:
         help="start from a preset: its task, model, batch, row length and budget, its configuration tried first",
     )
     tune_parser.add_argument(
-        "--trials", type=int, default=DEFAULT_TRIALS, help=f"trials in the study (default: {DEFAULT_TRIALS})"
+        "--trials",
+        type=int,
+        default=None,
+        help=f"trials in the study (default: {DEFAULT_TRIALS}, or as many as --budget allows)",
+    )
+    tune_parser.add_argument(
+        "--budget",
+        default=None,
+        help="the whole study's training tokens (200k, 1.5M tokens) or time (90s, 30min, 2h): many short trials "
+        "first, the best given more (successive halving); pruned trials and the range test count",
+    )
+    tune_parser.add_argument(
+        "--alpha",
+        default=None,
+        help=f"alpha: a number fixed at every rank (default: {FIXED_ALPHA:g}, LoRA Without Regret), a multiple "
+        "of the rank such as 2r (the paper's), or 'search'",
+    )
+    tune_parser.add_argument(
+        "--variants",
+        default=None,
+        help=f"LoRA variants to search, comma-separated from {','.join(VARIANTS)} (default: lora)",
+    )
+    tune_parser.add_argument(
+        "--no-range-test",
+        action="store_true",
+        help="skip the learning-rate range test and search the default rates",
     )
     tune_parser.add_argument(
         "--trial-tokens",
@@ -302,6 +329,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 score_items=args.score_items,
                 memory_budget=args.memory_budget,
                 from_preset=args.from_preset,
+                study_budget=args.budget,
+                alpha=args.alpha,
+                variants=args.variants,
+                range_test=not args.no_range_test,
             )
         if args.command == "eval":
             return _run_eval(args)

@@ -36,17 +36,16 @@ from tuner.events import (
     TrialStarted,
 )
 from tuner.records import Recommendation, RunReport, StudyScores, TrialRecord
+from tuner.space import lora_from_params
 
 
 def describe_params(params: dict[str, Any]) -> str:
     """A trial's configuration in one short phrase."""
     if not params:
         return "-"
-    rank = int(params["rank"])
-    return (
-        f"lr {float(params['learning_rate']):.2e}, r {rank}, "
-        f"alpha {float(params['alpha_multiple']) * rank:g}, {params['targets']}"
-    )
+    lora = lora_from_params(params)
+    variant = f", {lora.variant}" if lora.variant != "lora" else ""
+    return f"lr {float(params['learning_rate']):.2e}, r {lora.rank}, alpha {lora.alpha:g}, {lora.targets}{variant}"
 
 
 def step_progress(console: Console) -> Progress:
@@ -78,14 +77,21 @@ class RichReporter:
                 self.console.print(f"[dim]{event.message}...[/dim]")
         elif isinstance(event, StudyStarted):
             self.progress.start()
-            self.study_task = self.progress.add_task(
-                "trials", total=event.total_trials, completed=event.finished_trials, info=event.run_dir
-            )
+            if event.spent_share is not None:  # a budgeted study: the bar is the budget, in per cent
+                self.study_task = self.progress.add_task(
+                    "budget %", total=100, completed=min(100, round(100 * event.spent_share)), info=event.budget
+                )
+            else:
+                self.study_task = self.progress.add_task(
+                    "trials", total=event.total_trials, completed=event.finished_trials, info=event.run_dir
+                )
         elif isinstance(event, TrialStarted):
             if self.trial_task is not None:
                 self.progress.remove_task(self.trial_task)
             self.trial_task = self.progress.add_task(
-                f"trial {event.index}/{event.total}", total=event.steps, info=describe_params(event.params)
+                f"trial {event.index}/{event.total}" if event.total else f"trial {event.index}",
+                total=event.steps,
+                info=describe_params(event.params),
             )
         elif isinstance(event, TrialProgress) and self.trial_task is not None:
             self.progress.update(
@@ -111,7 +117,10 @@ class RichReporter:
             self.summary_console.print(recommendation_text(event.recommendation))
 
     def _trial_finished(self, event: TrialFinished) -> None:
-        if self.study_task is not None:
+        if self.study_task is not None and event.spent_share is not None:
+            share = min(100, round(100 * event.spent_share))
+            self.progress.update(self.study_task, completed=share, info=event.spent)
+        elif self.study_task is not None:
             self.progress.advance(self.study_task)
         if self.trial_task is not None:
             self.progress.remove_task(self.trial_task)
@@ -215,7 +224,8 @@ def recommendation_text(recommendation: Recommendation) -> str:
         f"[bold]Recommended[/bold] for {recommendation.task} on {recommendation.model}: "
         f"lr {recommendation.learning_rate:.2e}, rank {recommendation.rank}, "
         f"alpha {recommendation.alpha:g}, targets {recommendation.targets}, "
-        f"{recommendation.epochs} epochs",
+        + (f"variant {recommendation.variant}, " if recommendation.variant != "lora" else "")
+        + f"{recommendation.epochs} epochs",
     ]
     lines += [f"  {choice}: {why}" for choice, why in recommendation.evidence.items()]
     lines += scores_lines(recommendation.scores, recommendation.run_dir)

@@ -7,13 +7,18 @@ import sys
 from pathlib import Path
 
 from tuner.errors import AdvisorError
+from tuner.paper import FIXED_ALPHA
+from tuner.settings import DEFAULT_TRIALS
+
+MAX_BUDGET_TRIALS = 1000
+"""Trials a budgeted study may start at most when --trials is not given: the budget ends it first."""
 
 
 def tune(
     *,
     task: str | None,
     model: str | None,
-    trials: int,
+    trials: int | None,
     trial_tokens: int,
     goal: float,
     out: Path | None,
@@ -30,14 +35,20 @@ def tune(
     score_items: int | None = None,
     memory_budget: str | None = None,
     from_preset: str | None = None,
+    study_budget: str | None = None,
+    alpha: str | None = None,
+    variants: str | None = None,
+    range_test: bool = True,
 ) -> int:
     """Find a LoRA configuration for your task with real short training runs searched by Optuna.
 
-    The paper's settings run first, then TPE searches learning rate, rank, alpha and target modules;
-    pruned trials stop early. Trials that survive are scored on learning (GSM8K, or HumanEval with
-    --allow-code-execution) and forgetting (HellaSwag, WinoGrande, ARC-Challenge) on subsets that keep
-    scoring within 20 % of a trial's time; the Pareto front and a plot end the study. Running the same
-    command again resumes the study in --out. With --from-preset, the preset's task, model, batch, row
+    A learning-rate range test sets the searched rates; a single educated guess (the width rule's rate, all
+    linear layers, r 16) and the same at r 256 run first, then TPE searches rate, rank and target modules
+    (and LoRA variants with --variants) under successive halving: many short trials, the best trained on.
+    --budget caps the whole study's training tokens or time. Trials that survive are scored on learning
+    (GSM8K, or HumanEval with --allow-code-execution) and forgetting (HellaSwag, WinoGrande, ARC-Challenge)
+    on subsets that keep scoring within 20 % of a trial's time; the Pareto front and a plot end the study.
+    Running the same command again resumes the study in --out. With --from-preset, the preset's task, model, batch, row
     length and memory budget are the defaults, and its configuration is the first trial.
     """
     from rich.console import Console
@@ -48,15 +59,18 @@ def tune(
     from tuner.memory import parse_size
     from tuner.memory_bounds import run_budgeted_study
     from tuner.models import DEFAULT_MODEL
+    from tuner.range_test import RangeTestPlan
     from tuner.settings import (
         DEFAULT_BATCH_SIZE,
         DEFAULT_SEQ_LEN,
         DEFAULT_TASK,
+        VARIANTS,
         DataSettings,
         StudySettings,
         TrainBudget,
     )
-    from tuner.space import trial_params
+    from tuner.space import SearchSpace, alpha_choice, trial_params
+    from tuner.study_budget import StudyBudget
 
     preset = load_preset(from_preset) if from_preset is not None else None
     task = task or (preset.task if preset else DEFAULT_TASK)
@@ -67,13 +81,29 @@ def tune(
     out = out or Path("runs") / task
     first = [trial_params(preset.recipe.lora, preset.recipe.learning_rate)] if preset is not None else []
     try:
+        spend = StudyBudget.parse(study_budget) if study_budget is not None else None
+        chosen = tuple(v.strip() for v in (variants or "lora").split(",") if v.strip())
+        unknown = [v for v in chosen if v not in VARIANTS]
+        if unknown or not chosen:
+            raise ValueError(
+                f"unknown LoRA variant {', '.join(unknown) or '(none given)'}: choose from {', '.join(VARIANTS)}"
+            )
+        space = SearchSpace(variants=chosen, **alpha_choice(alpha or f"{FIXED_ALPHA:g}"))  # type: ignore[arg-type]
+        if trials is None:
+            trials = DEFAULT_TRIALS if spend is None else MAX_BUDGET_TRIALS
         budget_bytes = parse_size(memory_budget) if memory_budget is not None else None
         budget = TrainBudget(train_tokens=trial_tokens, batch_size=batch_size, seq_len=seq_len)
         data_settings = DataSettings(
             task=task, source=data, prompt_column=prompt_column, response_column=response_column, seed=seed
         )
         settings = StudySettings(
-            model=model, data=data_settings, trials=trials, budget=budget, goal=goal, memory_budget=budget_bytes
+            model=model,
+            data=data_settings,
+            trials=trials,
+            budget=budget,
+            goal=goal,
+            memory_budget=budget_bytes,
+            search_budget=spend,
         )
     except ValueError as error:
         raise AdvisorError(str(error)) from None
@@ -90,6 +120,8 @@ def tune(
             allow_code_execution=allow_code_execution,
             score_items=score_items,
             first_configurations=first,
+            space=space,
+            range_test=RangeTestPlan() if range_test else None,
         )
     finally:
         reporter.close()

@@ -13,6 +13,9 @@ HEAVY = ("torch", "transformers", "peft", "lm_eval", "textual", "datasets")
 PURE = (
     "tuner.settings",
     "tuner.space",
+    "tuner.priors",
+    "tuner.range_test",
+    "tuner.study_budget",
     "tuner.objective",
     "tuner.recommend",
     "tuner.packing",

@@ -38,7 +38,7 @@ def test_two_short_trials_of_the_real_model(builtin_gguf, data_dir, tmp_path):
     )
 
     trials = [json.loads(p.read_text()) for p in sorted((tmp_path / "run" / "trials").glob("*.json"))]
-    assert [t["params"]["rank"] for t in trials] == [16, 256]  # the paper's settings run first
+    assert [t["params"]["rank"] for t in trials] == [16, 256]  # the starting points run first: r 16, then r 256
     base = rec["objective"]["base_target_loss"]
     assert 0.3 < base < 3.0  # an instruction-tuned model already knows GSM8K's format
     for trial in trials:

@@ -13,6 +13,10 @@ class StudyStarted:
     total_trials: int
     finished_trials: int
     run_dir: str
+    budget: str | None = None
+    """The study's budget and what is spent of it, where it has one."""
+    spent_share: float | None = None
+    """The share of the budget spent (1 = all), where it has one."""
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,7 @@ class TrialStarted:
     index: int
     """1-based position among the study's trials."""
     total: int
+    """The study's trial count (0 when its budget, not a count, ends it)."""
     steps: int
     params: dict[str, object] = field(default_factory=dict)
 
@@ -58,6 +63,10 @@ class TrialFinished:
     value: float | None
     reason: str | None
     seconds: float
+    spent: str | None = None
+    """The study's budget used and left, where it has one."""
+    spent_share: float | None = None
+    """The share of the budget spent (1 = all), where it has one."""
 
 
 @dataclass(frozen=True)

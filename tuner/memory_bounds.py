@@ -12,23 +12,24 @@ from tuner.settings import LoraSettings, StudySettings
 from tuner.space import SearchSpace
 
 if TYPE_CHECKING:
+    from tuner.records import Recommendation
     from tuner.study import Feasibility
 
 
-def run_budgeted_study(settings: StudySettings, run_dir: Path, **options: Any) -> dict[str, Any]:
+def run_budgeted_study(settings: StudySettings, run_dir: Path, **options: Any) -> Recommendation:
     """Run (or resume) a study in the search space its memory budget allows; `options` go to run_study.
 
     The space also holds any configuration the study starts from (`first_configurations`).
     """
     from tuner.study import run_study
 
-    space, feasible = memory_bounds(settings)
+    space, feasible = memory_bounds(settings, options.pop("space", None))
     for params in options.get("first_configurations") or []:
-        space = (space or SearchSpace()).including(params)
+        space = space.including(params)
     return run_study(settings, run_dir, space=space, feasible=feasible, **options)
 
 
-def memory_bounds(settings: StudySettings) -> tuple[SearchSpace | None, Feasibility | None]:
+def memory_bounds(settings: StudySettings, space: SearchSpace | None = None) -> tuple[SearchSpace, Feasibility | None]:
     """The search space narrowed to what the memory estimate says fits the budget, and the check each trial passes.
 
     Ranks that fit with some target set and target sets that fit at the smallest rank stay; a drawn pair that
@@ -36,8 +37,9 @@ def memory_bounds(settings: StudySettings) -> tuple[SearchSpace | None, Feasibil
     """
     from tuner.runtime import pick_runtime
 
+    space = space or SearchSpace()
     if settings.memory_budget is None:
-        return None, None
+        return space, None
     device = pick_runtime().device.type  # where the trials will run
     shape = memory.model_shape(settings.model)
     trial_setup = memory.TrainSetup(device=device, batch=settings.budget.batch_size, seq_len=settings.budget.seq_len)
@@ -51,7 +53,6 @@ def memory_bounds(settings: StudySettings) -> tuple[SearchSpace | None, Feasibil
         over = memory.format_size(limit)
         return f"estimated {memory.format_size(total)} for r={lora.rank} on {lora.targets}, over {over}"
 
-    space = SearchSpace()
     fitting = [(r, t) for r in space.ranks for t in space.targets if feasible(LoraSettings(r, 2 * r, t)) is None]
     if not fitting:
         refusal = memory.weights_refusal(shape, trial_setup, limit)

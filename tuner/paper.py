@@ -17,6 +17,9 @@ LORA_LEARNING_RATE = {
     "math": {16: 1e-4, 64: 1e-4, 256: 5e-5},
 }
 
+# LoRA Without Regret's alpha: with alpha fixed, the best rate barely moves with the rank.
+FIXED_ALPHA = 32.0
+
 # Recommended minimum epochs for LoRA instruction fine-tuning (GSM8K peaks after 4 epochs).
 MIN_IFT_EPOCHS = 4
 

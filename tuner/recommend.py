@@ -35,6 +35,7 @@ def recommend(
     runtime: str | None = None,
     run_dir: str | None = None,
     scores: StudyScores | None = None,
+    search: list[str] | None = None,
 ) -> Recommendation:
     """Pick the completed trial with the lowest objective and explain each of its choices."""
     complete = [t for t in trials if t.state == "COMPLETE" and t.value is not None]
@@ -59,7 +60,7 @@ def recommend(
     evidence = {
         "learning_rate": f"{lr_evidence}. Finding: {FINDINGS['learning_rate']}.",
         "rank": f"{lora.rank} from {source}. Finding: {FINDINGS['rank']}.",
-        "alpha": f"{lora.alpha:g} = {lora.alpha / lora.rank:g}r from {source}. Finding: {FINDINGS['alpha']}.",
+        "alpha": f"{lora.alpha:g} (= {lora.alpha / lora.rank:g}r) from {source}. Finding: {FINDINGS['alpha']}.",
         "target_modules": f"{lora.targets} from {source}. Finding: {FINDINGS['targets']}.",
         "epochs": f"{MIN_IFT_EPOCHS}. Finding: {FINDINGS['epochs']}.",
     }
@@ -70,6 +71,9 @@ def recommend(
         by_rank = best_by(complete, "rank")
         evidence["target_modules"] += f" Best objective by targets here: {_group_text(by_targets)}."
         evidence["rank"] += f" Best objective by rank here: {_group_text(by_rank)}."
+
+    if search:
+        evidence["search"] = " ".join(search)
 
     objective: dict[str, Any] = {"goal": settings.goal, **{f"base_{k}": v for k, v in base_losses.items()}}
     if best is not None:

@@ -5,7 +5,7 @@ settings, the full run's settings and the preset; and the defaults the CLI and t
     LoraSettings      rank, alpha, targets, dropout, variant
     TrainingRecipe    LoraSettings + rate, epochs, batch, row length, warm-up, clipping
     TrainBudget       one trial: tokens, batch, row length, warm-up, clipping, evaluations
-    StudySettings     model + DataSettings + TrainBudget + trials, goal, memory budget
+    StudySettings     model + DataSettings + TrainBudget + trials, goal, memory budget, study budget
     RunSettings       model + DataSettings + TrainingRecipe + training examples
 """
 
@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from tuner.paper import MIN_IFT_EPOCHS
+from tuner.study_budget import StudyBudget
 
 TASKS = ("code", "math", "custom")
 
@@ -30,6 +31,9 @@ DEFAULT_WARMUP_RATIO = 0.1  # 10 % warm-up, as in Biderman et al. 2024
 DEFAULT_MAX_GRAD_NORM = 1.0  # gradient clipping 1.0, as in Biderman et al. 2024
 EVAL_ROWS = 8
 """Packed rows in each held-out set (target and general text)."""
+HALVING_RATE = 2
+"""Successive halving: each rung keeps the best 1 / HALVING_RATE of the trials that reached it and doubles their
+steps (Jamieson & Talwalkar 2016; Optuna's SuccessiveHalvingPruner)."""
 TARGET_SETS = ("attention", "mlp", "all")
 VARIANTS = ("lora", "rslora", "dora", "pissa", "loraplus")
 """LoRA variants: plain, rank-stabilised scaling, weight-decomposed, PiSSA initialisation, a higher rate for B."""
@@ -187,7 +191,7 @@ class TrainBudget:
     max_grad_norm: float = DEFAULT_MAX_GRAD_NORM
     """Gradient clipping."""
     evaluations: int = 4
-    """Held-out evaluations per trial, evenly spaced, the last at the final step."""
+    """Held-out evaluations per trial at most: the rungs of successive halving, the last at the final step."""
     eval_rows: int = EVAL_ROWS
     """Packed rows in each held-out set (target and general)."""
 
@@ -220,10 +224,15 @@ class TrainBudget:
         return round(self.warmup_ratio * self.steps())
 
     def eval_steps(self) -> list[int]:
-        """Steps after which the held-out sets are evaluated, ending with the last step."""
+        """The rungs of successive halving: steps r, 2r, 4r, ... and the last step, after which the held-out sets
+        are evaluated and a trial is kept or pruned; the first rung lies past the warm-up."""
         steps = self.steps()
-        count = min(self.evaluations, steps)
-        return sorted({round(steps * (i + 1) / count) for i in range(count)})
+        first_allowed = self.warmup_steps() + 1  # losses mid-warm-up rank learning rates poorly
+        for count in range(min(self.evaluations, steps), 0, -1):
+            first = steps // HALVING_RATE ** (count - 1)
+            if count == 1 or first >= first_allowed:
+                return sorted({*(first * HALVING_RATE**k for k in range(count - 1)), steps})
+        return [steps]
 
 
 def _data_fields(data: DataSettings) -> dict[str, object]:
@@ -262,12 +271,20 @@ class StudySettings:
     """0 learns most, 1 forgets least: the weight of the forgetting term in the objective."""
     memory_budget: int | None = None
     """Bytes a trial may use (GPU memory, or RAM on CPU); configurations estimated above it are not run."""
+    search_budget: StudyBudget | None = None
+    """Training tokens or seconds the whole study may spend (None: `trials` trials, however long they take)."""
 
     def __post_init__(self) -> None:
         if self.memory_budget is not None and self.memory_budget < 1:
             raise ValueError(f"memory budget must be positive, got {self.memory_budget}")
         if self.trials < 1:
             raise ValueError(f"trials must be at least 1, got {self.trials}")
+        tokens = self.search_budget.tokens if self.search_budget is not None else None
+        if tokens is not None and tokens < self.budget.train_tokens:
+            raise ValueError(
+                f"a study budget of {tokens:,} tokens is below one trial ({self.budget.train_tokens:,} tokens); "
+                "raise --budget or lower --trial-tokens"
+            )
         if not 0.0 <= self.goal <= 1.0:
             raise ValueError(f"goal must be between 0 (learn most) and 1 (forget least), got {self.goal}")
 
@@ -286,6 +303,7 @@ class StudySettings:
             "goal": self.goal,
             **_data_fields(self.data),
             "memory_budget": self.memory_budget,
+            **({"search_budget": self.search_budget.to_json()} if self.search_budget is not None else {}),
         }
 
     @classmethod
@@ -298,12 +316,15 @@ class StudySettings:
             budget=TrainBudget(**fields["budget"]),
             goal=float(fields.get("goal", DEFAULT_GOAL)),
             memory_budget=fields.get("memory_budget"),
+            search_budget=StudyBudget.from_json(fields["search_budget"]) if fields.get("search_budget") else None,
         )
 
     def identity(self) -> dict[str, object]:
-        """The settings a resumed study must share with the stored one (all but the trial count)."""
+        """The settings a resumed study must share with the stored one (all but the trial count and the budget,
+        which a resumed study may raise)."""
         fields = self.to_json()
         fields.pop("trials")
+        fields.pop("search_budget", None)
         if fields["memory_budget"] is None:  # studies from before budgets existed resume unchanged
             fields.pop("memory_budget")
         return fields

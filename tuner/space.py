@@ -1,15 +1,39 @@
-"""The search space over learning rate, rank, alpha and target modules (pure: optuna is only called)."""
+"""The search space over learning rate, rank, alpha, target modules and LoRA variant (pure: optuna is only called)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from tuner.paper import paper_learning_rate
-from tuner.settings import TARGET_SETS, LoraSettings
+from tuner.paper import FIXED_ALPHA, paper_learning_rate
+from tuner.settings import TARGET_SETS, VARIANTS, LoraSettings
 
 if TYPE_CHECKING:
     import optuna
+
+
+ALPHA_RULES = ("fixed", "2r", "search")
+"""How alpha is set: one alpha at every rank (the default), alpha = 2r (the paper's), or searched as a multiple of r."""
+SEARCHED_ALPHA_MULTIPLES = (0.5, 1.0, 2.0, 4.0)
+
+
+def alpha_choice(text: str) -> dict[str, object]:
+    """SearchSpace fields for an --alpha value: a number (fixed), 'Nr' (N x rank, '2r' is the paper's) or 'search'."""
+    value = text.strip().lower()
+    if value == "search":
+        return {"alphas": None, "alpha_multiples": SEARCHED_ALPHA_MULTIPLES}
+    try:
+        if value.endswith("r"):
+            multiple = float(value[:-1] or 1)
+            if multiple > 0:
+                return {"alphas": None, "alpha_multiples": (multiple,)}
+        elif float(value) > 0:
+            return {"alphas": (float(value),), "alpha_multiples": (2.0,)}
+    except ValueError:
+        pass
+    raise ValueError(
+        f"--alpha takes a positive number (fixed alpha), a multiple of the rank such as 2r, or 'search'; got {text!r}"
+    )
 
 
 @dataclass(frozen=True)
@@ -22,44 +46,87 @@ class SearchSpace:
     """Highest learning rate; small models tolerate higher rates than the paper's 7B."""
     ranks: tuple[int, ...] = (8, 16, 32, 64, 128, 256)
     """Candidate ranks (the paper compares 16 and 256)."""
-    alpha_multiples: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)
-    """alpha = multiple x rank; 2 is the paper's convention."""
+    alphas: tuple[float, ...] | None = (FIXED_ALPHA,)
+    """Alpha fixed whatever the rank, so the best rate barely moves with the rank and the two are searched nearly
+    independently (LoRA Without Regret's alpha = 32; a preset's own alpha joins it); None: alpha is a multiple
+    of the rank (alpha_multiples)."""
+    alpha_multiples: tuple[float, ...] = (2.0,)
+    """alpha = multiple x rank when alphas is None; 2 is the paper's convention."""
     targets: tuple[str, ...] = TARGET_SETS
     """Target module sets."""
+    variants: tuple[str, ...] = ("lora",)
+    """LoRA variants to choose between (plain LoRA, rsLoRA, DoRA, PiSSA, LoRA+)."""
 
     def __post_init__(self) -> None:
         if not 0 < self.lr_low < self.lr_high:
             raise ValueError(f"need 0 < lr_low < lr_high, got {self.lr_low} and {self.lr_high}")
         if not self.ranks or min(self.ranks) < 1:
             raise ValueError(f"ranks must be positive, got {self.ranks}")
+        if self.alphas is not None and (not self.alphas or min(self.alphas) <= 0):
+            raise ValueError(f"fixed alphas must be positive, got {self.alphas}")
         if not self.alpha_multiples or min(self.alpha_multiples) <= 0:
             raise ValueError(f"alpha multiples must be positive, got {self.alpha_multiples}")
         unknown = set(self.targets) - set(TARGET_SETS)
         if not self.targets or unknown:
             raise ValueError(f"targets must be drawn from {TARGET_SETS}, got {self.targets}")
+        unknown_variants = set(self.variants) - set(VARIANTS)
+        if not self.variants or unknown_variants:
+            raise ValueError(f"unknown LoRA variant {sorted(unknown_variants)}: choose from {', '.join(VARIANTS)}")
 
     def suggest(self, trial: optuna.Trial) -> dict[str, object]:
-        """Draw one configuration through Optuna's suggest_* calls."""
-        return {
+        """Draw one configuration through Optuna's suggest_* calls (alpha is always among the parameters)."""
+        params: dict[str, object] = {
             "learning_rate": trial.suggest_float("learning_rate", self.lr_low, self.lr_high, log=True),
             "rank": trial.suggest_categorical("rank", list(self.ranks)),
-            "alpha_multiple": trial.suggest_categorical("alpha_multiple", list(self.alpha_multiples)),
-            "targets": trial.suggest_categorical("targets", list(self.targets)),
         }
+        if self.alphas is not None:
+            params["alpha"] = trial.suggest_categorical("alpha", list(self.alphas))
+        else:
+            params["alpha_multiple"] = trial.suggest_categorical("alpha_multiple", list(self.alpha_multiples))
+        params["targets"] = trial.suggest_categorical("targets", list(self.targets))
+        if self.variants != ("lora",):
+            params["variant"] = trial.suggest_categorical("variant", list(self.variants))
+        return params
+
+    def alpha_rule(self) -> str:
+        """How alpha is set, in words."""
+        if self.alphas is not None:
+            fixed = " or ".join(f"{alpha:g}" for alpha in self.alphas)
+            return f"alpha fixed at {fixed} whatever the rank (LoRA Without Regret)"
+        if len(self.alpha_multiples) == 1:
+            return f"alpha = {self.alpha_multiples[0]:g}r" + (
+                " (Biderman et al. 2024)" if self.alpha_multiples[0] == 2 else ""
+            )
+        return f"alpha searched as {', '.join(f'{m:g}' for m in self.alpha_multiples)} x r"
+
+    def with_rates(self, low: float, high: float) -> SearchSpace:
+        """This space with another learning-rate range (the range test's)."""
+        return replace(self, lr_low=low, lr_high=high)
 
     def including(self, params: dict[str, object]) -> SearchSpace:
         """This space widened to hold one configuration (a preset's values may lie outside the defaults)."""
         rate = float(params["learning_rate"])  # type: ignore[arg-type]
-        return SearchSpace(
+        wider = replace(
+            self,
             lr_low=min(self.lr_low, rate),
             lr_high=max(self.lr_high, rate),
             ranks=tuple(sorted({*self.ranks, int(params["rank"])})),  # type: ignore[call-overload]
-            alpha_multiples=tuple(sorted({*self.alpha_multiples, float(params["alpha_multiple"])})),  # type: ignore[arg-type]
             targets=tuple(t for t in TARGET_SETS if t in {*self.targets, str(params["targets"])}),
+            variants=tuple(v for v in VARIANTS if v in {*self.variants, str(params.get("variant", "lora"))}),
         )
+        lora = lora_from_params(params)
+        if self.alphas is not None:
+            return replace(wider, alphas=tuple(sorted({*self.alphas, lora.alpha})))
+        multiples = tuple(sorted({*self.alpha_multiples, lora.alpha / lora.rank}))
+        return replace(wider, alpha_multiples=multiples)
+
+    def fitting(self, params: dict[str, object]) -> dict[str, object]:
+        """A configuration's parameters in this space's terms (alpha fixed or as a multiple of the rank)."""
+        lora = lora_from_params(params)
+        return trial_params(lora, float(params["learning_rate"]), self)  # type: ignore[arg-type]
 
     def paper_configurations(self, task: str) -> list[dict[str, object]]:
-        """The paper's all-linear settings at r = 16 and r = 256 (alpha = 2r), enqueued before the search."""
+        """The paper's all-linear settings at r = 16 and r = 256 (alpha = 2r), as evidence and the fallback."""
         return [
             {
                 "learning_rate": paper_learning_rate(task, rank),
@@ -72,21 +139,28 @@ class SearchSpace:
         ]
 
 
-def trial_params(lora: LoraSettings, learning_rate: float) -> dict[str, object]:
-    """A trial's parameters for an adapter and rate (the inverse of lora_from_params)."""
-    return {
-        "learning_rate": learning_rate,
-        "rank": lora.rank,
-        "alpha_multiple": lora.alpha / lora.rank,
-        "targets": lora.targets,
-    }
+def trial_params(lora: LoraSettings, learning_rate: float, space: SearchSpace | None = None) -> dict[str, object]:
+    """A trial's parameters for an adapter and rate (the inverse of lora_from_params), in a space's terms.
+
+    Alpha is fixed in a space that fixes it, else (and without a space) a multiple of the rank; the space must
+    hold the result (SearchSpace.including).
+    """
+    params: dict[str, object] = {"learning_rate": learning_rate, "rank": lora.rank}
+    if space is not None and space.alphas is not None:
+        params["alpha"] = lora.alpha
+    else:
+        params["alpha_multiple"] = lora.alpha / lora.rank
+    params["targets"] = lora.targets
+    variant = lora.variant
+    if variant != "lora" or (space is not None and space.variants != ("lora",)):
+        params["variant"] = variant
+    return params
 
 
 def lora_from_params(params: dict[str, object]) -> LoraSettings:
     """The adapter settings a trial's parameters describe."""
     rank = int(params["rank"])  # type: ignore[arg-type]
-    return LoraSettings(
-        rank=rank,
-        alpha=float(params["alpha_multiple"]) * rank,  # type: ignore[arg-type]
-        targets=str(params["targets"]),
-    )
+    alpha = params["alpha"] if "alpha" in params else float(params["alpha_multiple"]) * rank  # type: ignore[arg-type]
+    lora = LoraSettings(rank=rank, alpha=float(alpha), targets=str(params["targets"]))  # type: ignore[arg-type]
+    variant = str(params.get("variant", "lora"))
+    return replace(lora, variant=variant) if variant != "lora" else lora

@@ -1,6 +1,7 @@
 """The Optuna study, top to bottom like a training recipe: set up (the stored study, the data, the run directory
-and its storage), search (the paper's configurations first, then TPE with median pruning, on the model loaded
-once), summarise (trial files, the recommendation with its evidence, the scores and their plot).
+and its storage), search (a learning-rate range test, the starting points from rules that scale, then TPE with
+successive halving, on the model loaded once, until the trials or the study's budget are spent), summarise
+(trial files, the recommendation with its evidence, the scores and their plot).
 
 Resumable: the same call on the same run directory continues the study; an interrupted trial runs again.
 """
@@ -17,13 +18,16 @@ from typing import TYPE_CHECKING, Any
 from tuner.benchmarks import study_benchmarks
 from tuner.errors import AdvisorError
 from tuner.events import Reporter, Stage, StudyFinished, StudyStarted, TrialFinished, ignore
+from tuner.priors import starting_points
+from tuner.range_test import RangeTestPlan
 from tuner.recommend import recommend
 from tuner.records import Recommendation
 from tuner.rundir import run_dir_lock, write_json
 from tuner.runtime import pick_runtime, quiet_libraries
-from tuner.settings import StudySettings
+from tuner.settings import HALVING_RATE, LoraSettings, StudySettings, TrainBudget
 from tuner.space import SearchSpace, lora_from_params
-from tuner.study_objective import Feasibility, TrialFailed, TrialObjective
+from tuner.study_budget import describe_spent
+from tuner.study_objective import Feasibility, Spending, TrialFailed, TrialObjective
 from tuner.study_state import (
     StudyState,
     default_storage,
@@ -38,7 +42,7 @@ from tuner.study_summary import TRIALS_DIR, study_scores, write_trial, write_tri
 
 if TYPE_CHECKING:
     import optuna
-    from transformers import PreTrainedTokenizerBase
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
     from tuner.data import StudyData
     from tuner.evaluation import TrialScorer
@@ -48,7 +52,7 @@ if TYPE_CHECKING:
 __all__ = ["Feasibility", "run_study"]
 
 STARTUP_TRIALS = 5
-"""Trials before TPE models the space: the enqueued paper configurations, then random draws."""
+"""Trials before TPE models the space: the enqueued starting points, then random draws."""
 
 
 @dataclass(frozen=True)
@@ -69,7 +73,9 @@ class StudyOptions:
     feasible: Feasibility | None = None
     """Why a configuration would not fit the memory budget (None when it fits); checked before a trial runs."""
     first_configurations: tuple[dict[str, Any], ...] = ()
-    """Parameters tried before the paper's (a preset the study starts from)."""
+    """Parameters tried before the starting points (a preset the study starts from)."""
+    range_test: RangeTestPlan | None = field(default_factory=RangeTestPlan)
+    """The learning-rate range test run before the search (None: search the space's own rates)."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +86,9 @@ class StudyInputs:
     identity: str
     tokenizer: PreTrainedTokenizerBase
     data: StudyData
+    hidden_size: int | None
+    """The model's width (None where its config names none), for the width rule's learning rate."""
+    model_type: str
 
 
 def run_study(
@@ -94,6 +103,7 @@ def run_study(
     score_items: int | None = None,
     feasible: Feasibility | None = None,
     first_configurations: list[dict[str, Any]] | None = None,
+    range_test: RangeTestPlan | None = RangeTestPlan(),  # noqa: B008 (frozen)
 ) -> Recommendation:
     """Run (or resume) a study to its trial count; returns the recommendation (also in recommendation.json).
 
@@ -108,6 +118,7 @@ def run_study(
         score_items,
         feasible,
         tuple(first_configurations or ()),
+        range_test,
     )
 
     # Set up: the stored study must match these settings; the data is prepared before anything is written.
@@ -119,23 +130,25 @@ def run_study(
         study = _open_study(settings, name, shared or open_storage(default_storage(run_dir)), stored)
         state = StudyState(study)
         if state.start(settings):
-            for params in [*opts.first_configurations, *opts.space.paper_configurations(settings.task)]:
+            points = starting_points(opts.space, inputs.hidden_size, inputs.model_type, settings.task)
+            state.starting_points = [point.to_json() for point in points]
+            for params in [*opts.first_configurations, *(point.params for point in points)]:
                 if opts.feasible is None or opts.feasible(lora_from_params(params)) is None:
-                    study.enqueue_trial(params, skip_if_exists=True)
+                    study.enqueue_trial(opts.space.fitting(params), skip_if_exists=True)
         requeue_interrupted(study)
         write_json(run_dir / "settings.json", {**settings.to_json(), "storage": opts.storage or "study.db"})
         (run_dir / TRIALS_DIR).mkdir(exist_ok=True)
         write_trials(run_dir, study)
         finished = len(finished_trials(study))
-        opts.report(StudyStarted(settings.trials, finished, str(run_dir)))
+        opts.report(StudyStarted(settings.trials, finished, str(run_dir), *Spending(settings, study).describe()))
         base = state.base_losses
         if base is not None and base.get("model_identity") != inputs.identity:
             changed = f"the weights of {settings.model} changed since this study started; use another --out"
             raise AdvisorError(changed)
 
-        # Search: the trials still to run, on the model loaded once.
+        # Search: the trials still to run, on the model loaded once, while the budget lasts.
         runtime = pick_runtime()
-        if settings.trials > finished:
+        if settings.trials > finished and _budget_left(settings, study):
             base = _search(settings, run_dir, study, inputs, runtime, opts)
 
         # Summarise: the trial files, the recommendation with its evidence, the scores and their plot.
@@ -147,10 +160,33 @@ def run_study(
             runtime=runtime.describe(),
             run_dir=str(run_dir),
             scores=study_scores(settings, run_dir, state, records),
+            search=_search_evidence(settings, study),
         )
         write_json(run_dir / "recommendation.json", recommendation.to_json())
         opts.report(StudyFinished(recommendation, records))
         return recommendation
+
+
+def _search_evidence(settings: StudySettings, study: optuna.Study) -> list[str]:
+    """How the search ran, in sentences for the advice: where it started, the range test, what it spent."""
+    from tuner.range_test import RangeResult
+
+    state = StudyState(study)
+    notes = [f"Starting point {index + 1}: {point['rule']}." for index, point in enumerate(state.starting_points or [])]
+    if state.range_test is not None:
+        notes.append(f"Rates: {RangeResult.from_json(state.range_test).describe()}.")
+    notes.append(
+        f"Successive halving evaluated trials at steps {', '.join(map(str, settings.budget.eval_steps()))} and "
+        f"kept the best 1/{HALVING_RATE} at each."
+    )
+    spent = Spending(settings, study)
+    budget = settings.search_budget
+    notes.append(
+        f"Spent: {describe_spent(budget, spent.spent())}."
+        if budget is not None
+        else f"Spent: {spent.spent().tokens:,} training tokens."
+    )
+    return notes
 
 
 def _check_stored(
@@ -169,9 +205,9 @@ def _check_stored(
 
 
 def _prepare_inputs(settings: StudySettings, opts: StudyOptions) -> StudyInputs:
-    """The model's source and identity, its tokenizer, and the task and general text packed once."""
+    """The model's source, identity and width, its tokenizer, and the task and general text packed once."""
     from tuner.data import prepare_study_data
-    from tuner.models import load_tokenizer, model_identity, resolve_model
+    from tuner.models import load_tokenizer, model_config, model_identity, resolve_model
 
     quiet_libraries()
     source = resolve_model(settings.model)
@@ -179,7 +215,11 @@ def _prepare_inputs(settings: StudySettings, opts: StudyOptions) -> StudyInputs:
     tokenizer = load_tokenizer(source)
     opts.report(Stage(f"preparing {settings.task} data"))
     data = prepare_study_data(settings.data, settings.budget.packing(), tokenizer, opts.data_dir)
-    return StudyInputs(source, model_identity(source), tokenizer, data)
+    config = model_config(source)
+    width = next(
+        (config[key] for key in ("hidden_size", "n_embd", "d_model") if isinstance(config.get(key), int)), None
+    )
+    return StudyInputs(source, model_identity(source), tokenizer, data, width, str(config.get("model_type", "")))
 
 
 @contextlib.contextmanager
@@ -212,9 +252,17 @@ def _open_study(
         sampler=optuna.samplers.TPESampler(
             seed=settings.data.seed + trials_before, n_startup_trials=STARTUP_TRIALS, multivariate=True
         ),
-        # The first evaluation is never pruned (Optuna prunes from step n_warmup_steps on):
-        # the earliest losses rank learning rates poorly, mid-warm-up.
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=settings.budget.eval_steps()[0] + 1),
+        pruner=halving_pruner(settings.budget),
+    )
+
+
+def halving_pruner(budget: TrainBudget) -> optuna.pruners.BasePruner:
+    """Successive halving at the trial's evaluation steps (the first lies past the warm-up): each rung keeps the
+    best 1 / HALVING_RATE of the trials that reached it, so a pruned configuration costs a fraction of a trial."""
+    import optuna
+
+    return optuna.pruners.SuccessiveHalvingPruner(
+        min_resource=budget.eval_steps()[0], reduction_factor=HALVING_RATE, min_early_stopping_rate=0
     )
 
 
@@ -248,9 +296,11 @@ def _search(
             "general_loss": heldout_loss(model, inputs.data.general, batch, runtime),
         }
         state.base_losses = base
+    space = _searched_space(settings, run_dir, study, model, inputs, runtime, opts)
     scorer = _scorer(settings, study, inputs, runtime, opts) if opts.score_items != 0 else None
+    spend = Spending(settings, study)
     objective = TrialObjective(
-        settings, opts.space, model, inputs.data, runtime, base, opts.report, opts.feasible, scorer
+        settings, space, model, inputs.data, runtime, base, opts.report, opts.feasible, scorer, spend
     )
 
     def trial_done(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
@@ -258,11 +308,55 @@ def _search(
         write_trial(run_dir, record)
         end = trial.datetime_complete
         seconds = (end - trial.datetime_start).total_seconds() if end and trial.datetime_start else 0.0
-        opts.report(TrialFinished(trial.number, trial.state.name, trial.value, record.reason, seconds))
+        spent = spend.describe()
+        opts.report(TrialFinished(trial.number, trial.state.name, trial.value, record.reason, seconds, *spent))
+        if not _budget_left(settings, study):
+            study.stop()  # the next trial's first rung would not fit
 
     remaining = settings.trials - len(finished_trials(study))
-    study.optimize(objective, n_trials=remaining, catch=(TrialFailed,), callbacks=[trial_done])
+    if _budget_left(settings, study):
+        study.optimize(objective, n_trials=remaining, catch=(TrialFailed,), callbacks=[trial_done])
     return base
+
+
+def _budget_left(settings: StudySettings, study: optuna.Study) -> bool:
+    """Whether another trial's first rung fits in the study's budget (always, without one)."""
+    return Spending(settings, study).first_rung_fits()
+
+
+def _searched_space(
+    settings: StudySettings,
+    run_dir: Path,
+    study: optuna.Study,
+    model: PreTrainedModel,
+    inputs: StudyInputs,
+    runtime: Runtime,
+    opts: StudyOptions,
+) -> SearchSpace:
+    """The space the trials draw from: its rates from the range test (run once, first), widened to hold the
+    starting points."""
+    from tuner.range_test import RANGE_FILE, RangeResult, run_range_test
+
+    state = StudyState(study)
+    space = opts.space
+    if opts.range_test is not None and state.range_test is None:
+        points = state.starting_points or []
+        guess = lora_from_params(points[0]["params"]) if points else LoraSettings(16, 32.0, "all")
+        plan = opts.range_test
+        opts.report(Stage(f"learning-rate range test: {plan.start:g} to {plan.end:g} over at most {plan.steps} steps"))
+        found = run_range_test(model, inputs.data, guess, runtime, plan, seed=settings.data.seed)
+        write_json(run_dir / RANGE_FILE, found.to_json())
+        state.range_test = {key: value for key, value in found.to_json().items() if key != "curve"}
+        opts.report(Stage(found.describe()))
+    if state.range_test is not None:
+        found = RangeResult.from_json(state.range_test)
+        if found.conclusive:
+            space = space.with_rates(found.low, found.high)
+    for point in state.starting_points or []:
+        space = space.including(point["params"])
+    for params in opts.first_configurations:
+        space = space.including(params)
+    return space
 
 
 def _scorer(

@@ -3,6 +3,7 @@ pruned, scored, or recorded as infeasible."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -10,9 +11,10 @@ from typing import TYPE_CHECKING, Any
 from tuner.benchmarks import LEARNING_TASK, forgetting_score
 from tuner.events import Reporter, TrialEvaluated, TrialProgress, TrialScored, TrialStarted
 from tuner.objective import forgetting_rise, objective_value
-from tuner.settings import LoraSettings, StudySettings
+from tuner.settings import HALVING_RATE, LoraSettings, StudySettings
 from tuner.space import SearchSpace, lora_from_params
-from tuner.study_state import TrialState, finished_trials
+from tuner.study_budget import Spent, describe_spent
+from tuner.study_state import TrialState, finished_trials, study_spent, trial_cost
 
 if TYPE_CHECKING:
     import optuna
@@ -33,6 +35,45 @@ class TrialFailed(Exception):
 
 
 @dataclass
+class Spending:
+    """What the study has spent of its budget, and whether more steps still fit in it."""
+
+    settings: StudySettings
+    study: optuna.Study
+
+    def spent(self, running: Spent | None = None) -> Spent:
+        """The ended trials' and the range test's cost, plus a running trial's so far."""
+        ended = study_spent(self.study, self.settings.budget.tokens_per_step())
+        return ended + running if running is not None else ended
+
+    def seconds_per_step(self) -> float:
+        """Seconds per training step of the ended trials, evaluations included (0 before any)."""
+        costs = [trial_cost(t, 1) for t in finished_trials(self.study)]
+        steps = sum(steps for steps, _ in costs)
+        return sum(seconds for _, seconds in costs) / steps if steps else 0.0
+
+    def fits(self, steps: int, running: Spent | None = None, seconds_per_step: float | None = None) -> bool:
+        """Whether `steps` more training steps fit in the study's budget (always, without one)."""
+        budget = self.settings.search_budget
+        if budget is None:
+            return True
+        per_step = self.seconds_per_step() if seconds_per_step is None else seconds_per_step
+        return budget.allows(self.spent(running), steps * self.settings.budget.tokens_per_step(), steps * per_step)
+
+    def first_rung_fits(self) -> bool:
+        """Whether a new trial's first rung fits."""
+        return self.fits(self.settings.budget.eval_steps()[0])
+
+    def describe(self) -> tuple[str | None, float | None]:
+        """Budget used and left, and the share spent; (None, None) without a budget."""
+        budget = self.settings.search_budget
+        if budget is None:
+            return None, None
+        spent = self.spent()
+        return describe_spent(budget, spent), budget.spent_share(spent)
+
+
+@dataclass
 class TrialObjective:
     """Optuna's objective for one study: everything a trial needs, prepared once."""
 
@@ -45,6 +86,7 @@ class TrialObjective:
     report: Reporter
     feasible: Feasibility | None = None
     scorer: TrialScorer | None = None
+    spending: Spending | None = None
 
     def __call__(self, trial: optuna.Trial) -> float:
         """Run one trial; Optuna records its value, or PRUNED / FAIL with the reason in its attributes."""
@@ -54,7 +96,8 @@ class TrialObjective:
         params = self.space.suggest(trial)
         lora = lora_from_params(params)
         index = len(finished_trials(trial.study)) + 1
-        self.report(TrialStarted(trial.number, index, settings.trials, budget.steps(), params))
+        total = settings.trials if settings.search_budget is None else 0  # a budget, not a count, ends the study
+        self.report(TrialStarted(trial.number, index, total, budget.steps(), params))
         too_big = self.feasible(lora) if self.feasible is not None else None
         if too_big is not None:
             state.pruned(f"infeasible: {too_big}", infeasible=True)
@@ -85,6 +128,7 @@ class TrialObjective:
         from tuner.trial import run_trial
 
         settings, budget = self.settings, self.settings.budget
+        rungs, started = budget.eval_steps(), time.perf_counter()
 
         def on_step(step: int, loss: float, tokens_per_second: float) -> None:
             self.report(TrialProgress(trial.number, step, budget.steps(), loss, tokens_per_second))
@@ -93,11 +137,18 @@ class TrialObjective:
             value = objective_value(target_loss, general_loss, self.base_losses["general_loss"], settings.goal)
             self.report(TrialEvaluated(trial.number, step, target_loss, general_loss, value))
             trial.report(value, step)
+            if step == rungs[-1]:
+                return None  # trained to the end: it completes
             if trial.should_prune():
                 return (
-                    f"pruned at step {step}: objective {value:.4f} is worse than the median of earlier "
-                    "trials at this step"
+                    f"pruned at step {step}: objective {value:.4f} is not in the best 1/{HALVING_RATE} of the "
+                    "trials that reached this step (successive halving)"
                 )
+            next_rung = next(rung for rung in rungs if rung > step)
+            elapsed = time.perf_counter() - started
+            running = Spent(step * budget.tokens_per_step(), elapsed)
+            if self.spending is not None and not self.spending.fits(next_rung - step, running, elapsed / step):
+                return f"stopped at step {step}: the study's budget does not cover its next rung (step {next_rung})"
             return None
 
         def on_trained(adapted: PeftModel, result: TrialResult) -> None:

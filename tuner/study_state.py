@@ -15,6 +15,7 @@ from tuner.errors import AdvisorError
 from tuner.records import TrialRecord
 from tuner.settings import StudySettings
 from tuner.space import lora_from_params
+from tuner.study_budget import Spent, total_spent
 
 if TYPE_CHECKING:
     import optuna
@@ -89,6 +90,10 @@ class StudyState:
     """The base model's scores on the plan's items (benchmark -> TaskScore as a dict)."""
     requeued: list[int] | None = _StudyAttribute()  # type: ignore[assignment]
     """Interrupted trials whose parameters were enqueued again."""
+    starting_points: list[dict[str, Any]] | None = _StudyAttribute()  # type: ignore[assignment]
+    """The configurations enqueued first, each {params, rule}: the rule that gave it, said in the advice."""
+    range_test: dict[str, Any] | None = _StudyAttribute()  # type: ignore[assignment]
+    """The learning-rate range test's finding (RangeResult without its curve, which is in range_test.json)."""
 
     def __init__(self, study: optuna.Study) -> None:
         self.study = study
@@ -188,6 +193,25 @@ def trial_record(trial: optuna.trial.FrozenTrial) -> TrialRecord:
         finished=str(trial.datetime_complete) if trial.datetime_complete else None,
         lora=asdict(lora_from_params(trial.params)) if trial.params else None,
     )
+
+
+def trial_cost(trial: optuna.trial.FrozenTrial, tokens_per_step: int) -> tuple[int, float]:
+    """The training tokens a trial used (the steps it ran) and its wall time in seconds."""
+    steps = len(trial.user_attrs.get("train_curve", []))
+    start, end = trial.datetime_start, trial.datetime_complete
+    seconds = (end - start).total_seconds() if start and end else float(trial.user_attrs.get("train_seconds", 0.0))
+    return steps * tokens_per_step, seconds
+
+
+def study_spent(study: optuna.Study, tokens_per_step: int) -> Spent:
+    """What the study's ended trials and its range test have spent of its budget."""
+    from optuna.trial import TrialState as OptunaState
+
+    ended = (OptunaState.COMPLETE, OptunaState.PRUNED, OptunaState.FAIL)
+    trials = study.get_trials(deepcopy=False, states=ended)
+    found = StudyState(study).range_test
+    range_cost = (int(found["tokens"]), float(found["seconds"])) if found else None
+    return total_spent((trial_cost(t, tokens_per_step) for t in trials), range_cost)
 
 
 def finished_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:

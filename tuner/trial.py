@@ -7,6 +7,7 @@ rewritten base weights are put back).
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -126,6 +127,53 @@ def adapter_optimizer(peft_model: PeftModel, lora: LoraSettings, learning_rate: 
     return torch.optim.AdamW([{"params": trainable}, {"params": []}], lr=learning_rate, weight_decay=0.0)
 
 
+@dataclass
+class AdapterSession:
+    """Adapters on a model with their optimizer and trainable parameters, and PiSSA's kept base weights."""
+
+    peft_model: PeftModel
+    optimizer: torch.optim.Optimizer
+    trainable: list[torch.nn.Parameter]
+    pissa: PissaBase | None
+
+    @contextlib.contextmanager
+    def for_scoring(self) -> Iterator[PeftModel]:
+        """The trained adapter as scoring takes it: switched off, the untouched base model (PiSSA as plain LoRA)."""
+        if self.pissa is None:
+            yield self.peft_model
+        else:
+            with self.pissa.as_lora(self.peft_model) as converted:
+                yield converted
+
+
+@contextlib.contextmanager
+def adapter_session(
+    model: PreTrainedModel, lora: LoraSettings, learning_rate: float, seed: int
+) -> Iterator[AdapterSession]:
+    """Adapters on `model` with their optimizer and trainable parameters; on leaving, the adapters are removed
+    so the base model is exactly as it was (PiSSA's rewritten weights put back)."""
+    import torch
+    from peft import get_peft_model
+
+    pissa = PissaBase(model, lora) if lora.variant == "pissa" else None
+    torch.manual_seed(seed)
+    peft_model = get_peft_model(model, peft_config(lora))
+    if pissa is not None:
+        pissa.initialised(peft_model)
+    trainable = [p for p in peft_model.parameters() if p.requires_grad]
+    optimizer = adapter_optimizer(peft_model, lora, learning_rate)
+    try:
+        yield AdapterSession(peft_model, optimizer, trainable, pissa)
+    finally:
+        peft_model.unload()
+        if pissa is not None:
+            pissa.restore()
+            pissa.close()
+        del optimizer, peft_model
+        if next(model.parameters()).is_cuda:
+            torch.cuda.empty_cache()
+
+
 def _steps(budget: TrainBudget, train_rows: int, seed: int) -> Iterator[tuple[int, list[int]]]:
     order = row_order(train_rows, budget.steps() * budget.batch_size, seed)
     for step in range(1, budget.steps() + 1):
@@ -148,23 +196,16 @@ def run_trial(
 ) -> TrialResult:
     """Train LoRA adapters on `model` for the budget and evaluate them; `model` is left as it was."""
     import torch
-    from peft import get_peft_model
     from transformers import get_cosine_schedule_with_warmup
 
-    # Set up: adapters (PiSSA's rewrite of the base weights kept to undo), optimiser, schedule.
-    pissa = PissaBase(model, lora) if lora.variant == "pissa" else None
-    torch.manual_seed(seed)
-    peft_model = get_peft_model(model, peft_config(lora))
-    if pissa is not None:
-        pissa.initialised(peft_model)
-    trainable = [p for p in peft_model.parameters() if p.requires_grad]
-    optimizer = adapter_optimizer(peft_model, lora, learning_rate)
-    scheduler = get_cosine_schedule_with_warmup(optimizer, budget.warmup_steps(), budget.steps())
-    guard = DivergenceGuard(start_loss)
-    eval_steps = set(budget.eval_steps())
-    result = TrialResult()
+    # Set up: adapters, optimiser, schedule (the session removes the adapters again at the end).
+    with adapter_session(model, lora, learning_rate, seed) as session:
+        peft_model, optimizer, trainable = session.peft_model, session.optimizer, session.trainable
+        scheduler = get_cosine_schedule_with_warmup(optimizer, budget.warmup_steps(), budget.steps())
+        guard = DivergenceGuard(start_loss)
+        eval_steps = set(budget.eval_steps())
+        result = TrialResult()
 
-    try:
         # Train.
         peft_model.train()
         for step, rows in _steps(budget, len(data.train), seed):
@@ -202,18 +243,6 @@ def run_trial(
         # Score what survived, adapters attached (PiSSA as the plain LoRA it amounts to, so that switching the
         # adapter off gives the untouched base model).
         if on_trained is not None and result.stopped_reason is None:
-            if pissa is None:
-                on_trained(peft_model, result)
-            else:
-                with pissa.as_lora(peft_model) as converted:
-                    on_trained(converted, result)
-    finally:
-        # Clean up: remove the adapters so the base model is exactly as it was (PiSSA's weights put back).
-        peft_model.unload()
-        if pissa is not None:
-            pissa.restore()
-            pissa.close()
-        del optimizer, scheduler, peft_model
-        if runtime.is_cuda:
-            torch.cuda.empty_cache()
+            with session.for_scoring() as scored:
+                on_trained(scored, result)
     return result

@@ -26,6 +26,11 @@ def common(data_dir, tmp_path):
         ),
         (["--trial-tokens", "100"], "advisor: error: a trial budget of 100 tokens is below one optimizer step"),
         (["--storage", "notadb://x"], "advisor: error: cannot open study storage 'notadb://x'"),
+        (["--variants", "lora,qlora"], "advisor: error: unknown LoRA variant qlora: choose from lora, rslora"),
+        (["--budget", "1000"], "advisor: error: a study budget of 1,000 tokens is below one trial (16,384 tokens)"),
+        (["--budget", "30 parsecs"], "advisor: error: --budget '30 parsecs': give positive training tokens"),
+        (["--budget", "30m"], "advisor: error: --budget '30m': give positive training tokens"),
+        (["--alpha", "twice"], "advisor: error: --alpha takes a positive number"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_nothing_written(capsys, common, tmp_path, tiny_model, extra, message):
@@ -97,7 +102,7 @@ def test_tune_from_a_preset_tries_its_configuration_first(capsys, data_dir, tmp_
     )
     assert code == 0, err
     trial = json.loads((out / "trials" / "trial_0000.json").read_text())
-    # The preset's values lie outside the default space (rank 12, alpha 0.5r is in it, lr 3e-3 above 2e-3).
-    assert trial["params"] == {"learning_rate": 3e-3, "rank": 12, "alpha_multiple": 0.5, "targets": "mlp"}
+    # The preset's values lie outside the default space (rank 12; its alpha 6 = 0.5r joins the fixed alpha 32).
+    assert trial["params"] == {"learning_rate": 3e-3, "rank": 12, "alpha": 6.0, "targets": "mlp"}
     settings = json.loads((out / "settings.json").read_text())
     assert (settings["task"], settings["budget"]["batch_size"], settings["budget"]["seq_len"]) == ("math", 2, 64)

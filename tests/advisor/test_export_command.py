@@ -64,6 +64,7 @@ def test_cli_exports_a_finished_study(capsys, tmp_path):
         "rank": 64,
         "alpha": 128.0,
         "targets": "all",
+        "variant": "lora",
         "dropout": 0.0,
         "learning_rate": 2.5e-4,
         "epochs": 4,

@@ -9,9 +9,9 @@ from tuner.settings import VARIANTS, DataSettings, LoraSettings, StudySettings, 
     ("tokens", "batch", "seq", "steps", "warmup", "evals"),
     [
         (2048, 4, 512, 1, 0, [1]),
-        (65536, 4, 512, 32, 3, [8, 16, 24, 32]),
-        (10_000, 2, 128, 39, 4, [10, 20, 29, 39]),
-        (1024, 2, 128, 4, 0, [1, 2, 3, 4]),
+        (65536, 4, 512, 32, 3, [4, 8, 16, 32]),  # successive halving's rungs, the first past the warm-up
+        (10_000, 2, 128, 39, 4, [9, 18, 39]),  # 39 // 8 = 4 would fall inside the warm-up
+        (1024, 2, 128, 4, 0, [1, 2, 4]),
     ],
 )
 def test_budget_steps_warmup_and_evaluations(tokens, batch, seq, steps, warmup, evals):

@@ -14,7 +14,7 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 def test_paper_configurations_are_asked_first_then_the_space_is_sampled():
-    space = SearchSpace()
+    space = SearchSpace(alphas=None)  # alpha = 2r, the paper's
     study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0, n_startup_trials=3))
     for params in space.paper_configurations("code"):
         study.enqueue_trial(params)
@@ -47,16 +47,18 @@ def test_space_rejects_inverted_learning_rates():
 
 
 def _record(number, state, value, lr, rank, targets, reason=None):
-    return TrialRecord.from_json({
-        "number": number,
-        "state": state,
-        "value": value,
-        "reason": reason,
-        "params": {"learning_rate": lr, "rank": rank, "alpha_multiple": 2.0, "targets": targets},
-        "target_loss": value,
-        "general_loss": 2.0,
-        "forgetting_rise": 0.01,
-    })
+    return TrialRecord.from_json(
+        {
+            "number": number,
+            "state": state,
+            "value": value,
+            "reason": reason,
+            "params": {"learning_rate": lr, "rank": rank, "alpha_multiple": 2.0, "targets": targets},
+            "target_loss": value,
+            "general_loss": 2.0,
+            "forgetting_rise": 0.01,
+        }
+    )
 
 
 SETTINGS = StudySettings(

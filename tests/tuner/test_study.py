@@ -16,6 +16,7 @@ pytest.importorskip("torch")
 from tests.conftest import tune_command
 from tuner.errors import AdvisorError
 from tuner.events import StudyFinished, TrialFinished, TrialStarted
+from tuner.priors import width_rate
 from tuner.settings import DataSettings, StudySettings, TrainBudget
 from tuner.space import SearchSpace
 from tuner.study import run_study
@@ -49,7 +50,9 @@ def test_three_trial_study_writes_trials_and_recommendation(tiny_model, data_dir
     assert set(written["evidence"]) >= {"learning_rate", "rank", "alpha", "target_modules"}
     trials = records(run_dir)
     assert [t["number"] for t in trials] == [0, 1, 2]
-    assert trials[0]["params"] == {"learning_rate": 1e-4, "rank": 16, "alpha_multiple": 2.0, "targets": "all"}
+    hidden_size = json.loads((tiny_model / "config.json").read_text())["hidden_size"]
+    guess_rate = float(f"{width_rate(hidden_size, 'llama'):.3g}")  # the width rule's rate starts the study
+    assert trials[0]["params"] == {"learning_rate": guess_rate, "rank": 16, "alpha": 32.0, "targets": "all"}
     complete = [t for t in trials if t["state"] == "COMPLETE"]
     assert complete and all(len(t["train_curve"]) == 16 and len(t["evaluations"]) == 2 for t in complete)
     assert written["objective"]["value"] == min(t["value"] for t in complete)
@@ -67,10 +70,16 @@ def test_three_trial_study_writes_trials_and_recommendation(tiny_model, data_dir
 
 
 def test_diverging_trial_is_pruned_with_its_reason(tiny_model, data_dir, tmp_path):
+    too_high = {"learning_rate": 80.0, "rank": 16, "alpha_multiple": 2.0, "targets": "all"}
     rec = run_study_json(
-        settings(tiny_model, 3), tmp_path / "run", data_dir=data_dir, space=SearchSpace(lr_low=50, lr_high=100)
+        settings(tiny_model, 2),
+        tmp_path / "run",
+        data_dir=data_dir,
+        space=SearchSpace(lr_low=50, lr_high=100).including(too_high),
+        first_configurations=[too_high],
+        range_test=None,
     )
-    diverged = records(tmp_path / "run")[2]
+    diverged = records(tmp_path / "run")[0]
     assert diverged["state"] == "PRUNED" and diverged["reason"].startswith("diverged:")
     assert rec["trials"]["pruned"] >= 1
     assert "diverged" in rec["evidence"]["learning_rate"]
@@ -175,3 +184,39 @@ def test_a_trial_out_of_memory_is_recorded_infeasible_and_the_study_goes_on(
     assert trials[1]["reason"].startswith("out of memory: CUDA out of memory. Tried to allocate 2.00 GiB")
     assert len(trials) == 3 and trials[2]["state"] in ("COMPLETE", "PRUNED")
     assert rec["trials"]["fail"] == 1
+
+
+def test_a_budgeted_study_starts_many_short_trials_and_spends_no_more_than_its_budget(tiny_model, data_dir, tmp_path):
+    from tuner.range_test import RangeTestPlan
+    from tuner.study_budget import StudyBudget
+
+    events = []
+    budget = StudyBudget(tokens=3 * BUDGET.train_tokens)  # three whole trials' tokens
+    run_dir = tmp_path / "run"
+    rec = run_study_json(
+        settings(tiny_model, 1000, search_budget=budget),
+        run_dir,
+        data_dir=data_dir,
+        space=TINY_SPACE,
+        report=events.append,
+        score_items=0,
+        range_test=RangeTestPlan(start=1e-4, end=0.9, steps=12),
+    )
+    found = json.loads((run_dir / "range_test.json").read_text())
+    assert found["curve"] and found["tokens"] == len(found["curve"]) * 128
+    trials = records(run_dir)
+    spent = sum(len(t["train_curve"]) for t in trials) * BUDGET.tokens_per_step() + found["tokens"]
+    assert spent <= budget.tokens
+    assert len(trials) > 3  # more trials than whole trials would fit: the pruned ones cost a rung
+    assert any(len(t["train_curve"]) == 8 and t["state"] == "PRUNED" for t in trials)  # stopped at the first rung
+    assert rec["trials"]["complete"] >= 1
+    search = rec["evidence"]["search"]
+    assert "Starting point 1: the single educated guess" in search and "range test" in search
+    assert f"of {budget.tokens:,} training tokens used" in search
+    finished = [e for e in events if isinstance(e, TrialFinished)]
+    assert all(e.spent and "training tokens used" in e.spent for e in finished)
+    assert finished[-1].spent_share == pytest.approx(spent / budget.tokens, abs=1e-9)
+
+    # Run again with the same budget: nothing is left to spend, so nothing more is trained.
+    again = run_study_json(settings(tiny_model, 1000, search_budget=budget), run_dir, data_dir=data_dir)
+    assert records(run_dir) == trials and again["trial"] == rec["trial"]
