@@ -64,7 +64,6 @@ def tune(
         DEFAULT_BATCH_SIZE,
         DEFAULT_SEQ_LEN,
         DEFAULT_TASK,
-        VARIANTS,
         DataSettings,
         StudySettings,
         TrainBudget,
@@ -82,12 +81,7 @@ def tune(
     first = [trial_params(preset.recipe.lora, preset.recipe.learning_rate)] if preset is not None else []
     try:
         spend = StudyBudget.parse(study_budget) if study_budget is not None else None
-        chosen = tuple(v.strip() for v in (variants or "lora").split(",") if v.strip())
-        unknown = [v for v in chosen if v not in VARIANTS]
-        if unknown or not chosen:
-            raise ValueError(
-                f"unknown LoRA variant {', '.join(unknown) or '(none given)'}: choose from {', '.join(VARIANTS)}"
-            )
+        chosen = tuple(v.strip() for v in (variants or "lora").split(",") if v.strip())  # SearchSpace checks them
         space = SearchSpace(variants=chosen, **alpha_choice(alpha or f"{FIXED_ALPHA:g}"))  # type: ignore[arg-type]
         if trials is None:
             trials = DEFAULT_TRIALS if spend is None else MAX_BUDGET_TRIALS

@@ -71,7 +71,8 @@ class SearchSpace:
             raise ValueError(f"targets must be drawn from {TARGET_SETS}, got {self.targets}")
         unknown_variants = set(self.variants) - set(VARIANTS)
         if not self.variants or unknown_variants:
-            raise ValueError(f"unknown LoRA variant {sorted(unknown_variants)}: choose from {', '.join(VARIANTS)}")
+            named = ", ".join(sorted(unknown_variants)) or "(none given)"
+            raise ValueError(f"unknown LoRA variant {named}: choose from {', '.join(VARIANTS)}")
 
     def suggest(self, trial: optuna.Trial) -> dict[str, object]:
         """Draw one configuration through Optuna's suggest_* calls (alpha is always among the parameters)."""
