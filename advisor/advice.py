@@ -7,7 +7,10 @@ from dataclasses import dataclass
 from tuner.models import DEFAULT_MODEL
 from tuner.paper import FINDINGS, LORA_LEARNING_RATE, MIN_IFT_EPOCHS
 from tuner.settings import DEFAULT_GOAL, DEFAULT_TASK, DEFAULT_TRIAL_TOKENS, DEFAULT_TRIALS
+from tuner.study_budget import StudyBudget
 
+DEFAULT_STUDY_BUDGET = "10min"
+"""The app's time step starts from ten minutes of trials."""
 CPU_TOKENS_PER_SECOND = 200
 """LoRA training speed of SmolLM2-135M on the project's 2-core CPU (bench/trial_throughput.py)."""
 GOALS = {
@@ -32,7 +35,10 @@ class Choices:
     memory_budget: str | None = None
     goal: float = DEFAULT_GOAL
     trials: int = DEFAULT_TRIALS
+    """Trials to run when there is no study budget."""
     trial_tokens: int = DEFAULT_TRIAL_TOKENS
+    study_budget: str | None = DEFAULT_STUDY_BUDGET
+    """What the whole study may spend, as `advisor tune --budget` takes it (None: `trials` trials)."""
     allow_code_execution: bool | None = None
     """Whether HumanEval may run the model's code (asked once, when the task is code); None: not asked yet."""
 
@@ -73,6 +79,37 @@ def goal_advice(goal: float) -> str:
     )
 
 
+OVERHEAD = 1.2
+"""A study's time over its training time: evaluations, re-measuring the best trials and scoring add about a fifth."""
+
+
 def estimated_seconds(trials: int, trial_tokens: int, tokens_per_second: float = CPU_TOKENS_PER_SECOND) -> float:
     """Rough study duration: training tokens over the measured speed, plus a fifth for evaluation and scoring."""
-    return trials * trial_tokens / tokens_per_second * 1.2
+    return trials * trial_tokens / tokens_per_second * OVERHEAD
+
+
+def format_duration(seconds: float) -> str:
+    """'under a minute', '12 min', '2.5 h'."""
+    if seconds < 60:
+        return "under a minute"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def budget_estimate(budget: StudyBudget, trial_tokens: int, tokens_per_second: float = CPU_TOKENS_PER_SECOND) -> str:
+    """What a study budget buys on this project's CPU: its time or its training tokens, and full trials' worth."""
+    speed = f"on this project's 2-core CPU ({tokens_per_second:.0f} tokens/s; a GPU is far faster)"
+    if budget.seconds is not None:
+        tokens = budget.seconds / OVERHEAD * tokens_per_second
+        bought = f"{format_duration(budget.seconds)} of trials: {speed} about {tokens:,.0f} training tokens"
+    else:
+        tokens = budget.tokens or 0
+        bought = f"{tokens:,} training tokens: {speed} {format_duration(tokens / tokens_per_second * OVERHEAD)}"
+    worth = tokens / trial_tokens
+    if worth < 1:
+        return f"{bought[0].upper()}{bought[1:]}, less than one trial of {trial_tokens:,} tokens."
+    return (
+        f"{bought[0].upper()}{bought[1:]}, {worth:.1f} full trials' worth, spread by successive halving over more, "
+        "shorter trials. Loading the model and measuring it come first."
+    )

@@ -13,7 +13,8 @@ from textual.binding import Binding
 from advisor.advice import Choices
 from tuner.events import Event, TrainEvent
 from tuner.records import Recommendation, RunReport
-from tuner.settings import DataSettings, RunSettings, StudySettings, TrainBudget
+from tuner.settings import MAX_BUDGET_TRIALS, DataSettings, RunSettings, StudySettings, TrainBudget
+from tuner.study_budget import StudyBudget
 
 if TYPE_CHECKING:
     from tuner.train import RunOptions
@@ -91,9 +92,11 @@ class AdvisorApp(App[None]):
         if settings is None:
             self.push_screen(self.steps[0]())
             return
+        spend = settings.search_budget
+        size = f"{settings.trials} trials" if spend is None else f"a budget of {spend.describe()}"
         summary = (
             f"{self.run_dir} holds a {settings.task} study of {settings.model} "
-            f"({settings.trials} trials of {settings.budget.train_tokens} tokens). Continue it?"
+            f"({size}, trials of {settings.budget.train_tokens:,} tokens). Continue it?"
         )
 
         def answered(resume: bool | None) -> None:
@@ -119,13 +122,15 @@ class AdvisorApp(App[None]):
 
         choices = self.choices
         data = DataSettings(choices.task, choices.data, choices.prompt_column, choices.response_column)
+        spend = StudyBudget.parse(choices.study_budget, "the study budget") if choices.study_budget else None
         return StudySettings(
             model=choices.model,
             data=data,
-            trials=choices.trials,
+            trials=choices.trials if spend is None else MAX_BUDGET_TRIALS,
             budget=TrainBudget(train_tokens=choices.trial_tokens),
             goal=choices.goal,
             memory_budget=parse_size(choices.memory_budget) if choices.memory_budget else None,
+            search_budget=spend,
         )
 
     def start_study(self, settings: StudySettings, run_dir: Path) -> None:

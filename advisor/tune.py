@@ -8,10 +8,7 @@ from pathlib import Path
 
 from tuner.errors import AdvisorError
 from tuner.paper import FIXED_ALPHA
-from tuner.settings import DEFAULT_TRIALS
-
-MAX_BUDGET_TRIALS = 1000
-"""Trials a budgeted study may start at most when --trials is not given: the budget ends it first."""
+from tuner.settings import DEFAULT_TRIALS, MAX_BUDGET_TRIALS
 
 
 def tune(

@@ -13,6 +13,7 @@ and the paired difference pick - best over the test rows with its standard error
 
     python bench/search_efficiency.py                 # SmolLM2-135M, seeds 0 1 2 (about an hour on 2 CPU cores)
     python bench/search_efficiency.py --grid-only     # fill the grid's cache
+    python bench/search_efficiency.py --alpha 2r      # the study with the paper's alpha = 2r instead of alpha 32
 """
 
 from __future__ import annotations
@@ -28,18 +29,16 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from tuner.confirm import mean_loss
 from tuner.data import encode_pairs, prepare_study_data, resolve_data_dir
 from tuner.models import DEFAULT_MODEL, load_model, load_tokenizer, model_config, model_identity, resolve_model
-from tuner.packing import IGNORE_INDEX, PackedRows, pack
+from tuner.packing import PackedRows, pack
 from tuner.priors import FIXED_ALPHA, width_rate
-from tuner.runtime import Runtime, pick_runtime, quiet_libraries
+from tuner.runtime import pick_runtime, quiet_libraries
 from tuner.settings import DataSettings, LoraSettings, Packing, TrainBudget
-from tuner.trial import batch_tensors, run_trial
-
-if TYPE_CHECKING:
-    from transformers import PreTrainedModel
+from tuner.trial import row_losses, run_trial
 
 GRID_TARGETS = ("attention", "mlp", "all")
 GRID_RANKS = (16, 256)
@@ -53,6 +52,8 @@ SHARE = 0.3
 """The study's budget as a share of the grid's training tokens (the issue's target: at most 30 %)."""
 TARGET_WITHIN = 0.02
 """The pick's held-out loss within 2 % of the grid best's."""
+RANGE_FILES = "range_test*.json"
+"""A study's range tests: the first, and one per other variant searched."""
 CACHE = Path(__file__).resolve().parent / "results" / "search_efficiency.json"
 
 
@@ -105,31 +106,6 @@ def test_rows(tokenizer: Any, data_dir: Path | None) -> PackedRows:
     return pack(zip(input_ids, labels, strict=True), SEQ_LEN)
 
 
-def row_losses(model: PreTrainedModel, rows: PackedRows, runtime: Runtime) -> list[tuple[float, int]]:
-    """(summed loss, label tokens) per packed row, for paired comparisons across configurations."""
-    import torch
-
-    model.eval()
-    measured: list[tuple[float, int]] = []
-    with torch.no_grad(), runtime.autocast():
-        for start in range(0, len(rows), BATCH):
-            batch = batch_tensors(rows, list(range(start, min(start + BATCH, len(rows)))), runtime.device)
-            logits = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False).logits
-            shifted = batch["labels"][:, 1:]
-            losses = torch.nn.functional.cross_entropy(
-                logits[:, :-1].float().transpose(1, 2), shifted, ignore_index=IGNORE_INDEX, reduction="none"
-            )
-            for row_loss, row_labels in zip(losses, shifted, strict=True):
-                measured.append((float(row_loss.sum()), int((row_labels != IGNORE_INDEX).sum())))
-    model.train()
-    return measured
-
-
-def mean_loss(measured: list[tuple[float, int]]) -> float:
-    total, tokens = sum(m[0] for m in measured), sum(m[1] for m in measured)
-    return total / tokens if tokens else float("nan")
-
-
 def paired_difference(a: list[tuple[float, int]], b: list[tuple[float, int]]) -> tuple[float, float]:
     """Mean per-row difference of a's and b's losses per token, and its standard error."""
     diffs = [x[0] / x[1] - y[0] / y[1] for x, y in zip(a, b, strict=True) if x[1] and y[1]]
@@ -169,7 +145,7 @@ class Measurer:
     def base(self) -> list[tuple[float, int]]:
         key = f"{self.scope}|base"
         if key not in self.cache:
-            self.cache[key] = {"rows": row_losses(self.model, self.test, self.runtime)}
+            self.cache[key] = {"rows": row_losses(self.model, self.test, BATCH, self.runtime)}
             self._save()
         return [tuple(r) for r in self.cache[key]["rows"]]  # type: ignore[misc]
 
@@ -192,7 +168,7 @@ class Measurer:
                 self.runtime,
                 start_loss=base_loss,
                 seed=0,
-                on_trained=lambda adapted, _: measured.append(row_losses(adapted, self.test, self.runtime)),
+                on_trained=lambda adapted, _: measured.append(row_losses(adapted, self.test, BATCH, self.runtime)),
             )
             self.cache[key] = {
                 "rows": measured[0] if measured else None,
@@ -218,7 +194,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--share", type=float, default=SHARE, help="the study's budget / the grid's tokens")
     parser.add_argument("--cache", default=str(CACHE))
     parser.add_argument("--grid-only", action="store_true", help="measure the grid and the guess, run no study")
-    parser.add_argument("--tune-args", default="", help="extra `advisor tune` arguments, as one string")
+    parser.add_argument("--alpha", default=None, help="the study's alpha rule, as `advisor tune --alpha` takes it")
     return parser.parse_args()
 
 
@@ -238,11 +214,13 @@ def run_grid(measurer: Measurer) -> tuple[Config, list[tuple[float, int]], float
     return best, best_rows, base
 
 
-def run_search(measurer: Measurer, seed: int, share: float, out: Path) -> tuple[Config, int, int]:
+def run_search(
+    measurer: Measurer, seed: int, share: float, out: Path, alpha: str | None = None
+) -> tuple[Config, int, int]:
     """One study with `share` of the grid's tokens; returns its pick, the tokens it spent and its trial count."""
     from tuner.memory_bounds import run_budgeted_study
-    from tuner.range_test import RANGE_FILE
     from tuner.settings import StudySettings
+    from tuner.space import SearchSpace, alpha_choice
     from tuner.study_budget import StudyBudget
 
     settings = StudySettings(
@@ -253,9 +231,10 @@ def run_search(measurer: Measurer, seed: int, share: float, out: Path) -> tuple[
         goal=0.0,  # learn most: the grid is ranked on held-out task loss alone
         search_budget=StudyBudget(tokens=int(share * grid_tokens())),
     )
-    recommendation = run_budgeted_study(settings, out, data_dir=measurer.data_dir, score_items=0)
+    space = SearchSpace(**alpha_choice(alpha)) if alpha else SearchSpace()  # type: ignore[arg-type]
+    recommendation = run_budgeted_study(settings, out, data_dir=measurer.data_dir, score_items=0, space=space)
     records = [json.loads(path.read_text()) for path in sorted((out / "trials").glob("trial_*.json"))]
-    range_tokens = json.loads((out / RANGE_FILE).read_text())["tokens"] if (out / RANGE_FILE).exists() else 0
+    range_tokens = sum(json.loads(path.read_text())["tokens"] for path in out.glob(RANGE_FILES))
     spent = sum(len(r["train_curve"]) for r in records) * BATCH * SEQ_LEN + range_tokens
     pick = Config(
         recommendation.targets,
@@ -289,7 +268,7 @@ def main() -> None:
     for seed in args.seeds:
         with tempfile.TemporaryDirectory() as tmp:
             started = time.perf_counter()
-            pick, spent, trials = run_search(measurer, seed, args.share, Path(tmp) / "study")
+            pick, spent, trials = run_search(measurer, seed, args.share, Path(tmp) / "study", args.alpha)
             minutes = (time.perf_counter() - started) / 60
         rows = measurer.measure(pick)
         loss = mean_loss(rows) if rows else float("inf")

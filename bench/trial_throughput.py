@@ -209,6 +209,7 @@ def main() -> None:
         seq_len=args.seq_len,
         evaluations=1,  # the runner's evaluation is not timed; one, on one row, keeps the wall time down
         eval_rows=1,
+        confirm_rows=0,  # the trials run side by side are never re-measured
     )
     warmup_budget = dataclasses.replace(budget, train_tokens=WARMUP_STEPS * budget.tokens_per_step())
     data_settings = DataSettings(args.task, seed=SEED)

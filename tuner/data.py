@@ -275,6 +275,11 @@ class StudyData:
     general: PackedRows
     train_examples: int
     heldout_examples: int
+    confirm: PackedRows | None = None
+    """Target rows from the end of the examples, never trained on nor ranked by: the best trials are re-measured
+    there (None: no confirm set was asked for, or the data was too small to spare one)."""
+    confirm_general: PackedRows | None = None
+    """General-text rows after the held-out ones, for the confirm set's forgetting term."""
 
 
 Example = tuple[list[int], list[int]]
@@ -321,7 +326,10 @@ def pack_study_data(
         held_tokens += min(len(examples[held][0]), seq_len)
         held += 1
     heldout = pack(examples[:held], seq_len).head(eval_rows)
-    kept = examples[held:] if train_examples is None else examples[held : held + train_examples]
+    rest = examples[held:]
+    spared = _confirm_examples(rest, packing) if train_examples is None else 0
+    confirm = pack(rest[len(rest) - spared :], seq_len).head(packing.confirm_rows) if spared else None
+    kept = rest[: len(rest) - spared] if train_examples is None else rest[:train_examples]
     train = pack(kept, seq_len)
     if len(heldout) < 1 or len(train) < batch_size:
         raise AdvisorError(
@@ -333,5 +341,24 @@ def pack_study_data(
     random.Random(settings.seed).shuffle(texts)  # mix the sources before taking the first rows
     general_ids = encode_texts(tokenizer, texts)
     # Each document's first token would be predicted from the previous document's end: no loss there.
-    general = pack(((ids, [IGNORE_INDEX, *ids[1:]]) for ids in general_ids), seq_len).head(eval_rows)
-    return StudyData(train, heldout, general, len(kept), held)
+    general_rows = pack(((ids, [IGNORE_INDEX, *ids[1:]]) for ids in general_ids), seq_len)
+    general = general_rows.head(eval_rows)
+    confirm_general = general_rows.rows(eval_rows, eval_rows + packing.confirm_rows) if confirm else None
+    return StudyData(train, heldout, general, len(kept), held, confirm, confirm_general)
+
+
+CONFIRM_SHARE = 4
+"""A confirm set takes at most 1 / CONFIRM_SHARE of the examples left after the held-out set."""
+
+
+def _confirm_examples(rest: list[Example], packing: Packing) -> int:
+    """How many examples from the end of `rest` fill the confirm rows (at most a quarter of them; 0 if they
+    would not fill one row)."""
+    if packing.confirm_rows < 1:
+        return 0
+    needed, cap = (packing.confirm_rows + 1) * packing.seq_len, len(rest) // CONFIRM_SHARE
+    count, tokens = 0, 0
+    while count < cap and tokens < needed:
+        count += 1
+        tokens += min(len(rest[-count][0]), packing.seq_len)
+    return count if tokens >= packing.seq_len else 0

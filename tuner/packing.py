@@ -41,7 +41,11 @@ class PackedRows:
 
     def head(self, rows: int) -> PackedRows:
         """The first `rows` rows."""
-        return PackedRows(self.input_ids[:rows], self.labels[:rows], self.position_ids[:rows])
+        return self.rows(0, rows)
+
+    def rows(self, start: int, stop: int) -> PackedRows:
+        """Rows `start` to `stop` (exclusive)."""
+        return PackedRows(self.input_ids[start:stop], self.labels[start:stop], self.position_ids[start:stop])
 
 
 def pack(examples: Iterable[tuple[Sequence[int], Sequence[int]]], seq_len: int) -> PackedRows:

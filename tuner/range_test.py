@@ -22,6 +22,12 @@ if TYPE_CHECKING:
 RANGE_FILE = "range_test.json"
 
 
+def range_file(variant: str | None = None) -> str:
+    """Where a range test's curve is kept in the run directory: RANGE_FILE for the first, one file per other
+    variant searched (range_test_dora.json)."""
+    return RANGE_FILE if variant is None else f"range_test_{variant}.json"
+
+
 @dataclass(frozen=True)
 class RangeTestPlan:
     """How the range test runs: rates from `start` to `end` over `steps` steps of `rows` packed rows each."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from tuner.confirm import confirm_choice
 from tuner.paper import FINDINGS, MIN_IFT_EPOCHS, paper_learning_rate
 from tuner.records import Recommendation, StudyScores, TrialRecord
 from tuner.settings import VARIANT_LABELS, StudySettings
@@ -40,8 +41,11 @@ def recommend(
     """Pick the completed trial with the lowest objective and explain each of its choices."""
     complete = [t for t in trials if t.state == "COMPLETE" and t.value is not None]
     counts = {state: sum(t.state == state for t in trials) for state in ("COMPLETE", "PRUNED", "FAIL")}
+    confirmation = confirm_choice(complete, settings.goal, base_losses.get("confirm_general_loss"))
     if complete:
         best = min(complete, key=lambda t: float(t.value))  # type: ignore[arg-type]
+        if confirmation is not None:
+            best = next(t for t in complete if t.number == confirmation.pick)
         params, source = best.params, f"trial {best.number}"
     else:
         best = None
@@ -74,6 +78,8 @@ def recommend(
 
     if search:
         evidence["search"] = " ".join(search)
+    if confirmation is not None:
+        evidence["choice"] = confirmation.describe(settings.budget.eval_rows)
 
     objective: dict[str, Any] = {"goal": settings.goal, **{f"base_{k}": v for k, v in base_losses.items()}}
     if best is not None:
@@ -82,6 +88,12 @@ def recommend(
             target_loss=best.target_loss,
             general_loss=best.general_loss,
             forgetting_rise=best.forgetting_rise,
+        )
+    if confirmation is not None:
+        objective.update(
+            confirm_value=confirmation.objectives[confirmation.pick],
+            confirm_rows=confirmation.rows,
+            confirm_within_noise=confirmation.within_noise(),
         )
     return Recommendation(
         task=settings.task,

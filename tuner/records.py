@@ -65,9 +65,11 @@ class TrialRecord:
     finished: str | None = None
     lora: dict[str, Any] | None = None
     """The adapter the parameters describe (rank, alpha, targets, dropout, variant)."""
+    confirm: dict[str, list[list[float]]] | None = None
+    """'target' and 'general' -> [summed loss, label tokens] per confirm row, for the best completed trials."""
 
     def to_json(self) -> dict[str, Any]:
-        return {"version": RECORD_VERSION, **_without(asdict(self), ("lora",))}
+        return {"version": RECORD_VERSION, **_without(asdict(self), ("lora", "confirm"))}
 
     @classmethod
     def from_json(cls, payload: dict[str, Any]) -> TrialRecord:

@@ -22,6 +22,8 @@ TASKS = ("code", "math", "custom")
 # Defaults declared once, for `advisor tune` and the app alike: a study of a few minutes on a laptop CPU.
 DEFAULT_TASK = "math"  # GSM8K scores without running generated code
 DEFAULT_TRIALS = 8
+MAX_BUDGET_TRIALS = 1000
+"""Trials a study with a budget may start at most when no count is given: the budget ends it first."""
 DEFAULT_TRIAL_TOKENS = 16_384
 DEFAULT_GOAL = 0.5
 DEFAULT_BATCH_SIZE = 4  # LoRA prefers small batches (LoRA Without Regret: effective batch < 32)
@@ -31,6 +33,11 @@ DEFAULT_WARMUP_RATIO = 0.1  # 10 % warm-up, as in Biderman et al. 2024
 DEFAULT_MAX_GRAD_NORM = 1.0  # gradient clipping 1.0, as in Biderman et al. 2024
 EVAL_ROWS = 8
 """Packed rows in each held-out set (target and general text)."""
+CONFIRM_ROWS = 32
+"""Packed rows in each confirm set (target and general text) at most: the best trials are re-measured there before
+the recommendation, on up to four times the rows they were pruned on, examples no trial was ranked by."""
+CONFIRM_TRIALS = 3
+"""How many of the best completed trials are re-measured on the confirm sets."""
 HALVING_RATE = 2
 """Successive halving: each rung keeps the best 1 / HALVING_RATE of the trials that reached it and doubles their
 steps (Jamieson & Talwalkar 2016; Optuna's SuccessiveHalvingPruner)."""
@@ -106,6 +113,9 @@ class Packing:
     """Rows one optimizer step needs (the data must give at least one batch)."""
     eval_rows: int = EVAL_ROWS
     """Packed rows in each held-out set (target and general text)."""
+    confirm_rows: int = 0
+    """Packed rows in each confirm set, taken from the end of the examples (0: none; the training set is then
+    exactly what it was before confirm sets existed)."""
 
 
 def check_step_shape(batch_size: int, seq_len: int, warmup_ratio: float, max_grad_norm: float) -> None:
@@ -194,12 +204,17 @@ class TrainBudget:
     """Held-out evaluations per trial at most: the rungs of successive halving, the last at the final step."""
     eval_rows: int = EVAL_ROWS
     """Packed rows in each held-out set (target and general)."""
+    confirm_rows: int | None = None
+    """Packed rows in each confirm set, on which the best trials are re-measured (0: none; None: sized to the
+    trial, see confirm_set_rows)."""
 
     def __post_init__(self) -> None:
         check_step_shape(self.batch_size, self.seq_len, self.warmup_ratio, self.max_grad_norm)
         for name in ("evaluations", "eval_rows"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.confirm_rows is not None and self.confirm_rows < 0:
+            raise ValueError(f"confirm_rows must be 0 or more, got {self.confirm_rows}")
         if self.train_tokens < self.tokens_per_step():
             raise ValueError(
                 f"a trial budget of {self.train_tokens} tokens is below one optimizer step "
@@ -208,8 +223,16 @@ class TrainBudget:
             )
 
     def packing(self) -> Packing:
-        """Rows of the trial's length, batches of its size, its held-out rows."""
-        return Packing(self.seq_len, self.batch_size, self.eval_rows)
+        """Rows of the trial's length, batches of its size, its held-out and confirm rows."""
+        return Packing(self.seq_len, self.batch_size, self.eval_rows, self.confirm_set_rows())
+
+    def confirm_set_rows(self) -> int:
+        """Rows of each confirm set: as given, else half the rows a trial trains on (re-measuring a trial then
+        costs about a third of its training: a forward pass is a third of a training step), at least the
+        ranking rows and at most CONFIRM_ROWS."""
+        if self.confirm_rows is not None:
+            return self.confirm_rows
+        return min(CONFIRM_ROWS, max(self.eval_rows, self.steps() * self.batch_size // 2))
 
     def tokens_per_step(self) -> int:
         """Tokens consumed by one optimizer step."""

@@ -56,6 +56,9 @@ class SearchSpace:
     """Target module sets."""
     variants: tuple[str, ...] = ("lora",)
     """LoRA variants to choose between (plain LoRA, rsLoRA, DoRA, PiSSA, LoRA+)."""
+    variant_rates: tuple[tuple[str, float, float], ...] = ()
+    """(variant, lowest, highest rate) for variants with a rate range of their own (each its range test's);
+    the others draw from lr_low to lr_high."""
 
     def __post_init__(self) -> None:
         if not 0 < self.lr_low < self.lr_high:
@@ -73,11 +76,22 @@ class SearchSpace:
         if not self.variants or unknown_variants:
             named = ", ".join(sorted(unknown_variants)) or "(none given)"
             raise ValueError(f"unknown LoRA variant {named}: choose from {', '.join(VARIANTS)}")
+        for variant, low, high in self.variant_rates:
+            if variant not in VARIANTS or not 0 < low < high:
+                raise ValueError(f"a variant's rates need a known variant and 0 < low < high, got {variant, low, high}")
+
+    def rate_range(self, variant: str = "lora") -> tuple[float, float]:
+        """The learning rates a variant's trials draw from."""
+        own = {name: (low, high) for name, low, high in self.variant_rates}
+        return own.get(variant, (self.lr_low, self.lr_high))
 
     def suggest(self, trial: optuna.Trial) -> dict[str, object]:
-        """Draw one configuration through Optuna's suggest_* calls (alpha is always among the parameters)."""
+        """Draw one configuration through Optuna's suggest_* calls (alpha is always among the parameters).
+
+        With variants searched, the variant is drawn first and the rate from its own range."""
+        variant = trial.suggest_categorical("variant", list(self.variants)) if self.variants != ("lora",) else "lora"
         params: dict[str, object] = {
-            "learning_rate": trial.suggest_float("learning_rate", self.lr_low, self.lr_high, log=True),
+            "learning_rate": trial.suggest_float("learning_rate", *self.rate_range(str(variant)), log=True),
             "rank": trial.suggest_categorical("rank", list(self.ranks)),
         }
         if self.alphas is not None:
@@ -86,7 +100,7 @@ class SearchSpace:
             params["alpha_multiple"] = trial.suggest_categorical("alpha_multiple", list(self.alpha_multiples))
         params["targets"] = trial.suggest_categorical("targets", list(self.targets))
         if self.variants != ("lora",):
-            params["variant"] = trial.suggest_categorical("variant", list(self.variants))
+            params["variant"] = variant
         return params
 
     def alpha_rule(self) -> str:
@@ -100,17 +114,28 @@ class SearchSpace:
             )
         return f"alpha searched as {', '.join(f'{m:g}' for m in self.alpha_multiples)} x r"
 
-    def with_rates(self, low: float, high: float) -> SearchSpace:
-        """This space with another learning-rate range (the range test's)."""
-        return replace(self, lr_low=low, lr_high=high)
+    def with_rates(self, low: float, high: float, variant: str | None = None) -> SearchSpace:
+        """This space with another learning-rate range (the range test's), for every variant or for one."""
+        if variant is None:
+            return replace(self, lr_low=low, lr_high=high)
+        others = tuple(entry for entry in self.variant_rates if entry[0] != variant)
+        return replace(self, variant_rates=(*others, (variant, low, high)))
 
     def including(self, params: dict[str, object]) -> SearchSpace:
         """This space widened to hold one configuration (a preset's values may lie outside the defaults)."""
         rate = float(params["learning_rate"])  # type: ignore[arg-type]
+        variant = str(params.get("variant", "lora"))
+        if variant in {name for name, _, _ in self.variant_rates}:
+            low, high = self.rate_range(variant)
+            space = self.with_rates(min(low, rate), max(high, rate), variant)
+        else:
+            space = replace(self, lr_low=min(self.lr_low, rate), lr_high=max(self.lr_high, rate))
+        return space._including_choices(params)
+
+    def _including_choices(self, params: dict[str, object]) -> SearchSpace:
+        """This space widened to hold a configuration's rank, targets, variant and alpha."""
         wider = replace(
             self,
-            lr_low=min(self.lr_low, rate),
-            lr_high=max(self.lr_high, rate),
             ranks=tuple(sorted({*self.ranks, int(params["rank"])})),  # type: ignore[call-overload]
             targets=tuple(t for t in TARGET_SETS if t in {*self.targets, str(params["targets"])}),
             variants=tuple(v for v in VARIANTS if v in {*self.variants, str(params.get("variant", "lora"))}),

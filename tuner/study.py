@@ -11,11 +11,12 @@ from __future__ import annotations
 import contextlib
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tuner.benchmarks import study_benchmarks
+from tuner.confirm import mean_loss
 from tuner.errors import AdvisorError
 from tuner.events import Reporter, Stage, StudyFinished, StudyStarted, TrialFinished, ignore
 from tuner.priors import starting_points
@@ -24,7 +25,7 @@ from tuner.recommend import recommend
 from tuner.records import Recommendation
 from tuner.rundir import run_dir_lock, write_json
 from tuner.runtime import pick_runtime, quiet_libraries
-from tuner.settings import HALVING_RATE, LoraSettings, StudySettings, TrainBudget
+from tuner.settings import HALVING_RATE, VARIANT_LABELS, LoraSettings, StudySettings, TrainBudget
 from tuner.space import SearchSpace, lora_from_params
 from tuner.study_budget import describe_spent
 from tuner.study_objective import Feasibility, Spending, TrialFailed, TrialObjective
@@ -175,6 +176,8 @@ def _search_evidence(settings: StudySettings, study: optuna.Study) -> list[str]:
     notes = [f"Starting point {index + 1}: {point['rule']}." for index, point in enumerate(state.starting_points or [])]
     if state.range_test is not None:
         notes.append(f"Rates: {RangeResult.from_json(state.range_test).describe()}.")
+    for variant, finding in (state.variant_range_tests or {}).items():
+        notes.append(f"Rates of {VARIANT_LABELS[variant]}: {RangeResult.from_json(finding).describe()}.")
     notes.append(
         f"Successive halving evaluated trials at steps {', '.join(map(str, settings.budget.eval_steps()))} and "
         f"kept the best 1/{HALVING_RATE} at each."
@@ -277,7 +280,7 @@ def _search(
     """Load the model, measure the base model's held-out losses once, run the trials left; returns the base losses."""
     from tuner.models import load_model
     from tuner.runtime import return_freed_memory  # looked up per call: tests record it instead
-    from tuner.trial import heldout_loss
+    from tuner.trial import heldout_loss, row_losses
 
     if settings.memory_budget is not None and not runtime.is_cuda:
         # Under a budget, the peak the estimate predicts rather than glibc's retained pages: 2.8 GB
@@ -294,6 +297,15 @@ def _search(
             "model_identity": inputs.identity,
             "target_loss": heldout_loss(model, inputs.data.heldout, batch, runtime),
             "general_loss": heldout_loss(model, inputs.data.general, batch, runtime),
+        }
+        state.base_losses = base
+    confirm, confirm_general = inputs.data.confirm, inputs.data.confirm_general
+    if confirm is not None and confirm_general is not None and "confirm_general_loss" not in base:
+        batch = settings.budget.batch_size
+        base = {
+            **base,
+            "confirm_target_loss": mean_loss(row_losses(model, confirm, batch, runtime)),
+            "confirm_general_loss": mean_loss(row_losses(model, confirm_general, batch, runtime)),
         }
         state.base_losses = base
     space = _searched_space(settings, run_dir, study, model, inputs, runtime, opts)
@@ -335,23 +347,39 @@ def _searched_space(
 ) -> SearchSpace:
     """The space the trials draw from: its rates from the range test (run once, first), widened to hold the
     starting points."""
-    from tuner.range_test import RANGE_FILE, RangeResult, run_range_test
+    from tuner.range_test import RangeResult, range_file, run_range_test
 
     state = StudyState(study)
     space = opts.space
-    if opts.range_test is not None and state.range_test is None:
-        points = state.starting_points or []
-        guess = lora_from_params(points[0]["params"]) if points else LoraSettings(16, 32.0, "all")
-        plan = opts.range_test
-        opts.report(Stage(f"learning-rate range test: {plan.start:g} to {plan.end:g} over at most {plan.steps} steps"))
-        found = run_range_test(model, inputs.data, guess, runtime, plan, seed=settings.data.seed)
-        write_json(run_dir / RANGE_FILE, found.to_json())
-        state.range_test = {key: value for key, value in found.to_json().items() if key != "curve"}
+    points = state.starting_points or []
+    guess = lora_from_params(points[0]["params"]) if points else LoraSettings(16, 32.0, "all")
+    plan = opts.range_test
+
+    def range_test(lora: LoraSettings, variant: str | None, plan: RangeTestPlan) -> dict[str, Any]:
+        named = f" of {VARIANT_LABELS[lora.variant]}" if variant else ""
+        opts.report(Stage(f"learning-rate range test{named}: {plan.start:g} to {plan.end:g} over {plan.steps} steps"))
+        found = run_range_test(model, inputs.data, lora, runtime, plan, seed=settings.data.seed)
+        write_json(run_dir / range_file(variant), found.to_json())
         opts.report(Stage(found.describe()))
+        return {key: value for key, value in found.to_json().items() if key != "curve"}
+
+    if plan is not None and state.range_test is None:
+        state.range_test = range_test(guess, None, plan)
+    others = [variant for variant in space.variants if variant != guess.variant]
+    if plan is not None and others:
+        tested = dict(state.variant_range_tests or {})
+        for variant in others:
+            if variant not in tested:
+                tested[variant] = range_test(replace(guess, variant=variant), variant, plan)
+                state.variant_range_tests = tested
     if state.range_test is not None:
         found = RangeResult.from_json(state.range_test)
         if found.conclusive:
             space = space.with_rates(found.low, found.high)
+    for variant, finding in (state.variant_range_tests or {}).items():
+        found = RangeResult.from_json(finding)
+        if found.conclusive and variant in space.variants:
+            space = space.with_rates(found.low, found.high, variant)
     for point in state.starting_points or []:
         space = space.including(point["params"])
     for params in opts.first_configurations:

@@ -33,8 +33,9 @@ class StudyBudget:
             raise ValueError(f"a study budget must be positive, got {self.describe()}")
 
     @classmethod
-    def parse(cls, text: str) -> StudyBudget:
-        """A budget from '200000', '200k' or '1.5M tokens' (training tokens), or '90s', '30min', '2h' (time)."""
+    def parse(cls, text: str, option: str = "--budget") -> StudyBudget:
+        """A budget from '200000', '200k' or '1.5M tokens' (training tokens), or '90s', '30min', '2h' (time);
+        `option` names where it was given, in the error."""
         match = _BUDGET.match(text)
         if match is not None:
             number, unit, token_word = float(match.group(1)), match.group(2) or "", match.group(3)
@@ -43,7 +44,7 @@ class StudyBudget:
             if unit in TIME_UNITS and not token_word and number > 0:
                 return cls(seconds=number * TIME_UNITS[unit])
         raise ValueError(
-            f"--budget {text!r}: give positive training tokens (200000, 200k, 1.5M tokens) or time (90s, 30min, 2h)"
+            f"{option} {text!r}: give positive training tokens (200000, 200k, 1.5M tokens) or time (90s, 30min, 2h)"
         )
 
     def describe(self) -> str:

@@ -9,9 +9,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from tuner.benchmarks import LEARNING_TASK, forgetting_score
-from tuner.events import Reporter, TrialEvaluated, TrialProgress, TrialScored, TrialStarted
+from tuner.confirm import worth_remeasuring
+from tuner.events import Reporter, Stage, TrialEvaluated, TrialProgress, TrialScored, TrialStarted
 from tuner.objective import forgetting_rise, objective_value
-from tuner.settings import HALVING_RATE, LoraSettings, StudySettings
+from tuner.settings import CONFIRM_TRIALS, HALVING_RATE, LoraSettings, StudySettings
 from tuner.space import SearchSpace, lora_from_params
 from tuner.study_budget import Spent, describe_spent
 from tuner.study_state import TrialState, finished_trials, study_spent, trial_cost
@@ -152,6 +153,7 @@ class TrialObjective:
             return None
 
         def on_trained(adapted: PeftModel, result: TrialResult) -> None:
+            self._remeasure(trial, adapted, result)
             if self.scorer is not None:
                 scores.update(self.scorer(adapted, result.train_seconds) or {})
 
@@ -174,6 +176,27 @@ class TrialObjective:
             measured = f" (peak {peak / (1 << 30):.2f} GiB allocated)" if peak else ""
             TrialState(trial).failed(f"out of memory{measured}: {str(error).splitlines()[0]}", peak)
             raise TrialFailed(str(error)) from None
+
+    def _remeasure(self, trial: optuna.Trial, adapted: PeftModel, result: TrialResult) -> None:
+        """Measure a completed trial on the confirm sets if it is among the best completed so far."""
+        from optuna.trial import TrialState as OptunaState
+
+        from tuner.trial import row_losses
+
+        confirm, general = self.data.confirm, self.data.confirm_general
+        if confirm is None or general is None or not result.evaluations:
+            return
+        _, target_loss, general_loss = result.evaluations[-1]
+        value = objective_value(target_loss, general_loss, self.base_losses["general_loss"], self.settings.goal)
+        completed = [t.value for t in trial.study.get_trials(deepcopy=False, states=(OptunaState.COMPLETE,))]
+        if not worth_remeasuring(value, [v for v in completed if v is not None]):
+            return
+        rows = len(confirm)
+        self.report(Stage(f"trial {trial.number} is among the best {CONFIRM_TRIALS}: re-measuring it on {rows} rows"))
+        batch = self.settings.budget.batch_size
+        TrialState(trial).remeasured(
+            row_losses(adapted, confirm, batch, self.runtime), row_losses(adapted, general, batch, self.runtime)
+        )
 
     def _record_scores(self, trial: optuna.Trial, scores: dict[str, TaskScore]) -> None:
         figures = {name: score.score for name, score in scores.items()}

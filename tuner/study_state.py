@@ -94,6 +94,8 @@ class StudyState:
     """The configurations enqueued first, each {params, rule}: the rule that gave it, said in the advice."""
     range_test: dict[str, Any] | None = _StudyAttribute()  # type: ignore[assignment]
     """The learning-rate range test's finding (RangeResult without its curve, which is in range_test.json)."""
+    variant_range_tests: dict[str, dict[str, Any]] | None = _StudyAttribute()  # type: ignore[assignment]
+    """Variant -> its own range test's finding, for each variant searched besides the first guess's."""
 
     def __init__(self, study: optuna.Study) -> None:
         self.study = study
@@ -150,6 +152,10 @@ class TrialState:
         self.trial.set_user_attr("general_loss", general_loss)
         self.trial.set_user_attr("forgetting_rise", forgetting_rise)
 
+    def remeasured(self, target: list[list[float]], general: list[list[float]]) -> None:
+        """The trial's per-row losses on the confirm sets (target and general)."""
+        self.trial.set_user_attr("confirm", {"target": target, "general": general})
+
     def scored(
         self, scores: dict[str, dict[str, Any]], general_score: float | None, learning_score: float | None
     ) -> None:
@@ -192,6 +198,7 @@ def trial_record(trial: optuna.trial.FrozenTrial) -> TrialRecord:
         started=str(trial.datetime_start) if trial.datetime_start else None,
         finished=str(trial.datetime_complete) if trial.datetime_complete else None,
         lora=asdict(lora_from_params(trial.params)) if trial.params else None,
+        confirm=attrs.get("confirm"),
     )
 
 
@@ -209,8 +216,10 @@ def study_spent(study: optuna.Study, tokens_per_step: int) -> Spent:
 
     ended = (OptunaState.COMPLETE, OptunaState.PRUNED, OptunaState.FAIL)
     trials = study.get_trials(deepcopy=False, states=ended)
-    found = StudyState(study).range_test
-    range_cost = (int(found["tokens"]), float(found["seconds"])) if found else None
+    state = StudyState(study)
+    tests = [state.range_test, *(state.variant_range_tests or {}).values()]
+    found = [test for test in tests if test]
+    range_cost = (sum(int(t["tokens"]) for t in found), sum(float(t["seconds"]) for t in found)) if found else None
     return total_spent((trial_cost(t, tokens_per_step) for t in trials), range_cost)
 
 

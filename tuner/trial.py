@@ -92,6 +92,27 @@ def heldout_loss(model: PreTrainedModel, rows: PackedRows, batch_size: int, runt
     return total_loss / total_tokens if total_tokens else float("nan")
 
 
+def row_losses(model: PreTrainedModel, rows: PackedRows, batch_size: int, runtime: Runtime) -> list[list[float]]:
+    """[summed loss, label tokens] per packed row: what paired comparisons between two adapters need."""
+    import torch
+
+    was_training = model.training
+    model.eval()
+    measured: list[list[float]] = []
+    with torch.no_grad(), runtime.autocast():
+        for start in range(0, len(rows), batch_size):
+            batch = batch_tensors(rows, list(range(start, min(start + batch_size, len(rows)))), runtime.device)
+            logits = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False).logits
+            shifted = batch["labels"][:, 1:]
+            losses = torch.nn.functional.cross_entropy(
+                logits[:, :-1].float().transpose(1, 2), shifted, ignore_index=IGNORE_INDEX, reduction="none"
+            )
+            for row_loss, row_labels in zip(losses, shifted, strict=True):
+                measured.append([round(float(row_loss.sum()), 5), int((row_labels != IGNORE_INDEX).sum())])
+    model.train(was_training)
+    return measured
+
+
 def peft_config(lora: LoraSettings) -> LoraConfig:
     """peft's LoraConfig for our adapter settings (LoRA+ is the optimizer's: see adapter_optimizer)."""
     from peft import LoraConfig

@@ -1,4 +1,5 @@
-"""Step 4: the goal (learn most to forget least) and the time budget, with an estimated duration."""
+"""Step 4: the goal (learn most to forget least) and the study's budget in time or training tokens, with what it
+buys on this machine."""
 
 from __future__ import annotations
 
@@ -6,10 +7,13 @@ from dataclasses import replace
 
 from textual import on
 from textual.app import ComposeResult
+from textual.containers import Horizontal
 from textual.widgets import Input, RadioButton, RadioSet, Static
 
-from advisor.advice import GOALS, estimated_seconds, goal_advice
+from advisor.advice import GOALS, budget_estimate, goal_advice
 from advisor.screens.step import StepScreen
+from tuner.settings import TrainBudget
+from tuner.study_budget import StudyBudget
 
 
 class GoalScreen(StepScreen):
@@ -20,9 +24,13 @@ class GoalScreen(StepScreen):
         with RadioSet(id="goal"):
             for goal, label in GOALS.items():
                 yield RadioButton(f"{label} ({goal:g})", value=goal == choices.goal, name=str(goal))
-        yield Static("Trials, and training tokens per trial", classes="field-label")
-        yield Input(str(choices.trials), id="trials", type="integer")
-        yield Input(str(choices.trial_tokens), id="trial-tokens", type="integer")
+        with Horizontal(id="budget-row"):
+            study_budget = Input(choices.study_budget or "", id="study-budget", placeholder="10min")
+            study_budget.border_title = "Study budget (10min, 2h, 200k)"
+            yield study_budget
+            trial_tokens = Input(str(choices.trial_tokens), id="trial-tokens", type="integer")
+            trial_tokens.border_title = "Tokens per trial"
+            yield trial_tokens
         yield Static("", id="duration")
 
     def on_mount(self) -> None:
@@ -41,29 +49,37 @@ class GoalScreen(StepScreen):
 
     @on(Input.Changed)
     def show_duration(self) -> None:
-        numbers = self._numbers()
-        if numbers is None:
-            text = "Give whole numbers to see the duration."
-        else:
-            minutes = estimated_seconds(*numbers) / 60
-            text = f"About {minutes:.0f} min on this project's 2-core CPU (200 training tokens/s; a GPU is far faster)."
+        chosen = self._chosen()
+        text = chosen if isinstance(chosen, str) else budget_estimate(*chosen)
         self.query_one("#duration", Static).update(text)
 
-    def _numbers(self) -> tuple[int, int] | None:
+    def _chosen(self) -> tuple[StudyBudget, int] | str:
+        """The budget and the trial's tokens, or what is wrong with them."""
+        text = self.query_one("#study-budget", Input).value.strip()
+        if not text:
+            return "Give the study a budget: a time (10min, 2h) or training tokens (200k)."
         try:
-            return int(self.query_one("#trials", Input).value), int(self.query_one("#trial-tokens", Input).value)
-        except ValueError:
-            return None
+            spend = StudyBudget.parse(text, "the study budget")
+            trial_tokens = int(self.query_one("#trial-tokens", Input).value)
+            TrainBudget(train_tokens=trial_tokens)  # at least one optimizer step
+        except ValueError as error:
+            message = str(error)
+            if message.startswith("invalid literal"):
+                return "Training tokens per trial must be a whole number."
+            return message[0].upper() + message[1:] + "."
+        if spend.tokens is not None and spend.tokens < trial_tokens:
+            return f"A budget of {spend.tokens:,} tokens is below one trial ({trial_tokens:,} tokens)."
+        return spend, trial_tokens
 
     def accept(self) -> str | None:
-        numbers = self._numbers()
-        if numbers is None or numbers[0] < 1 or numbers[1] < 1:
-            return "Trials and tokens per trial must be positive whole numbers."
-        trials, trial_tokens = numbers
+        chosen = self._chosen()
+        if isinstance(chosen, str):
+            return chosen
+        _, trial_tokens = chosen
         self.app.choices = replace(  # type: ignore[attr-defined]
             self.app.choices,
             goal=self._chosen_goal(),
-            trials=trials,
+            study_budget=self.query_one("#study-budget", Input).value.strip(),
             trial_tokens=trial_tokens,  # type: ignore[attr-defined]
         )
         return None

@@ -20,6 +20,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 from textual_plotext import PlotextPlot
 
+from advisor.advice import format_duration
 from advisor.progress import describe_params, trial_outcome
 from tuner import events
 from tuner.events import Event
@@ -68,6 +69,10 @@ class StudyScreen(Screen[None]):
         self.resumed_from = 0
         """Trials finished before this run of the worker: the ETA counts only what this run did."""
         self.total_trials = settings.trials
+        self.spent_share: float | None = None
+        """The share of the study's budget spent, where it has one."""
+        self.resumed_share = 0.0
+        """The share spent before this run of the worker."""
         self.curve: list[tuple[int, float]] = []
         self.points: dict[str, tuple[float, float]] = {}
         self.recommendation: Recommendation | None = None
@@ -121,6 +126,8 @@ class StudyScreen(Screen[None]):
         table = self.query_one("#trials", DataTable)
         if isinstance(event, events.StudyStarted):
             self.total_trials, self.finished_trials = event.total_trials, event.finished_trials
+            self.resumed_from = event.finished_trials
+            self.spent_share = self.resumed_share = event.spent_share or 0.0
             self.show_stored_trials()
         elif isinstance(event, events.TrialStarted):
             self.curve = []
@@ -144,6 +151,7 @@ class StudyScreen(Screen[None]):
                     self.draw_scatter()
         elif isinstance(event, events.TrialFinished):
             self.finished_trials += 1
+            self.spent_share = event.spent_share
             self._cell(event.number, "state", event.state.lower())
             self._cell(event.number, "reason", (event.reason or "")[:60])
         elif isinstance(event, events.StudyFinished):
@@ -196,14 +204,21 @@ class StudyScreen(Screen[None]):
             return
         elapsed = time.monotonic() - self.started
         done = max(self.finished_trials, 0)
-        eta = ""
-        if done:
-            remaining = elapsed / max(done - self.resumed_from, 1) * (self.total_trials - done)
-            eta = f", about {remaining / 60:.0f} min left"
         state = "pausing after this trial" if self.pause_requested.is_set() else "running"
+        if self.settings.search_budget is not None:
+            share = self.spent_share or 0.0
+            progress = f"trial {done + 1}, {share:.0%} of the budget spent"
+            gained = share - self.resumed_share
+            left = elapsed / gained * (1 - share) if gained > 0 else None
+        else:
+            progress = f"trial {min(done + 1, self.total_trials)}/{self.total_trials}"
+            ran = done - self.resumed_from
+            left = elapsed / ran * (self.total_trials - done) if ran > 0 else None
+        eta = ", time left known after a trial"
+        if left is not None:
+            eta = f", about {format_duration(left)} left" if left >= 60 else ", under a minute left"
         self.query_one("#status", Static).update(
-            f"{state}: trial {min(done + 1, self.total_trials)}/{self.total_trials}, "
-            f"{elapsed / 60:.1f} min elapsed{eta}  ({self.run_dir})"
+            f"{state}: {progress}, {elapsed / 60:.1f} min elapsed{eta}  ({self.run_dir})"
         )
 
     def draw_curve(self, number: int) -> None:

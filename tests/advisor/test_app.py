@@ -26,6 +26,7 @@ from advisor.screens.task import TaskScreen
 from advisor.screens.train import TrainScreen
 from tuner import events
 from tuner.records import Recommendation, RunReport
+from tuner.settings import MAX_BUDGET_TRIALS
 
 PARAMS = {"learning_rate": 1e-4, "rank": 16, "alpha_multiple": 2.0, "targets": "all"}
 
@@ -60,9 +61,14 @@ class FakeTuner:
     def __call__(self, settings: Any, run_dir: Path, report: Any, allow_code_execution: bool = False) -> dict[str, Any]:
         self.calls.append(run_dir)
         self.allowed.append(allow_code_execution)
-        report(events.StudyStarted(settings.trials, 0, str(run_dir)))
-        for number in range(settings.trials):
-            report(events.TrialStarted(number, number + 1, settings.trials, 4, PARAMS))
+        spend = settings.search_budget
+        count = settings.trials  # a token budget runs its full trials' worth, a time budget three
+        if spend is not None:
+            count = spend.tokens // settings.budget.train_tokens if spend.tokens else 3
+        share = (lambda done: done / count) if spend is not None else (lambda done: None)
+        report(events.StudyStarted(settings.trials, 0, str(run_dir), spent_share=share(0)))
+        for number in range(count):
+            report(events.TrialStarted(number, number + 1, 0 if spend else count, 4, PARAMS))
             for step in range(1, 5):
                 self.first_step.set()
                 time.sleep(self.step_pause)
@@ -70,7 +76,7 @@ class FakeTuner:
             report(events.TrialEvaluated(number, 4, 1.5 - 0.1 * number, 2.0, 1.6))
             scores = {"hellaswag": 0.4, "winogrande": 0.5, "arc_challenge": 0.3, "gsm8k": 0.1 * number}
             report(events.TrialScored(number, scores, 0.4, 0.1 * number))
-            report(events.TrialFinished(number, "COMPLETE", 1.6, None, 1.0))
+            report(events.TrialFinished(number, "COMPLETE", 1.6, None, 1.0, spent_share=share(number + 1)))
         rec = Recommendation.from_json(recommendation(run_dir))
         report(events.StudyFinished(rec, []))
         return rec
@@ -104,7 +110,10 @@ async def test_whole_flow_from_first_question_to_recommendation(tiny_model: Path
         await pilot.press("ctrl+n")
         await settle(app, pilot)
         assert isinstance(app.screen, GoalScreen)
-        app.screen.query_one("#trials", Input).value = "3"
+        assert "10 min of trials" in str(app.screen.query_one("#duration", Static).render())
+        app.screen.query_one("#study-budget", Input).value = "50k"  # three full trials of 16,384 tokens
+        await pilot.pause()
+        assert "50,000 training tokens" in str(app.screen.query_one("#duration", Static).render())
         await pilot.press("ctrl+n")
         await settle(app, pilot)
         assert isinstance(app.screen, StudyScreen)
@@ -117,6 +126,52 @@ async def test_whole_flow_from_first_question_to_recommendation(tiny_model: Path
         await pilot.pause()
         assert isinstance(app.screen, RecommendationScreen)
         assert "Recommended" in str(app.screen.query_one("#recommendation", Static).render())
+
+
+@pytest.mark.parametrize(
+    ("budget", "trial_tokens", "message"),
+    [
+        ("lots", "16384", "The study budget 'lots': give positive training tokens"),
+        ("", "16384", "Give the study a budget"),
+        ("10k", "16384", "A budget of 10,000 tokens is below one trial (16,384 tokens)."),
+        ("10min", "1", "A trial budget of 1 tokens is below one optimizer step"),
+        ("10min", "many", "Training tokens per trial must be a whole number."),
+    ],
+)
+async def test_the_time_step_refuses_a_budget_it_cannot_run_and_keeps_the_choices(
+    tiny_model: Path, tmp_path: Path, budget: str, trial_tokens: str, message: str
+):
+    tuner = FakeTuner()
+    app = AdvisorApp(runner=tuner, runs_root=tmp_path)
+    app.choices = app.choices.__class__(model=str(tiny_model), goal=0.25)
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.push_screen(GoalScreen())
+        await pilot.pause()
+        app.screen.query_one("#study-budget", Input).value = budget
+        app.screen.query_one("#trial-tokens", Input).value = trial_tokens
+        await pilot.pause()
+        await pilot.press("ctrl+n")
+        await settle(app, pilot)
+        assert isinstance(app.screen, GoalScreen) and tuner.calls == []
+        assert message in str(app.screen.query_one("#error", Static).render())
+        assert app.choices.goal == 0.25 and app.choices.study_budget == "10min"
+
+
+async def test_a_time_budget_runs_the_study_to_its_budget(tiny_model: Path, tmp_path: Path):
+    tuner = FakeTuner()
+    app = AdvisorApp(runner=tuner, runs_root=tmp_path)
+    app.choices = app.choices.__class__(model=str(tiny_model), study_budget="2h")
+    settings = app.study_settings()
+    assert settings.search_budget.seconds == 7200 and settings.trials == MAX_BUDGET_TRIALS
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.start_study(settings, tmp_path / "run")
+        await settle(app, pilot)
+        assert app.screen.query_one("#trials", DataTable).row_count == 3
+        assert "study finished" in str(app.screen.query_one("#status", Static).render())
+        app.screen.running = True  # the status line as it reads while the study runs, its budget spent
+        app.screen.show_status()
+        status = str(app.screen.query_one("#status", Static).render())
+        assert "running: trial 4, 100% of the budget spent" in status and "under a minute left" in status
 
 
 async def test_own_data_needs_a_file_and_errors_stay_in_the_app(tmp_path: Path):
@@ -133,7 +188,7 @@ async def test_stop_then_resume_the_study(tiny_model: Path, tmp_path: Path):
     tuner = FakeTuner(step_pause=0.05)
     app = AdvisorApp(runner=tuner, runs_root=tmp_path)
     async with app.run_test(size=(100, 30)) as pilot:
-        app.choices = app.choices.__class__(model=str(tiny_model), trials=2)
+        app.choices = app.choices.__class__(model=str(tiny_model), trials=2, study_budget=None)
         app.start_study(app.study_settings(), tmp_path / "run")
         await pilot.pause()
         assert tuner.first_step.wait(5)
@@ -150,7 +205,7 @@ async def test_the_real_engine_runs_behind_the_app_on_the_tiny_model(tiny_model,
     monkeypatch.setenv("ADVISOR_DATA_DIR", str(data_dir))
     app = AdvisorApp(runs_root=tmp_path)  # the real runner: tuner.study.run_study
     async with app.run_test(size=(100, 30)) as pilot:
-        app.choices = app.choices.__class__(model=str(tiny_model), trials=1, trial_tokens=4096)
+        app.choices = app.choices.__class__(model=str(tiny_model), trials=1, trial_tokens=4096, study_budget=None)
         app.start_study(app.study_settings(), tmp_path / "run")
         await settle(app, pilot)
         status = str(app.screen.query_one("#status", Static).render())
@@ -200,7 +255,7 @@ async def test_the_real_engine_runs_behind_the_app_on_the_tiny_model(tiny_model,
 async def test_a_code_study_asks_once_before_running_generated_code(tiny_model: Path, tmp_path: Path):
     tuner = FakeTuner()
     app = AdvisorApp(runner=tuner, runs_root=tmp_path)
-    app.choices = app.choices.__class__(model=str(tiny_model), trials=1)
+    app.choices = app.choices.__class__(model=str(tiny_model), study_budget="16384")  # one trial
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("down", "enter", "ctrl+n")  # code
         await pilot.pause()

@@ -14,7 +14,7 @@ from tests.advisor.test_app import FakeTuner, settle
 
 def app_for(tiny_model: Path) -> AdvisorApp:
     app = AdvisorApp(runner=FakeTuner(), runs_root=Path("runs"))
-    app.choices = app.choices.__class__(model=str(tiny_model), trials=3)
+    app.choices = app.choices.__class__(model=str(tiny_model), trials=3, study_budget=None)
     return app
 
 

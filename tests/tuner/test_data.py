@@ -79,6 +79,39 @@ def test_prepared_data_splits_without_overlap_and_fills_rows(data_dir, tokenizer
     assert not held & {tuple(r) for r in data.train.input_ids.tolist()}
 
 
+def test_confirm_sets_come_from_the_end_and_leave_the_rest_as_it_was(data_dir, tokenizer):
+    plain = prepare_study_data(settings("math"), Packing(seq_len=128, batch_size=2), tokenizer, data_dir)
+    data = prepare_study_data(
+        settings("math"), Packing(seq_len=128, batch_size=2, confirm_rows=16), tokenizer, data_dir
+    )
+    assert plain.confirm is None and plain.confirm_general is None
+    assert data.confirm.input_ids.shape == (16, 128) and data.confirm_general.input_ids.shape == (16, 128)
+    assert (data.heldout.input_ids == plain.heldout.input_ids).all()
+    assert (data.general.input_ids == plain.general.input_ids).all()
+    # The training rows are the plain split's first ones: only examples from the end were spared.
+    assert (data.train.input_ids == plain.train.input_ids[: len(data.train)]).all()
+    assert data.train_examples < plain.train_examples
+    rows = {tuple(r) for r in data.confirm.input_ids.tolist()}
+    assert not rows & {tuple(r) for r in data.train.input_ids.tolist()}
+    assert not rows & {tuple(r) for r in data.heldout.input_ids.tolist()}
+    general = {tuple(r) for r in data.confirm_general.input_ids.tolist()}
+    assert not general & {tuple(r) for r in data.general.input_ids.tolist()}
+
+
+def test_small_data_spares_at_most_a_quarter_for_confirm_sets(tmp_path, tokenizer, data_dir):
+    rows = "".join(f'"Say {i}","{i} {i} {i}"\n' for i in range(300))
+    (tmp_path / "mine.csv").write_text("prompt,response\n" + rows)
+    data = prepare_study_data(
+        settings("custom", data=str(tmp_path / "mine.csv")),
+        Packing(seq_len=64, batch_size=2, eval_rows=2, confirm_rows=1000),
+        tokenizer,
+        data_dir,
+    )
+    assert 0 < len(data.confirm) < 1000
+    spared = 300 - data.heldout_examples - data.train_examples
+    assert spared == (300 - data.heldout_examples) // 4
+
+
 def test_custom_csv_with_named_columns(tmp_path, tokenizer):
     rows = "".join(f'"Say {i}","{i} {i} {i}"\n' for i in range(300))
     (tmp_path / "mine.csv").write_text("question,reply\n" + rows)

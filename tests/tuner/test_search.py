@@ -113,6 +113,32 @@ def test_variants_are_searched_only_when_asked_for():
         SearchSpace(variants=("lora", "qlora"))
 
 
+def test_each_variant_draws_its_rate_from_its_own_range():
+    space = SearchSpace(variants=("lora", "loraplus")).with_rates(1e-4, 3e-3).with_rates(1e-5, 2e-4, "loraplus")
+    assert space.rate_range("lora") == (1e-4, 3e-3) and space.rate_range("loraplus") == (1e-5, 2e-4)
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0, n_startup_trials=3, multivariate=True))
+    drawn = []
+    for _ in range(12):
+        trial = study.ask()
+        params = space.suggest(trial)
+        drawn.append(params)
+        study.tell(trial, math.log(float(params["learning_rate"])) ** 2)
+    for params in drawn:
+        low, high = space.rate_range(str(params["variant"]))
+        assert low <= float(params["learning_rate"]) <= high
+    assert {p["variant"] for p in drawn} == {"lora", "loraplus"}
+
+
+def test_including_a_configuration_widens_its_own_variants_range():
+    space = SearchSpace(variants=("lora", "dora")).with_rates(1e-4, 1e-3).with_rates(2e-4, 2e-3, "dora")
+    wider = space.including({"learning_rate": 5e-3, "rank": 16, "alpha": 32.0, "targets": "all", "variant": "dora"})
+    assert wider.rate_range("dora") == (2e-4, 5e-3) and wider.rate_range("lora") == (1e-4, 1e-3)
+    plain = space.including({"learning_rate": 5e-5, "rank": 16, "alpha": 32.0, "targets": "all"})
+    assert plain.rate_range("lora") == (5e-5, 1e-3) and plain.rate_range("dora") == (2e-4, 2e-3)
+    with pytest.raises(ValueError, match="0 < low < high"):
+        SearchSpace(variant_rates=(("dora", 1e-3, 1e-4),))
+
+
 # The range test's analysis.
 
 

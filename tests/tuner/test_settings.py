@@ -76,3 +76,20 @@ def test_each_variant_is_a_setting_of_peft_or_of_the_optimizer():
         "loraplus": {},  # the optimizer's (tuner.trial.adapter_optimizer)
     }
     assert LoraSettings(16, 32, "all").variant == "lora"
+
+
+@pytest.mark.parametrize(
+    ("train_tokens", "confirm_rows", "expected"),
+    [
+        (4 * 512 * 4, None, 8),  # 16 training rows: half is 8, the ranking rows' count
+        (4 * 512 * 12, None, 24),  # 48 training rows: half
+        (4 * 512 * 100, None, 32),  # at most CONFIRM_ROWS
+        (4 * 512 * 100, 0, 0),  # none
+        (4 * 512 * 4, 50, 50),  # as given
+    ],
+)
+def test_confirm_sets_are_sized_to_the_trial(train_tokens, confirm_rows, expected):
+    budget = TrainBudget(train_tokens, batch_size=4, seq_len=512, confirm_rows=confirm_rows)
+    assert budget.confirm_set_rows() == expected and budget.packing().confirm_rows == expected
+    with pytest.raises(ValueError, match="confirm_rows must be 0 or more"):
+        TrainBudget(train_tokens, confirm_rows=-1)

@@ -55,7 +55,13 @@ def test_three_trial_study_writes_trials_and_recommendation(tiny_model, data_dir
     assert trials[0]["params"] == {"learning_rate": guess_rate, "rank": 16, "alpha": 32.0, "targets": "all"}
     complete = [t for t in trials if t["state"] == "COMPLETE"]
     assert complete and all(len(t["train_curve"]) == 16 and len(t["evaluations"]) == 2 for t in complete)
-    assert written["objective"]["value"] == min(t["value"] for t in complete)
+    # Each trial was among the best three when it completed: all were re-measured on the confirm rows (half the
+    # 32 rows a trial trains on), and the recommendation is the best there.
+    assert BUDGET.confirm_set_rows() == 16
+    assert all(len(t["confirm"]["target"]) == 16 and len(t["confirm"]["general"]) == 16 for t in complete)
+    picked = next(t for t in complete if t["number"] == written["trial"])
+    assert written["objective"]["value"] == picked["value"] and written["objective"]["confirm_rows"] == 16
+    assert "were re-measured on 16 held-out rows" in written["evidence"]["choice"]
     assert sum(isinstance(e, TrialStarted) for e in events) == 3
     assert sum(isinstance(e, TrialFinished) for e in events) == 3 and isinstance(events[-1], StudyFinished)
 
@@ -207,7 +213,8 @@ def test_a_budgeted_study_starts_many_short_trials_and_spends_no_more_than_its_b
     trials = records(run_dir)
     spent = sum(len(t["train_curve"]) for t in trials) * BUDGET.tokens_per_step() + found["tokens"]
     assert spent <= budget.tokens
-    assert len(trials) > 3  # more trials than whole trials would fit: the pruned ones cost a rung
+    whole = (budget.tokens - found["tokens"]) // BUDGET.train_tokens
+    assert len(trials) > whole  # more trials than whole trials would fit: the pruned ones cost a rung
     assert any(len(t["train_curve"]) == 8 and t["state"] == "PRUNED" for t in trials)  # stopped at the first rung
     assert rec["trials"]["complete"] >= 1
     search = rec["evidence"]["search"]
@@ -220,3 +227,26 @@ def test_a_budgeted_study_starts_many_short_trials_and_spends_no_more_than_its_b
     # Run again with the same budget: nothing is left to spend, so nothing more is trained.
     again = run_study_json(settings(tiny_model, 1000, search_budget=budget), run_dir, data_dir=data_dir)
     assert records(run_dir) == trials and again["trial"] == rec["trial"]
+
+
+def test_each_searched_variant_gets_its_own_range_test_and_draws_from_its_range(tiny_model, data_dir, tmp_path):
+    from tuner.range_test import RangeTestPlan
+
+    run_dir = tmp_path / "run"
+    plan = RangeTestPlan(start=1e-4, end=0.9, steps=6, min_improvement=0.0)
+    rec = run_study_json(
+        settings(tiny_model, 4),
+        run_dir,
+        data_dir=data_dir,
+        space=SearchSpace(lr_low=1e-2, lr_high=2e-1, variants=("lora", "loraplus")),
+        score_items=0,
+        range_test=plan,
+    )
+    first = json.loads((run_dir / "range_test.json").read_text())
+    plus = json.loads((run_dir / "range_test_loraplus.json").read_text())
+    assert first["adapter"]["variant"] == "lora" and plus["adapter"]["variant"] == "loraplus"
+    assert "Rates of LoRA+:" in rec["evidence"]["search"]
+    for trial in records(run_dir)[2:]:  # past the two starting points, the draws follow each variant's range
+        found = plus if trial["params"]["variant"] == "loraplus" else first
+        if found["conclusive"]:
+            assert found["low"] <= trial["params"]["learning_rate"] <= found["high"]
