@@ -35,6 +35,10 @@ class StepScreen(Screen[None]):
     def compose_step(self) -> ComposeResult:
         yield from ()
 
+    def on_screen_resume(self) -> None:
+        """Open at the step's heading: focusing the first control scrolls it into view, past the heading."""
+        self.call_after_refresh(self.query_one("#step", VerticalScroll).scroll_home, animate=False)
+
     def advice_text(self) -> str:
         return ""
 

@@ -174,6 +174,64 @@ async def test_a_time_budget_runs_the_study_to_its_budget(tiny_model: Path, tmp_
         assert "running: trial 4, 100% of the budget spent" in status and "under a minute left" in status
 
 
+@pytest.mark.parametrize("size", [(80, 24), (60, 20)])
+@pytest.mark.parametrize("step", [TaskScreen, ModelScreen, MemoryScreen, GoalScreen])
+async def test_every_step_opens_at_its_heading(tiny_model: Path, tmp_path: Path, step, size):
+    app = AdvisorApp(runner=FakeTuner(), runs_root=tmp_path)
+    app.choices = app.choices.__class__(model=str(tiny_model))
+    async with app.run_test(size=size) as pilot:
+        app.push_screen(step())
+        await settle(app, pilot)
+        assert app.screen.query_one("#step").scroll_y == 0
+        assert app.screen.focused is not None  # and the first control has the focus, to answer at once
+
+
+async def test_the_model_step_checks_the_model_before_going_on(tiny_model: Path, tmp_path: Path):
+    app = AdvisorApp(runner=FakeTuner(), runs_root=tmp_path)
+    app.choices = app.choices.__class__(model=str(tiny_model))
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.push_screen(ModelScreen())
+        await settle(app, pilot)
+        field = app.screen.query_one("#model", Input)
+        field.value = str(tmp_path / "no-such-model")
+        await pilot.pause()
+        assert "Press Enter to check" in str(app.screen.query_one("#model-info", Static).render())
+        await pilot.press("ctrl+n")  # checked first; it is not there, so the step stays with the reason
+        await settle(app, pilot)
+        assert isinstance(app.screen, ModelScreen) and app.choices.model == str(tiny_model)
+        assert "no-such-model" in str(app.screen.query_one("#error", Static).render())
+        field.value = str(tiny_model)
+        await pilot.pause()
+        await pilot.press("ctrl+n")  # checked again, found, and the next step opens by itself
+        await settle(app, pilot)
+        await settle(app, pilot)
+        assert isinstance(app.screen, MemoryScreen)
+
+
+@pytest.mark.parametrize(
+    ("budget", "message"),
+    [
+        ("1MiB", "is below the model's weights alone"),
+        ("lots", "lots"),
+    ],
+)
+async def test_the_memory_step_refuses_a_budget_no_trial_fits_and_says_so_once(
+    tmp_path: Path, budget: str, message: str
+):
+    app = AdvisorApp(runner=FakeTuner(), runs_root=tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.push_screen(MemoryScreen())
+        await settle(app, pilot)
+        app.screen.query_one("#budget", Input).value = budget
+        await settle(app, pilot)
+        await pilot.press("ctrl+n")
+        await settle(app, pilot)
+        assert isinstance(app.screen, MemoryScreen) and app.choices.memory_budget is None
+        error = str(app.screen.query_one("#error", Static).render())
+        assert message in error
+        assert message not in str(app.screen.query_one("#estimate", Static).render())
+
+
 async def test_own_data_needs_a_file_and_errors_stay_in_the_app(tmp_path: Path):
     app = AdvisorApp(runner=FakeTuner(), runs_root=tmp_path)
     async with app.run_test(size=(80, 24)) as pilot:
