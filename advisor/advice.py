@@ -45,13 +45,19 @@ class Choices:
 
 def task_advice(task: str) -> str:
     """Why instruction data, and what the paper measured for this task."""
-    rates = LORA_LEARNING_RATE.get(task, LORA_LEARNING_RATE["code"])
-    lines = [
-        f"Instruction fine-tuning, not continued pretraining: {FINDINGS['epochs']}.",
-        f"The authors trained LoRA on {task if task != 'custom' else 'code'} at learning rates "
-        + ", ".join(f"{rate:g} (r={rank})" for rank, rate in rates.items())
-        + "; the study starts from them.",
-    ]
+    lines = [f"Instruction fine-tuning, not continued pretraining: {FINDINGS['epochs']}."]
+    start = (
+        "the study starts from a rate for your model's width (LoRA Without Regret's 10x rule) and searches around it"
+    )
+    if task == "custom":
+        lines.append(f"The paper measured code and math, not your data: {start}.")
+    else:
+        rates = LORA_LEARNING_RATE[task]
+        lines.append(
+            f"The authors trained LoRA on {task} (Llama-2-7B) at learning rates "
+            + ", ".join(f"{rate:g} (r={rank})" for rank, rate in rates.items())
+            + f"; the best rate moves with the model's width, so {start}."
+        )
     if task == "code":
         lines.append("Code forgets more than math: watch the general score. " + FINDINGS["forgetting"] + ".")
     return "\n".join(lines)

@@ -8,7 +8,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, RadioButton, RadioSet, Static
+from textual.widgets import Button, Input, Label, Select, Static
 
 from advisor.exports import FORMATS
 
@@ -18,11 +18,14 @@ class ExportScreen(ModalScreen["list[Path] | None"]):
 
     DEFAULT_CSS = """
     ExportScreen { align: center middle; }
-    #dialog { width: 72; height: auto; padding: 1 2; border: thick $primary; background: $surface; }
-    #dialog RadioSet { width: 100%; }
-    #dialog Horizontal { height: 3; align-horizontal: right; margin-top: 1; }
+    #dialog {
+        width: 72; max-width: 100%; height: auto; max-height: 100%;
+        padding: 0 1; border: thick $primary; background: $surface;
+    }
+    #dialog Select { width: 100%; }
+    #dialog Horizontal { height: 3; align-horizontal: right; }
     #dialog Button { margin-left: 1; }
-    #error { color: $error; }
+    #error { color: $error; height: auto; }
     """
     BINDINGS = [("escape", "cancel", "Cancel")]
 
@@ -33,9 +36,7 @@ class ExportScreen(ModalScreen["list[Path] | None"]):
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
             yield Label("Export the recommended configuration for")
-            with RadioSet(id="format"):
-                for index, name in enumerate(FORMATS):
-                    yield RadioButton(name, value=index == 0)
+            yield Select([(name, name) for name in FORMATS], value=FORMATS[0], allow_blank=False, id="format")
             yield Label("into the directory")
             yield Input(str(self.run_dir / "export"), id="out")
             yield Static("", id="error")
@@ -54,14 +55,17 @@ class ExportScreen(ModalScreen["list[Path] | None"]):
         from advisor.presets import preset_from_run
         from tuner.errors import AdvisorError
 
-        chosen = self.query_one("#format", RadioSet).pressed_index
-        fmt = FORMATS[max(chosen, 0)]
+        fmt = str(self.query_one("#format", Select).value)
         out = Path(self.query_one("#out", Input).value.strip() or self.run_dir / "export") / fmt
         try:
             preset, finished = preset_from_run(self.run_dir)
             origin = finished.origin()
             written = export_preset(preset, fmt, out, origin)
-        except (AdvisorError, OSError, ValueError) as error:
-            self.query_one("#error", Static).update(str(error))
+        except OSError as error:
+            where = error.filename or out
+            self.query_one("#error", Static).update(f"Cannot write {where}: {error.strerror or error}.")
+            return
+        except (AdvisorError, ValueError) as error:
+            self.query_one("#error", Static).update(str(error).replace("--out ", ""))
             return
         self.dismiss(written)

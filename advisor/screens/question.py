@@ -14,7 +14,10 @@ class QuestionScreen(ModalScreen[bool]):
 
     DEFAULT_CSS = """
     QuestionScreen { align: center middle; }
-    #dialog { width: 64; height: auto; padding: 1 2; border: thick $primary; background: $surface; }
+    #dialog {
+        width: 64; max-width: 100%; height: auto; max-height: 100%;
+        padding: 1 2; border: thick $primary; background: $surface;
+    }
     #dialog Horizontal { height: 3; align-horizontal: right; margin-top: 1; }
     #dialog Button { margin-left: 1; }
     """

@@ -69,6 +69,8 @@ class StudyScreen(Screen[None]):
         self.resumed_from = 0
         """Trials finished before this run of the worker: the ETA counts only what this run did."""
         self.total_trials = settings.trials
+        self.stage: str | None = None
+        """What the study is doing between trial steps (loading, the range test, scoring), shown while it lasts."""
         self.spent_share: float | None = None
         """The share of the study's budget spent, where it has one."""
         self.resumed_share = 0.0
@@ -102,8 +104,9 @@ class StudyScreen(Screen[None]):
 
         def report(event: Event) -> None:
             self.post_message(StudyEvent(event))
-            if self.stop_requested.is_set() and isinstance(event, events.TrialProgress):
-                raise StudyStopped("stopped during a trial; it runs again on resume")
+            # Any event is a safe place to stop: what ended is stored, what was running runs again on resume.
+            if self.stop_requested.is_set() and not isinstance(event, events.StudyFinished):
+                raise StudyStopped("stopped; the interrupted work runs again on resume")
             if self.pause_requested.is_set() and isinstance(event, events.TrialFinished):
                 raise StudyStopped("paused after a finished trial")
 
@@ -124,6 +127,7 @@ class StudyScreen(Screen[None]):
     def study_event(self, message: StudyEvent) -> None:
         event = message.event
         table = self.query_one("#trials", DataTable)
+        self.stage = event.message if isinstance(event, events.Stage) else None
         if isinstance(event, events.StudyStarted):
             self.total_trials, self.finished_trials = event.total_trials, event.finished_trials
             self.resumed_from = event.finished_trials
@@ -194,7 +198,12 @@ class StudyScreen(Screen[None]):
     @on(StudyEnded)
     def study_ended(self, message: StudyEnded) -> None:
         self.running = False
+        self.stage = None
         self.recommendation = message.recommendation or self.recommendation
+        table = self.query_one("#trials", DataTable)
+        for key in list(table.rows):  # a trial cut short is not running any more: it runs again on resume
+            if table.get_cell(key, "state") == "running":
+                self._cell(int(key.value or 0), "state", "stopped")
         hint = "press Enter for the recommendation" if message.recommendation else "press r to resume"
         self.query_one("#status", Static).update(f"{message.message}; {hint}")
         self.refresh_bindings()
@@ -205,6 +214,8 @@ class StudyScreen(Screen[None]):
         elapsed = time.monotonic() - self.started
         done = max(self.finished_trials, 0)
         state = "pausing after this trial" if self.pause_requested.is_set() else "running"
+        if self.stop_requested.is_set():
+            state = "stopping at the next step"
         if self.settings.search_budget is not None:
             share = self.spent_share or 0.0
             progress = f"trial {done + 1}, {share:.0%} of the budget spent"
@@ -217,8 +228,9 @@ class StudyScreen(Screen[None]):
         eta = ", time left known after a trial"
         if left is not None:
             eta = f", about {format_duration(left)} left" if left >= 60 else ", under a minute left"
+        doing = f"; {self.stage}" if self.stage else ""
         self.query_one("#status", Static).update(
-            f"{state}: {progress}, {elapsed / 60:.1f} min elapsed{eta}  ({self.run_dir})"
+            f"{state}: {progress}, {elapsed / 60:.1f} min elapsed{eta}{doing}  ({self.run_dir})"
         )
 
     def draw_curve(self, number: int) -> None:
@@ -252,7 +264,7 @@ class StudyScreen(Screen[None]):
 
     def action_stop(self) -> None:
         self.stop_requested.set()
-        self.query_one("#status", Static).update("stopping: the running trial ends at its next step...")
+        self.show_status()
 
     def action_resume(self) -> None:
         self.pause_requested.clear()

@@ -21,7 +21,7 @@ from advisor.screens.goal import GoalScreen
 from advisor.screens.memory import MemoryScreen
 from advisor.screens.model import ModelScreen
 from advisor.screens.recommendation import RecommendationScreen
-from advisor.screens.study import StudyScreen
+from advisor.screens.study import StudyEvent, StudyScreen
 from advisor.screens.task import TaskScreen
 from advisor.screens.train import TrainScreen
 from tuner import events
@@ -157,6 +157,22 @@ async def test_the_time_step_refuses_a_budget_it_cannot_run_and_keeps_the_choice
         assert app.choices.goal == 0.25 and app.choices.study_budget == "10min"
 
 
+async def test_the_study_screen_says_what_runs_between_trial_steps(tiny_model: Path, tmp_path: Path):
+    app = AdvisorApp(runner=FakeTuner(), runs_root=tmp_path)
+    app.choices = app.choices.__class__(model=str(tiny_model), study_budget=None, trials=1)
+    async with app.run_test(size=(100, 30)) as pilot:
+        app.start_study(app.study_settings(), tmp_path / "run")
+        await settle(app, pilot)
+        screen = app.screen
+        screen.running = True
+        screen.study_event(StudyEvent(events.Stage("scoring the base model on held-out target and general text")))
+        screen.show_status()
+        assert "; scoring the base model" in str(screen.query_one("#status", Static).render())
+        screen.study_event(StudyEvent(events.TrialProgress(0, 1, 4, 2.0, 200.0)))
+        screen.show_status()
+        assert "scoring the base model" not in str(screen.query_one("#status", Static).render())
+
+
 async def test_a_time_budget_runs_the_study_to_its_budget(tiny_model: Path, tmp_path: Path):
     tuner = FakeTuner()
     app = AdvisorApp(runner=tuner, runs_root=tmp_path)
@@ -243,7 +259,7 @@ async def test_own_data_needs_a_file_and_errors_stay_in_the_app(tmp_path: Path):
 
 
 async def test_stop_then_resume_the_study(tiny_model: Path, tmp_path: Path):
-    tuner = FakeTuner(step_pause=0.05)
+    tuner = FakeTuner(step_pause=0.25)  # 2 s for the whole study: time to press s on a busy machine
     app = AdvisorApp(runner=tuner, runs_root=tmp_path)
     async with app.run_test(size=(100, 30)) as pilot:
         app.choices = app.choices.__class__(model=str(tiny_model), trials=2, study_budget=None)
@@ -251,11 +267,16 @@ async def test_stop_then_resume_the_study(tiny_model: Path, tmp_path: Path):
         await pilot.pause()
         assert tuner.first_step.wait(5)
         await pilot.press("s")
+        assert "stopping at the next step" in str(app.screen.query_one("#status", Static).render())
         await settle(app, pilot)
-        assert "stopped during a trial" in str(app.screen.query_one("#status", Static).render())
+        assert "stopped; the interrupted work runs again" in str(app.screen.query_one("#status", Static).render())
+        table = app.screen.query_one("#trials", DataTable)
+        assert "running" not in [table.get_cell(key, "state") for key in table.rows]
+        assert table.get_cell("0", "state") == "stopped"
         await pilot.press("r")
         await settle(app, pilot)
         assert len(tuner.calls) == 2
+        assert [table.get_cell(key, "state") for key in table.rows] == ["complete", "complete"]
         assert "study finished" in str(app.screen.query_one("#status", Static).render())
 
 
@@ -448,3 +469,39 @@ async def test_the_full_run_stops_resumes_and_shows_errors(tmp_path: Path):
         await pilot.press("ctrl+n")
         await settle(failing, pilot)
         assert "error: disk full" in str(failing.screen.query_one("#status", Static).render())
+
+
+@pytest.mark.parametrize("size", [(60, 20), (80, 24)])
+async def test_dialogs_keep_their_buttons_on_a_small_terminal(tmp_path: Path, size):
+    from advisor.screens.question import QuestionScreen
+
+    run_dir = finished_study(tmp_path / "run")
+    app = AdvisorApp(runner=FakeTuner(), runs_root=tmp_path)
+    width, height = size
+    async with app.run_test(size=size) as pilot:
+        app.push_screen(ExportScreen(run_dir))
+        await pilot.pause()
+        for button in ("#cancel", "#export"):
+            region = app.screen.query_one(button).region
+            assert region.width > 0 and region.right <= width and region.bottom <= height, (button, region)
+        app.pop_screen()
+        app.push_screen(QuestionScreen("A question long enough to wrap. " * 8, yes="Allow", no="Do not run code"))
+        await pilot.pause()
+        for button in ("#no", "#yes"):
+            region = app.screen.query_one(button).region
+            assert region.width > 0 and region.right <= width and region.bottom <= height, (button, region)
+
+
+async def test_an_export_it_cannot_write_says_so_in_words(tmp_path: Path):
+    run_dir = finished_study(tmp_path / "run")
+    (tmp_path / "taken").write_text("a file, not a directory")
+    app = AdvisorApp(runner=FakeTuner(), runs_root=tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.push_screen(ExportScreen(run_dir))
+        await pilot.pause()
+        app.screen.query_one("#out", Input).value = str(tmp_path / "taken")
+        await pilot.click("#export")
+        await pilot.pause()
+        error = str(app.screen.query_one("#error", Static).render())
+        assert isinstance(app.screen, ExportScreen) and "taken" in error
+        assert "Errno" not in error and "--out" not in error
