@@ -26,6 +26,9 @@ from tuner import events
 from tuner.events import Event
 from tuner.records import Recommendation, TrialRecord
 
+COLUMNS = ("#", "state", "loss", "general", "learning", "configuration", "reason")
+"""The trials table's columns, the figures first: on a narrow terminal the configuration scrolls into view."""
+
 
 class StudyStopped(Exception):
     """Raised inside the study's reporter to end the run at the person's request (finished trials are kept)."""
@@ -91,7 +94,7 @@ class StudyScreen(Screen[None]):
 
     def on_mount(self) -> None:
         table = self.query_one("#trials", DataTable)
-        for column in ("#", "configuration", "state", "loss", "general", "learning", "reason"):
+        for column in COLUMNS:
             table.add_column(column, key=column)
         self.action_resume()
         self.set_interval(1.0, self.show_status)
@@ -135,7 +138,7 @@ class StudyScreen(Screen[None]):
             self.show_stored_trials()
         elif isinstance(event, events.TrialStarted):
             self.curve = []
-            row = (str(event.number), describe_params(event.params), "running", "-", "-", "-", "")
+            row = (str(event.number), "running", "-", "-", "-", describe_params(event.params), "")
             if str(event.number) in table.rows:
                 table.remove_row(str(event.number))
             table.add_row(*row, key=str(event.number))
@@ -177,11 +180,11 @@ class StudyScreen(Screen[None]):
 
             table.add_row(
                 key,
-                describe_params(trial.params),
                 trial_outcome(trial),
                 figure(trial.target_loss, ".4f"),
                 figure(trial.general_score, ".3f"),
                 figure(trial.learning_score, ".3f"),
+                describe_params(trial.params),
                 str(trial.reason or "")[:60],
                 key=key,
             )

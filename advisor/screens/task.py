@@ -7,7 +7,7 @@ from pathlib import Path
 
 from textual import on, work
 from textual.app import ComposeResult
-from textual.containers import Vertical
+from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Input, RadioButton, RadioSet, Static
 
 from advisor.advice import task_advice
@@ -25,13 +25,19 @@ class TaskScreen(StepScreen):
             for task, label in TASKS.items():
                 yield RadioButton(label, value=task == choices.task, name=task)
         with Vertical(id="custom"):
-            yield Static("Data file (JSONL, JSON, CSV or Parquet) or a hub dataset id", classes="field-label")
-            yield Input(choices.data or "", placeholder="data.jsonl", id="data")
-            yield Button("Browse...", id="browse")
-            yield Static("Prompt column and response column", classes="field-label")
-            yield Input(choices.prompt_column, id="prompt-column")
-            yield Input(choices.response_column, id="response-column")
-            yield Button("Preview", id="preview")
+            with Horizontal(classes="field-row"):
+                data = Input(choices.data or "", placeholder="data.jsonl", id="data")
+                data.border_title = "JSONL, JSON, CSV or Parquet file, or a hub dataset id"
+                yield data
+                yield Button("Browse...", id="browse")
+            with Horizontal(classes="field-row"):
+                prompt = Input(choices.prompt_column, id="prompt-column")
+                prompt.border_title = "Prompt column"
+                yield prompt
+                response = Input(choices.response_column, id="response-column")
+                response.border_title = "Response column"
+                yield response
+                yield Button("Preview", id="preview")
             yield Static("", id="preview-text")
 
     def on_mount(self) -> None:

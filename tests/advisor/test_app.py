@@ -52,8 +52,10 @@ def recommendation(run_dir: Path) -> dict[str, Any]:
 class FakeTuner:
     """Reports a study's events like the real engine, in milliseconds; `step_pause` slows each step."""
 
-    def __init__(self, step_pause: float = 0.0) -> None:
+    def __init__(self, step_pause: float = 0.0, hold: threading.Event | None = None) -> None:
         self.step_pause = step_pause
+        self.hold = hold
+        """Set: the first step waits until it is set (then cleared), so a test can act mid-trial."""
         self.calls: list[Path] = []
         self.allowed: list[bool] = []
         self.first_step = threading.Event()
@@ -71,6 +73,8 @@ class FakeTuner:
             report(events.TrialStarted(number, number + 1, 0 if spend else count, 4, PARAMS))
             for step in range(1, 5):
                 self.first_step.set()
+                if self.hold is not None and not self.hold.is_set():
+                    self.hold.wait(10)
                 time.sleep(self.step_pause)
                 report(events.TrialProgress(number, step, 4, 2.0 - 0.1 * step, 200.0))
             report(events.TrialEvaluated(number, 4, 1.5 - 0.1 * number, 2.0, 1.6))
@@ -120,6 +124,7 @@ async def test_whole_flow_from_first_question_to_recommendation(tiny_model: Path
         table = app.screen.query_one("#trials", DataTable)
         assert table.row_count == 3
         assert [table.get_cell(str(n), "state") for n in range(3)] == ["complete"] * 3
+        assert [str(key.value) for key in table.columns][:3] == ["#", "state", "loss"]  # the figures first
         assert "study finished" in str(app.screen.query_one("#status", Static).render())
         assert tuner.calls == [tmp_path / "math"]
         await pilot.press("enter")
@@ -259,7 +264,8 @@ async def test_own_data_needs_a_file_and_errors_stay_in_the_app(tmp_path: Path):
 
 
 async def test_stop_then_resume_the_study(tiny_model: Path, tmp_path: Path):
-    tuner = FakeTuner(step_pause=0.25)  # 2 s for the whole study: time to press s on a busy machine
+    hold = threading.Event()
+    tuner = FakeTuner(hold=hold)  # the first step waits for s to be pressed
     app = AdvisorApp(runner=tuner, runs_root=tmp_path)
     async with app.run_test(size=(100, 30)) as pilot:
         app.choices = app.choices.__class__(model=str(tiny_model), trials=2, study_budget=None)
@@ -268,6 +274,7 @@ async def test_stop_then_resume_the_study(tiny_model: Path, tmp_path: Path):
         assert tuner.first_step.wait(5)
         await pilot.press("s")
         assert "stopping at the next step" in str(app.screen.query_one("#status", Static).render())
+        hold.set()
         await settle(app, pilot)
         assert "stopped; the interrupted work runs again" in str(app.screen.query_one("#status", Static).render())
         table = app.screen.query_one("#trials", DataTable)
@@ -505,3 +512,14 @@ async def test_an_export_it_cannot_write_says_so_in_words(tmp_path: Path):
         error = str(app.screen.query_one("#error", Static).render())
         assert isinstance(app.screen, ExportScreen) and "taken" in error
         assert "Errno" not in error and "--out" not in error
+
+
+async def test_own_data_fields_show_at_80x24(tmp_path: Path):
+    app = AdvisorApp(runner=FakeTuner(), runs_root=tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("down", "down", "enter")  # my own data
+        await pilot.pause()
+        buttons = app.screen.query_one("#buttons").region
+        for field in ("#data", "#browse", "#prompt-column", "#response-column", "#preview"):
+            region = app.screen.query_one(field).region
+            assert region.height == 3 and region.bottom <= buttons.y, (field, region)
