@@ -283,7 +283,8 @@ def train_start_text(event: TrainStarted) -> str:
 def train_summary(report: RunReport) -> str:
     """The full run's outcome in a few lines: steps, where the adapter is, learning and forgetting."""
     training = report.training
-    lines = [f"trained {training['steps']} steps ({training['epochs']:g} epochs) on {report.runtime}"]
+    steps, epochs = training["steps"], training["epochs"]
+    lines = [f"trained {steps} step{'s' * (steps != 1)} ({epochs:g} epoch{'s' * (epochs != 1)}) on {report.runtime}"]
     for row in training["epoch_losses"]:
         lines.append(f"  epoch {row['epoch']}: held-out {row['target_loss']:.4f}, general {row['general_loss']:.4f}")
     if report.scores:

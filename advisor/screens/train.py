@@ -97,7 +97,9 @@ class TrainScreen(Screen[None]):
                 yield Input("", id="eval-limit", type="integer")
             yield Button("Start (ctrl+n)", id="start", variant="primary")
         yield Static("", id="status")
-        yield ProgressBar(id="progress", show_eta=True)
+        progress = ProgressBar(id="progress", show_eta=True)
+        progress.display = False  # shown once training starts: before, it would animate with nothing to measure
+        yield progress
         with Horizontal(id="panes"):
             yield Log(id="log")
             yield PlotextPlot(id="loss")
@@ -133,7 +135,9 @@ class TrainScreen(Screen[None]):
         progress = self.query_one("#progress", ProgressBar)
         if isinstance(event, events.Stage):
             log.write_line(event.message)
+            self.query_one("#status", Static).update(f"{event.message}...")  # what runs now, bar or no bar
         elif isinstance(event, events.TrainStarted):
+            progress.display = True
             progress.update(total=event.total_steps, progress=event.start_step)
             log.write_line(train_start_text(event))
         elif isinstance(event, events.TrainProgress):

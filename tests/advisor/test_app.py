@@ -523,3 +523,19 @@ async def test_own_data_fields_show_at_80x24(tmp_path: Path):
         for field in ("#data", "#browse", "#prompt-column", "#response-column", "#preview"):
             region = app.screen.query_one(field).region
             assert region.height == 3 and region.bottom <= buttons.y, (field, region)
+
+
+async def test_the_full_run_screen_keeps_its_status_in_view_at_60x20(tmp_path: Path):
+    run_dir = finished_study(tmp_path / "run")
+    trainer = FakeTrainer()
+    app = AdvisorApp(runner=FakeTuner(), trainer=trainer, runs_root=tmp_path)
+    async with app.run_test(size=(60, 20)) as pilot:
+        app.push_screen(TrainScreen(run_dir))
+        await pilot.pause()
+        assert not app.screen.query_one("#progress").display  # no bar before there is something to measure
+        app.screen.query_one("#epochs", Input).value = "0"
+        await pilot.press("ctrl+n")
+        await pilot.pause()
+        status = app.screen.query_one("#status")
+        assert "epochs must be a whole number" in str(status.render())
+        assert status.region.height >= 1 and status.region.bottom <= 20
