@@ -345,8 +345,9 @@ def _searched_space(
     runtime: Runtime,
     opts: StudyOptions,
 ) -> SearchSpace:
-    """The space the trials draw from: its rates from the range test (run once, first), widened to hold the
-    starting points."""
+    """The space the trials draw from: its rates from the range tests (each run once, first: the single guess's,
+    then one per other variant searched, whose trials draw from their own range), widened to hold the starting
+    points."""
     from tuner.range_test import RangeResult, range_file, run_range_test
 
     state = StudyState(study)
