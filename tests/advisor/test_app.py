@@ -232,14 +232,16 @@ async def test_the_model_step_checks_the_model_before_going_on(tiny_model: Path,
 @pytest.mark.parametrize(
     ("budget", "message"),
     [
-        ("1MiB", "is below the model's weights alone"),
+        ("100KiB", "is below the model's weights alone"),
+        ("1MiB", "No trial fits in 1 MiB: the smallest (r=8 on attention, batch 4 x 512 tokens) needs"),
         ("lots", "lots"),
     ],
 )
 async def test_the_memory_step_refuses_a_budget_no_trial_fits_and_says_so_once(
-    tmp_path: Path, budget: str, message: str
+    tiny_model: Path, tmp_path: Path, budget: str, message: str
 ):
     app = AdvisorApp(runner=FakeTuner(), runs_root=tmp_path)
+    app.choices = app.choices.__class__(model=str(tiny_model))
     async with app.run_test(size=(80, 24)) as pilot:
         app.push_screen(MemoryScreen())
         await settle(app, pilot)
