@@ -50,7 +50,10 @@ class StepScreen(Screen[None]):
         self.query_one("#advice", Static).update(self.advice_text())
 
     def show_error(self, message: str) -> None:
-        self.query_one("#error", Static).update(message)
+        error = self.query_one("#error", Static)
+        error.update(message)
+        if message:  # below a long estimate or preview it would be off screen
+            self.call_after_refresh(error.scroll_visible, animate=False)
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "next":

@@ -250,6 +250,8 @@ async def test_the_memory_step_refuses_a_budget_no_trial_fits_and_says_so_once(
         await pilot.press("ctrl+n")
         await settle(app, pilot)
         assert isinstance(app.screen, MemoryScreen) and app.choices.memory_budget is None
+        shown = app.screen.query_one("#error").region  # scrolled into view, not below the estimate
+        assert shown.height >= 1 and shown.bottom <= app.screen.query_one("#buttons").region.y
         error = str(app.screen.query_one("#error", Static).render())
         assert message in error
         assert message not in str(app.screen.query_one("#estimate", Static).render())
