@@ -50,8 +50,9 @@ class GoalScreen(StepScreen):
     @on(Input.Changed)
     def show_duration(self) -> None:
         chosen = self._chosen()
-        text = chosen if isinstance(chosen, str) else budget_estimate(*chosen)
-        self.query_one("#duration", Static).update(text)
+        # What is wrong is said once, where Next would say it; the estimate is shown only for a budget that runs.
+        self.query_one("#duration", Static).update("" if isinstance(chosen, str) else budget_estimate(*chosen))
+        self.show_error(chosen if isinstance(chosen, str) else "")
 
     def _chosen(self) -> tuple[StudyBudget, int] | str:
         """The budget and the trial's tokens, or what is wrong with them."""

@@ -159,6 +159,7 @@ async def test_the_time_step_refuses_a_budget_it_cannot_run_and_keeps_the_choice
         await settle(app, pilot)
         assert isinstance(app.screen, GoalScreen) and tuner.calls == []
         assert message in str(app.screen.query_one("#error", Static).render())
+        assert message not in str(app.screen.query_one("#duration", Static).render())  # said once
         assert app.choices.goal == 0.25 and app.choices.study_budget == "10min"
 
 
