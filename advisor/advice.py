@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from tuner.models import DEFAULT_MODEL
 from tuner.paper import FINDINGS, LORA_LEARNING_RATE, MIN_IFT_EPOCHS
 from tuner.settings import DEFAULT_GOAL, DEFAULT_TASK, DEFAULT_TRIAL_TOKENS, DEFAULT_TRIALS
-from tuner.study_budget import StudyBudget
+from tuner.study_budget import StudyBudget, format_duration
 
 DEFAULT_STUDY_BUDGET = "10min"
 """The app's time step starts from ten minutes of trials."""
@@ -92,15 +92,6 @@ OVERHEAD = 1.2
 def estimated_seconds(trials: int, trial_tokens: int, tokens_per_second: float = CPU_TOKENS_PER_SECOND) -> float:
     """Rough study duration: training tokens over the measured speed, plus a fifth for evaluation and scoring."""
     return trials * trial_tokens / tokens_per_second * OVERHEAD
-
-
-def format_duration(seconds: float) -> str:
-    """'under a minute', '12 min', '2.5 h'."""
-    if seconds < 60:
-        return "under a minute"
-    if seconds < 90 * 60:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 def budget_estimate(budget: StudyBudget, trial_tokens: int, tokens_per_second: float = CPU_TOKENS_PER_SECOND) -> str:

@@ -293,6 +293,10 @@ def _add_eval(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the advisor command line; returns the exit code."""
+    if argv is None:  # the command itself, not a caller in this process: train with jemalloc where it is installed
+        from tuner.runtime import restart_with_jemalloc
+
+        restart_with_jemalloc(sys.argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

@@ -14,8 +14,10 @@ from tuner.memory import (
     memory_report,
     model_shape,
     parse_size,
+    peak_meaning,
     weights_refusal,
 )
+from tuner.runtime import allocator
 
 
 def memory(
@@ -57,7 +59,7 @@ def memory(
         refusal = weights_refusal(shape, setup, budget_bytes)
         if refusal:
             raise AdvisorError(refusal)
-    report = memory_report(model, shape, setup, budget_bytes)
+    report = {**memory_report(model, shape, setup, budget_bytes), "total_is": peak_meaning(device, allocator())}
     if json_output:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
         return 0
@@ -71,6 +73,7 @@ def memory(
         table.add_row(part, format_size(report[f"{part}_bytes"]))
     table.add_row("total", format_size(report["total_bytes"]), style="bold")
     console.print(table)
+    console.print(f"The total is {report['total_is']}.")
     if budget_bytes is not None:
         console.print(feasible_text(report))
     return 0

@@ -17,6 +17,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from tuner.benchmarks import BENCHMARKS
 from tuner.events import (
     CheckpointSaved,
     EpochEvaluated,
@@ -146,14 +147,22 @@ def scores_text(event: TrialScored | RunScored) -> str:
 
 
 def scores_lines(scores: StudyScores | None, run_dir: str | None) -> list[str]:
-    """What the scoring stage found, for the recommendation text."""
+    """What the scoring stage found, for the recommendation text: the pick's learning and general scores against
+    the base model's, each with its standard error."""
     if not scores:
         return []
     plan = scores.plan or {}
-    if not plan.get("limit"):
-        return [f"  scores: none ({plan.get('reason', 'scoring is off')})"]
-    lines = [f"  scores: {plan['limit']} items per benchmark ({plan.get('reason', '')})"]
-    if scores.base_general is not None:
+    if scores.base is None:
+        return [f"  scores: none ({scores.note or plan.get('reason') or 'scoring is off'})"]
+    lines = [f"  scores: {scores.items} items per benchmark ({plan.get('reason', '')})"]
+    pick = scores.pick or {}
+    if pick.get("general") or pick.get("learning"):
+        lines.append(f"  trial {pick['trial']} against the base model (± one standard error):")
+        if pick.get("general"):
+            lines.append(f"    {change_text('general mean', pick['general'])}")
+        if pick.get("learning"):
+            lines.append(f"    {change_text(BENCHMARKS[pick['learning']['benchmark']].title, pick['learning'])}")
+    elif scores.base_general is not None:
         lines.append(
             f"  base model: general mean {scores.base_general:.3f}"
             + (f", {scores.learning_benchmark} {scores.base_learning:.3f}" if scores.learning_benchmark else "")
@@ -161,7 +170,7 @@ def scores_lines(scores: StudyScores | None, run_dir: str | None) -> list[str]:
     if scores.note:
         lines.append(f"  {scores.note}")
     front = scores.pareto_front
-    if front:
+    if front and len(scores.trials or {}) > 1:
         members = ", ".join(
             f"trial {p['trial']} (general {p['general']:.3f}, learning {p['learning']:.3f})" for p in front
         )
@@ -171,9 +180,20 @@ def scores_lines(scores: StudyScores | None, run_dir: str | None) -> list[str]:
     return lines
 
 
+def change_text(name: str, figure: dict[str, Any]) -> str:
+    """'general mean 0.417 ± 0.082 (base 0.444 ± 0.083): -0.028 ± 0.117, within noise'."""
+
+    def with_error(value: float, error: float | None, sign: str = "") -> str:
+        return f"{value:{sign}.3f}" + (f" ± {error:.3f}" if error is not None else "")
+
+    change = with_error(figure["change"], figure.get("change_stderr"), "+")
+    verdict = "within noise" if figure.get("within_noise") else "beyond noise (2 standard errors)"
+    base = with_error(figure["base"], figure.get("base_stderr"))
+    return f"{name} {with_error(figure['score'], figure.get('stderr'))} (base {base}): {change}, {verdict}"
+
+
 def scores_plot(scores: StudyScores | None, console: Console) -> str | None:
     """The learning-vs-forgetting scatter of a study's scored trials, sized to the console; None without one."""
-    from tuner.benchmarks import BENCHMARKS
     from tuner.plot import ScorePoint, terminal_plot
 
     if not scores or not scores.points or len(scores.points) < 2 or scores.learning_benchmark is None:

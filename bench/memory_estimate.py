@@ -1,11 +1,17 @@
-"""Predicted against measured training memory of SmolLM2-135M for several LoRA configurations.
+"""Predicted against measured training memory for several LoRA configurations, measured as the advisor runs them.
 
-Each configuration is measured in a fresh process by `python -m tuner.memory_probe` (two optimizer steps of
-the trial runner; on CPU the peak resident memory after the model loaded minus the resident memory before
-it, with freed memory returned to the kernel as the advisor's trials do; on CUDA max_memory_allocated) and
-set beside `tuner.memory.estimate`. Target: every error within 10 %.
+Each configuration is measured in a fresh process by `python -m tuner.memory_probe` (the trial runner's own
+optimizer steps): on CPU the peak resident memory after the model loaded minus the resident memory before it,
+under the allocator the advisor starts its runs with (jemalloc where it is installed: `advisor` restarts itself
+with it preloaded); on CUDA max_memory_allocated (what the estimate counts) and max_memory_reserved (what the
+caching allocator took, as nvidia-smi shows it), both set beside `tuner.memory.estimate`. Target: every error
+within 10 %.
 
-    python bench/memory_estimate.py [--device cpu|cuda]
+`--allocators` measures, side by side for a few configurations, the CPU peak and speed under glibc's default,
+glibc with freed memory returned at once (a fixed 64 KiB mmap threshold, what a trial under --memory-budget
+uses where jemalloc is missing) and jemalloc.
+
+    python bench/memory_estimate.py [--model M] [--allocators] [--json]
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import subprocess
 import sys
 
 from tuner.memory import ModelShape, TrainSetup, estimate, format_size
+from tuner.runtime import ALLOCATOR_VARIABLE, find_jemalloc, jemalloc_environment
 
 CONFIGS = [  # rank, targets, batch, sequence length
     (16, "all", 4, 256),
@@ -32,40 +39,94 @@ CONFIGS = [  # rank, targets, batch, sequence length
     (16, "all", 8, 128),
     (8, "all", 2, 256),
 ]
+ALLOCATOR_CONFIGS = [(16, "all", 4, 256), (256, "all", 4, 256), (16, "attention", 8, 512)]
 TARGET_ERROR = 0.10
 
 
-def measured(rank: int, targets: str, batch: int, seq_len: int) -> int:
-    command = [sys.executable, "-m", "tuner.memory_probe", "--rank", str(rank), "--targets", targets]
-    command += ["--batch", str(batch), "--seq-len", str(seq_len)]
-    done = subprocess.run(command, capture_output=True, text=True, check=True, env={**os.environ, "TQDM_DISABLE": "1"})
-    return int(json.loads(done.stdout.strip().splitlines()[-1])["measured_bytes"])
+def probe(
+    model: str, config: tuple[int, str, int, int], env: dict[str, str], *extra: str, steps: int = 2
+) -> dict[str, object]:
+    """One configuration measured by tuner.memory_probe in a fresh process with this environment."""
+    rank, targets, batch, seq_len = config
+    command = [sys.executable, "-m", "tuner.memory_probe", "--model", model, "--rank", str(rank)]
+    command += ["--targets", targets, "--batch", str(batch), "--seq-len", str(seq_len), "--steps", str(steps), *extra]
+    done = subprocess.run(command, capture_output=True, text=True, check=False, env={**env, "TQDM_DISABLE": "1"})
+    if done.returncode != 0:
+        raise SystemExit(f"memory probe failed for {config}: {done.stderr.strip().splitlines()[-1:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def advisor_environment() -> dict[str, str]:
+    """The environment the advisor runs its trials in: jemalloc preloaded where it is installed."""
+    return jemalloc_environment(os.environ) or dict(os.environ)
+
+
+def compare_allocators(model: str) -> list[dict[str, object]]:
+    """CPU peak and speed of a few configurations under glibc's default, glibc returning freed memory, jemalloc."""
+    glibc = {**os.environ, ALLOCATOR_VARIABLE: "glibc"}
+    modes = [("glibc default", glibc, ()), ("glibc, freed memory returned", glibc, ("--return-freed-memory",))]
+    if find_jemalloc() is not None:
+        modes.append(("jemalloc", advisor_environment(), ()))
+    rows = []
+    print(f"\n{'config':26s} {'allocator':30s} {'peak':>10s} {'tokens/s':>9s} {'vs glibc':>9s}")
+    for config in ALLOCATOR_CONFIGS:
+        first = None
+        for name, env, extra in modes:
+            figures = probe(model, config, env, *extra, steps=6)
+            speed = float(figures["tokens_per_second"])  # type: ignore[arg-type]
+            first = first or speed
+            label = f"r={config[0]} {config[1]} {config[2]}x{config[3]}"
+            peak = format_size(int(figures["measured_bytes"]))  # type: ignore[arg-type]
+            print(f"{label:26s} {name:30s} {peak:>10s} {speed:9.1f} {speed / first:8.2f}x", flush=True)
+            rows.append({"config": label, "allocator": name, **figures})
+    return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=None, help="a model name or directory (default: the built-in model)")
+    parser.add_argument("--allocators", action="store_true", help="also compare CPU allocators side by side")
     parser.add_argument("--json", action="store_true", help="also print the figures as one JSON line")
     args = parser.parse_args()
     import torch
 
     from tuner.models import DEFAULT_MODEL, model_config, resolve_model
 
+    model = args.model or DEFAULT_MODEL
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    shape = ModelShape.from_config(model_config(resolve_model(DEFAULT_MODEL)))
+    shape = ModelShape.from_config(model_config(resolve_model(model)))
+    env = advisor_environment()
     rows = []
-    print(f"{'config':28s} {'predicted':>11s} {'measured':>11s} {'error':>7s}")
+    reserved_column = f" {'reserved':>11s} {'error':>7s}" if device == "cuda" else ""
+    print(f"{'config':28s} {'predicted':>11s} {'measured':>11s} {'error':>7s}{reserved_column}")
+    allocator = None
     for rank, targets, batch, seq_len in CONFIGS:
-        predicted = estimate(shape, TrainSetup(device=device, rank=rank, targets=targets, batch=batch, seq_len=seq_len))
-        actual = measured(rank, targets, batch, seq_len)
-        error = predicted.total / actual - 1
+        setup = TrainSetup(device=device, rank=rank, targets=targets, batch=batch, seq_len=seq_len)
+        predicted = estimate(shape, setup).total
+        figures = probe(model, (rank, targets, batch, seq_len), env)
+        allocator = figures["allocator"]
+        actual = int(figures["measured_bytes"])  # type: ignore[arg-type]
+        error = predicted / actual - 1
         label = f"r={rank} {targets} {batch}x{seq_len}"
-        print(f"{label:28s} {format_size(predicted.total):>11s} {format_size(actual):>11s} {error:+7.1%}", flush=True)
-        rows.append({"config": label, "predicted_bytes": predicted.total, "measured_bytes": actual, "error": error})
-    worst = max(abs(row["error"]) for row in rows)
+        line = f"{label:28s} {format_size(predicted):>11s} {format_size(actual):>11s} {error:+7.1%}"
+        row = {"config": label, "predicted_bytes": predicted, "measured_bytes": actual, "error": error}
+        if figures.get("reserved_bytes"):
+            reserved = int(figures["reserved_bytes"])  # type: ignore[arg-type]
+            row |= {"reserved_bytes": reserved, "reserved_error": predicted / reserved - 1}
+            line += f" {format_size(reserved):>11s} {row['reserved_error']:+7.1%}"
+        print(line, flush=True)
+        rows.append(row)
+    worst = max(abs(row["error"]) for row in rows)  # type: ignore[arg-type]
     verdict = "met" if worst <= TARGET_ERROR else "NOT met"
-    print(f"worst error {worst:.1%} over {len(rows)} configurations on {device} (target <= 10%: {verdict})")
+    where = f"{len(rows)} configurations on {device}, {allocator}"
+    print(f"worst error {worst:.1%} over {where} (target <= 10%: {verdict})")
+    if device == "cuda":
+        worst_reserved = max(abs(row["reserved_error"]) for row in rows)  # type: ignore[arg-type]
+        print(f"against reserved memory (what nvidia-smi shows): worst error {worst_reserved:.1%}")
+    compared = compare_allocators(model) if args.allocators and device == "cpu" else []
     if args.json:
-        print(json.dumps({"device": device, "rows": rows, "worst_error": worst}))
+        figures = {"device": device, "allocator": allocator, "rows": rows, "worst_error": worst}
+        print(json.dumps({**figures, "allocators": compared}))
 
 
 if __name__ == "__main__":

@@ -62,6 +62,8 @@ def test_the_real_model_is_scored_on_every_benchmark_once(builtin_gguf, data_dir
         assert score.items == 4 and 0.0 <= score.score <= 1.0 and score.seconds > 0 and not score.cached, name
     assert set(scores["gsm8k"].metrics) == {"exact_match,strict-match", "exact_match,flexible-extract"}
     assert set(scores["hellaswag"].metrics) == {"acc", "acc_norm"}
+    for score in scores.values():  # lm-eval's standard error of the mean of 0/1 items: sqrt(p (1 - p) / (n - 1))
+        assert score.stderr == pytest.approx((score.score * (1 - score.score) / 3) ** 0.5)
 
     again = score_model(model, tokenizer, settings, data_dir, runtime, identity=identity, cache=cache)
     assert all(score.cached for score in again.values())

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from tuner.benchmarks import BENCHMARKS, EvalSettings, build_task, item_count, subset_indices
 from tuner.errors import AdvisorError
 from tuner.score_cache import ScoreCache
+from tuner.study_budget import format_duration
 from tuner.study_state import StudyState
 
 if TYPE_CHECKING:
@@ -41,17 +42,34 @@ class TaskScore:
     items: int
     seconds: float
     cached: bool = False
+    stderr: float | None = None
+    """The headline figure's standard error as lm-eval reports it (None in scores cached before it was kept)."""
 
     def items_per_second(self) -> float:
         return self.items / self.seconds if self.seconds > 0 else 0.0
 
+    def standard_error(self) -> float:
+        """lm-eval's standard error, or the same formula over 0/1 item scores where it was not kept."""
+        from tuner.benchmarks import score_stderr
+
+        return self.stderr if self.stderr is not None else score_stderr(self.score, self.items)
+
+    @classmethod
+    def from_dict(cls, payload: dict[str, Any]) -> TaskScore:
+        """A score as as_dict wrote it (the derived items_per_second dropped)."""
+        return cls(**{key: value for key, value in payload.items() if key != "items_per_second"})
+
     def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "items_per_second": round(self.items_per_second(), 3)}
+        return {**asdict(self), "stderr": self.standard_error(), "items_per_second": round(self.items_per_second(), 3)}
 
 
-def batch_size_for(runtime: Runtime) -> int:
-    """Requests per forward pass: small on CPU, where padding costs the most, larger on a GPU."""
-    return 32 if runtime.is_cuda else 8
+def batch_size_for(runtime: Runtime, generates: bool = False) -> int:
+    """Requests per forward pass. On a CPU: 8 when scoring choices (compute-bound, where padding costs the most),
+    32 when generating (each new token reads every weight whatever the batch: 10 GSM8K items took 58 s at 8 and
+    32 s at 16 on this project's CPU). On a GPU: 32."""
+    if runtime.is_cuda:
+        return 32
+    return 32 if generates else 8
 
 
 def make_lm(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, batch_size: int) -> LM:
@@ -72,13 +90,20 @@ def make_lm(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, batch_si
 
 
 def _metrics(results: dict[str, Any]) -> dict[str, float]:
-    """lm-eval's figures for one task without its bookkeeping: 'acc,none' -> 'acc', stderr dropped."""
+    """lm-eval's figures for one task without its bookkeeping: 'acc,none' -> 'acc', standard errors apart."""
     metrics = {}
     for key, value in results.items():
         if "," in key and "_stderr" not in key and isinstance(value, int | float):
             metric, _, name = key.partition(",")
             metrics[metric if name == "none" else key] = float(value)
     return metrics
+
+
+def _stderr(results: dict[str, Any], metric: str) -> float | None:
+    """lm-eval's standard error of a headline metric ('acc_norm' or 'exact_match,flexible-extract'), if it gave one."""
+    name, _, extraction = metric.partition(",")
+    value = results.get(f"{name}_stderr,{extraction or 'none'}")
+    return float(value) if isinstance(value, int | float) else None
 
 
 def score_task(lm: LM, name: str, settings: EvalSettings, data_dir: Path | None) -> TaskScore:
@@ -94,7 +119,7 @@ def score_task(lm: LM, name: str, settings: EvalSettings, data_dir: Path | None)
         lm,
         {"tasks": {name: task}, "groups": {}},
         samples=None if indices is None else {name: indices},
-        bootstrap_iters=0,
+        bootstrap_iters=100,  # means (every headline metric here) get lm-eval's closed-form standard error
         log_samples=False,
         apply_chat_template=chat,
         confirm_run_unsafe_code=settings.allow_code_execution,
@@ -103,10 +128,13 @@ def score_task(lm: LM, name: str, settings: EvalSettings, data_dir: Path | None)
     seconds = time.perf_counter() - started
     if results is None or name not in results.get("results", {}):
         raise AdvisorError(f"lm-eval returned no result for {name}")
-    metrics = _metrics(results["results"][name])
+    figures = results["results"][name]
+    metrics = _metrics(figures)
     if benchmark.metric not in metrics:
         raise AdvisorError(f"lm-eval reported no {benchmark.metric} for {name} (got {', '.join(metrics)})")
-    return TaskScore(metrics[benchmark.metric], metrics, item_count(benchmark, settings.limit), round(seconds, 3))
+    items = item_count(benchmark, settings.limit)
+    stderr = _stderr(figures, benchmark.metric)
+    return TaskScore(metrics[benchmark.metric], metrics, items, round(seconds, 3), stderr=stderr)
 
 
 def score_model(
@@ -126,6 +154,7 @@ def score_model(
     source = "mirror" if data_dir is not None else "hub"
     scores: dict[str, TaskScore] = {}
     lm: LM | None = None
+    lm_generates = False
     was_training = model.training
     model.eval()
     try:
@@ -138,7 +167,9 @@ def score_model(
             if notify is not None:
                 items = item_count(BENCHMARKS[name], settings.limit)
                 notify(f"scoring {BENCHMARKS[name].title} ({items} items)")
-            lm = lm or make_lm(model, tokenizer, batch_size_for(runtime))
+            generates = BENCHMARKS[name].generates
+            if lm is None or lm_generates != generates:
+                lm, lm_generates = make_lm(model, tokenizer, batch_size_for(runtime, generates)), generates
             with torch.no_grad():
                 scores[name] = score_task(lm, name, settings, data_dir)
             if cache is not None and key is not None:
@@ -149,11 +180,13 @@ def score_model(
 
 
 class TrialScorer:
-    """Scores each trial that survives pruning on learning and forgetting, on subsets sized to its time budget.
+    """Scores a study's trials on learning and forgetting, on subsets priced before anything is timed.
 
-    The first time it runs it measures each benchmark's cost per item on the base model and picks the largest
-    subset that keeps scoring within EVAL_SHARE of a trial's training time (or takes a fixed size); the plan,
-    and the base model's scores on it, are kept in the study so a resumed study scores the same items.
+    At the first completed trial it prices each benchmark's items from their `item_cost` and the trial's measured
+    training speed (nothing is timed only to decide) and stores the plan in the study, so a resumed study scores
+    the same items. Trials long enough to score MIN_STUDY_ITEMS items within EVAL_SHARE of their training are
+    each scored (mode 'trials'); otherwise only the study's pick is, after the search, with the base model on the
+    same items (mode 'pick', `score_pick`). A fixed size (`--score-items N`) scores every trial on N items.
     """
 
     def __init__(
@@ -187,67 +220,109 @@ class TrialScorer:
             tasks=self.benchmarks, limit=limit, seed=self.seed, allow_code_execution=self.allow_code_execution
         )
 
-    def plan(self, base_model: PreTrainedModel, train_seconds: float) -> EvalSettings | None:
-        """The study's scoring settings, decided once and stored; None when scoring is off."""
+    def plan(self, train_seconds: float, tokens_per_second: float) -> dict[str, Any]:
+        """The study's scoring plan, decided once from a trial's training time and speed, and stored."""
         state = StudyState(self.study)
         stored = state.score_plan
         if stored is None:
-            stored = self._decide(base_model, train_seconds)
+            stored = self._decide(train_seconds, tokens_per_second)
             state.score_plan = stored
-        return self._settings(stored["limit"]) if stored["limit"] else None
+        return stored
 
-    def _decide(self, base_model: PreTrainedModel, train_seconds: float) -> dict[str, Any]:
-        from tuner.benchmarks import CALIBRATION_ITEMS, EVAL_SHARE, MIN_STUDY_ITEMS, items_within_share
+    def _decide(self, train_seconds: float, tokens_per_second: float) -> dict[str, Any]:
+        from tuner.benchmarks import EVAL_SHARE, MIN_STUDY_ITEMS, items_within_share, seconds_per_item
 
-        if self.fixed_items is not None:
-            return {"limit": self.fixed_items, "reason": "fixed by --score-items"}
-        self.notify("measuring the benchmarks' cost per item on the base model")
-        calibration = score_model(
-            base_model,
-            self.tokenizer,
-            self._settings(CALIBRATION_ITEMS),
-            self.data_dir,
-            self.runtime,
-            identity=self.identity,
-            cache=self.cache,
-        )
-        per_item = {name: score.seconds / score.items for name, score in calibration.items()}
-        limit = items_within_share(train_seconds, per_item)
+        per_item = seconds_per_item({name: BENCHMARKS[name].item_cost for name in self.benchmarks}, tokens_per_second)
         plan: dict[str, Any] = {
-            "limit": limit,
             "seconds_per_item": {name: round(seconds, 4) for name, seconds in per_item.items()},
             "train_seconds": round(train_seconds, 2),
+            "tokens_per_second": round(tokens_per_second, 1),
             "share": EVAL_SHARE,
         }
-        if limit < MIN_STUDY_ITEMS:
-            plan["limit"] = 0
-            plan["reason"] = (
-                f"trials train for {train_seconds:.0f} s; {EVAL_SHARE:.0%} of that scores only {limit} items per "
-                f"benchmark (fewer than {MIN_STUDY_ITEMS}): raise --trial-tokens or set --score-items"
-            )
-            self.notify(f"scoring left out: {plan['reason']}")
-        else:
-            plan["reason"] = f"{limit} items per benchmark keep scoring within {EVAL_SHARE:.0%} of a trial"
-        return plan
+        if self.fixed_items is not None:
+            return {**plan, "mode": "trials", "limit": self.fixed_items, "reason": "fixed by --score-items"}
+        limit = items_within_share(train_seconds, per_item)
+        if limit >= MIN_STUDY_ITEMS:
+            reason = f"{limit} items per benchmark keep scoring within {EVAL_SHARE:.0%} of a trial"
+            return {**plan, "mode": "trials", "limit": limit, "reason": reason}
+        reason = (
+            f"trials train for {train_seconds:.0f} s, too short to score each one on {MIN_STUDY_ITEMS} items within "
+            f"{EVAL_SHARE:.0%} of it: the pick is scored after the search, with the base model on the same items"
+        )
+        self.notify(reason)
+        return {**plan, "mode": "pick", "limit": 0, "reason": reason}
 
-    def __call__(self, adapted: PeftModel, train_seconds: float) -> dict[str, TaskScore] | None:
-        """Score the adapter (and, once, the base model with the adapter switched off); None when scoring is off."""
+    def scores_trials(self) -> bool:
+        """Whether each trial is scored (the plan's mode is 'trials'); False before the plan is decided."""
+        plan = StudyState(self.study).score_plan
+        return bool(plan and plan.get("mode", "trials") == "trials" and plan.get("limit"))
+
+    def _score_base(self, model: PreTrainedModel, settings: EvalSettings) -> dict[str, TaskScore]:
+        """The base model's scores on the plan's items, scored once per study (and cached across studies)."""
+        state = StudyState(self.study)
+        if state.base_scores is None or state.base_scores_items not in (None, settings.limit):
+            self.notify(f"scoring the base model on the study's benchmark items ({settings.limit} per benchmark)")
+            base = score_model(
+                model,
+                self.tokenizer,
+                settings,
+                self.data_dir,
+                self.runtime,
+                identity=self.identity,
+                cache=self.cache,
+                notify=self.notify,
+            )
+            state.base_scores = {name: score.as_dict() for name, score in base.items()}
+            state.base_scores_items = settings.limit
+        return {name: TaskScore.from_dict(score) for name, score in (state.base_scores or {}).items()}
+
+    def __call__(self, adapted: PeftModel) -> dict[str, TaskScore] | None:
+        """Score a trial's adapter (and, once, the base model with the adapter switched off); None unless the
+        plan scores each trial."""
+        if not self.scores_trials():
+            return None
+        settings = self._settings(StudyState(self.study).score_plan["limit"])  # type: ignore[index]
         with adapted.disable_adapter():
-            settings = self.plan(adapted, train_seconds)
-            if settings is None:
-                return None
-            state = StudyState(self.study)
-            if state.base_scores is None:
-                self.notify("scoring the base model on the study's benchmark items")
-                base = score_model(
-                    adapted,
-                    self.tokenizer,
-                    settings,
-                    self.data_dir,
-                    self.runtime,
-                    identity=self.identity,
-                    cache=self.cache,
-                    notify=self.notify,
-                )
-                state.base_scores = {name: score.as_dict() for name, score in base.items()}
+            self._score_base(adapted, settings)
         return score_model(adapted, self.tokenizer, settings, self.data_dir, self.runtime, notify=self.notify)
+
+    def score_pick(self, model: PreTrainedModel, adapter_dir: Path, trial: int, train_seconds: float) -> dict[str, Any]:
+        """Score the pick's adapter and the base model on items sized to PICK_SHARE of the study's training time;
+        returns (and stores) {trial, items, seconds, scores}. The model is left as it was."""
+        from peft import PeftModel
+
+        from tuner.benchmarks import pick_items, scoring_seconds
+
+        state = StudyState(self.study)
+        plan = state.score_plan or {}
+        per_item = plan.get("seconds_per_item") or {}
+        stored = state.pick_scores
+        items = stored["items"] if stored and stored.get("trial") == trial else pick_items(train_seconds, per_item)
+        state.pick_scores = {"trial": trial, "items": items}  # the items are chosen once, before anything is scored
+        estimate = scoring_seconds(items, per_item)
+        self.notify(
+            f"scoring the pick (trial {trial}) and the base model on {items} items per benchmark "
+            f"(about {format_duration(estimate)}, half the study's training time at most)"
+        )
+        settings = self._settings(items)
+        started = time.perf_counter()
+        base = self._score_base(model, settings)
+        measured = sum(score.seconds for score in base.values() if not score.cached)
+        if measured > 0:  # the estimate refined by what the base model took on these items
+            self.notify(f"scoring trial {trial}'s adapter (about {format_duration(measured)})")
+        adapted = PeftModel.from_pretrained(model, str(adapter_dir))
+        adapted.merge_adapter()  # scored at the base model's speed: generation pays no adapter per new token
+        try:
+            scores = score_model(adapted, self.tokenizer, settings, self.data_dir, self.runtime, notify=self.notify)
+        finally:
+            adapted.unmerge_adapter()
+            adapted.unload()  # the base model's own layers back, as they were (to float rounding)
+        figures = {
+            "trial": trial,
+            "items": items,
+            "seconds": round(time.perf_counter() - started, 1),
+            "estimated_seconds": round(estimate, 1),
+            "scores": {name: score.as_dict() for name, score in scores.items()},
+        }
+        state.pick_scores = figures
+        return figures

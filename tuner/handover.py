@@ -22,6 +22,7 @@ from tuner.settings import (
     StudySettings,
     TrainingRecipe,
 )
+from tuner.study_budget import format_duration
 
 
 @dataclass(frozen=True)
@@ -180,3 +181,49 @@ def scoring_settings(
         prompt_format=prompt_format,
         allow_code_execution=allow_code_execution,
     )
+
+
+@dataclass(frozen=True)
+class RunEstimate:
+    """How long a full run should take on the machine the study ran on, from the study's measured speeds."""
+
+    train_examples: int
+    """Examples it trains on (all the study's, or fewer)."""
+    tokens: int
+    """Training tokens over every epoch."""
+    train_seconds: float
+    score_seconds: float | None
+    """Scoring the adapter and the base model (None when the study never priced its benchmarks)."""
+
+    def describe(self) -> str:
+        """'About 8.3 h: 4 epochs of 7,412 examples (6.0M tokens at 200 tokens/s, as the study trained), then
+        about 25 min of scoring'."""
+        total = self.train_seconds + (self.score_seconds or 0.0)
+        text = (
+            f"About {format_duration(total)}: {self.tokens:,} training tokens over {self.train_examples:,} examples"
+            f" ({format_duration(self.train_seconds)} at the study's speed)"
+        )
+        if self.score_seconds is not None:
+            text += f", then about {format_duration(self.score_seconds)} of scoring"
+        return text
+
+
+def run_estimate(
+    recommendation: Recommendation, epochs: int, train_examples: int | None, limit: int | None, tasks: tuple[str, ...]
+) -> RunEstimate | None:
+    """The full run's duration from the study's data size and speeds; None where the study recorded neither."""
+    from tuner.benchmarks import ADAPTER_OVERHEAD, item_count
+
+    data = recommendation.data or {}
+    speed, examples, tokens = data.get("tokens_per_second"), data.get("train_examples"), data.get("train_tokens")
+    if not speed or not examples or not tokens:
+        return None
+    used = min(train_examples or examples, examples)
+    total_tokens = round(tokens * used / examples) * epochs
+    plan = (recommendation.scores.plan if recommendation.scores else None) or {}
+    per_item = plan.get("seconds_per_item") or {}
+    score_seconds = None
+    if all(name in per_item for name in tasks):
+        each = sum(per_item[name] * item_count(BENCHMARKS[name], limit) for name in tasks)
+        score_seconds = each * (1 + ADAPTER_OVERHEAD)
+    return RunEstimate(used, total_tokens, total_tokens / speed, score_seconds)

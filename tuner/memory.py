@@ -358,6 +358,27 @@ def memory_report(model: str, shape: ModelShape, setup: TrainSetup, budget: int 
     return report
 
 
+GLIBC_RETAINED = 1.7
+"""glibc's default allocator kept this much more at the peak than the estimate (LoRA r 16, all linear layers, on
+SmolLM2-135M at 4 x 256 tokens: 4.5 GB resident against 2.7 GB; bench/memory_estimate.py --allocators)."""
+
+
+def peak_meaning(device: str, allocator: str) -> str:
+    """What the estimate's total is a prediction of, on this device and with this process allocator."""
+    if device == "cuda":
+        return (
+            "the peak memory held by tensors (torch.cuda.max_memory_allocated); PyTorch's caching allocator "
+            "reserves somewhat more from the GPU, and nvidia-smi shows the reserved figure"
+        )
+    if allocator == "jemalloc":
+        return "the peak resident memory of a trial or `advisor train` started here (advisor runs with jemalloc)"
+    return (
+        "the peak resident memory with freed memory returned at once (trials under --memory-budget); glibc's "
+        f"default allocator keeps freed memory, so other runs here can peak up to {GLIBC_RETAINED:g}x higher: "
+        "install jemalloc (Debian: libjemalloc2), which advisor then runs with"
+    )
+
+
 def feasible_text(report: dict[str, Any]) -> str:
     """Whether the setup fits the budget, and the largest settings that do."""
     budget, found, setup = report["budget_bytes"], report["largest_feasible"], report["setup"]

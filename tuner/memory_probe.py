@@ -2,7 +2,9 @@
 
 On CPU: the process's peak resident memory (VmHWM) during a few optimizer steps, reset after the model
 has loaded (by writing 5 to /proc/self/clear_refs), minus its resident memory before the model loaded.
-On CUDA: torch.cuda.max_memory_allocated(). The steps are the trial runner's own (`run_trial`) on
+On CUDA: torch.cuda.max_memory_allocated() (what tensors held at the peak; the estimate's figure) and
+max_memory_reserved() (what the caching allocator took from the driver, which nvidia-smi shows). The steps
+are the trial runner's own (`run_trial`) on
 packed rows of random tokens with example boundaries like real data, so the attention mask is the same.
 Run it in a fresh process per configuration (`python -m tuner.memory_probe ...`): freed memory stays in
 the allocator and would hide the next configuration's peak.
@@ -37,7 +39,7 @@ def synthetic_rows(vocab: int, rows: int, seq_len: int, seed: int = 0) -> object
 
 
 def measure(
-    model: str, rank: int, targets: str, batch: int, seq_len: int, steps: int = 2, return_freed_memory_too: bool = True
+    model: str, rank: int, targets: str, batch: int, seq_len: int, steps: int = 2, return_freed_memory_too: bool = False
 ) -> dict[str, object]:
     """Train `steps` optimizer steps of one LoRA configuration and report the measured peak memory."""
     import torch
@@ -65,20 +67,32 @@ def measure(
     else:
         Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS now, with the model loaded
     result = run_trial(loaded, data, lora, 1e-4, budget, runtime, start_loss=20.0)
+    reserved = None
     if runtime.is_cuda:
-        measured = torch.cuda.max_memory_allocated()
+        measured, reserved = torch.cuda.max_memory_allocated(), torch.cuda.max_memory_reserved()
     else:
         measured = _status("VmHWM") - before
     return {
         "device": runtime.device.type,
+        "allocator": "cuda caching allocator" if runtime.is_cuda else allocator_mode(return_freed_memory_too),
         "rank": rank,
         "targets": targets,
         "batch": batch,
         "seq_len": seq_len,
         "measured_bytes": measured,
+        "reserved_bytes": reserved,
         "steps": len(result.train_curve),
         "tokens_per_second": round(result.tokens_per_second(), 1),
     }
+
+
+def allocator_mode(returns_freed_memory: bool) -> str:
+    """The CPU allocator mode a probe ran under, in words."""
+    from tuner.runtime import allocator
+
+    if allocator() == "jemalloc":
+        return "jemalloc"
+    return "glibc, mmap threshold 64 KiB" if returns_freed_memory else "glibc default"
 
 
 def main() -> None:
@@ -89,9 +103,15 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--seq-len", type=int, default=256)
     parser.add_argument("--steps", type=int, default=2)
-    parser.add_argument("--glibc-default", action="store_true", help="leave glibc's dynamic mmap threshold on")
+    parser.add_argument(
+        "--return-freed-memory",
+        action="store_true",
+        help="fix glibc's mmap threshold at 64 KiB, as a trial under --memory-budget does where jemalloc is missing",
+    )
     args = parser.parse_args()
-    figures = measure(args.model, args.rank, args.targets, args.batch, args.seq_len, args.steps, not args.glibc_default)
+    figures = measure(
+        args.model, args.rank, args.targets, args.batch, args.seq_len, args.steps, args.return_freed_memory
+    )
     print(json.dumps(figures))
 
 

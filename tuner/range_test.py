@@ -88,17 +88,20 @@ class RangeResult:
     seconds: float = 0.0
     adapter: dict[str, Any] = field(default_factory=dict)
     """The adapter the test trained (rank, alpha, targets, variant)."""
+    steps: int | None = None
+    """Steps the test trained (None in findings from before it was kept: the curve's length)."""
 
     def describe(self) -> str:
         """The finding in one sentence, for the advice."""
+        steps = self.steps if self.steps is not None else len(self.curve)
         where = f"diverged from {self.diverged_rate:.3g}" if self.diverged_rate else "never diverged"
         if not self.conclusive:
             return (
-                f"a range test over {len(self.curve)} steps ({self.tokens:,} tokens) saw the loss barely fall "
+                f"a range test over {steps} steps ({self.tokens:,} tokens) saw the loss barely fall "
                 f"before it {where.replace('never diverged', 'ended')}, so the default rates were searched"
             )
         return (
-            f"a range test over {len(self.curve)} steps ({self.tokens:,} tokens) found the loss lowest at "
+            f"a range test over {steps} steps ({self.tokens:,} tokens) found the loss lowest at "
             f"rate {self.best_rate:.3g} and {where}, so rates {self.low:.3g} to {self.high:.3g} were searched"
         )
 
@@ -211,4 +214,5 @@ def run_range_test(
         tokens=steps * plan.rows * data.train.seq_len,
         seconds=round(time.perf_counter() - started, 2),
         adapter=asdict(lora),
+        steps=steps,
     )

@@ -112,12 +112,21 @@ class StudyScores:
     pareto_front: list[dict[str, Any]] | None = None
     plot: str | None = None
     points: list[dict[str, Any]] | None = None
+    stderr: dict[str, dict[str, float]] | None = None
+    """'base' or a trial number (as text) -> benchmark -> the score's standard error."""
+    items: int | None = None
+    """Items per benchmark that were scored."""
+    seconds: dict[str, float] | None = None
+    """Scoring the pick after the search: 'estimated' before it started and 'measured'."""
+    pick: dict[str, Any] | None = None
+    """The recommended trial's learning and general scores against the base model's, each with its standard error,
+    and the changes with theirs (see study_summary.pick_summary)."""
 
     def to_json(self) -> dict[str, Any]:
         payload = asdict(self)
-        if self.base is None:  # scoring did not run: only the plan
-            return {"plan": self.plan}
-        return _without(payload, ("note", "pareto_front", "plot", "points"))
+        if self.base is None:  # scoring did not run: only the plan, and why
+            return _without({"plan": self.plan, "note": self.note}, ("note",))
+        return _without(payload, ("note", "pareto_front", "plot", "points", "stderr", "items", "seconds", "pick"))
 
     @classmethod
     def from_json(cls, payload: dict[str, Any]) -> StudyScores:
@@ -152,10 +161,15 @@ class Recommendation:
     runtime: str | None = None
     run_dir: str | None = None
     scores: StudyScores | None = None
+    data: dict[str, Any] | None = None
+    """What a full run's duration is estimated from: the study's training examples (train_examples), one epoch
+    of them in packed tokens (train_tokens) and the trials' median training speed (tokens_per_second)."""
 
     def to_json(self) -> dict[str, Any]:
         payload = {"version": RECORD_VERSION, **asdict(self)}
         payload["scores"] = self.scores.to_json() if self.scores is not None else None
+        if self.data is None:  # files from before the data size was kept
+            payload.pop("data")
         if self.variant == "lora":  # plain LoRA, as every file from before variants existed
             payload.pop("variant")
         return payload

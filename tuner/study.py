@@ -15,20 +15,20 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tuner.benchmarks import study_benchmarks
+from tuner.benchmarks import LEARNING_TASK, forgetting_score, study_benchmarks
 from tuner.confirm import mean_loss
 from tuner.errors import AdvisorError
 from tuner.events import Reporter, Stage, StudyFinished, StudyStarted, TrialFinished, ignore
 from tuner.priors import starting_points
 from tuner.range_test import RangeTestPlan
 from tuner.recommend import recommend
-from tuner.records import Recommendation
+from tuner.records import Recommendation, TrialRecord
 from tuner.rundir import run_dir_lock, write_json
 from tuner.runtime import pick_runtime, quiet_libraries
-from tuner.settings import HALVING_RATE, VARIANT_LABELS, LoraSettings, StudySettings, TrainBudget
+from tuner.settings import CONFIRM_TRIALS, HALVING_RATE, VARIANT_LABELS, LoraSettings, StudySettings, TrainBudget
 from tuner.space import SearchSpace, lora_from_params
 from tuner.study_budget import describe_spent
-from tuner.study_objective import Feasibility, Spending, TrialFailed, TrialObjective
+from tuner.study_objective import Feasibility, Spending, TrialFailed, TrialObjective, finalist_dir
 from tuner.study_state import (
     StudyState,
     default_storage,
@@ -39,7 +39,14 @@ from tuner.study_state import (
     study_name,
     trial_record,
 )
-from tuner.study_summary import TRIALS_DIR, study_scores, write_trial, write_trials
+from tuner.study_summary import (
+    FINALISTS_DIR,
+    TRIALS_DIR,
+    pick_summary,
+    study_scores,
+    write_trial,
+    write_trials,
+)
 
 if TYPE_CHECKING:
     import optuna
@@ -149,23 +156,45 @@ def run_study(
 
         # Search: the trials still to run, on the model loaded once, while the budget lasts.
         runtime = pick_runtime()
+        model = None
         if settings.trials > finished and _budget_left(settings, study):
-            base = _search(settings, run_dir, study, inputs, runtime, opts)
+            base, model = _search(settings, run_dir, study, inputs, runtime, opts)
 
         # Summarise: the trial files, the recommendation with its evidence, the scores and their plot.
         records = write_trials(run_dir, study)
-        recommendation = recommend(
-            settings,
-            records,
-            {k: v for k, v in (base or {}).items() if k != "model_identity"},
-            runtime=runtime.describe(),
-            run_dir=str(run_dir),
-            scores=study_scores(settings, run_dir, state, records),
-            search=_search_evidence(settings, study),
-        )
+
+        def recommendation_now() -> Recommendation:
+            chosen = recommend(
+                settings,
+                records,
+                {k: v for k, v in (base or {}).items() if k != "model_identity"},
+                runtime=runtime.describe(),
+                run_dir=str(run_dir),
+                scores=study_scores(settings, run_dir, state, records),
+                search=_search_evidence(settings, study),
+            )
+            return replace(chosen, scores=pick_summary(chosen.scores, chosen.trial), data=_data_size(inputs, records))
+
+        model = _confirm_finalists(settings, run_dir, study, inputs, runtime, opts, model, records)
+        records = write_trials(run_dir, study)
+        base = state.base_losses or base
+        recommendation = recommendation_now()
+        if _score_pick(settings, run_dir, study, inputs, runtime, opts, model, recommendation, records):
+            recommendation = recommendation_now()
         write_json(run_dir / "recommendation.json", recommendation.to_json())
         opts.report(StudyFinished(recommendation, records))
         return recommendation
+
+
+def _data_size(inputs: StudyInputs, records: list[TrialRecord]) -> dict[str, Any]:
+    """The study's training data and the trials' speed, from which a full run's duration is estimated."""
+    speeds = sorted(r.tokens_per_second for r in records if r.state == "COMPLETE" and r.tokens_per_second)
+    train = inputs.data.train
+    return {
+        "train_examples": inputs.data.train_examples,
+        "train_tokens": train.tokens(),
+        "tokens_per_second": speeds[len(speeds) // 2] if speeds else None,
+    }
 
 
 def _search_evidence(settings: StudySettings, study: optuna.Study) -> list[str]:
@@ -276,11 +305,12 @@ def _search(
     inputs: StudyInputs,
     runtime: Runtime,
     opts: StudyOptions,
-) -> dict[str, Any]:
-    """Load the model, measure the base model's held-out losses once, run the trials left; returns the base losses."""
+) -> tuple[dict[str, Any], PreTrainedModel]:
+    """Load the model, measure the base model's held-out losses once, run the trials left; returns the base losses
+    and the model."""
     from tuner.models import load_model
     from tuner.runtime import return_freed_memory  # looked up per call: tests record it instead
-    from tuner.trial import heldout_loss, row_losses
+    from tuner.trial import heldout_loss
 
     if settings.memory_budget is not None and not runtime.is_cuda:
         # Under a budget, the peak the estimate predicts rather than glibc's retained pages: 2.8 GB
@@ -299,20 +329,12 @@ def _search(
             "general_loss": heldout_loss(model, inputs.data.general, batch, runtime),
         }
         state.base_losses = base
-    confirm, confirm_general = inputs.data.confirm, inputs.data.confirm_general
-    if confirm is not None and confirm_general is not None and "confirm_general_loss" not in base:
-        batch = settings.budget.batch_size
-        base = {
-            **base,
-            "confirm_target_loss": mean_loss(row_losses(model, confirm, batch, runtime)),
-            "confirm_general_loss": mean_loss(row_losses(model, confirm_general, batch, runtime)),
-        }
-        state.base_losses = base
     space = _searched_space(settings, run_dir, study, model, inputs, runtime, opts)
     scorer = _scorer(settings, study, inputs, runtime, opts) if opts.score_items != 0 else None
+    finalists = run_dir / FINALISTS_DIR
     spend = Spending(settings, study)
     objective = TrialObjective(
-        settings, space, model, inputs.data, runtime, base, opts.report, opts.feasible, scorer, spend
+        settings, space, model, inputs.data, runtime, base, opts.report, opts.feasible, scorer, spend, finalists
     )
 
     def trial_done(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
@@ -328,7 +350,101 @@ def _search(
     remaining = settings.trials - len(finished_trials(study))
     if _budget_left(settings, study):
         study.optimize(objective, n_trials=remaining, catch=(TrialFailed,), callbacks=[trial_done])
-    return base
+    return base, model
+
+
+def _confirm_finalists(
+    settings: StudySettings,
+    run_dir: Path,
+    study: optuna.Study,
+    inputs: StudyInputs,
+    runtime: Runtime,
+    opts: StudyOptions,
+    model: PreTrainedModel | None,
+    records: list[TrialRecord],
+) -> PreTrainedModel | None:
+    """Re-measure the best CONFIRM_TRIALS completed trials (from their kept adapters) and the base model on the
+    confirm sets, once the search is over and only when there are two or more to choose between; returns the
+    model, loaded if it had to be."""
+    from peft import PeftModel
+
+    from tuner.models import load_model
+    from tuner.trial import row_losses
+
+    confirm, general = inputs.data.confirm, inputs.data.confirm_general
+    complete = sorted((r for r in records if r.state == "COMPLETE" and r.value is not None), key=lambda r: r.value)
+    finalists = complete[:CONFIRM_TRIALS]
+    if confirm is None or general is None or len(finalists) < 2:
+        return model
+    state = StudyState(study)
+    confirmed = dict(state.confirmed or {})
+    todo = [r.number for r in finalists if r.confirm is None and str(r.number) not in confirmed]
+    todo = [n for n in todo if (finalist_dir(run_dir / FINALISTS_DIR, n) / "adapter_config.json").is_file()]
+    base = state.base_losses or {}
+    if not todo and "confirm_general_loss" in base:
+        return model
+    if model is None:
+        opts.report(Stage(f"loading {inputs.source.describe()} on {runtime.describe()} to re-measure the best trials"))
+        model = load_model(inputs.source, runtime.device, runtime.dtype)
+    batch = settings.budget.batch_size
+    if "confirm_general_loss" not in base:
+        opts.report(Stage(f"measuring the base model on the confirm sets ({len(confirm)} + {len(general)} rows)"))
+        state.base_losses = {
+            **base,
+            "confirm_target_loss": mean_loss(row_losses(model, confirm, batch, runtime)),
+            "confirm_general_loss": mean_loss(row_losses(model, general, batch, runtime)),
+        }
+    for number in todo:
+        opts.report(Stage(f"re-measuring trial {number}, among the best {CONFIRM_TRIALS}, on the confirm sets"))
+        adapted = PeftModel.from_pretrained(model, str(finalist_dir(run_dir / FINALISTS_DIR, number)))
+        try:
+            confirmed[str(number)] = {
+                "target": row_losses(adapted, confirm, batch, runtime),
+                "general": row_losses(adapted, general, batch, runtime),
+            }
+        finally:
+            model = adapted.unload()
+        state.confirmed = confirmed
+    return model
+
+
+def _score_pick(
+    settings: StudySettings,
+    run_dir: Path,
+    study: optuna.Study,
+    inputs: StudyInputs,
+    runtime: Runtime,
+    opts: StudyOptions,
+    model: PreTrainedModel | None,
+    recommendation: Recommendation,
+    records: list[TrialRecord],
+) -> bool:
+    """Score the pick and the base model after the search, when trials were too short to score each one; returns
+    whether scores were added. Scored once: a study run again keeps them until its pick changes."""
+    from tuner.events import TrialScored
+    from tuner.models import load_model
+
+    state = StudyState(study)
+    plan, pick = state.score_plan, recommendation.trial
+    if opts.score_items == 0 or plan is None or plan.get("mode", "pick") != "pick" or pick is None:
+        return False
+    done = state.pick_scores
+    if done is not None and done.get("trial") == pick and "scores" in done:
+        return False
+    adapter = finalist_dir(run_dir / FINALISTS_DIR, pick)
+    if not (adapter / "adapter_config.json").is_file():
+        why = "its adapter was not kept (a PiSSA adapter, or a trial from before adapters were kept)"
+        state.pick_scores = {"trial": pick, "note": f"trial {pick} is not scored: {why}"}
+        return True
+    if model is None:
+        opts.report(Stage(f"loading {inputs.source.describe()} on {runtime.describe()} to score the pick"))
+        model = load_model(inputs.source, runtime.device, runtime.dtype)
+    train_seconds = sum(record.train_seconds or 0.0 for record in records)
+    figures = _scorer(settings, study, inputs, runtime, opts).score_pick(model, adapter, pick, train_seconds)
+    scores = {name: float(score["score"]) for name, score in figures["scores"].items()}
+    learning = LEARNING_TASK.get(settings.task)
+    opts.report(TrialScored(pick, scores, forgetting_score(scores), scores.get(learning) if learning else None))
+    return True
 
 
 def _budget_left(settings: StudySettings, study: optuna.Study) -> bool:

@@ -83,6 +83,15 @@ class Spent:
         return Spent(self.tokens + other.tokens, self.seconds + other.seconds)
 
 
+def format_duration(seconds: float) -> str:
+    """A duration as a person reads it: '40 s', '12 min', '3.5 h'."""
+    if seconds < 90:
+        return f"{max(seconds, 0):.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 def total_spent(trials: Iterable[tuple[int, float]], range_test: tuple[int, float] | None = None) -> Spent:
     """The sum of (tokens, seconds) over trials and the range test."""
     spent = Spent(*range_test) if range_test is not None else Spent()

@@ -3,9 +3,11 @@ pruned, scored, or recorded as infeasible."""
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tuner.benchmarks import LEARNING_TASK, forgetting_score
@@ -88,6 +90,8 @@ class TrialObjective:
     feasible: Feasibility | None = None
     scorer: TrialScorer | None = None
     spending: Spending | None = None
+    finalists: Path | None = None
+    """Where the adapters of the best CONFIRM_TRIALS completed trials are kept, to re-measure and score later."""
 
     def __call__(self, trial: optuna.Trial) -> float:
         """Run one trial; Optuna records its value, or PRUNED / FAIL with the reason in its attributes."""
@@ -153,9 +157,16 @@ class TrialObjective:
             return None
 
         def on_trained(adapted: PeftModel, result: TrialResult) -> None:
-            self._remeasure(trial, adapted, result)
-            if self.scorer is not None:
-                scores.update(self.scorer(adapted, result.train_seconds) or {})
+            if self._is_finalist(trial, result):
+                if lora.variant == "pissa":  # it rewrites the base weights: it cannot be loaded again later
+                    self._remeasure(trial, adapted)
+                elif self.finalists is not None:
+                    keep_finalist(self.finalists, trial, adapted, self._value(result))
+            if self.scorer is None:
+                return
+            self.scorer.plan(result.train_seconds, result.tokens_per_second())
+            if self.scorer.scores_trials():
+                scores.update(self.scorer(adapted) or {})
 
         try:
             return run_trial(
@@ -177,22 +188,26 @@ class TrialObjective:
             TrialState(trial).failed(f"out of memory{measured}: {str(error).splitlines()[0]}", peak)
             raise TrialFailed(str(error)) from None
 
-    def _remeasure(self, trial: optuna.Trial, adapted: PeftModel, result: TrialResult) -> None:
-        """Measure a completed trial on the confirm sets if it is among the best completed so far."""
-        from optuna.trial import TrialState as OptunaState
+    def _value(self, result: TrialResult) -> float:
+        """A completed trial's objective on the ranking rows."""
+        _, target_loss, general_loss = result.evaluations[-1]
+        return objective_value(target_loss, general_loss, self.base_losses["general_loss"], self.settings.goal)
 
+    def _is_finalist(self, trial: optuna.Trial, result: TrialResult) -> bool:
+        """Whether a trial that trained to its end is among the best CONFIRM_TRIALS completed so far (a trial
+        outside them now can never enter them later)."""
+        if not result.evaluations:
+            return False
+        return worth_remeasuring(self._value(result), list(completed_values(trial.study).values()))
+
+    def _remeasure(self, trial: optuna.Trial, adapted: PeftModel) -> None:
+        """Measure a finalist on the confirm sets now (a PiSSA adapter, which cannot be kept to measure later)."""
         from tuner.trial import row_losses
 
         confirm, general = self.data.confirm, self.data.confirm_general
-        if confirm is None or general is None or not result.evaluations:
+        if confirm is None or general is None:
             return
-        _, target_loss, general_loss = result.evaluations[-1]
-        value = objective_value(target_loss, general_loss, self.base_losses["general_loss"], self.settings.goal)
-        completed = [t.value for t in trial.study.get_trials(deepcopy=False, states=(OptunaState.COMPLETE,))]
-        if not worth_remeasuring(value, [v for v in completed if v is not None]):
-            return
-        rows = len(confirm)
-        self.report(Stage(f"trial {trial.number} is among the best {CONFIRM_TRIALS}: re-measuring it on {rows} rows"))
+        self.report(Stage(f"trial {trial.number} is among the best {CONFIRM_TRIALS}: re-measuring it now"))
         batch = self.settings.budget.batch_size
         TrialState(trial).remeasured(
             row_losses(adapted, confirm, batch, self.runtime), row_losses(adapted, general, batch, self.runtime)
@@ -204,3 +219,33 @@ class TrialObjective:
         general, learned = forgetting_score(figures), figures.get(learning) if learning else None
         TrialState(trial).scored({name: score.as_dict() for name, score in scores.items()}, general, learned)
         self.report(TrialScored(trial.number, figures, general, learned))
+
+
+def completed_values(study: optuna.Study) -> dict[int, float]:
+    """The objectives of the study's completed trials, by trial number."""
+    from optuna.trial import TrialState as OptunaState
+
+    trials = study.get_trials(deepcopy=False, states=(OptunaState.COMPLETE,))
+    return {t.number: t.value for t in trials if t.value is not None}
+
+
+def finalist_dir(finalists: Path, number: int) -> Path:
+    """Where a finalist trial's adapter is kept."""
+    return finalists / f"trial_{number:04d}"
+
+
+def keep_finalist(finalists: Path, trial: optuna.Trial, adapted: PeftModel, value: float) -> None:
+    """Keep the adapter of a trial among the best CONFIRM_TRIALS completed so far (PEFT's format, written whole or
+    not at all), to re-measure and score after the search, and drop the adapters of trials that left them."""
+    target = finalist_dir(finalists, trial.number)
+    partial = target.with_name(target.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    adapted.save_pretrained(str(partial))
+    shutil.rmtree(target, ignore_errors=True)
+    partial.rename(target)
+    values = {**completed_values(trial.study), trial.number: value}
+    best = set(sorted(values, key=values.__getitem__)[:CONFIRM_TRIALS])
+    for kept in finalists.glob("trial_*"):
+        number = kept.name.removeprefix("trial_").removesuffix(".partial")
+        if not number.isdigit() or int(number) not in best:
+            shutil.rmtree(kept, ignore_errors=True)

@@ -88,6 +88,12 @@ class StudyState:
     """Items per benchmark for scoring trials, and why; decided once."""
     base_scores: dict[str, dict[str, Any]] | None = _StudyAttribute()  # type: ignore[assignment]
     """The base model's scores on the plan's items (benchmark -> TaskScore as a dict)."""
+    base_scores_items: int | None = _StudyAttribute()  # type: ignore[assignment]
+    """Items per benchmark of base_scores (None in studies from before it was kept: the plan's limit)."""
+    confirmed: dict[str, dict[str, list[list[float]]]] | None = _StudyAttribute()  # type: ignore[assignment]
+    """Trial number (as text) -> its per-row losses on the confirm sets, measured after the search."""
+    pick_scores: dict[str, Any] | None = _StudyAttribute()  # type: ignore[assignment]
+    """The pick's scores when only the pick is scored: {trial, items, seconds, estimated_seconds, scores}."""
     requeued: list[int] | None = _StudyAttribute()  # type: ignore[assignment]
     """Interrupted trials whose parameters were enqueued again."""
     starting_points: list[dict[str, Any]] | None = _StudyAttribute()  # type: ignore[assignment]

@@ -6,9 +6,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from tuner.benchmarks import BENCHMARKS, LEARNING_TASK, forgetting_score
+from tuner.benchmarks import (
+    BENCHMARKS,
+    LEARNING_TASK,
+    difference_stderr,
+    forgetting_score,
+    forgetting_stderr,
+    score_stderr,
+)
+from tuner.confirm import NOISE_SE
 from tuner.records import StudyScores, TrialRecord
 from tuner.rundir import write_json
 from tuner.settings import StudySettings
@@ -19,6 +27,8 @@ if TYPE_CHECKING:
 
 PLOT_FILE = "learning_vs_forgetting.png"
 TRIALS_DIR = "trials"
+FINALISTS_DIR = "finalists"
+"""The adapters of the best completed trials, kept when only the pick is scored (PEFT's format)."""
 
 
 def trial_path(run_dir: Path, number: int) -> Path:
@@ -32,8 +42,11 @@ def write_trial(run_dir: Path, record: TrialRecord) -> None:
 
 
 def write_trials(run_dir: Path, study: optuna.Study) -> list[TrialRecord]:
-    """Write every finished trial's record; returns them."""
+    """Write every finished trial's record (with its confirm-set losses where they were measured after the
+    search); returns them."""
+    confirmed = StudyState(study).confirmed or {}
     records = [trial_record(t) for t in finished_trials(study)]
+    records = [replace(r, confirm=confirmed.get(str(r.number), r.confirm)) for r in records]
     for record in records:
         write_trial(run_dir, record)
     return records
@@ -42,23 +55,35 @@ def write_trials(run_dir: Path, study: optuna.Study) -> list[TrialRecord]:
 def study_scores(
     settings: StudySettings, run_dir: Path, state: StudyState, records: Sequence[TrialRecord]
 ) -> StudyScores | None:
-    """The study's scores: the base model, the trials that were scored, their Pareto front and the plot."""
+    """The study's scores: the base model, the trials that were scored (or the pick, scored after the search),
+    each with its standard error, their Pareto front and the plot."""
     from tuner.plot import ScorePoint, pareto_front, write_png
 
-    base = state.base_scores
-    if base is None:
-        plan = state.score_plan
-        return StudyScores(plan=plan) if plan else None
+    base, plan, pick = state.base_scores, state.score_plan, state.pick_scores or {}
+    if base is None or ((plan or {}).get("mode") == "pick" and "scores" not in pick):
+        note = pick.get("note")
+        return StudyScores(plan=plan, note=note) if plan or note else None
     base_figures = {name: score["score"] for name, score in base.items()}
+    items = pick.get("items") or (plan or {}).get("limit") or None
+    trials = {str(r.number): r.scores for r in records if r.scores}
+    stderr = {"base": {name: _stderr(score) for name, score in base.items()}}
+    for number, figures in trials.items():
+        stderr[number] = {name: score_stderr(value, items or 0) for name, value in figures.items()}
+    if "scores" in pick:
+        trials[str(pick["trial"])] = {name: score["score"] for name, score in pick["scores"].items()}
+        stderr[str(pick["trial"])] = {name: _stderr(score) for name, score in pick["scores"].items()}
     learning = LEARNING_TASK.get(settings.task)
     learning_benchmark = learning if learning in base_figures else None
     scores = StudyScores(
-        plan=state.score_plan,
+        plan=plan,
         base=base_figures,
         base_general=forgetting_score(base_figures),
         base_learning=base_figures.get(learning) if learning else None,
         learning_benchmark=learning_benchmark,
-        trials={str(r.number): r.scores for r in records if r.scores},
+        trials=trials,
+        stderr=stderr,
+        items=items,
+        seconds={"estimated": pick["estimated_seconds"], "measured": pick["seconds"]} if "seconds" in pick else None,
     )
     if learning_benchmark is None:
         if learning is None:
@@ -66,11 +91,10 @@ def study_scores(
         note = f"{learning} not scored: it runs generated code; pass --allow-code-execution"
         return replace(scores, note=note)
     points = [ScorePoint("base", scores.base_general, scores.base_learning, is_base=True)]
-    points += [
-        ScorePoint(f"trial {r.number}", r.general_score, r.learning_score)
-        for r in records
-        if r.general_score is not None and r.learning_score is not None
-    ]
+    for number, figures in trials.items():
+        general = forgetting_score(figures)
+        if general is not None and figures.get(learning_benchmark) is not None:
+            points.append(ScorePoint(f"trial {number}", general, figures[learning_benchmark]))
     front = [
         {"trial": int(p.label.removeprefix("trial ")), "general": p.general, "learning": p.learning}
         for p in pareto_front(points)
@@ -80,3 +104,43 @@ def study_scores(
         title = f"{settings.task}: learning vs forgetting ({settings.model})"
         plot = write_png(points, run_dir / PLOT_FILE, learning_name=BENCHMARKS[learning].title, title=title).name
     return replace(scores, pareto_front=front, plot=plot, points=[asdict(p) for p in points])
+
+
+def _stderr(score: dict[str, Any]) -> float:
+    """A stored score's standard error (lm-eval's, or the same formula where it was not kept)."""
+    stored = score.get("stderr")
+    return float(stored) if stored is not None else score_stderr(score["score"], int(score["items"]))
+
+
+def pick_summary(scores: StudyScores | None, trial: int | None) -> StudyScores | None:
+    """The scores with the recommended trial's learning and general figures against the base model's, each with
+    its standard error; the changes' errors treat the two as independent (conservative on paired items)."""
+    if scores is None or trial is None or not scores.trials or str(trial) not in scores.trials:
+        return scores
+    figures, errors = scores.trials[str(trial)], (scores.stderr or {}).get(str(trial), {})
+    base, base_errors = scores.base or {}, (scores.stderr or {}).get("base", {})
+    summary: dict[str, Any] = {"trial": trial, "items": scores.items}
+    general, base_general = forgetting_score(figures), forgetting_score(base)
+    if general is not None and base_general is not None:
+        summary["general"] = _change(general, forgetting_stderr(errors), base_general, forgetting_stderr(base_errors))
+    name = scores.learning_benchmark
+    if name is not None and name in figures and name in base:
+        summary["learning"] = {
+            "benchmark": name,
+            **_change(figures[name], errors.get(name), base[name], base_errors.get(name)),
+        }
+    return replace(scores, pick=summary)
+
+
+def _change(value: float, error: float | None, base: float, base_error: float | None) -> dict[str, Any]:
+    """A score against the base model's: both with their standard errors, the change with its own."""
+    change_error = difference_stderr(error, base_error)
+    return {
+        "score": value,
+        "stderr": error,
+        "base": base,
+        "base_stderr": base_error,
+        "change": value - base,
+        "change_stderr": change_error,
+        "within_noise": change_error is None or abs(value - base) <= NOISE_SE * change_error,
+    }

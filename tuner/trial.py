@@ -74,43 +74,56 @@ def batch_tensors(rows: PackedRows, indices: list[int], device: torch.device) ->
 
 def heldout_loss(model: PreTrainedModel, rows: PackedRows, batch_size: int, runtime: Runtime) -> float:
     """Mean loss per label token over packed rows."""
-    import torch
-
-    was_training = model.training
-    model.eval()
-    total_loss, total_tokens = 0.0, 0
-    with torch.no_grad(), runtime.autocast():
-        for start in range(0, len(rows), batch_size):
-            batch = batch_tensors(rows, list(range(start, min(start + batch_size, len(rows)))), runtime.device)
-            # The model shifts labels by one: every label but each row's first is predicted.
-            counted = int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
-            if counted:
-                loss = model(**batch, use_cache=False).loss
-                total_loss += float(loss) * counted
-                total_tokens += counted
-    model.train(was_training)
-    return total_loss / total_tokens if total_tokens else float("nan")
+    measured = row_losses(model, rows, batch_size, runtime)
+    tokens = sum(count for _, count in measured)
+    return sum(loss for loss, _ in measured) / tokens if tokens else float("nan")
 
 
 def row_losses(model: PreTrainedModel, rows: PackedRows, batch_size: int, runtime: Runtime) -> list[list[float]]:
-    """[summed loss, label tokens] per packed row: what paired comparisons between two adapters need."""
+    """[summed loss, label tokens] per packed row: what paired comparisons between two adapters need.
+
+    The vocabulary projection runs only at positions that predict a label (a prompt's positions need none), where
+    the model's logits are the output embedding of its last hidden state; elsewhere, the model's own logits."""
     import torch
 
     was_training = model.training
     model.eval()
+    head = _plain_output_head(model)
     measured: list[list[float]] = []
     with torch.no_grad(), runtime.autocast():
         for start in range(0, len(rows), batch_size):
             batch = batch_tensors(rows, list(range(start, min(start + batch_size, len(rows)))), runtime.device)
-            logits = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False).logits
             shifted = batch["labels"][:, 1:]
-            losses = torch.nn.functional.cross_entropy(
-                logits[:, :-1].float().transpose(1, 2), shifted, ignore_index=IGNORE_INDEX, reduction="none"
-            )
-            for row_loss, row_labels in zip(losses, shifted, strict=True):
-                measured.append([round(float(row_loss.sum()), 5), int((row_labels != IGNORE_INDEX).sum())])
+            counted = shifted != IGNORE_INDEX
+            inputs = {"input_ids": batch["input_ids"], "position_ids": batch["position_ids"], "use_cache": False}
+            if head is not None:
+                hidden = model.get_decoder()(**inputs).last_hidden_state[:, :-1]
+                picked = head(hidden[counted]).float()
+                token_losses = torch.nn.functional.cross_entropy(picked, shifted[counted], reduction="none")
+                losses = torch.zeros(shifted.shape, dtype=token_losses.dtype, device=shifted.device)
+                losses[counted] = token_losses
+            else:
+                logits = model(**inputs).logits
+                losses = torch.nn.functional.cross_entropy(
+                    logits[:, :-1].float().transpose(1, 2), shifted, ignore_index=IGNORE_INDEX, reduction="none"
+                )
+            for row_loss, row_counted in zip(losses, counted, strict=True):
+                measured.append([round(float(row_loss.sum()), 5), int(row_counted.sum())])
     model.train(was_training)
     return measured
+
+
+def _plain_output_head(model: PreTrainedModel) -> torch.nn.Module | None:
+    """The output embedding, where the model's logits are just that of its decoder's last hidden state (no logit
+    scaling or soft-capping in its config); None otherwise."""
+    config = model.config
+    if any(getattr(config, key, None) for key in ("final_logit_softcapping", "logit_scale", "output_multiplier")):
+        return None
+    try:
+        head, decoder = model.get_output_embeddings(), model.get_decoder()
+    except (AttributeError, NotImplementedError):
+        return None
+    return head if head is not None and decoder is not None and decoder is not model else None
 
 
 def peft_config(lora: LoraSettings) -> LoraConfig:

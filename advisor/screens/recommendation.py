@@ -21,7 +21,7 @@ class RecommendationScreen(Screen[None]):
         Binding("t", "train", "Full run"),
         Binding("x", "export", "Export"),
         Binding("d", "show_run_dir", "Run directory"),
-        Binding("escape", "app.pop_screen", "Back to the study"),
+        Binding("escape", "app.pop_screen", "Back"),
     ]
 
     def __init__(self, recommendation: Recommendation) -> None:
@@ -33,9 +33,9 @@ class RecommendationScreen(Screen[None]):
         with VerticalScroll(id="body"):
             yield Static(recommendation_text(self.recommendation), id="recommendation")
         with Horizontal(id="actions"):
-            yield Button("Launch the full run (t)", id="train", variant="primary")
-            yield Button("Export a preset (x)", id="export")
-            yield Button("Run directory (d)", id="run-dir")
+            yield Button("Full run (t)", id="train", variant="primary")
+            yield Button("Export (x)", id="export")
+            yield Button("Run dir (d)", id="run-dir")
         yield Footer()
 
     @property

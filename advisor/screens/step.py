@@ -13,7 +13,7 @@ class StepScreen(Screen[None]):
     """A wizard step; subclasses give `step_title`, `compose_step`, `advice_text` and `accept`."""
 
     CSS_PATH = "step.tcss"
-    AUTO_FOCUS = "RadioSet, Input"  # the step's first control, so typing answers the question at once
+    AUTO_FOCUS = None  # focused in on_screen_resume, without scrolling the heading away
     BINDINGS = [
         Binding("ctrl+n", "next", "Next"),
         Binding("escape", "back", "Back"),
@@ -36,7 +36,12 @@ class StepScreen(Screen[None]):
         yield from ()
 
     def on_screen_resume(self) -> None:
-        """Open at the step's heading: focusing the first control scrolls it into view, past the heading."""
+        """Open at the step's heading, the first control focused (so typing answers the question at once) without
+        the scroll into view that would take the heading off a small terminal."""
+        if self.focused is None or self.focused.id == "step":
+            first = next(iter(self.query("RadioSet, Input")), None)
+            if first is not None:
+                first.focus(scroll_visible=False)
         self.call_after_refresh(self.query_one("#step", VerticalScroll).scroll_home, animate=False)
 
     def advice_text(self) -> str:

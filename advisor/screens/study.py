@@ -20,11 +20,11 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 from textual_plotext import PlotextPlot
 
-from advisor.advice import format_duration
 from advisor.progress import describe_params, trial_outcome
 from tuner import events
 from tuner.events import Event
 from tuner.records import Recommendation, TrialRecord
+from tuner.study_budget import format_duration
 
 COLUMNS = ("#", "state", "loss", "general", "learning", "configuration", "reason")
 """The trials table's columns, the figures first: on a narrow terminal the configuration scrolls into view."""
@@ -54,7 +54,7 @@ class StudyEnded(Message):
 class StudyScreen(Screen[None]):
     CSS_PATH = "study.tcss"
     BINDINGS = [
-        Binding("p", "pause", "Pause after this trial"),
+        Binding("p", "pause", "Pause after trial"),
         Binding("s", "stop", "Stop now"),
         Binding("r", "resume", "Resume"),
         Binding("enter", "recommendation", "Recommendation", priority=True),

@@ -13,7 +13,7 @@ import pytest
 
 pytest.importorskip("textual")
 
-from textual.widgets import DataTable, Input, Log, Static
+from textual.widgets import DataTable, Input, RichLog, Static
 
 from advisor.app import AdvisorApp
 from advisor.screens.export import ExportScreen
@@ -84,6 +84,11 @@ class FakeTuner:
         rec = Recommendation.from_json(recommendation(run_dir))
         report(events.StudyFinished(rec, []))
         return rec
+
+
+def log_text(screen: Any) -> str:
+    """The full run's log as one text (its lines wrap: joined with spaces, as they were written)."""
+    return " ".join(strip.text.strip() for strip in screen.query_one("#log", RichLog).lines)
 
 
 async def settle(app: AdvisorApp, pilot: Any) -> None:
@@ -319,7 +324,7 @@ async def test_the_real_engine_runs_behind_the_app_on_the_tiny_model(tiny_model,
         report = json.loads((tmp_path / "run" / "train" / "report.json").read_text())
         assert report["settings"]["epochs"] == 1 and report["settings"]["train_examples"] == 40
         assert set(report["scores"]["trained"]["scores"]) == {"hellaswag", "winogrande", "arc_challenge", "gsm8k"}
-        assert "adapter:" in "\n".join(app.screen.query_one("#log", Log).lines)
+        assert "adapter:" in log_text(app.screen)
 
         # Export, from the recommendation: PEFT's own adapter_config.json.
         await pilot.press("escape")
@@ -470,9 +475,7 @@ async def test_the_full_run_stops_resumes_and_shows_errors(tmp_path: Path):
             64,
             run_dir / "train",
         )
-        assert any(
-            "epoch 1: held-out 1.2000, general 2.1000" in line for line in app.screen.query_one("#log", Log).lines
-        )
+        assert "epoch 1: held-out 1.2000, general 2.1000" in log_text(app.screen)
 
     failing = AdvisorApp(runner=FakeTuner(), trainer=FakeTrainer(error="disk full"), runs_root=tmp_path)
     async with failing.run_test(size=(80, 24)) as pilot:
@@ -544,3 +547,54 @@ async def test_the_full_run_screen_keeps_its_status_in_view_at_60x20(tmp_path: P
         status = app.screen.query_one("#status")
         assert "epochs must be a whole number" in str(status.render())
         assert status.region.height >= 1 and status.region.bottom <= 20
+
+
+async def test_the_full_run_screen_shows_an_existing_run_and_can_report_or_replace_it(tmp_path: Path):
+    run_dir = finished_study(tmp_path / "run")
+    data = {"train_examples": 7000, "train_tokens": 1_400_000, "tokens_per_second": 200.0}
+    per_item = {"hellaswag": 0.8, "winogrande": 0.1, "arc_challenge": 0.3, "gsm8k": 2.3}
+    written = {**recommendation(run_dir), "trial": 0, "data": data, "scores": {"plan": {"seconds_per_item": per_item}}}
+    (run_dir / "recommendation.json").write_text(json.dumps(written))
+    app = AdvisorApp(runner=FakeTuner(), trainer=FakeTrainer(), runs_root=tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        # No run yet: all 7,000 examples x 4 epochs would take 7.8 h here, so the form starts with what fits 30 min,
+        # and says how long that takes; scoring every item would take hours too, so it starts with 100 items.
+        app.push_screen(TrainScreen(run_dir))
+        await pilot.pause()
+        screen = app.screen
+        assert screen.query_one("#examples", Input).value == "450"
+        assert screen.query_one("#eval-limit", Input).value == "100"
+        estimate = str(screen.query_one("#estimate", Static).render())
+        assert (
+            "About" in estimate
+            and "360,000 training tokens over 450 examples (30 min at the study's speed)" in estimate
+        )
+        screen.query_one("#examples", Input).value = ""
+        await pilot.pause()
+        assert "(7.8 h at the study's speed)" in str(screen.query_one("#estimate", Static).render())
+        assert not screen.query_one("#existing").display and not screen.query_one("#replace").display
+        app.pop_screen()
+
+        # A finished run with other settings: shown with them, its report on request, replaced on request.
+        train_dir = run_dir / "train"
+        train_dir.mkdir()
+        stored = {"learning_rate": 3e-4, "rank": 16, "alpha": 32.0, "epochs": 2, "train_examples": 40}
+        (train_dir / "train_settings.json").write_text(json.dumps(stored))
+        training = {"steps": 8, "epochs": 2.0, "epoch_losses": []}
+        report = RunReport({"epochs": 2}, "CPU", str(train_dir), str(train_dir / "adapter"), None, training, None)
+        (train_dir / "report.json").write_text(json.dumps(report.to_json()))
+        app.push_screen(TrainScreen(run_dir))
+        await pilot.pause()
+        screen = app.screen
+        existing = str(screen.query_one("#existing", Static).render())
+        assert "holds a full run of lr 0.0003, r 16, 2 epochs, 40 examples: finished" in existing
+        assert "learning_rate differ from the recommendation" in existing
+        assert screen.query_one("#epochs", Input).value == "2" and screen.query_one("#examples", Input).value == "40"
+        await pilot.press("ctrl+o")
+        await pilot.pause()
+        assert "adapter" in log_text(screen)
+        await pilot.press("ctrl+r")
+        await pilot.pause()
+        assert not train_dir.exists() and (run_dir / "train-replaced-1" / "report.json").is_file()
+        assert "moved the earlier run to" in str(screen.query_one("#status", Static).render())
+        assert not screen.query_one("#existing").display and screen.query_one("#epochs", Input).value == "4"

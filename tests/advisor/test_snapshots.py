@@ -1,4 +1,4 @@
-"""How each screen looks, at 80x24 and 160x48, against a fake tuner (pytest-textual-snapshot)."""
+"""How each screen looks at 60x20, 80x24 and 160x48, against a fake tuner and trainer (pytest-textual-snapshot)."""
 
 from __future__ import annotations
 
@@ -9,49 +9,118 @@ import pytest
 pytest.importorskip("pytest_textual_snapshot")
 
 from advisor.app import AdvisorApp
-from tests.advisor.test_app import FakeTuner, settle
+from tests.advisor.test_app import FakeTrainer, FakeTuner, finished_study, recommendation, settle
+
+SIZES = [(60, 20), (80, 24), (160, 48)]
 
 
-def app_for(tiny_model: Path) -> AdvisorApp:
-    app = AdvisorApp(runner=FakeTuner(), runs_root=Path("runs"))
-    app.choices = app.choices.__class__(model=str(tiny_model), trials=3, study_budget=None)
+def app_for(model: Path, study_budget: str | None = None) -> AdvisorApp:
+    app = AdvisorApp(runner=FakeTuner(), trainer=FakeTrainer(), runs_root=Path("runs"))
+    app.choices = app.choices.__class__(model=str(model), trials=3, study_budget=study_budget)
     return app
 
 
-@pytest.mark.parametrize("size", [(80, 24), (160, 48)])
-def test_task_step(snap_compare, tiny_model, size):
-    assert snap_compare(app_for(tiny_model), terminal_size=size)
+@pytest.fixture
+def tiny(tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The tiny model under a relative name: the screens show it, and a temporary path differs every run."""
+    monkeypatch.chdir(tmp_path)
+    Path("tiny").symlink_to(tiny_model)
+    return Path("tiny")
 
 
-def test_memory_step_with_a_budget(snap_compare, tiny_model):
+async def steps_forward(pilot, steps: int) -> None:
+    for _ in range(steps):
+        await pilot.press("ctrl+n")
+        await settle(pilot.app, pilot)
+    await pilot.pause(0.2)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_task_step(snap_compare, tiny, size):
+    assert snap_compare(app_for(tiny), terminal_size=size)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_task_step_with_own_data(snap_compare, tiny, size):
+    async def own_data(pilot) -> None:
+        await pilot.press("down", "down", "enter")
+        await pilot.pause(0.2)
+
+    assert snap_compare(app_for(tiny), terminal_size=size, run_before=own_data)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_model_step(snap_compare, tiny, size):
+    async def to_model(pilot) -> None:
+        await steps_forward(pilot, 1)
+
+    assert snap_compare(app_for(tiny), terminal_size=size, run_before=to_model)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_memory_step_with_a_budget(snap_compare, tiny, size):
     async def to_memory(pilot) -> None:
-        for _ in range(2):
-            await pilot.press("ctrl+n")
-            await settle(pilot.app, pilot)
+        await steps_forward(pilot, 2)
         await pilot.press(*"1GiB")
         await settle(pilot.app, pilot)
 
-    assert snap_compare(app_for(tiny_model), terminal_size=(80, 24), run_before=to_memory)
+    assert snap_compare(app_for(tiny), terminal_size=size, run_before=to_memory)
 
 
-@pytest.mark.parametrize("size", [(80, 24), (160, 48)])
-def test_finished_study_and_recommendation(snap_compare, tiny_model, size):
+@pytest.mark.parametrize("size", SIZES)
+def test_goal_and_time_step(snap_compare, tiny, size):
+    async def to_goal(pilot) -> None:
+        await steps_forward(pilot, 3)
+
+    assert snap_compare(app_for(tiny, "10min"), terminal_size=size, run_before=to_goal)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_finished_study(snap_compare, tiny, size):
     async def to_study(pilot) -> None:
         pilot.app.start_study(pilot.app.study_settings(), Path("runs") / "snapshot")
         await settle(pilot.app, pilot)
         await pilot.wait_for_scheduled_animations()
         await pilot.pause(0.3)  # the footer and the plots redraw after the last message
 
-    assert snap_compare(app_for(tiny_model), terminal_size=size, run_before=to_study)
+    assert snap_compare(app_for(tiny), terminal_size=size, run_before=to_study)
 
 
-def test_finished_full_run(snap_compare, tmp_path, monkeypatch):
-    from advisor.screens.train import TrainScreen
-    from tests.advisor.test_app import FakeTrainer, finished_study
+@pytest.mark.parametrize("size", SIZES)
+def test_recommendation(snap_compare, tmp_path, monkeypatch, size):
+    from advisor.screens.recommendation import RecommendationScreen
+    from tuner.records import Recommendation
 
-    monkeypatch.chdir(tmp_path)  # the screen shows the run directory: a relative one looks the same every time
+    monkeypatch.chdir(tmp_path)  # screens show the run directory: a relative one looks the same every time
     run_dir = finished_study(Path("run"))
-    app = AdvisorApp(runner=FakeTuner(), trainer=FakeTrainer(step_pause=0.0), runs_root=Path("runs"))
+
+    async def show(pilot) -> None:
+        pilot.app.push_screen(RecommendationScreen(Recommendation.from_json({**recommendation(run_dir), "trial": 0})))
+        await pilot.pause(0.3)
+
+    assert snap_compare(app_for(Path("tiny")), terminal_size=size, run_before=show)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_full_run_before_start(snap_compare, tmp_path, monkeypatch, size):
+    from advisor.screens.train import TrainScreen
+
+    monkeypatch.chdir(tmp_path)
+    run_dir = finished_study(Path("run"))
+
+    async def show(pilot) -> None:
+        pilot.app.push_screen(TrainScreen(run_dir))
+        await pilot.pause(0.3)
+
+    assert snap_compare(app_for(Path("tiny")), terminal_size=size, run_before=show)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_finished_full_run(snap_compare, tmp_path, monkeypatch, size):
+    from advisor.screens.train import TrainScreen
+
+    monkeypatch.chdir(tmp_path)
+    run_dir = finished_study(Path("run"))
 
     async def train(pilot) -> None:
         pilot.app.push_screen(TrainScreen(run_dir))
@@ -60,22 +129,21 @@ def test_finished_full_run(snap_compare, tmp_path, monkeypatch):
         await settle(pilot.app, pilot)
         await pilot.pause(0.3)
 
-    assert snap_compare(app, terminal_size=(80, 24), run_before=train)
+    assert snap_compare(app_for(Path("tiny")), terminal_size=size, run_before=train)
 
 
-def test_export_dialog(snap_compare, tmp_path, monkeypatch):
+@pytest.mark.parametrize("size", SIZES)
+def test_export_dialog(snap_compare, tmp_path, monkeypatch, size):
     from advisor.screens.export import ExportScreen
     from advisor.screens.recommendation import RecommendationScreen
-    from tests.advisor.test_app import finished_study, recommendation
     from tuner.records import Recommendation
 
     monkeypatch.chdir(tmp_path)
     run_dir = finished_study(Path("run"))
-    app = AdvisorApp(runner=FakeTuner(), runs_root=Path("runs"))
 
     async def export(pilot) -> None:
         pilot.app.push_screen(RecommendationScreen(Recommendation.from_json({**recommendation(run_dir), "trial": 0})))
         pilot.app.push_screen(ExportScreen(run_dir))
         await pilot.pause(0.3)
 
-    assert snap_compare(app, terminal_size=(80, 24), run_before=export)
+    assert snap_compare(app_for(Path("tiny")), terminal_size=size, run_before=export)

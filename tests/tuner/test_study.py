@@ -157,16 +157,44 @@ def test_surviving_trials_are_scored_and_the_study_ends_with_a_pareto_front(tiny
     assert not any(isinstance(e, Stage) and "base model on the study" in e.message for e in events)
 
 
-def test_scoring_is_sized_to_the_trial_time_and_left_out_when_too_short(tiny_model, data_dir, tmp_path):
-    from tuner.benchmarks import items_within_share
+def test_short_trials_leave_scoring_to_the_pick_which_is_scored_after_the_search_with_error_bars(
+    tiny_model, data_dir, tmp_path
+):
+    from tuner.benchmarks import MIN_PICK_ITEMS, items_within_share
+    from tuner.events import Stage, TrialScored
 
-    rec = run_study_json(settings(tiny_model, 1), tmp_path / "run", data_dir=data_dir)
+    events = []
+    run_dir = tmp_path / "run"
+    rec = run_study_json(settings(tiny_model, 3), run_dir, data_dir=data_dir, space=TINY_SPACE, report=events.append)
     plan = rec["scores"]["plan"]
+    # Priced from the trial's measured speed, nothing timed: a few-second trial cannot score 10 items in 20 %.
     assert set(plan["seconds_per_item"]) == {"hellaswag", "winogrande", "arc_challenge", "gsm8k"}
-    expected = items_within_share(plan["train_seconds"], plan["seconds_per_item"])
-    assert plan["limit"] == (expected if expected >= 4 else 0)
-    if plan["limit"] == 0:
-        assert "--score-items" in plan["reason"]
+    assert items_within_share(plan["train_seconds"], plan["seconds_per_item"]) < 10
+    assert plan["mode"] == "pick" and "the pick is scored after the search" in plan["reason"]
+    assert not any(t["scores"] for t in records(run_dir))  # no trial scored on its own
+    assert not any(isinstance(e, Stage) and "cost per item" in e.message for e in events)
+
+    scores = rec["scores"]
+    pick = scores["pick"]
+    assert pick["trial"] == rec["trial"] and pick["items"] == MIN_PICK_ITEMS == scores["items"]
+    assert set(scores["trials"]) == {str(rec["trial"])} and set(scores["base"]) == set(plan["seconds_per_item"])
+    for figure in (pick["general"], pick["learning"]):
+        assert 0 <= figure["score"] <= 1 and figure["stderr"] >= 0 and figure["base_stderr"] >= 0
+        assert figure["change"] == pytest.approx(figure["score"] - figure["base"])
+        assert figure["change_stderr"] == pytest.approx((figure["stderr"] ** 2 + figure["base_stderr"] ** 2) ** 0.5)
+    assert pick["learning"]["benchmark"] == "gsm8k"
+    assert [e.number for e in events if isinstance(e, TrialScored)] == [rec["trial"]]
+    told = [e.message for e in events if isinstance(e, Stage) and "scoring the pick" in e.message]
+    assert told and f"on {MIN_PICK_ITEMS} items per benchmark (about" in told[0]
+    # Only the best three completed trials' adapters were kept for it, in PEFT's format.
+    kept = sorted(p.name for p in (run_dir / "finalists").iterdir())
+    assert f"trial_{rec['trial']:04d}" in kept and len(kept) <= 3
+    assert (run_dir / "finalists" / kept[0] / "adapter_config.json").is_file()
+
+    # Run again: the pick keeps its scores, nothing is scored twice.
+    events.clear()
+    again = run_study_json(settings(tiny_model, 3), run_dir, data_dir=data_dir, space=TINY_SPACE, report=events.append)
+    assert again["scores"]["pick"] == pick and not any(isinstance(e, TrialScored) for e in events)
 
 
 def test_a_trial_out_of_memory_is_recorded_infeasible_and_the_study_goes_on(

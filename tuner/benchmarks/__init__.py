@@ -11,33 +11,54 @@ from __future__ import annotations
 from tuner.benchmarks.base import PROMPT_FORMATS, Benchmark
 from tuner.benchmarks.budget import (
     ADAPTER_OVERHEAD,
-    CALIBRATION_ITEMS,
     EVAL_SHARE,
+    MAX_PICK_ITEMS,
+    MIN_PICK_ITEMS,
     MIN_STUDY_ITEMS,
+    PICK_SHARE,
     items_within_share,
+    pick_items,
+    scoring_seconds,
+    seconds_per_item,
 )
 from tuner.benchmarks.registry import BENCHMARKS, REGISTERED, build_task
-from tuner.benchmarks.roles import FORGETTING_TASKS, LEARNING_TASK, forgetting_score, study_benchmarks
+from tuner.benchmarks.roles import (
+    FORGETTING_TASKS,
+    LEARNING_TASK,
+    difference_stderr,
+    forgetting_score,
+    forgetting_stderr,
+    score_stderr,
+    study_benchmarks,
+)
 from tuner.benchmarks.scoring import SCORING_VERSION, EvalSettings, item_count, parse_tasks, subset_indices
 
 __all__ = [
     "ADAPTER_OVERHEAD",
     "BENCHMARKS",
-    "CALIBRATION_ITEMS",
     "EVAL_SHARE",
     "FORGETTING_TASKS",
     "LEARNING_TASK",
+    "MAX_PICK_ITEMS",
+    "MIN_PICK_ITEMS",
     "MIN_STUDY_ITEMS",
+    "PICK_SHARE",
     "PROMPT_FORMATS",
     "REGISTERED",
     "SCORING_VERSION",
     "Benchmark",
     "EvalSettings",
     "build_task",
+    "difference_stderr",
     "forgetting_score",
+    "forgetting_stderr",
     "item_count",
     "items_within_share",
     "parse_tasks",
+    "pick_items",
+    "score_stderr",
+    "scoring_seconds",
+    "seconds_per_item",
     "study_benchmarks",
     "subset_indices",
 ]

@@ -32,4 +32,6 @@ def arc_docs(data_dir: Path, **_: object) -> datasets.DatasetDict:
 
 LM_TASK = stock_task("arc/arc_challenge.yaml", arc_docs, "test")
 # acc_norm, the figure the Open LLM Leaderboard reports.
-ARC_CHALLENGE = Benchmark("arc_challenge", "ARC-Challenge", "forgetting", "acc_norm", 1172, (MIRROR_FILE,), LM_TASK)
+ARC_CHALLENGE = Benchmark(
+    "arc_challenge", "ARC-Challenge", "forgetting", "acc_norm", 1172, (MIRROR_FILE,), LM_TASK, item_cost=60
+)

@@ -47,5 +47,13 @@ def gsm8k_task(data_dir: Path | None, prompt_format: str) -> Task:
 # flexible-extract (the last number of the answer) rather than strict "#### N": it scores the
 # arithmetic, not whether the model learned GSM8K's answer format; both are reported.
 GSM8K = Benchmark(
-    "gsm8k", "GSM8K", "learning", "exact_match,flexible-extract", 1319, (TEST_FILE, TRAIN_FILE), gsm8k_task
+    "gsm8k",
+    "GSM8K",
+    "learning",
+    "exact_match,flexible-extract",
+    1319,
+    (TEST_FILE, TRAIN_FILE),
+    gsm8k_task,
+    generates=True,
+    item_cost=470,
 )

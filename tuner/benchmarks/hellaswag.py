@@ -32,5 +32,13 @@ def hellaswag_docs(data_dir: Path, **_: object) -> datasets.DatasetDict:
 LM_TASK = stock_task("hellaswag/hellaswag.yaml", hellaswag_docs, "validation")
 # acc_norm, the figure the Open LLM Leaderboard reports.
 HELLASWAG = Benchmark(
-    "hellaswag", "HellaSwag", "forgetting", "acc_norm", 10042, (MIRROR_FILE,), LM_TASK, pool=HELLASWAG_RESERVED_FROM
+    "hellaswag",
+    "HellaSwag",
+    "forgetting",
+    "acc_norm",
+    10042,
+    (MIRROR_FILE,),
+    LM_TASK,
+    pool=HELLASWAG_RESERVED_FROM,
+    item_cost=160,
 )

@@ -90,7 +90,18 @@ def humaneval_task(data_dir: Path | None, prompt_format: str) -> Task:
     return configured_task(config)
 
 
-HUMANEVAL = Benchmark("humaneval", "HumanEval", "learning", "pass@1", 164, (), humaneval_task, runs_code=True)
+HUMANEVAL = Benchmark(
+    "humaneval",
+    "HumanEval",
+    "learning",
+    "pass@1",
+    164,
+    (),
+    humaneval_task,
+    runs_code=True,
+    generates=True,
+    item_cost=950,
+)
 
 
 def read_samples(path: Path, problems: dict[str, dict[str, Any]]) -> list[dict[str, str]]:

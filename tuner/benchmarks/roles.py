@@ -6,6 +6,8 @@ learning is GSM8K accuracy (math) or HumanEval pass@1 (code), as in Biderman et 
 
 from __future__ import annotations
 
+import math
+
 from tuner.benchmarks.registry import BENCHMARKS
 
 FORGETTING_TASKS = ("hellaswag", "winogrande", "arc_challenge")
@@ -18,6 +20,29 @@ def forgetting_score(scores: dict[str, float]) -> float | None:
     if any(value is None for value in values):
         return None
     return sum(values) / len(values)  # type: ignore[arg-type]
+
+
+def score_stderr(score: float, items: int) -> float:
+    """The standard error of a mean of 0/1 item scores, as lm-eval's mean_stderr gives it: sqrt(p(1-p)/(n-1))."""
+    if items < 2:
+        return math.nan
+    return math.sqrt(max(score * (1 - score), 0.0) / (items - 1))
+
+
+def forgetting_stderr(stderrs: dict[str, float]) -> float | None:
+    """The standard error of the forgetting score: its three benchmarks are independent samples."""
+    values = [stderrs.get(name) for name in FORGETTING_TASKS]
+    if any(value is None for value in values):
+        return None
+    return math.sqrt(sum(value**2 for value in values)) / len(values)  # type: ignore[operator]
+
+
+def difference_stderr(first: float | None, second: float | None) -> float | None:
+    """The standard error of a difference between two scores, taken as independent (conservative for paired items:
+    the same items for both make the difference less noisy, not more)."""
+    if first is None or second is None:
+        return None
+    return math.sqrt(first**2 + second**2)
 
 
 def study_benchmarks(task: str, allow_code_execution: bool) -> tuple[str, ...]:

@@ -23,5 +23,13 @@ def winogrande_docs(data_dir: Path, **_: object) -> datasets.DatasetDict:
 LM_TASK = stock_task("winogrande/default.yaml", winogrande_docs, "validation")
 # acc, the figure the Open LLM Leaderboard reports.
 WINOGRANDE = Benchmark(
-    "winogrande", "WinoGrande", "forgetting", "acc", 1267, (MIRROR_FILE,), LM_TASK, pool=WINOGRANDE_RESERVED_FROM
+    "winogrande",
+    "WinoGrande",
+    "forgetting",
+    "acc",
+    1267,
+    (MIRROR_FILE,),
+    LM_TASK,
+    pool=WINOGRANDE_RESERVED_FROM,
+    item_cost=25,
 )
