@@ -70,9 +70,10 @@ def jemalloc_environment(environ: Mapping[str, str]) -> dict[str, str] | None:
     (jemalloc already loaded, not installed, or ADVISOR_ALLOCATOR=glibc).
 
     CPU training allocates and frees large activation buffers every step. glibc keeps much of what is freed
-    (LoRA r 16 on SmolLM2-135M at 4 x 256 tokens peaked at 4.5 GB resident against 2.7 GB live), and returning
-    it at once (a fixed mmap threshold) costs speed; jemalloc returns it and was the fastest of the three
-    (bench/memory_estimate.py --allocators), so the memory estimate holds for the run as it is started."""
+    (LoRA r 16 on SmolLM2-135M at 4 x 256 tokens peaked at 4.52 GiB resident against 2.69 GiB with jemalloc),
+    and returning it at once (a fixed mmap threshold) costs a quarter of the speed; jemalloc returns it at
+    1.10x glibc's speed there (0.87x at 8 x 512, where glibc held 5.5 GiB more; bench/memory_estimate.py
+    --allocators), so the memory estimate holds for the run as it is started."""
     if environ.get(ALLOCATOR_VARIABLE, "").lower() == "glibc" or allocator() == "jemalloc":
         return None
     library = find_jemalloc()
