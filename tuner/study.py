@@ -188,7 +188,7 @@ def run_study(
 
 def _data_size(inputs: StudyInputs, records: list[TrialRecord]) -> dict[str, Any]:
     """The study's training data and the trials' speed, from which a full run's duration is estimated."""
-    speeds = sorted(r.tokens_per_second for r in records if r.state == "COMPLETE" and r.tokens_per_second)
+    speeds = sorted(r.tokens_per_second for r in records if r.tokens_per_second)  # pruned trials trained too
     train = inputs.data.train
     return {
         "train_examples": inputs.data.train_examples,
