@@ -470,7 +470,8 @@ def _searched_space(
     space = opts.space
     points = state.starting_points or []
     guess = lora_from_params(points[0]["params"]) if points else LoraSettings(16, 32.0, "all")
-    plan = opts.range_test
+    others = [variant for variant in space.variants if variant != guess.variant]
+    plan = range_test_within_budget(opts.range_test, settings, 1 + len(others))
 
     def range_test(lora: LoraSettings, variant: str | None, plan: RangeTestPlan) -> dict[str, Any]:
         named = f" of {VARIANT_LABELS[lora.variant]}" if variant else ""
@@ -482,7 +483,6 @@ def _searched_space(
 
     if plan is not None and state.range_test is None:
         state.range_test = range_test(guess, None, plan)
-    others = [variant for variant in space.variants if variant != guess.variant]
     if plan is not None and others:
         tested = dict(state.variant_range_tests or {})
         for variant in others:
@@ -502,6 +502,23 @@ def _searched_space(
     for params in opts.first_configurations:
         space = space.including(params)
     return space
+
+
+RANGE_TEST_SHARE = 0.25
+"""The range tests take at most this share of a study's token budget (fewer steps, the same sweep of rates)."""
+MIN_RANGE_TEST_STEPS = 8
+
+
+def range_test_within_budget(plan: RangeTestPlan | None, settings: StudySettings, tests: int) -> RangeTestPlan | None:
+    """The range test cut to its share of a token budget, split among `tests` tests; None (the space's own rates)
+    where fewer than MIN_RANGE_TEST_STEPS steps would fit. A time budget, or none, leaves it as it is."""
+    budget = settings.search_budget
+    if plan is None or budget is None or budget.tokens is None:
+        return plan
+    steps = int(RANGE_TEST_SHARE * budget.tokens / tests // (plan.rows * settings.budget.seq_len))
+    if steps >= plan.steps:
+        return plan
+    return replace(plan, steps=steps) if steps >= MIN_RANGE_TEST_STEPS else None
 
 
 def _scorer(

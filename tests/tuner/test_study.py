@@ -278,3 +278,21 @@ def test_each_searched_variant_gets_its_own_range_test_and_draws_from_its_range(
         found = plus if trial["params"]["variant"] == "loraplus" else first
         if found["conclusive"]:
             assert found["low"] <= trial["params"]["learning_rate"] <= found["high"]
+
+
+def test_the_range_test_takes_at_most_a_quarter_of_a_token_budget(tiny_model, data_dir, tmp_path):
+    from tuner.range_test import RangeTestPlan
+    from tuner.study import range_test_within_budget
+    from tuner.study_budget import StudyBudget
+
+    budget = StudyBudget(tokens=3 * BUDGET.train_tokens)  # 12,288 tokens: a quarter holds 24 steps of one 128-token row
+    study = settings(tiny_model, 1000, search_budget=budget)
+    plan = RangeTestPlan(start=1e-4, end=0.9)  # 40 steps: 5,120 tokens, 42 % of the budget
+    assert range_test_within_budget(plan, study, 1).steps == 24
+    assert range_test_within_budget(plan, study, 3).steps == 8  # split among three variants' tests
+    assert range_test_within_budget(plan, study, 4) is None  # under 8 steps each: the space's own rates
+    assert range_test_within_budget(plan, settings(tiny_model, 4), 1) is plan  # no budget: as it is
+    run_dir = tmp_path / "run"
+    run_study(study, run_dir, data_dir=data_dir, space=TINY_SPACE, score_items=0, range_test=plan)
+    found = json.loads((run_dir / "range_test.json").read_text())
+    assert found["tokens"] <= budget.tokens // 4 and len(found["curve"]) <= 24
