@@ -85,6 +85,8 @@ class TrainScreen(Screen[None]):
         self.study = finished.settings
         """The study's recommended preset and its settings: what Start trains, with the form's changes."""
         self.recommendation = read_study(run_dir).recommendation
+        self.existing: dict[str, Any] | None = None
+        """The settings of the run in train_dir, read once when the screen shows it (not at every binding check)."""
 
     @property
     def train_dir(self) -> Path:
@@ -142,7 +144,7 @@ class TrainScreen(Screen[None]):
     def show_existing(self) -> None:
         """Say what full run train_dir holds, with its settings, and fill the form from them; with none, start the
         form with fewer examples or items where all of them would take more than PREFILL_SECONDS."""
-        stored = self.stored_run()
+        stored = self.existing = self.stored_run()
         finished = (self.train_dir / REPORT_FILE).is_file()
         existing = self.query_one("#existing", Static)
         existing.display = stored is not None
@@ -283,7 +285,7 @@ class TrainScreen(Screen[None]):
         if action in ("start", "back"):
             return not self.running
         if action == "replace":
-            return not self.running and self.stored_run() is not None
+            return not self.running and self.existing is not None
         if action == "show_report":
             return not self.running and (self.train_dir / REPORT_FILE).is_file()
         return True

@@ -53,6 +53,8 @@ def test_task_step_with_own_data(snap_compare, tiny, size):
 def test_model_step(snap_compare, tiny, size):
     async def to_model(pilot) -> None:
         await steps_forward(pilot, 1)
+        await settle(pilot.app, pilot)  # the model's check reports from its worker: wait for it under load too
+        await pilot.pause(0.3)
 
     assert snap_compare(app_for(tiny), terminal_size=size, run_before=to_model)
 
