@@ -135,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_memory(commands)
     _add_train(commands)
     _add_export(commands)
+    _add_spectrum(commands)
     return parser
 
 
@@ -155,6 +156,15 @@ def _add_train(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--rank", type=_positive, default=None, help="LoRA rank")
     parser.add_argument("--alpha", type=float, default=None, help="LoRA alpha (default: 2 x rank)")
     parser.add_argument("--targets", choices=("attention", "mlp", "all"), default=None, help="LoRA target modules")
+    parser.add_argument(
+        "--method",
+        choices=("lora", "full"),
+        default=None,
+        help="lora, or full fine-tuning of every weight, the paper's reference (default: lora)",
+    )
+    parser.add_argument(
+        "--memory-budget", default=None, help="e.g. 24GiB: refuse a run whose estimated step exceeds it"
+    )
     parser.add_argument("--batch-size", type=_positive, default=None, help="rows per optimizer step")
     parser.add_argument("--seq-len", type=_positive, default=None, help="tokens per packed row")
     parser.add_argument("--seed", type=int, default=None, help="seed (default: the study's, else 0)")
@@ -228,6 +238,32 @@ def _add_export(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     parser.add_argument("--json", action="store_true", help="print the files written as a JSON list")
 
 
+def _add_spectrum(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from advisor.spectrum_command import spectrum
+
+    parser = _command(commands, "spectrum", spectrum, "how much rank a fine-tuning's weight change needs, per layer")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--adapter", type=Path, default=None, metavar="DIR", help="a PEFT adapter directory")
+    source.add_argument(
+        "--merged", type=Path, default=None, metavar="DIR", help="a model directory with an adapter merged in"
+    )
+    source.add_argument(
+        "--full-run",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="a run directory of advisor train: its model/ (full fine-tuning), else its adapter/",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="where spectrum.json and spectrum.png go (default: the adapter, merged model or run directory)",
+    )
+    parser.add_argument("--json", action="store_true", help="print the spectrum as JSON on stdout")
+
+
 def _command(
     commands: argparse._SubParsersAction[argparse.ArgumentParser], name: str, function: Callable[..., int], summary: str
 ) -> argparse.ArgumentParser:
@@ -272,7 +308,9 @@ def _add_eval(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         help=f"comma-separated: {','.join(BENCHMARKS)} (default: all)",
     )
     parser.add_argument("--limit", type=_positive, default=None, help="items per benchmark, a seeded sample")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the sample of items (default: 0)")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the items sampled and of --samples draws (default: 0)"
+    )
     parser.add_argument(
         "--prompt-format",
         choices=("chat", "plain"),
@@ -287,6 +325,20 @@ def _add_eval(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         type=Path,
         default=None,
         help="score HumanEval completions from a JSONL file (task_id, completion) instead of a model",
+    )
+    parser.add_argument(
+        "--samples",
+        type=_positive,
+        default=None,
+        metavar="K",
+        help="draw K sampled answers per GSM8K/HumanEval problem: pass@1..K and distinct solutions per problem, "
+        "for the model, --adapter and --tuned side by side",
+    )
+    parser.add_argument(
+        "--temperature", type=float, default=0.8, metavar="T", help="--samples: sampling temperature (default: 0.8)"
+    )
+    parser.add_argument(
+        "--tuned", type=Path, default=None, metavar="DIR", help="--samples: also a tuned model directory"
     )
     parser.add_argument("--json", action="store_true", help="print the scores as JSON on stdout")
 
@@ -360,6 +412,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             from advisor.export_command import export
 
             return export(from_run=args.from_run, preset=args.preset, fmt=args.fmt, out=args.out, json_output=args.json)
+        if args.command == "spectrum":
+            from advisor.spectrum_command import spectrum
+
+            return spectrum(
+                model=args.model,
+                adapter=args.adapter,
+                merged=args.merged,
+                full_run=args.full_run,
+                out=args.out,
+                data_dir=args.data_dir,
+                json_output=args.json,
+            )
     except AdvisorError as error:
         sys.stderr.write(f"advisor: error: {error}\n")
         return 2
@@ -378,7 +442,7 @@ def _run_train(args: argparse.Namespace) -> int:
     from advisor.train_command import Overrides, train
 
     names = ("model", "task", "rank", "alpha", "targets", "learning_rate", "epochs", "batch_size", "seq_len", "seed")
-    names += ("train_examples", "data", "prompt_column", "response_column")
+    names += ("train_examples", "data", "prompt_column", "response_column", "method")
     return train(
         from_run=args.from_run,
         preset=args.preset,
@@ -393,6 +457,7 @@ def _run_train(args: argparse.Namespace) -> int:
         score_each_epoch=args.score_each_epoch,
         prompt_format=args.prompt_format,
         allow_code_execution=args.allow_code_execution,
+        memory_budget=args.memory_budget,
         json_output=args.json,
     )
 
@@ -404,6 +469,25 @@ def _run_eval(args: argparse.Namespace) -> int:
         return evaluate_samples(
             samples=args.humaneval_samples, allow_code_execution=args.allow_code_execution, json_output=args.json
         )
+    if args.samples is not None:
+        from advisor.diversity_command import evaluate_diversity
+
+        return evaluate_diversity(
+            model=args.model,
+            adapter=args.adapter,
+            tuned=args.tuned,
+            tasks=args.tasks,
+            samples=args.samples,
+            temperature=args.temperature,
+            limit=args.limit,
+            seed=args.seed,
+            prompt_format=args.prompt_format,
+            allow_code_execution=args.allow_code_execution,
+            data_dir=args.data_dir,
+            json_output=args.json,
+        )
+    if args.tuned is not None:
+        raise AdvisorError("--tuned is drawn from only with --samples K (pass@k and distinct solutions)")
     return evaluate(
         model=args.model,
         adapter=args.adapter,

@@ -22,33 +22,70 @@ def _forgetting_row(scores: dict[str, TaskScore]) -> float | None:
 
 
 def score_table(base: dict[str, TaskScore], adapter: dict[str, TaskScore] | None, title: str) -> Table:
-    """Base scores, and with an adapter its scores and the change, one row per benchmark plus the forgetting mean."""
+    """Base scores with their standard errors, and with an adapter its scores and the change, one row per benchmark
+    plus the forgetting mean; a change's error is paired (per-item differences on the same items) where both kept
+    their items, and a change beyond 2 standard errors is marked."""
     from rich import box
     from rich.table import Table
 
     table = Table(title=title, box=box.SIMPLE_HEAD)
-    for column in ("benchmark", "metric", "items", "base"):
-        table.add_column(column, justify="left" if column in ("benchmark", "metric") else "right")
+    for column in ("benchmark", "items", "base"):
+        table.add_column(column, justify="left" if column == "benchmark" else "right", no_wrap=True)
     if adapter is not None:
-        table.add_column("adapter", justify="right")
-        table.add_column("change", justify="right")
+        table.add_column("adapter", justify="right", no_wrap=True)
+        table.add_column("change", justify="right", no_wrap=True)
+    changes = score_changes(base, adapter) if adapter is not None else {}
     for name, score in base.items():
-        benchmark = BENCHMARKS[name]
         cached = "*" if score.cached else ""
-        row = [benchmark.title, benchmark.metric.split(",")[-1], str(score.items), f"{score.score:.3f}{cached}"]
+        row = [BENCHMARKS[name].title, str(score.items), _with_error(score) + cached]
         if adapter is not None:
-            row += [f"{adapter[name].score:.3f}", f"{adapter[name].score - score.score:+.3f}"]
+            row += [_with_error(adapter[name]), _change_cell(changes[name])]
         table.add_row(*row)
+    metrics = ", ".join(f"{BENCHMARKS[name].title} {BENCHMARKS[name].metric.split(',')[-1]}" for name in base)
+    notes = [f"metrics: {metrics}"]
     if any(score.cached for score in base.values()):
-        table.caption = "* from the cache of base-model scores (same weights, items and prompts)"
+        notes.append("* from the cache of base-model scores (same weights, items and prompts)")
     base_forgetting = _forgetting_row(base)
     if base_forgetting is not None:
-        row = ["general (mean of 3)", "forgetting", "", f"{base_forgetting:.3f}"]
+        row = ["general (mean of 3)", "", f"{base_forgetting:.3f}"]
         if adapter is not None:
-            adapter_forgetting = _forgetting_row(adapter)
-            row += [f"{adapter_forgetting:.3f}", f"{adapter_forgetting - base_forgetting:+.3f}"]
+            general = changes.get("general")
+            row += [f"{_forgetting_row(adapter):.3f}", _change_cell(general) if general else ""]
         table.add_row(*row, style="bold")
+    if adapter is not None:
+        notes.append("change ± its standard error (paired: per-item differences); ! beyond 2 standard errors")
+    table.caption = "\n".join(notes)
     return table
+
+
+def score_changes(base: dict[str, TaskScore], adapter: dict[str, TaskScore]) -> dict[str, dict[str, Any]]:
+    """Each benchmark's change and the general mean's, with standard errors from the per-item differences where
+    both models kept their items (paired), else from the two scores' errors."""
+    from tuner.benchmarks import paired_stderr, score_change
+    from tuner.train_report import change_noise
+
+    changes: dict[str, dict[str, Any]] = {}
+    for name, score in base.items():
+        other = adapter[name]
+        paired = paired_stderr(other.item_scores, score.item_scores)
+        changes[name] = score_change(other.score, score.score, other.standard_error(), score.standard_error(), paired)
+    general = change_noise(
+        {n: s.as_dict() for n, s in adapter.items()}, {n: s.as_dict() for n, s in base.items()}, None
+    ).get("general")
+    if general is not None:
+        changes["general"] = general
+    return changes
+
+
+def _with_error(score: TaskScore) -> str:
+    error = score.standard_error()
+    return f"{score.score:.3f} ± {error:.3f}" if error == error else f"{score.score:.3f}"  # NaN under 2 items
+
+
+def _change_cell(change: dict[str, Any]) -> str:
+    error = change.get("change_stderr")
+    text = f"{change['change']:+.3f}" + (f" ± {error:.3f}" if error is not None else "")
+    return text + ("" if change["within_noise"] else " !")
 
 
 def eval_report(
@@ -73,10 +110,13 @@ def eval_report(
     if adapted is not None:
         report["adapter_scores"] = {name: score.as_dict() for name, score in adapted.items()}
         report["change"] = {name: adapted[name].score - base[name].score for name in base}
+        noise = score_changes(base, adapted)
+        report["change_noise"] = noise
         general = _forgetting_row(adapted)
         report["general"]["adapter"] = general
         if general is not None and report["general"]["base"] is not None:
             report["general"]["change"] = general - report["general"]["base"]
+            report["general"]["change_stderr"] = noise["general"]["change_stderr"]
     return report
 
 

@@ -68,6 +68,8 @@ class Preset:
             recipe.pop("max_grad_norm")  # written only where a preset changes it
         if recipe["lora"]["variant"] == "lora":
             recipe["lora"].pop("variant")  # plain LoRA, as every preset from before variants existed
+        if recipe["method"] == "lora":
+            recipe.pop("method")  # presets are LoRA recipes; a full run's settings are only ever given by hand
         flat = {"name": fields.pop("name"), "task": fields.pop("task"), **recipe, **fields}
         if not flat["extra"]:
             flat.pop("extra")

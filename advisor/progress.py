@@ -181,12 +181,14 @@ def scores_lines(scores: StudyScores | None, run_dir: str | None) -> list[str]:
 
 
 def change_text(name: str, figure: dict[str, Any]) -> str:
-    """'general mean 0.417 ± 0.082 (base 0.444 ± 0.083): -0.028 ± 0.117, within noise'."""
+    """'general mean 0.417 ± 0.082 (base 0.444 ± 0.083): -0.028 ± 0.041 paired, within noise' (paired: the change's
+    error from the per-item differences on the same items)."""
 
     def with_error(value: float, error: float | None, sign: str = "") -> str:
         return f"{value:{sign}.3f}" + (f" ± {error:.3f}" if error is not None else "")
 
-    change = with_error(figure["change"], figure.get("change_stderr"), "+")
+    paired = " paired" if figure.get("paired") else ""
+    change = with_error(figure["change"], figure.get("change_stderr"), "+") + paired
     verdict = "within noise" if figure.get("within_noise") else "beyond noise (2 standard errors)"
     base = with_error(figure["base"], figure.get("base_stderr"))
     return f"{name} {with_error(figure['score'], figure.get('stderr'))} (base {base}): {change}, {verdict}"
@@ -307,19 +309,27 @@ def train_summary(report: RunReport) -> str:
     lines = [f"trained {steps} step{'s' * (steps != 1)} ({epochs:g} epoch{'s' * (epochs != 1)}) on {report.runtime}"]
     for row in training["epoch_losses"]:
         lines.append(f"  epoch {row['epoch']}: held-out {row['target_loss']:.4f}, general {row['general_loss']:.4f}")
+    noise = report.change_noise or {}
     if report.scores:
         base, trained = report.scores["base"], report.scores["trained"]
-        if base.general is not None and trained.general is not None:
+        if "general" in noise:
+            lines.append(f"  {change_text('general mean (forgetting)', noise['general'])}")
+        elif base.general is not None and trained.general is not None:
             lines.append(
                 f"  general mean (forgetting): base {base.general:.3f}, trained {trained.general:.3f} "
                 f"({trained.general - base.general:+.3f})"
             )
-        if base.learning is not None and trained.learning is not None:
+        if "learning" in noise:
+            lines.append(f"  {change_text(f'{report.learning_benchmark} (learning)', noise['learning'])}")
+        elif base.learning is not None and trained.learning is not None:
             lines.append(
                 f"  {report.learning_benchmark} (learning): base {base.learning:.3f}, trained {trained.learning:.3f} "
                 f"({trained.learning - base.learning:+.3f})"
             )
-    lines.append(f"adapter: {report.adapter}")
+    if report.adapter:
+        lines.append(f"adapter: {report.adapter}")
+    if report.model_dir:
+        lines.append(f"model (full fine-tuning): {report.model_dir}")
     if report.merged:
         lines.append(f"merged model: {report.merged}")
     lines.append(f"report: {report.out_dir}/report.md")

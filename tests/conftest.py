@@ -103,3 +103,20 @@ def build_tiny_model(directory: Path, data_dir: Path) -> Path:
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("tiny-llama"), data_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_adapter(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A LoRA adapter with non-zero weights saved in PEFT format for the tiny model."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(1)
+    model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(tiny_model),
+        LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=False),
+    )
+    directory = tmp_path_factory.mktemp("adapter")
+    model.save_pretrained(directory)
+    return directory

@@ -44,6 +44,9 @@ PURE = (
     "tuner.score_cache",
     "tuner.evaluation",
     "advisor.evaluate",
+    "tuner.diversity",
+    "tuner.sampling",
+    "advisor.diversity_command",
     "tuner.memory",
     "tuner.memory_bounds",
     "tuner.runtime",
@@ -70,6 +73,8 @@ PURE = (
     "advisor.advice",
     "tuner.memory_probe",
     "tuner.plot",
+    "tuner.spectrum",
+    "advisor.spectrum_command",
 )
 
 

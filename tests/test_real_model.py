@@ -90,3 +90,26 @@ def test_full_run_of_the_real_model_from_a_shipped_preset(builtin_gguf, data_dir
     assert config.base_model_name_or_path == "HuggingFaceTB/SmolLM2-135M-Instruct"  # what other tools load
     assert (out / "merged" / "model.safetensors").is_file()
     assert "| trained |" in (out / "report.md").read_text()
+
+
+def test_full_fine_tuning_of_the_real_model_and_the_spectrum_of_its_weight_change(
+    builtin_gguf, data_dir, tmp_path, capsys
+):
+    from tests.conftest import run_cli
+
+    out = tmp_path / "full"
+    train = ("train", "--task", "math", "--method", "full", "--train-examples", "4", "--epochs", "1")
+    shape = ("--batch-size", "2", "--seq-len", "128", "--learning-rate", "1e-4", "--no-eval")
+    code, output, err = run_cli(capsys, *train, *shape, "--data-dir", str(data_dir), "--out", str(out), "--json")
+    assert code == 0, err[-2000:]
+    report = json.loads(output)
+    assert report["settings"]["method"] == "full" and report["model_dir"] == str(out / "model")
+    assert report["training"]["steps"] >= 1
+
+    code, output, err = run_cli(capsys, "spectrum", "--full-run", str(out), "--json")
+    assert code == 0, err[-2000:]
+    spectrum = json.loads(output)
+    matrices = spectrum["matrices"]
+    assert len(matrices) == 30 * 7  # every projection of SmolLM2-135M's 30 layers
+    assert all(0 < m["rank_90"] <= min(m["shape"]) for m in matrices)
+    assert spectrum["lora_rank"] is None and (out / "spectrum.png").read_bytes().startswith(b"\x89PNG")

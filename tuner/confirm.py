@@ -7,12 +7,10 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from tuner.benchmarks.roles import NOISE_SE
 from tuner.objective import objective_value
 from tuner.records import TrialRecord
 from tuner.settings import CONFIRM_TRIALS
-
-NOISE_SE = 2.0
-"""Two trials whose paired difference is under this many standard errors are within noise (about 95 %)."""
 
 RowLosses = Sequence[Sequence[float]]
 """[summed loss, label tokens] per packed row."""

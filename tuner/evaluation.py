@@ -44,6 +44,9 @@ class TaskScore:
     cached: bool = False
     stderr: float | None = None
     """The headline figure's standard error as lm-eval reports it (None in scores cached before it was kept)."""
+    item_scores: dict[str, float] | None = None
+    """The headline metric per item, by the item's index in the benchmark (as text): two models scored on the
+    same items are compared item by item (paired). None in scores cached before they were kept."""
 
     def items_per_second(self) -> float:
         return self.items / self.seconds if self.seconds > 0 else 0.0
@@ -120,7 +123,7 @@ def score_task(lm: LM, name: str, settings: EvalSettings, data_dir: Path | None)
         {"tasks": {name: task}, "groups": {}},
         samples=None if indices is None else {name: indices},
         bootstrap_iters=100,  # means (every headline metric here) get lm-eval's closed-form standard error
-        log_samples=False,
+        log_samples=True,  # each item's figures, for paired comparisons
         apply_chat_template=chat,
         confirm_run_unsafe_code=settings.allow_code_execution,
         verbosity="ERROR",
@@ -134,7 +137,20 @@ def score_task(lm: LM, name: str, settings: EvalSettings, data_dir: Path | None)
         raise AdvisorError(f"lm-eval reported no {benchmark.metric} for {name} (got {', '.join(metrics)})")
     items = item_count(benchmark, settings.limit)
     stderr = _stderr(figures, benchmark.metric)
-    return TaskScore(metrics[benchmark.metric], metrics, items, round(seconds, 3), stderr=stderr)
+    per_item = item_scores(results.get("samples", {}).get(name, []), benchmark.metric)
+    return TaskScore(metrics[benchmark.metric], metrics, items, round(seconds, 3), stderr=stderr, item_scores=per_item)
+
+
+def item_scores(samples: list[dict[str, Any]], metric: str) -> dict[str, float] | None:
+    """The headline metric of each logged item ('exact_match,flexible-extract' reads the samples of that filter),
+    by doc id; None when lm-eval logged none."""
+    name, _, extraction = metric.partition(",")
+    found = {
+        str(sample["doc_id"]): float(sample[name])
+        for sample in samples
+        if sample.get("filter", "none") == (extraction or "none") and isinstance(sample.get(name), int | float)
+    }
+    return found or None
 
 
 def score_model(

@@ -13,7 +13,8 @@ from typing import Any
 
 from tuner.benchmarks import BENCHMARKS, LEARNING_TASK, EvalSettings, parse_tasks
 from tuner.errors import AdvisorError
-from tuner.paper import paper_learning_rate
+from tuner.paper import FULL_FT_LEARNING_RATE, paper_learning_rate
+from tuner.priors import LORA_RATE_MULTIPLE
 from tuner.records import Recommendation
 from tuner.settings import (
     DataSettings,
@@ -101,6 +102,8 @@ class Overrides:
     data: str | None = None
     prompt_column: str | None = None
     response_column: str | None = None
+    method: str | None = None
+    """'lora' or 'full' (full fine-tuning, the paper's reference); None keeps the starting point's (LoRA)."""
 
     def explicit_recipe(self) -> TrainingRecipe:
         """A recipe from these settings alone: the paper's defaults (all linear layers, r 16, alpha 2r, its rate)."""
@@ -109,6 +112,9 @@ class Overrides:
         rank = self.rank or 16
         try:
             lora = LoraSettings(rank=rank, alpha=self.alpha or 2.0 * rank, targets=self.targets or "all")
+            if self.method == "full":  # the authors' full fine-tuning rate (custom data: code's)
+                rate = self.learning_rate or FULL_FT_LEARNING_RATE.get(self.task, FULL_FT_LEARNING_RATE["code"])
+                return TrainingRecipe(lora=lora, learning_rate=rate, method="full")
             return TrainingRecipe(lora=lora, learning_rate=self.learning_rate or paper_learning_rate(self.task, rank))
         except ValueError as error:
             raise AdvisorError(str(error)) from None
@@ -124,19 +130,29 @@ def run_settings(
     """The full run's settings: the recipe on the study's data (if any), then what the overrides change."""
     study_data = study.data if study is not None else None
     lora = recipe.lora
+    method = overrides.method or recipe.method
+    rate = recipe.learning_rate
+    if method == "full" and not recipe.is_full:  # LoRA's best rate is about 10x full fine-tuning's, read backwards
+        rate = recipe.learning_rate / LORA_RATE_MULTIPLE
     try:
+        if method == "full" and (overrides.rank or overrides.alpha or overrides.targets or lora.variant != "lora"):
+            given = [f"--{n}" for n in ("rank", "alpha", "targets") if getattr(overrides, n) is not None]
+            if given:
+                raise AdvisorError(f"{', '.join(given)} set a LoRA adapter; full fine-tuning trains every weight")
+            lora = replace(lora, variant="lora")  # a variant's recipe, trained in full: no adapter to vary
         if overrides.rank is not None or overrides.alpha is not None or overrides.targets is not None:
             rank = overrides.rank or lora.rank
             alpha = overrides.alpha or (lora.alpha / lora.rank * rank)
             lora = replace(lora, rank=rank, alpha=alpha, targets=overrides.targets or lora.targets)
         changed = TrainingRecipe(
             lora=lora,
-            learning_rate=overrides.learning_rate or recipe.learning_rate,
+            learning_rate=overrides.learning_rate or rate,
             epochs=overrides.epochs or recipe.epochs,
             batch_size=overrides.batch_size or recipe.batch_size,
             seq_len=overrides.seq_len or recipe.seq_len,
             warmup_ratio=recipe.warmup_ratio,
             max_grad_norm=recipe.max_grad_norm,
+            method=method,
         )
         data = DataSettings(
             task=overrides.task or task,

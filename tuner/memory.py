@@ -233,8 +233,9 @@ def estimate(shape: ModelShape, setup: TrainSetup) -> MemoryEstimate:
     weight_bytes = 4 if setup.device == "cpu" else 2
     frozen_params = shape.parameters() - (shape.parameters() if full else 0)
     trainable = trainable_parameters(shape, setup)
-    # peft keeps adapters in float32 (autocast_adapter_dtype); full fine-tuning trains the weights as loaded.
-    trainable_bytes = weight_bytes if full else 4
+    # peft keeps adapters in float32 (autocast_adapter_dtype); full fine-tuning keeps float32 weights too (the
+    # advisor trains them so on a GPU as well, under bf16 autocast: AdamW's small steps vanish in bf16).
+    trainable_bytes = 4
     weights = math.ceil(frozen_params * (QLORA_BYTES_PER_PARAM if setup.quantized else weight_bytes))
     if setup.variant == "pissa" and setup.device == "cpu":  # the adapted base weights, kept to put them back
         linears = shape.linear_shapes()

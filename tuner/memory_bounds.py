@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from tuner import memory
 from tuner.errors import AdvisorError
-from tuner.settings import LoraSettings, StudySettings
+from tuner.settings import LoraSettings, RunSettings, StudySettings
 from tuner.space import SearchSpace
 
 if TYPE_CHECKING:
@@ -66,3 +66,29 @@ def memory_bounds(settings: StudySettings, space: SearchSpace | None = None) -> 
     ranks = tuple(sorted({r for r, _ in fitting}))
     targets = tuple(t for t in space.targets if t in {target for _, target in fitting})
     return replace(space, ranks=ranks, targets=targets), feasible
+
+
+def run_memory_refusal(settings: RunSettings, budget: int, device: str) -> str | None:
+    """Why the full run's step would not fit `budget` by the estimate (what it needs, and what LoRA needs instead
+    for full fine-tuning); None when it fits."""
+    recipe = settings.recipe
+    shape = memory.model_shape(settings.model)
+    targets = "full" if recipe.is_full else recipe.lora.targets
+    setup = memory.TrainSetup(
+        device=device,
+        targets=targets,
+        rank=recipe.lora.rank,
+        batch=recipe.batch_size,
+        seq_len=recipe.seq_len,
+        variant="lora" if recipe.is_full else recipe.lora.variant,
+    )
+    total = memory.estimate(shape, setup).total
+    if total <= budget:
+        return None
+    what = "full fine-tuning" if recipe.is_full else f"LoRA r={recipe.lora.rank} on {targets}"
+    text = f"{what} at {recipe.batch_size} x {recipe.seq_len} tokens needs an estimated {memory.format_size(total)}"
+    text += f" on {device}, over the budget of {memory.format_size(budget)}"
+    if recipe.is_full:
+        lora = memory.estimate(shape, replace(setup, targets="all", rank=16)).total
+        text += f"; LoRA r=16 on all linear layers needs {memory.format_size(lora)}"
+    return text

@@ -121,12 +121,16 @@ class StudyScores:
     pick: dict[str, Any] | None = None
     """The recommended trial's learning and general scores against the base model's, each with its standard error,
     and the changes with theirs (see study_summary.pick_summary)."""
+    paired_stderr: dict[str, dict[str, float]] | None = None
+    """A trial number (as text) -> benchmark -> the standard error of its change against the base model, from the
+    per-item differences on the same items (paired); only where both kept their item scores."""
 
     def to_json(self) -> dict[str, Any]:
         payload = asdict(self)
         if self.base is None:  # scoring did not run: only the plan, and why
             return _without({"plan": self.plan, "note": self.note}, ("note",))
-        return _without(payload, ("note", "pareto_front", "plot", "points", "stderr", "items", "seconds", "pick"))
+        optional = ("note", "pareto_front", "plot", "points", "stderr", "items", "seconds", "pick", "paired_stderr")
+        return _without(payload, optional)
 
     @classmethod
     def from_json(cls, payload: dict[str, Any]) -> StudyScores:
@@ -190,7 +194,8 @@ class RunReport:
     """The run's identity (RunSettings.identity(): model, data, adapter and recipe, flat)."""
     runtime: str
     out_dir: str
-    adapter: str
+    adapter: str | None
+    """The trained adapter (PEFT format); None for full fine-tuning, whose whole model is in `model_dir`."""
     merged: str | None
     training: dict[str, Any]
     """Steps, epochs, rows, examples, tokens and the held-out losses after each epoch."""
@@ -201,13 +206,19 @@ class RunReport:
     learning_benchmark: str | None = None
     change: dict[str, float | None] | None = None
     """Trained minus base for 'general' and 'learning'."""
+    change_noise: dict[str, dict[str, Any]] | None = None
+    """'general' and 'learning' -> the scores with their standard errors, the change's (paired where both models
+    kept their items) and whether it is within noise (train_report.change_noise)."""
     plot: str | None = None
+    model_dir: str | None = None
+    """Full fine-tuning: the trained model (a from_pretrained directory)."""
 
     def to_json(self) -> dict[str, Any]:
-        payload = {"version": RECORD_VERSION, **asdict(self)}
+        payload = _without({"version": RECORD_VERSION, **asdict(self)}, ("model_dir", "change_noise"))
         if self.scores is None:  # unscored runs leave the score keys out
             for key in ("scores", "learning_benchmark", "change", "plot"):
                 payload.pop(key)
+            payload.pop("change_noise", None)
         else:
             payload["scores"] = {label: row.to_json() for label, row in self.scores.items()}
         return payload

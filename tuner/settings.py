@@ -42,6 +42,8 @@ HALVING_RATE = 2
 """Successive halving: each rung keeps the best 1 / HALVING_RATE of the trials that reached it and doubles their
 steps (Jamieson & Talwalkar 2016; Optuna's SuccessiveHalvingPruner)."""
 TARGET_SETS = ("attention", "mlp", "all")
+METHODS = ("lora", "full")
+"""LoRA adapters, or full fine-tuning: every weight trained, the reference Biderman et al. 2024 compare LoRA to."""
 VARIANTS = ("lora", "rslora", "dora", "pissa", "loraplus")
 """LoRA variants: plain, rank-stabilised scaling, weight-decomposed, PiSSA initialisation, a higher rate for B."""
 
@@ -173,6 +175,8 @@ class TrainingRecipe:
     """Share of steps spent warming up."""
     max_grad_norm: float = DEFAULT_MAX_GRAD_NORM
     """Gradient clipping."""
+    method: str = "lora"
+    """'lora' (the adapter in `lora`) or 'full' (every weight trained; `lora` is then unused)."""
 
     def __post_init__(self) -> None:
         if not 0 < self.learning_rate < 1:
@@ -180,6 +184,15 @@ class TrainingRecipe:
         if self.epochs < 1:
             raise ValueError(f"epochs must be at least 1, got {self.epochs}")
         check_step_shape(self.batch_size, self.seq_len, self.warmup_ratio, self.max_grad_norm)
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        if self.method == "full" and self.lora.variant != "lora":
+            raise ValueError(f"{VARIANT_LABELS[self.lora.variant]} is a LoRA variant: full fine-tuning has none")
+
+    @property
+    def is_full(self) -> bool:
+        """Full fine-tuning: every weight trained, no adapter."""
+        return self.method == "full"
 
     def packing(self) -> Packing:
         """Rows of the recipe's length, batches of its size, the default held-out rows."""
@@ -378,8 +391,12 @@ class RunSettings:
     def identity(self) -> dict[str, object]:
         """Everything that decides the trained weights, flat as train_settings.json has always held it."""
         recipe = asdict(self.recipe)
-        if recipe["lora"]["variant"] == "lora":  # runs from before variants existed resume unchanged
-            recipe["lora"].pop("variant")
+        if self.recipe.is_full:  # no adapter: the LoRA settings play no part
+            recipe.pop("lora")
+        else:  # runs from before full fine-tuning and variants existed resume unchanged
+            recipe.pop("method")
+            if recipe["lora"]["variant"] == "lora":
+                recipe["lora"].pop("variant")
         return {
             "task": self.data.task,
             "model": self.model,

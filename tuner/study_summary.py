@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING, Any
 from tuner.benchmarks import (
     BENCHMARKS,
     LEARNING_TASK,
-    difference_stderr,
     forgetting_score,
     forgetting_stderr,
+    paired_stderr,
+    score_change,
     score_stderr,
 )
-from tuner.confirm import NOISE_SE
 from tuner.records import StudyScores, TrialRecord
 from tuner.rundir import write_json
 from tuner.settings import StudySettings
@@ -69,9 +69,16 @@ def study_scores(
     stderr = {"base": {name: _stderr(score) for name, score in base.items()}}
     for number, figures in trials.items():
         stderr[number] = {name: score_stderr(value, items or 0) for name, value in figures.items()}
+    paired: dict[str, dict[str, float]] = {}
     if "scores" in pick:
         trials[str(pick["trial"])] = {name: score["score"] for name, score in pick["scores"].items()}
         stderr[str(pick["trial"])] = {name: _stderr(score) for name, score in pick["scores"].items()}
+        differences = {
+            name: paired_stderr(score.get("item_scores"), base.get(name, {}).get("item_scores"))
+            for name, score in pick["scores"].items()
+        }
+        if all(error is not None for error in differences.values()):
+            paired[str(pick["trial"])] = differences  # type: ignore[assignment]
     learning = LEARNING_TASK.get(settings.task)
     learning_benchmark = learning if learning in base_figures else None
     scores = StudyScores(
@@ -84,6 +91,7 @@ def study_scores(
         stderr=stderr,
         items=items,
         seconds={"estimated": pick["estimated_seconds"], "measured": pick["seconds"]} if "seconds" in pick else None,
+        paired_stderr=paired or None,
     )
     if learning_benchmark is None:
         if learning is None:
@@ -114,33 +122,25 @@ def _stderr(score: dict[str, Any]) -> float:
 
 def pick_summary(scores: StudyScores | None, trial: int | None) -> StudyScores | None:
     """The scores with the recommended trial's learning and general figures against the base model's, each with
-    its standard error; the changes' errors treat the two as independent (conservative on paired items)."""
+    its standard error; the changes' errors come from the per-item differences where both models kept their items
+    (paired), else treat the two as independent (conservative on the same items)."""
     if scores is None or trial is None or not scores.trials or str(trial) not in scores.trials:
         return scores
     figures, errors = scores.trials[str(trial)], (scores.stderr or {}).get(str(trial), {})
     base, base_errors = scores.base or {}, (scores.stderr or {}).get("base", {})
-    summary: dict[str, Any] = {"trial": trial, "items": scores.items}
+    paired = (scores.paired_stderr or {}).get(str(trial))
+    summary: dict[str, Any] = {"trial": trial, "items": scores.items, "paired": paired is not None}
     general, base_general = forgetting_score(figures), forgetting_score(base)
     if general is not None and base_general is not None:
-        summary["general"] = _change(general, forgetting_stderr(errors), base_general, forgetting_stderr(base_errors))
+        general_errors = (forgetting_stderr(errors), forgetting_stderr(base_errors))
+        summary["general"] = score_change(
+            general, base_general, *general_errors, forgetting_stderr(paired) if paired else None
+        )
     name = scores.learning_benchmark
     if name is not None and name in figures and name in base:
+        paired_error = (paired or {}).get(name)
         summary["learning"] = {
             "benchmark": name,
-            **_change(figures[name], errors.get(name), base[name], base_errors.get(name)),
+            **score_change(figures[name], base[name], errors.get(name), base_errors.get(name), paired_error),
         }
     return replace(scores, pick=summary)
-
-
-def _change(value: float, error: float | None, base: float, base_error: float | None) -> dict[str, Any]:
-    """A score against the base model's: both with their standard errors, the change with its own."""
-    change_error = difference_stderr(error, base_error)
-    return {
-        "score": value,
-        "stderr": error,
-        "base": base,
-        "base_stderr": base_error,
-        "change": value - base,
-        "change_stderr": change_error,
-        "within_noise": change_error is None or abs(value - base) <= NOISE_SE * change_error,
-    }

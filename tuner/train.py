@@ -31,7 +31,7 @@ from tuner.events import (
 from tuner.models import is_complete
 from tuner.records import RunReport
 from tuner.settings import RunSettings
-from tuner.train_report import ADAPTER, MERGED, run_report
+from tuner.train_report import ADAPTER, FULL_MODEL, MERGED, run_report
 
 if TYPE_CHECKING:
     import datasets
@@ -196,7 +196,6 @@ def train_run(
     """
     import torch
     from peft import PeftModel, get_peft_model
-    from transformers import PrinterCallback, Trainer, TrainingArguments
 
     from tuner.data import prepare_study_data
     from tuner.models import hub_id, load_model, load_tokenizer, loaded_identity, resolve_model, write_directory
@@ -213,8 +212,11 @@ def train_run(
     report(Stage(f"loading tokenizer of {source.describe()}"))
     tokenizer = load_tokenizer(source)
     adapter_dir = out_dir / ADAPTER
+    if settings.recipe.is_full and options.merge:
+        raise AdvisorError(f"--merge merges a LoRA adapter; full fine-tuning saves the whole model in {FULL_MODEL}/")
     data: StudyData | None = None
-    if not is_complete(adapter_dir):  # a finished run is only scored and reported again: no data to prepare
+    trained_dir = out_dir / (FULL_MODEL if settings.recipe.is_full else ADAPTER)
+    if not is_complete(trained_dir):  # a finished run is only scored and reported again: no data to prepare
         report(Stage(f"preparing {settings.task} data"))
         packing = settings.recipe.packing()
         data = prepare_study_data(settings.data, packing, tokenizer, data_dir, settings.train_examples)
@@ -229,52 +231,29 @@ def train_run(
         epoch_scorer = EpochScorer(out_dir, scorer) if scorer is not None and options.score_each_epoch else None
 
         started = time.perf_counter()
-        if data is None:
+        recipe, seed = settings.recipe, settings.data.seed
+        if recipe.is_full:
+            history, scores = _full_run(
+                model, settings, out_dir, data, tokenizer, options, scorer, epoch_scorer, report, callbacks, runtime
+            )
+            result = run_report(settings, options.scoring, out_dir, history, scores, runtime.describe())
+            report(TrainFinished(result))
+            return result
+        elif data is None:
             report(Stage(f"already trained: loading the adapter from {adapter_dir}"))
             peft_model = PeftModel.from_pretrained(model, adapter_dir)
             history: dict[str, Any] = json.loads((adapter_dir / "training.json").read_text(encoding="utf-8"))
         else:
             # Set up: adapters (seeded; PiSSA's rewrite of the base weights kept to undo), datasets, Trainer.
-            recipe, seed = settings.recipe, settings.data.seed
             pissa = PissaBase(model, recipe.lora, out_dir / PISSA_SCRATCH) if recipe.lora.variant == "pissa" else None
             torch.manual_seed(seed)
             peft_model = get_peft_model(model, peft_config(recipe.lora))
             if pissa is not None:
                 pissa.initialised(peft_model)  # on resume too: the seeded initialisation is the same
-            arguments = TrainingArguments(
-                output_dir=str(out_dir / CHECKPOINTS),
-                num_train_epochs=recipe.epochs,
-                per_device_train_batch_size=recipe.batch_size,
-                per_device_eval_batch_size=recipe.batch_size,
-                learning_rate=recipe.learning_rate,
-                lr_scheduler_type="cosine",
-                warmup_steps=recipe.warmup_ratio,  # below 1: a share of the steps
-                max_grad_norm=recipe.max_grad_norm,
-                logging_steps=1,
-                save_strategy="steps",
-                save_steps=options.save_steps,
-                save_total_limit=KEPT_CHECKPOINTS,
-                eval_strategy="epoch",
-                seed=seed,
-                data_seed=seed,
-                bf16=runtime.is_cuda and runtime.dtype == torch.bfloat16,
-                use_cpu=not runtime.is_cuda,
-                report_to="none",
-                disable_tqdm=True,
-                remove_unused_columns=False,
-                label_names=["labels"],
-                dataloader_num_workers=0,
+            optimizer = adapter_optimizer(peft_model, recipe.lora, recipe.learning_rate)
+            trainer = _trainer(
+                peft_model, optimizer, settings, out_dir, data, options, runtime, report, callbacks, epoch_scorer
             )
-            trainer = Trainer(
-                model=peft_model,
-                args=arguments,
-                train_dataset=packed_dataset(data.train),
-                eval_dataset={"target": packed_dataset(data.heldout), "general": packed_dataset(data.general)},
-                callbacks=[*_callbacks(report, recipe.batch_size * recipe.seq_len, epoch_scorer), *callbacks],
-                # AdamW without weight decay (LoRA+'s for loraplus); Trainer wraps it in the cosine schedule.
-                optimizers=(adapter_optimizer(peft_model, recipe.lora, recipe.learning_rate), None),
-            )
-            trainer.remove_callback(PrinterCallback)  # our reporter shows the logs
 
             # Train, from the last complete checkpoint if a killed run left one.
             resume = latest_checkpoint(out_dir / CHECKPOINTS)
@@ -319,6 +298,125 @@ def train_run(
         result = run_report(settings, options.scoring, out_dir, history, scores, runtime.describe())
         report(TrainFinished(result))
         return result
+
+
+def _trainer(
+    model: Any,
+    optimizer: Any,
+    settings: RunSettings,
+    out_dir: Path,
+    data: StudyData,
+    options: RunOptions,
+    runtime: Runtime,
+    report: TrainReporter,
+    callbacks: Sequence[TrainerCallback],
+    epoch_scorer: EpochScorer | None = None,
+) -> Any:
+    """transformers' Trainer over the packed rows: the cosine schedule, clipping, checkpoints, held-out losses; our
+    reporting callbacks, then `callbacks`."""
+    import torch
+    from transformers import PrinterCallback, Trainer, TrainingArguments
+
+    recipe, seed = settings.recipe, settings.data.seed
+    arguments = TrainingArguments(
+        output_dir=str(out_dir / CHECKPOINTS),
+        num_train_epochs=recipe.epochs,
+        per_device_train_batch_size=recipe.batch_size,
+        per_device_eval_batch_size=recipe.batch_size,
+        learning_rate=recipe.learning_rate,
+        lr_scheduler_type="cosine",
+        warmup_steps=recipe.warmup_ratio,  # below 1: a share of the steps
+        max_grad_norm=recipe.max_grad_norm,
+        logging_steps=1,
+        save_strategy="steps",
+        save_steps=options.save_steps,
+        save_total_limit=KEPT_CHECKPOINTS,
+        eval_strategy="epoch",
+        seed=seed,
+        data_seed=seed,
+        bf16=runtime.is_cuda and runtime.dtype == torch.bfloat16,
+        use_cpu=not runtime.is_cuda,
+        report_to="none",
+        disable_tqdm=True,
+        remove_unused_columns=False,
+        label_names=["labels"],
+        dataloader_num_workers=0,
+    )
+    trainer = Trainer(
+        model=model,
+        args=arguments,
+        train_dataset=packed_dataset(data.train),
+        eval_dataset={"target": packed_dataset(data.heldout), "general": packed_dataset(data.general)},
+        callbacks=[*_callbacks(report, recipe.batch_size * recipe.seq_len, epoch_scorer), *callbacks],
+        # AdamW without weight decay (LoRA+'s for loraplus); Trainer wraps it in the cosine schedule.
+        optimizers=(optimizer, None),
+    )
+    trainer.remove_callback(PrinterCallback)  # our reporter shows the logs
+    return trainer
+
+
+def _full_run(
+    model: PreTrainedModel,
+    settings: RunSettings,
+    out_dir: Path,
+    data: StudyData | None,
+    tokenizer: PreTrainedTokenizerBase,
+    options: RunOptions,
+    scorer: Any,
+    epoch_scorer: EpochScorer | None,
+    report: TrainReporter,
+    callbacks: Sequence[TrainerCallback],
+    runtime: Runtime,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Full fine-tuning: the base scored first (training rewrites its weights in place), every weight trained with
+    the LoRA run's data, schedule and clipping, the whole model saved in MODEL_DIR; then the trained model scored."""
+    import torch
+
+    from tuner.models import load_model, resolve_model, write_directory
+    from tuner.trial import full_optimizer
+
+    # Float32 weights on every device (AdamW's small steps vanish in bf16); on a GPU, Trainer's bf16 autocast.
+    full_dtype = torch.float32
+
+    model_dir = out_dir / FULL_MODEL
+    base = scorer(model, "base") if scorer is not None else None
+    recipe = settings.recipe
+    if data is None:
+        report(Stage(f"already trained: loading the model from {model_dir}"))
+        del model
+        model = load_model(resolve_model(str(model_dir)), runtime.device, full_dtype)
+        history: dict[str, Any] = json.loads((model_dir / "training.json").read_text(encoding="utf-8"))
+    else:
+        model = model.to(full_dtype)
+        model.requires_grad_(True)
+        torch.manual_seed(settings.data.seed)
+        optimizer = full_optimizer(model, recipe.learning_rate)
+        trainer = _trainer(model, optimizer, settings, out_dir, data, options, runtime, report, callbacks, epoch_scorer)
+        resume = latest_checkpoint(out_dir / CHECKPOINTS)
+        started = time.perf_counter()
+        trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+        history = _history(trainer, data, time.perf_counter() - started, resume)
+
+        def write_model(staging: Path) -> None:
+            model.save_pretrained(staging)
+            tokenizer.save_pretrained(staging)
+            (staging / "training.json").write_text(json.dumps(history, indent=2) + "\n", encoding="utf-8")
+
+        write_directory(model_dir, write_model)
+        shutil.rmtree(out_dir / CHECKPOINTS, ignore_errors=True)  # each holds the weights and twice them in Adam
+        report(Stage(f"model saved in {model_dir}"))
+        model.requires_grad_(False)
+    scores: dict[str, Any] = {}
+    if scorer is not None and base is not None:
+        model.eval()
+        trained = scorer(model, "trained")
+        scores = {
+            "base": {n: s.as_dict() for n, s in base.items()},
+            "trained": {n: s.as_dict() for n, s in trained.items()},
+        }
+        if epoch_scorer is not None:
+            scores["epochs"] = epoch_scorer.stored()
+    return history, scores
 
 
 def _history(trainer: Any, data: StudyData, seconds: float, resumed: Path | None) -> dict[str, Any]:

@@ -161,6 +161,14 @@ def adapter_optimizer(peft_model: PeftModel, lora: LoraSettings, learning_rate: 
     return torch.optim.AdamW([{"params": trainable}, {"params": []}], lr=learning_rate, weight_decay=0.0)
 
 
+def full_optimizer(model: PreTrainedModel, learning_rate: float) -> torch.optim.Optimizer:
+    """AdamW without weight decay over every weight: full fine-tuning with the LoRA runs' optimizer settings."""
+    import torch
+
+    # Two groups, as Trainer would build them, so that its checkpoints resume into the same shape.
+    return torch.optim.AdamW([{"params": list(model.parameters())}, {"params": []}], lr=learning_rate, weight_decay=0.0)
+
+
 @dataclass
 class AdapterSession:
     """Adapters on a model with their optimizer and trainable parameters, and PiSSA's kept base weights."""
@@ -208,6 +216,30 @@ def adapter_session(
             torch.cuda.empty_cache()
 
 
+@contextlib.contextmanager
+def full_session(model: PreTrainedModel, learning_rate: float, seed: int) -> Iterator[AdapterSession]:
+    """Every weight of `model` trainable, in float32 (AdamW's small steps vanish in bf16; a GPU trains under bf16
+    autocast), with their optimizer; on leaving, the original weights and dtype are put back, so the next trial
+    starts from the untouched base model. Holds a copy of the weights meanwhile (in CPU memory on a GPU)."""
+    import torch
+
+    dtype = next(model.parameters()).dtype
+    kept = {name: value.detach().to("cpu", copy=True) for name, value in model.state_dict().items()}
+    torch.manual_seed(seed)
+    model.to(torch.float32)
+    model.requires_grad_(True)
+    optimizer = full_optimizer(model, learning_rate)
+    try:
+        yield AdapterSession(model, optimizer, list(model.parameters()), None)  # type: ignore[arg-type]
+    finally:
+        del optimizer
+        model.requires_grad_(False)
+        model.load_state_dict(kept)
+        model.to(dtype)
+        if next(model.parameters()).is_cuda:
+            torch.cuda.empty_cache()
+
+
 def _steps(budget: TrainBudget, train_rows: int, seed: int) -> Iterator[tuple[int, list[int]]]:
     order = row_order(train_rows, budget.steps() * budget.batch_size, seed)
     for step in range(1, budget.steps() + 1):
@@ -217,7 +249,7 @@ def _steps(budget: TrainBudget, train_rows: int, seed: int) -> Iterator[tuple[in
 def run_trial(
     model: PreTrainedModel,
     data: StudyData,
-    lora: LoraSettings,
+    lora: LoraSettings | None,
     learning_rate: float,
     budget: TrainBudget,
     runtime: Runtime,
@@ -228,12 +260,14 @@ def run_trial(
     on_eval: EvalCallback | None = None,
     on_trained: TrainedCallback | None = None,
 ) -> TrialResult:
-    """Train LoRA adapters on `model` for the budget and evaluate them; `model` is left as it was."""
+    """Train LoRA adapters on `model` (or, with `lora` None, every weight: full fine-tuning) for the budget and
+    evaluate them; `model` is left as it was."""
     import torch
     from transformers import get_cosine_schedule_with_warmup
 
     # Set up: adapters, optimiser, schedule (the session removes the adapters again at the end).
-    with adapter_session(model, lora, learning_rate, seed) as session:
+    session_of = adapter_session(model, lora, learning_rate, seed) if lora else full_session(model, learning_rate, seed)
+    with session_of as session:
         peft_model, optimizer, trainable = session.peft_model, session.optimizer, session.trainable
         scheduler = get_cosine_schedule_with_warmup(optimizer, budget.warmup_steps(), budget.steps())
         guard = DivergenceGuard(start_loss)

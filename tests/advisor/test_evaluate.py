@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -53,23 +52,6 @@ def test_samples_file_scores_pass_at_1_as_json(capsys, tmp_path):
     assert result["pass@1"] == pytest.approx((1.0 + 0.5) / 2)
 
 
-@pytest.fixture(scope="module")
-def tiny_adapter(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A LoRA adapter with non-zero weights saved in PEFT format for the tiny model."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    torch.manual_seed(1)
-    model = get_peft_model(
-        AutoModelForCausalLM.from_pretrained(tiny_model),
-        LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=False),
-    )
-    directory = tmp_path_factory.mktemp("adapter")
-    model.save_pretrained(directory)
-    return directory
-
-
 def test_adapter_is_scored_beside_its_cached_base(tiny_model, tiny_adapter, data_dir, tmp_path):
     command = [sys.executable, "-m", "advisor.cli", "eval", "--model", str(tiny_model), "--adapter", str(tiny_adapter)]
     command += ["--tasks", "winogrande,arc_challenge,hellaswag,gsm8k", "--limit", "3", "--data-dir", str(data_dir)]
@@ -84,6 +66,12 @@ def test_adapter_is_scored_beside_its_cached_base(tiny_model, tiny_adapter, data
     general = report["general"]
     mean = sum(report["base"][n]["score"] for n in ("hellaswag", "winogrande", "arc_challenge")) / 3
     assert general["base"] == pytest.approx(mean) and "change" in general
+    # Both models answered the same items: each change's error comes from the per-item differences (paired).
+    for name in report["change"]:
+        noise = report["change_noise"][name]
+        assert noise["paired"] and noise["change"] == pytest.approx(report["change"][name])
+        assert noise["change_stderr"] is not None and noise["within_noise"] in (True, False)
+    assert general["change_stderr"] == report["change_noise"]["general"]["change_stderr"]
 
     # The base model is never scored twice for the same key; the table shows both columns.
     second = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)

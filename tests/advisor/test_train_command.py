@@ -38,6 +38,16 @@ def test_train_from_a_finished_study_continues_its_settings(capsys, tiny_model: 
     assert (run_dir / "train" / "adapter" / "adapter_model.safetensors").is_file()
     assert (run_dir / "train" / "report.md").read_text().startswith("# Full run: math")
 
+    # The paper's reference on the same data: every weight trained at LoRA's rate / 10 (LoRA Without Regret).
+    full_args = ("--method", "full", "--no-eval", "--json", "--out", str(tmp_path / "full"))
+    code, out, err = run_cli(capsys, "train", "--from", str(run_dir), "--data-dir", str(data_dir), *TINY, *full_args)
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["settings"]["method"] == "full" and "lora" not in report["settings"]
+    assert report["settings"]["learning_rate"] == pytest.approx(recommendation["learning_rate"] / 10)
+    assert report["model_dir"] == str(tmp_path / "full" / "model") and report["adapter"] is None
+    assert (tmp_path / "full" / "model" / "config.json").is_file()
+
 
 def test_train_from_a_preset_with_changes(capsys, tiny_model: Path, data_dir: Path, tmp_path: Path):
     preset = tmp_path / "mine.yaml"
@@ -66,6 +76,11 @@ def test_train_from_a_preset_with_changes(capsys, tiny_model: Path, data_dir: Pa
             "advisor train: error: argument --learning-rate: must be between 0",
         ),
         (("--from", "{tmp}", "--preset", "math-24gib"), "advisor train: error: argument --preset: not allowed with"),
+        (
+            ("--task", "math", "--method", "full", "--rank", "8"),
+            "advisor: error: --rank set a LoRA adapter; full fine-tuning trains every weight",
+        ),
+        (("--task", "math", "--memory-budget", "lots"), "advisor: error: --memory-budget: not a memory size: 'lots'"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path: Path, args: tuple[str, ...], message: str):
@@ -73,3 +88,15 @@ def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path: Path, args: tuple[st
     code, _, err = run_cli(capsys, "train", *(a.format(tmp=tmp_path) for a in args))
     assert code == 2 and err.startswith(message.format(tmp=tmp_path)), err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_a_run_over_its_memory_budget_is_refused_before_anything_is_written(
+    capsys, tiny_model: Path, data_dir: Path, tmp_path: Path
+):
+    out = tmp_path / "run"
+    args = ("train", "--task", "math", "--model", str(tiny_model), "--data-dir", str(data_dir), "--out", str(out))
+    code, _, err = run_cli(capsys, *args, "--method", "full", "--memory-budget", "1MiB")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert err.startswith("advisor: error: full fine-tuning at 4 x 512 tokens needs an estimated ")
+    assert "over the budget of 1 MiB; LoRA r=16 on all linear layers needs " in err
+    assert not out.exists()

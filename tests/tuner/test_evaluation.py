@@ -12,9 +12,14 @@ import pytest
 from tuner.benchmarks import (
     BENCHMARKS,
     EvalSettings,
+    difference_stderr,
     forgetting_score,
+    forgetting_stderr,
     item_count,
+    paired_stderr,
     parse_tasks,
+    score_change,
+    score_stderr,
     subset_indices,
 )
 from tuner.data import HELLASWAG_RESERVED_FROM
@@ -66,3 +71,32 @@ def test_score_cache_round_trip_and_damage(tmp_path: Path):
     for stored in tmp_path.iterdir():
         stored.write_text("{not json")
     assert cache.get(key) is None
+
+
+def test_standard_errors_match_the_binomial_formula_on_a_known_table():
+    # 6 of 10 right: sqrt(0.6 * 0.4 / 9) = 0.1633 (lm-eval's mean_stderr, the sample variance over n).
+    assert score_stderr(0.6, 10) == pytest.approx(0.163299, abs=1e-6)
+    assert score_stderr(1.0, 10) == 0.0 and score_stderr(0.5, 1) != score_stderr(0.5, 1)  # NaN under 2 items
+    three = {"hellaswag": 0.03, "winogrande": 0.04, "arc_challenge": 0.12}
+    assert forgetting_stderr(three) == pytest.approx(0.13 / 3)  # independent: sqrt(sum of squares) / 3
+    assert difference_stderr(0.03, 0.04) == pytest.approx(0.05)
+
+
+def test_a_paired_change_is_tested_on_the_items_both_models_scored():
+    base = {"0": 1.0, "1": 0.0, "2": 1.0, "3": 0.0, "4": 1.0, "5": 0.0}
+    same_but_one = {**base, "1": 1.0}  # one item flips from wrong to right
+    # Differences 0,1,0,0,0,0: mean 1/6, sample sd sqrt(1/6), SE sqrt(1/6)/sqrt(6) = 1/6.
+    assert paired_stderr(same_but_one, base) == pytest.approx(1 / 6)
+    assert paired_stderr(base, base) == 0.0  # the same answers: no noise in the change at all
+    assert paired_stderr({**base, "9": 1.0}, base) == paired_stderr(base, base)  # only shared items count
+    assert paired_stderr(base, None) is None and paired_stderr({"0": 1.0}, {"0": 0.0}) is None
+    # Unpaired, the same two scores (0.667 and 0.5 on 6 items) carry an error of 0.307: pairing removes what the
+    # items share.
+    unpaired = difference_stderr(score_stderr(4 / 6, 6), score_stderr(3 / 6, 6))
+    assert unpaired == pytest.approx(0.3073, abs=1e-4) and paired_stderr(same_but_one, base) < unpaired / 1.8
+
+    change = score_change(4 / 6, 3 / 6, 0.21, 0.22, paired_stderr(same_but_one, base))
+    assert change["paired"] and change["change_stderr"] == pytest.approx(1 / 6) and change["within_noise"]
+    clear = score_change(0.9, 0.5, 0.05, 0.05, 0.05)
+    assert clear["change"] == pytest.approx(0.4) and not clear["within_noise"]
+    assert score_change(0.5, 0.5, None, None)["within_noise"]  # no error known: never called a finding

@@ -160,7 +160,7 @@ def test_surviving_trials_are_scored_and_the_study_ends_with_a_pareto_front(tiny
 def test_short_trials_leave_scoring_to_the_pick_which_is_scored_after_the_search_with_error_bars(
     tiny_model, data_dir, tmp_path
 ):
-    from tuner.benchmarks import MIN_PICK_ITEMS, items_within_share
+    from tuner.benchmarks import MIN_PICK_ITEMS, forgetting_stderr, items_within_share
     from tuner.events import Stage, TrialScored
 
     events = []
@@ -178,10 +178,14 @@ def test_short_trials_leave_scoring_to_the_pick_which_is_scored_after_the_search
     pick = scores["pick"]
     assert pick["trial"] == rec["trial"] and pick["items"] == MIN_PICK_ITEMS == scores["items"]
     assert set(scores["trials"]) == {str(rec["trial"])} and set(scores["base"]) == set(plan["seconds_per_item"])
+    # The pick and the base model answered the same items: the changes are tested on the paired items.
+    paired = scores["paired_stderr"][str(rec["trial"])]
+    assert pick["paired"] and set(paired) == set(plan["seconds_per_item"])
     for figure in (pick["general"], pick["learning"]):
         assert 0 <= figure["score"] <= 1 and figure["stderr"] >= 0 and figure["base_stderr"] >= 0
-        assert figure["change"] == pytest.approx(figure["score"] - figure["base"])
-        assert figure["change_stderr"] == pytest.approx((figure["stderr"] ** 2 + figure["base_stderr"] ** 2) ** 0.5)
+        assert figure["change"] == pytest.approx(figure["score"] - figure["base"]) and figure["paired"]
+    assert pick["general"]["change_stderr"] == pytest.approx(forgetting_stderr(paired))
+    assert pick["learning"]["change_stderr"] == pytest.approx(paired["gsm8k"])
     assert pick["learning"]["benchmark"] == "gsm8k"
     assert [e.number for e in events if isinstance(e, TrialScored)] == [rec["trial"]]
     told = [e.message for e in events if isinstance(e, Stage) and "scoring the pick" in e.message]

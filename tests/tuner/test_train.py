@@ -35,7 +35,7 @@ class KillAt(TrainerCallback):
         if state.global_step == int(sys.argv[4]):
             os.kill(os.getpid(), signal.SIGKILL)
 
-recipe = TrainingRecipe(LoraSettings(8, 16, "all"), 1e-3, epochs=2, batch_size=2, seq_len=64)
+recipe = TrainingRecipe(LoraSettings(8, 16, "all"), 1e-3, epochs=2, batch_size=2, seq_len=64, method=sys.argv[5])
 settings = RunSettings(model=sys.argv[1], data=DataSettings("math"), recipe=recipe, train_examples=20)
 train_run(settings, Path(sys.argv[2]), data_dir=Path(sys.argv[3]), options=RunOptions(save_steps=4),
           callbacks=[KillAt()])
@@ -60,7 +60,7 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_steps_and_weights(
 
     killed_dir = tmp_path / "killed"
     environment = {**os.environ, "PYTHONPATH": str(REPO)}
-    argv = [sys.executable, "-c", KILLED_RUN, str(tiny_model), str(killed_dir), str(data_dir), "13"]
+    argv = [sys.executable, "-c", KILLED_RUN, str(tiny_model), str(killed_dir), str(data_dir), "13", "lora"]
     killed = subprocess.run(argv, env=environment, capture_output=True, text=True, timeout=300)
     assert killed.returncode == -9, killed.stderr[-2000:]
     # Checkpoints every 4 steps and at the epoch's end (step 10), two kept: killed at step 13, 12 is the last.
@@ -76,6 +76,67 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_steps_and_weights(
     for name in expected:
         torch.testing.assert_close(got[name], expected[name], rtol=0, atol=1e-6)
     assert not (killed_dir / "checkpoints").exists()  # the optimizer state goes once the adapter is saved
+
+
+def test_full_fine_tuning_trains_every_weight_saves_a_model_and_resumes_after_kill_9(
+    tiny_model: Path, data_dir: Path, tmp_path: Path
+) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from tuner.train import RunOptions, train_run
+
+    full = tiny_run(tiny_model, method="full", learning_rate=1e-4)
+    whole = train_run(full, tmp_path / "whole", data_dir=data_dir, options=RunOptions(save_steps=4)).to_json()
+    assert whole["adapter"] is None and whole["model_dir"] == str(tmp_path / "whole" / "model")
+    assert "lora" not in whole["settings"] and whole["settings"]["method"] == "full"
+
+    killed_dir = tmp_path / "killed"
+    environment = {**os.environ, "PYTHONPATH": str(REPO)}
+    argv = [sys.executable, "-c", KILLED_RUN.replace("1e-3", "1e-4"), str(tiny_model), str(killed_dir)]
+    killed = subprocess.run([*argv, str(data_dir), "13", "full"], env=environment, capture_output=True, timeout=300)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert not (killed_dir / "model").exists()
+    resumed = train_run(full, killed_dir, data_dir=data_dir, options=RunOptions(save_steps=4)).to_json()
+    assert resumed["training"]["resumed_from"] == "checkpoint-12"
+    assert resumed["training"]["steps"] == whole["training"]["steps"] == 20
+    assert not (killed_dir / "checkpoints").exists() and not (killed_dir / "adapter").exists()
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_model).state_dict()
+    expected = AutoModelForCausalLM.from_pretrained(tmp_path / "whole" / "model").state_dict()
+    got = AutoModelForCausalLM.from_pretrained(killed_dir / "model").state_dict()
+    assert got.keys() == base.keys()
+    changed = [name for name in base if not torch.equal(base[name], got[name])]
+    # Every weight trains: embeddings, norms and the head too (tied to the embeddings in this model or not).
+    assert len(changed) == len(base), sorted(set(base) - set(changed))
+    for name in expected:
+        torch.testing.assert_close(got[name], expected[name], rtol=0, atol=1e-6)
+
+
+def test_a_full_run_scores_the_base_before_training_rewrites_it(
+    tiny_model: Path, data_dir: Path, tmp_path: Path
+) -> None:
+    from tuner.benchmarks import EvalSettings
+    from tuner.train import RunOptions, train_run
+
+    scoring = EvalSettings(tasks=("hellaswag", "winogrande", "arc_challenge", "gsm8k"), limit=2)
+    settings = tiny_run(tiny_model, method="full", learning_rate=1e-4, epochs=1, train_examples=8)
+    lora_report = train_run(
+        tiny_run(tiny_model, epochs=1, train_examples=8),
+        tmp_path / "lora",
+        data_dir=data_dir,
+        options=RunOptions(scoring=scoring),
+    )
+    report = train_run(settings, tmp_path / "full", data_dir=data_dir, options=RunOptions(scoring=scoring))
+    assert report.scores is not None and lora_report.scores is not None
+    assert report.scores["base"] == lora_report.scores["base"]  # the same base model, scored before training
+    markdown = (tmp_path / "full" / "report.md").read_text()
+    assert "Full fine-tuning of every weight, learning rate 0.0001" in markdown
+    assert f"Model (from_pretrained): `{tmp_path / 'full' / 'model'}`" in markdown
+
+    with pytest.raises(AdvisorError, match="--merge merges a LoRA adapter"):
+        train_run(settings, tmp_path / "merge", data_dir=data_dir, options=RunOptions(merge=True))
+    assert not (tmp_path / "merge").exists()
 
 
 def test_a_checkpoint_cut_short_by_a_kill_is_skipped(tmp_path: Path) -> None:

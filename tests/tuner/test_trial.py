@@ -183,3 +183,21 @@ def test_freed_memory_can_be_returned_to_the_kernel_on_glibc():
     probe = "from tuner.runtime import return_freed_memory; print(return_freed_memory())"
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "True"  # mallopt(M_MMAP_THRESHOLD) accepted; run apart: it is process-wide
+
+
+def test_a_full_fine_tuning_trial_trains_every_weight_and_puts_the_base_back(setup):
+    model, data, runtime, start = setup
+    before = {name: value.clone() for name, value in model.state_dict().items()}
+    seen: list[int] = []
+
+    def check_weights(trained, result) -> None:
+        changed = [n for n, v in trained.state_dict().items() if not torch.equal(v, before[n])]
+        seen.append(len(changed))
+
+    result = run_trial(model, data, None, 1e-3, SHORT, runtime, start_loss=start, on_trained=check_weights)
+    assert result.stopped_reason is None and len(result.train_curve) == 4
+    assert result.evaluations[-1][1] < start  # the held-out loss falls from the base model's
+    assert seen == [len(before)]  # every weight moved, embeddings and norms included
+    assert all(torch.equal(value, before[name]) for name, value in model.state_dict().items())
+    assert not any(p.requires_grad for p in model.parameters())
+    assert heldout_loss(model, data.heldout, 4, runtime) == pytest.approx(start, abs=1e-6)

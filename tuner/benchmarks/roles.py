@@ -45,6 +45,48 @@ def difference_stderr(first: float | None, second: float | None) -> float | None
     return math.sqrt(first**2 + second**2)
 
 
+def paired_stderr(first: dict[str, float] | None, second: dict[str, float] | None) -> float | None:
+    """The standard error of the mean change from `second` to `first` over the items both scored, from the per-item
+    differences (a paired test: what the items share cancels); None with fewer than two shared items."""
+    if not first or not second:
+        return None
+    shared = sorted(set(first) & set(second))
+    if len(shared) < 2:
+        return None
+    differences = [first[item] - second[item] for item in shared]
+    mean = sum(differences) / len(differences)
+    variance = sum((d - mean) ** 2 for d in differences) / (len(differences) - 1)
+    return math.sqrt(variance / len(differences))
+
+
+NOISE_SE = 2.0
+"""A change under this many standard errors is within noise (about 95 %)."""
+
+
+def score_change(
+    value: float,
+    base: float,
+    error: float | None,
+    base_error: float | None,
+    paired_error: float | None = None,
+) -> dict[str, object]:
+    """A score against the base model's: both with their standard errors, the change with its own (from the
+    per-item differences where given, else the two errors taken as independent), and whether it is within noise."""
+    change_error = paired_error if paired_error is not None else difference_stderr(error, base_error)
+    if change_error is not None and math.isnan(change_error):  # under two items: no error to give
+        change_error = None
+    return {
+        "score": value,
+        "stderr": error,
+        "base": base,
+        "base_stderr": base_error,
+        "change": value - base,
+        "change_stderr": change_error,
+        "paired": paired_error is not None,
+        "within_noise": change_error is None or abs(value - base) <= NOISE_SE * change_error,
+    }
+
+
 def study_benchmarks(task: str, allow_code_execution: bool) -> tuple[str, ...]:
     """What a study scores its trials on: the forgetting three, and the task's learning benchmark where there is one."""
     learning = LEARNING_TASK.get(task)

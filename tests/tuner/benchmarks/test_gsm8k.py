@@ -32,3 +32,6 @@ def test_gsm8k_strict_and_flexible_extraction(prompt_format: str, data_dir: Path
     assert result.metrics["exact_match,strict-match"] == pytest.approx(1 / 3)
     assert result.metrics["exact_match,flexible-extract"] == pytest.approx(2 / 3)
     assert result.score == pytest.approx(2 / 3)
+    # Each item's headline figure (flexible extraction), by its index in the test set: what a paired test compares.
+    indices = subset_indices(BENCHMARKS["gsm8k"], 3, 0)
+    assert result.item_scores == {str(indices[0]): 1.0, str(indices[1]): 1.0, str(indices[2]): 0.0}
