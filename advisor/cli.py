@@ -130,6 +130,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="benchmark items per trial (default: as many as fit in 20%% of a trial's time; 0: no scoring)",
     )
+    tune_parser.add_argument(
+        "--reference",
+        choices=("full",),
+        default=None,
+        help="after the search, full fine-tuning on the same data and budget at its own rates, beside the pick",
+    )
     tune_parser.set_defaults(model=None)  # the preset's, else the built-in default
     _add_eval(commands)
     _add_memory(commands)
@@ -389,6 +395,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 alpha=args.alpha,
                 variants=args.variants,
                 range_test=not args.no_range_test,
+                reference=args.reference,
             )
         if args.command == "eval":
             return _run_eval(args)

@@ -240,6 +240,36 @@ def summary_table(trials: list[TrialRecord]) -> Table:
     return table
 
 
+def reference_lines(reference: dict[str, Any] | None) -> list[str]:
+    """Full fine-tuning beside the pick: its rates, the ratio of the best rates (the paper's finding: about 10x)
+    and the held-out loss gaps, paired over the confirm rows where measured there."""
+    if not reference:
+        return []
+    runs = ", ".join(
+        f"{run['rate']:.3g} "
+        + (f"{run['target_loss']:.4f}" if run.get("target_loss") is not None else "-")
+        + (" (stopped)" if run.get("stopped") else "")
+        for run in sorted(reference["runs"].values(), key=lambda run: run["rate"])
+    )
+    lines = [
+        f"  reference, full fine-tuning (held-out loss by rate): {runs}",
+        f"    LoRA's rate {reference['lora_rate']:.3g} / full fine-tuning's best {reference['best_rate']:.3g} = "
+        f"{reference['rate_ratio']:.3g}x (LoRA Without Regret: about 10x; Biderman et al. 2024: 4-10x)",
+    ]
+    for name, label in (("target_loss", "task"), ("general_loss", "general-text")):
+        figure = reference.get(name) or {}
+        confirm = figure.get("confirm")
+        if confirm:
+            verdict = "within noise" if abs(confirm["gap"]) <= 2 * confirm["stderr"] else "beyond noise"
+            lines.append(
+                f"    {label} loss, LoRA - full: {confirm['gap']:+.4f} ± {confirm['stderr']:.4f} over "
+                f"{confirm['rows']} confirm rows (paired), {verdict}"
+            )
+        elif figure.get("gap") is not None:
+            lines.append(f"    {label} loss, LoRA - full: {figure['gap']:+.4f} (held-out rows; no confirm set to pair)")
+    return lines
+
+
 def recommendation_text(recommendation: Recommendation) -> str:
     """The recommended configuration, one line per choice with its evidence."""
     lines = [
@@ -251,6 +281,7 @@ def recommendation_text(recommendation: Recommendation) -> str:
     ]
     lines += [f"  {choice}: {why}" for choice, why in recommendation.evidence.items()]
     lines += scores_lines(recommendation.scores, recommendation.run_dir)
+    lines += reference_lines(recommendation.reference)
     lines.append(f"  written to {recommendation.run_dir}/recommendation.json")
     return "\n".join(lines)
 

@@ -36,6 +36,7 @@ def tune(
     alpha: str | None = None,
     variants: str | None = None,
     range_test: bool = True,
+    reference: str | None = None,
 ) -> int:
     """Find a LoRA configuration for your task with real short training runs searched by Optuna.
 
@@ -46,7 +47,9 @@ def tune(
     (GSM8K, or HumanEval with --allow-code-execution) and forgetting (HellaSwag, WinoGrande, ARC-Challenge)
     on subsets that keep scoring within 20 % of a trial's time; the Pareto front and a plot end the study.
     Running the same command again resumes the study in --out. With --from-preset, the preset's task, model, batch, row
-    length and memory budget are the defaults, and its configuration is the first trial.
+    length and memory budget are the defaults, and its configuration is the first trial. With --reference full,
+    full fine-tuning then trains on the same data and budget at rates around the pick's / 10 and the paper's,
+    and the study reports the ratio of the best rates and the held-out loss gap (Biderman et al. 2024's reference).
     """
     from rich.console import Console
 
@@ -113,6 +116,7 @@ def tune(
             first_configurations=first,
             space=space,
             range_test=RangeTestPlan() if range_test else None,
+            reference=reference,
         )
     finally:
         reporter.close()

@@ -18,6 +18,7 @@ PURE = (
     "tuner.study_budget",
     "tuner.objective",
     "tuner.recommend",
+    "tuner.reference",
     "tuner.confirm",
     "tuner.packing",
     "tuner.paper",

@@ -303,11 +303,12 @@ class TrialScorer:
         return score_model(adapted, self.tokenizer, settings, self.data_dir, self.runtime, notify=self.notify)
 
     def score_pick(self, model: PreTrainedModel, adapter_dir: Path, trial: int, train_seconds: float) -> dict[str, Any]:
-        """Score the pick's adapter and the base model on items sized to PICK_SHARE of the study's training time;
-        returns (and stores) {trial, items, seconds, scores}. The model is left as it was."""
+        """Score the pick's adapter and the base model on items sized to PICK_SHARE of the study's training time, no
+        more than a general mean to TARGET_GENERAL_STDERR needs; returns (and stores) {trial, items, seconds,
+        scores}. The model is left as it was."""
         from peft import PeftModel
 
-        from tuner.benchmarks import pick_items, scoring_seconds
+        from tuner.benchmarks import MAX_PICK_ITEMS, TARGET_GENERAL_STDERR, pick_items, scoring_seconds
 
         state = StudyState(self.study)
         plan = state.score_plan or {}
@@ -316,9 +317,11 @@ class TrialScorer:
         items = stored["items"] if stored and stored.get("trial") == trial else pick_items(train_seconds, per_item)
         state.pick_scores = {"trial": trial, "items": items}  # the items are chosen once, before anything is scored
         estimate = scoring_seconds(items, per_item)
+        target = f"a general mean to ± {TARGET_GENERAL_STDERR:g} at worst"
+        why = target if items >= MAX_PICK_ITEMS else f"half the study's training time at most; {target} needs"
         self.notify(
             f"scoring the pick (trial {trial}) and the base model on {items} items per benchmark "
-            f"(about {format_duration(estimate)}, half the study's training time at most)"
+            f"(about {format_duration(estimate)}; {why}{'' if items >= MAX_PICK_ITEMS else f' {MAX_PICK_ITEMS}'})"
         )
         settings = self._settings(items)
         started = time.perf_counter()

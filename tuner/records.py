@@ -168,12 +168,17 @@ class Recommendation:
     data: dict[str, Any] | None = None
     """What a full run's duration is estimated from: the study's training examples (train_examples), one epoch
     of them in packed tokens (train_tokens) and the trials' median training speed (tokens_per_second)."""
+    reference: dict[str, Any] | None = None
+    """`--reference full`: full fine-tuning's runs beside the pick, its best rate, the rate ratio and the
+    held-out loss gaps (tuner.reference.reference_summary)."""
 
     def to_json(self) -> dict[str, Any]:
         payload = {"version": RECORD_VERSION, **asdict(self)}
         payload["scores"] = self.scores.to_json() if self.scores is not None else None
         if self.data is None:  # files from before the data size was kept
             payload.pop("data")
+        if self.reference is None:
+            payload.pop("reference")
         if self.variant == "lora":  # plain LoRA, as every file from before variants existed
             payload.pop("variant")
         return payload

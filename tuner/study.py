@@ -9,6 +9,7 @@ Resumable: the same call on the same run directory continues the study; an inter
 from __future__ import annotations
 
 import contextlib
+import math
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -84,6 +85,8 @@ class StudyOptions:
     """Parameters tried before the starting points (a preset the study starts from)."""
     range_test: RangeTestPlan | None = field(default_factory=RangeTestPlan)
     """The learning-rate range test run before the search (None: search the space's own rates)."""
+    reference: str | None = None
+    """'full': after the search, full fine-tuning on the same data and budget at its own rates, beside the pick."""
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,7 @@ def run_study(
     feasible: Feasibility | None = None,
     first_configurations: list[dict[str, Any]] | None = None,
     range_test: RangeTestPlan | None = RangeTestPlan(),  # noqa: B008 (frozen)
+    reference: str | None = None,
 ) -> Recommendation:
     """Run (or resume) a study to its trial count; returns the recommendation (also in recommendation.json).
 
@@ -127,6 +131,7 @@ def run_study(
         feasible,
         tuple(first_configurations or ()),
         range_test,
+        reference,
     )
 
     # Set up: the stored study must match these settings; the data is prepared before anything is written.
@@ -173,13 +178,17 @@ def run_study(
                 scores=study_scores(settings, run_dir, state, records),
                 search=_search_evidence(settings, study),
             )
-            return replace(chosen, scores=pick_summary(chosen.scores, chosen.trial), data=_data_size(inputs, records))
+            scored = pick_summary(chosen.scores, chosen.trial)
+            return replace(chosen, scores=scored, data=_data_size(inputs, records), reference=_reference(state, chosen))
 
         model = _confirm_finalists(settings, run_dir, study, inputs, runtime, opts, model, records)
         records = write_trials(run_dir, study)
         base = state.base_losses or base
         recommendation = recommendation_now()
         if _score_pick(settings, run_dir, study, inputs, runtime, opts, model, recommendation, records):
+            recommendation = recommendation_now()
+        if opts.reference is not None and recommendation.trial is not None:
+            _reference_arm(settings, study, inputs, runtime, opts, model, recommendation)
             recommendation = recommendation_now()
         write_json(run_dir / "recommendation.json", recommendation.to_json())
         opts.report(StudyFinished(recommendation, records))
@@ -445,6 +454,81 @@ def _score_pick(
     learning = LEARNING_TASK.get(settings.task)
     opts.report(TrialScored(pick, scores, forgetting_score(scores), scores.get(learning) if learning else None))
     return True
+
+
+def _reference_arm(
+    settings: StudySettings,
+    study: optuna.Study,
+    inputs: StudyInputs,
+    runtime: Runtime,
+    opts: StudyOptions,
+    model: PreTrainedModel | None,
+    recommendation: Recommendation,
+) -> None:
+    """Full fine-tuning at its rates around the pick's / 10, each trained as a trial is (same data, budget,
+    schedule and seed) and measured on the held-out and confirm rows; each run is stored once it ends, so a study
+    run again trains only the rates still missing."""
+    from tuner.models import load_model
+    from tuner.reference import rate_key, reference_rates
+    from tuner.trial import row_losses, run_trial
+
+    state = StudyState(study)
+    runs = dict(state.reference or {})
+    rates = [
+        rate for rate in reference_rates(recommendation.learning_rate, settings.task) if rate_key(rate) not in runs
+    ]
+    if not rates:
+        return
+    if model is None:
+        opts.report(Stage(f"loading {inputs.source.describe()} on {runtime.describe()} for the reference"))
+        model = load_model(inputs.source, runtime.device, runtime.dtype)
+    base = state.base_losses or {}
+    data, batch = inputs.data, settings.budget.batch_size
+    for index, rate in enumerate(rates, start=1):
+        opts.report(Stage(f"reference {index} of {len(rates)}: full fine-tuning at learning rate {rate:.3g}"))
+        confirm: dict[str, Any] = {}
+
+        def measure(tuned: PreTrainedModel, _: object, confirm: dict[str, Any] = confirm) -> None:
+            if data.confirm is not None and data.confirm_general is not None:
+                confirm["target"] = row_losses(tuned, data.confirm, batch, runtime)
+                confirm["general"] = row_losses(tuned, data.confirm_general, batch, runtime)
+
+        result = run_trial(
+            model,
+            data,
+            None,
+            rate,
+            settings.budget,
+            runtime,
+            start_loss=base.get("target_loss", math.inf),
+            seed=settings.data.seed,
+            on_trained=measure,
+        )
+        last = result.evaluations[-1] if result.evaluations else None
+        runs[rate_key(rate)] = {
+            "rate": rate,
+            "target_loss": last[1] if last else None,
+            "general_loss": last[2] if last else None,
+            "stopped": result.stopped_reason,
+            "tokens": result.train_tokens,
+            "seconds": round(result.train_seconds, 1),
+            "evaluations": [list(e) for e in result.evaluations],
+            **({"confirm": confirm} if confirm else {}),
+        }
+        state.reference = runs
+
+
+def _reference(state: StudyState, recommendation: Recommendation) -> dict[str, Any] | None:
+    """The reference arm's summary beside the recommended trial (None without a reference)."""
+    from tuner.reference import reference_summary
+
+    runs = state.reference
+    if not runs or recommendation.trial is None:
+        return None
+    objective = recommendation.objective or {}
+    lora_losses = (objective.get("target_loss"), objective.get("general_loss"))
+    lora_confirm = (state.confirmed or {}).get(str(recommendation.trial))
+    return reference_summary(runs, recommendation.learning_rate, lora_losses, lora_confirm)
 
 
 def _budget_left(settings: StudySettings, study: optuna.Study) -> bool:

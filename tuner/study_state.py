@@ -100,6 +100,8 @@ class StudyState:
     """The configurations enqueued first, each {params, rule}: the rule that gave it, said in the advice."""
     range_test: dict[str, Any] | None = _StudyAttribute()  # type: ignore[assignment]
     """The learning-rate range test's finding (RangeResult without its curve, which is in range_test.json)."""
+    reference: dict[str, dict[str, Any]] | None = _StudyAttribute()  # type: ignore[assignment]
+    """The reference arm's runs (full fine-tuning), by rate as text: final held-out losses, confirm-row losses."""
     variant_range_tests: dict[str, dict[str, Any]] | None = _StudyAttribute()  # type: ignore[assignment]
     """Variant -> its own range test's finding, for each variant searched besides the first guess's."""
 

@@ -100,3 +100,27 @@ def test_a_paired_change_is_tested_on_the_items_both_models_scored():
     clear = score_change(0.9, 0.5, 0.05, 0.05, 0.05)
     assert clear["change"] == pytest.approx(0.4) and not clear["within_noise"]
     assert score_change(0.5, 0.5, None, None)["within_noise"]  # no error known: never called a finding
+
+
+def test_the_pick_is_scored_on_as_many_items_as_its_time_allows_up_to_a_target_standard_error():
+    from tuner.benchmarks import MAX_PICK_ITEMS, MIN_PICK_ITEMS, TARGET_GENERAL_STDERR, pick_items
+    from tuner.benchmarks.budget import items_for_general_stderr
+
+    # The general mean of three accuracies at 0.5 on n items has SE sqrt(3 x 0.25 / (n - 1)) / 3.
+    assert MAX_PICK_ITEMS == items_for_general_stderr(0.03) == 94
+    general = forgetting_stderr(
+        {name: score_stderr(0.5, MAX_PICK_ITEMS) for name in ("hellaswag", "winogrande", "arc_challenge")}
+    )
+    assert (
+        general
+        <= TARGET_GENERAL_STDERR
+        < forgetting_stderr(
+            {name: score_stderr(0.5, MAX_PICK_ITEMS - 1) for name in ("hellaswag", "winogrande", "arc_challenge")}
+        )
+    )
+    per_item = {"hellaswag": 0.8, "winogrande": 0.125, "arc_challenge": 0.3, "gsm8k": 2.35}  # seconds, this CPU
+    assert pick_items(60.0, per_item) == MIN_PICK_ITEMS  # a one-minute study: the floor
+    assert pick_items(600.0, per_item) == int(0.5 * 600 / (2 * sum(per_item.values())))  # half its training time
+    assert pick_items(36_000.0, per_item) == MAX_PICK_ITEMS  # ten hours of training: no more than the target needs
+    with pytest.raises(ValueError, match="positive"):
+        items_for_general_stderr(0.0)

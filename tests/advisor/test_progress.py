@@ -1,0 +1,43 @@
+"""The headless display's words for the paper's comparisons: a change with its paired error, the reference arm."""
+
+from __future__ import annotations
+
+from advisor.progress import change_text, reference_lines
+
+
+def test_a_paired_change_says_so_and_whether_it_is_beyond_noise():
+    figure = {"score": 0.4, "stderr": 0.075, "base": 0.5, "base_stderr": 0.078, "change": -0.1}
+    paired = {**figure, "change_stderr": 0.032, "paired": True, "within_noise": False}
+    assert change_text("general mean", paired) == (
+        "general mean 0.400 ± 0.075 (base 0.500 ± 0.078): -0.100 ± 0.032 paired, beyond noise (2 standard errors)"
+    )
+    unpaired = {**figure, "change_stderr": 0.108, "paired": False, "within_noise": True}
+    assert change_text("general mean", unpaired).endswith(": -0.100 ± 0.108, within noise")
+
+
+def test_the_reference_arm_gives_the_rate_ratio_and_the_loss_gaps():
+    reference = {
+        "runs": {
+            "0.0003": {"rate": 3e-4, "target_loss": 1.4826, "general_loss": 3.1, "stopped": None},
+            "0.0001": {"rate": 1e-4, "target_loss": 1.4505, "general_loss": 3.0, "stopped": None},
+            "0.001": {"rate": 1e-3, "target_loss": None, "general_loss": None, "stopped": "diverged"},
+        },
+        "best_rate": 1e-4,
+        "lora_rate": 1e-3,
+        "rate_ratio": 10.0,
+        "target_loss": {
+            "lora": 1.469,
+            "full": 1.4505,
+            "gap": 0.0185,
+            "confirm": {"gap": 0.02, "stderr": 0.004, "rows": 32},
+        },
+        "general_loss": {"lora": 2.95, "full": 3.0, "gap": -0.05},
+    }
+    assert reference_lines(reference) == [
+        "  reference, full fine-tuning (held-out loss by rate): 0.0001 1.4505, 0.0003 1.4826, 0.001 - (stopped)",
+        "    LoRA's rate 0.001 / full fine-tuning's best 0.0001 = 10x (LoRA Without Regret: about 10x; "
+        "Biderman et al. 2024: 4-10x)",
+        "    task loss, LoRA - full: +0.0200 ± 0.0040 over 32 confirm rows (paired), beyond noise",
+        "    general-text loss, LoRA - full: -0.0500 (held-out rows; no confirm set to pair)",
+    ]
+    assert reference_lines(None) == []
