@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from textual.widgets import Input
 
 pytest.importorskip("pytest_textual_snapshot")
 
@@ -54,6 +55,13 @@ def test_model_step(snap_compare, tiny, size):
     async def to_model(pilot) -> None:
         await steps_forward(pilot, 1)
         await settle(pilot.app, pilot)  # the model's check reports from its worker: wait for it under load too
+        screen = pilot.app.screen
+        for _ in range(100):  # its report reaches the screen through call_from_thread, later still under load
+            if screen.checking is None and screen.checked is not None:
+                break
+            await pilot.pause(0.1)
+        for field in screen.query(Input):
+            field.cursor_blink = False  # the focused field's cursor shown steadily, not caught mid-blink
         await pilot.pause(0.3)
 
     assert snap_compare(app_for(tiny), terminal_size=size, run_before=to_model)
