@@ -16,6 +16,7 @@ from tuner.benchmarks import (
     paired_stderr,
     score_change,
     score_stderr,
+    stored_stderr,
 )
 from tuner.records import StudyScores, TrialRecord
 from tuner.rundir import write_json
@@ -66,13 +67,13 @@ def study_scores(
     base_figures = {name: score["score"] for name, score in base.items()}
     items = pick.get("items") or (plan or {}).get("limit") or None
     trials = {str(r.number): r.scores for r in records if r.scores}
-    stderr = {"base": {name: _stderr(score) for name, score in base.items()}}
+    stderr = {"base": {name: stored_stderr(score) for name, score in base.items()}}
     for number, figures in trials.items():
         stderr[number] = {name: score_stderr(value, items or 0) for name, value in figures.items()}
     paired: dict[str, dict[str, float]] = {}
     if "scores" in pick:
         trials[str(pick["trial"])] = {name: score["score"] for name, score in pick["scores"].items()}
-        stderr[str(pick["trial"])] = {name: _stderr(score) for name, score in pick["scores"].items()}
+        stderr[str(pick["trial"])] = {name: stored_stderr(score) for name, score in pick["scores"].items()}
         differences = {
             name: paired_stderr(score.get("item_scores"), base.get(name, {}).get("item_scores"))
             for name, score in pick["scores"].items()
@@ -112,12 +113,6 @@ def study_scores(
         title = f"{settings.task}: learning vs forgetting ({settings.model})"
         plot = write_png(points, run_dir / PLOT_FILE, learning_name=BENCHMARKS[learning].title, title=title).name
     return replace(scores, pareto_front=front, plot=plot, points=[asdict(p) for p in points])
-
-
-def _stderr(score: dict[str, Any]) -> float:
-    """A stored score's standard error (lm-eval's, or the same formula where it was not kept)."""
-    stored = score.get("stderr")
-    return float(stored) if stored is not None else score_stderr(score["score"], int(score["items"]))
 
 
 def pick_summary(scores: StudyScores | None, trial: int | None) -> StudyScores | None:

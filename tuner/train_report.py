@@ -13,7 +13,7 @@ from tuner.benchmarks import (
     forgetting_stderr,
     paired_stderr,
     score_change,
-    score_stderr,
+    stored_stderr,
 )
 from tuner.models import is_complete
 from tuner.records import RunReport, ScoreRow
@@ -87,10 +87,6 @@ def change_noise(
     """The general mean's and the learning benchmark's change against the base, each with its standard error: from
     the per-item differences where both models kept their items (paired), else the two errors as independent."""
 
-    def error(score: dict[str, Any]) -> float:
-        stored = score.get("stderr")
-        return float(stored) if stored is not None else score_stderr(score["score"], int(score["items"]))
-
     names = [name for name in trained if name in base]
     paired = {name: paired_stderr(trained[name].get("item_scores"), base[name].get("item_scores")) for name in names}
     if any(value is None for value in paired.values()):
@@ -99,7 +95,7 @@ def change_noise(
     result: dict[str, dict[str, Any]] = {}
     general, base_general = forgetting_score(figures["t"]), forgetting_score(figures["b"])
     if general is not None and base_general is not None:
-        errors = [forgetting_stderr({n: error(s) for n, s in scores.items()}) for scores in (trained, base)]
+        errors = [forgetting_stderr({n: stored_stderr(s) for n, s in scores.items()}) for scores in (trained, base)]
         result["general"] = score_change(
             general,
             base_general,
@@ -108,7 +104,9 @@ def change_noise(
         )
     if learning is not None and learning in names:
         one, other = trained[learning], base[learning]
-        result["learning"] = score_change(one["score"], other["score"], error(one), error(other), paired.get(learning))
+        result["learning"] = score_change(
+            one["score"], other["score"], stored_stderr(one), stored_stderr(other), paired.get(learning)
+        )
     return result
 
 

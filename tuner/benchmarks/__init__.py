@@ -32,6 +32,7 @@ from tuner.benchmarks.roles import (
     paired_stderr,
     score_change,
     score_stderr,
+    stored_stderr,
     study_benchmarks,
 )
 from tuner.benchmarks.scoring import SCORING_VERSION, EvalSettings, item_count, parse_tasks, subset_indices
@@ -65,6 +66,7 @@ __all__ = [
     "score_stderr",
     "scoring_seconds",
     "seconds_per_item",
+    "stored_stderr",
     "study_benchmarks",
     "subset_indices",
 ]

@@ -29,6 +29,12 @@ def score_stderr(score: float, items: int) -> float:
     return math.sqrt(max(score * (1 - score), 0.0) / (items - 1))
 
 
+def stored_stderr(score: dict[str, object]) -> float:
+    """A stored score's standard error (TaskScore as a dict): lm-eval's, or the same formula where it was not kept."""
+    stored = score.get("stderr")
+    return float(stored) if stored is not None else score_stderr(float(score["score"]), int(score["items"]))  # type: ignore[arg-type]
+
+
 def forgetting_stderr(stderrs: dict[str, float]) -> float | None:
     """The standard error of the forgetting score: its three benchmarks are independent samples."""
     values = [stderrs.get(name) for name in FORGETTING_TASKS]
