@@ -18,6 +18,7 @@ from rich.progress import (
 from rich.table import Table
 
 from tuner.benchmarks import BENCHMARKS
+from tuner.benchmarks.roles import NOISE_SE
 from tuner.events import (
     CheckpointSaved,
     EpochEvaluated,
@@ -180,13 +181,14 @@ def scores_lines(scores: StudyScores | None, run_dir: str | None) -> list[str]:
     return lines
 
 
+def with_error(value: float, error: float | None, sign: str = "") -> str:
+    """'0.417 ± 0.082' (or '+0.012 ± 0.020' with sign '+'); the value alone where there is no error."""
+    return f"{value:{sign}.3f}" + (f" ± {error:.3f}" if error is not None else "")
+
+
 def change_text(name: str, figure: dict[str, Any]) -> str:
     """'general mean 0.417 ± 0.082 (base 0.444 ± 0.083): -0.028 ± 0.041 paired, within noise' (paired: the change's
     error from the per-item differences on the same items)."""
-
-    def with_error(value: float, error: float | None, sign: str = "") -> str:
-        return f"{value:{sign}.3f}" + (f" ± {error:.3f}" if error is not None else "")
-
     paired = " paired" if figure.get("paired") else ""
     change = with_error(figure["change"], figure.get("change_stderr"), "+") + paired
     verdict = "within noise" if figure.get("within_noise") else "beyond noise (2 standard errors)"
@@ -241,8 +243,9 @@ def summary_table(trials: list[TrialRecord]) -> Table:
 
 
 def reference_lines(reference: dict[str, Any] | None) -> list[str]:
-    """Full fine-tuning beside the pick: its rates, the ratio of the best rates (the paper's finding: about 10x)
-    and the held-out loss gaps, paired over the confirm rows where measured there."""
+    """Full fine-tuning beside the pick: its rates, the ratio of the best rates (the paper's finding: about 10x),
+    the held-out loss gaps, paired over the confirm rows where measured there, and the score gaps where its best
+    run was scored."""
     if not reference:
         return []
     runs = ", ".join(
@@ -252,21 +255,49 @@ def reference_lines(reference: dict[str, Any] | None) -> list[str]:
         for run in sorted(reference["runs"].values(), key=lambda run: run["rate"])
     )
     lines = [
-        f"  reference, full fine-tuning (held-out loss by rate): {runs}",
-        f"    LoRA's rate {reference['lora_rate']:.3g} / full fine-tuning's best {reference['best_rate']:.3g} = "
-        f"{reference['rate_ratio']:.3g}x (LoRA Without Regret: about 10x; Biderman et al. 2024: 4-10x)",
+        "  reference, full fine-tuning; held-out loss by rate:",
+        f"    {runs}",
+        f"    LoRA's rate {reference['lora_rate']:.3g} / full's best {reference['best_rate']:.3g} = "
+        f"{reference['rate_ratio']:.3g}x",
+        "    (LoRA Without Regret: about 10x; Biderman et al. 2024: 4-10x)",
     ]
     for name, label in (("target_loss", "task"), ("general_loss", "general-text")):
         figure = reference.get(name) or {}
         confirm = figure.get("confirm")
         if confirm:
-            verdict = "within noise" if abs(confirm["gap"]) <= 2 * confirm["stderr"] else "beyond noise"
+            verdict = "within noise" if abs(confirm["gap"]) <= NOISE_SE * confirm["stderr"] else "beyond noise"
             lines.append(
-                f"    {label} loss, LoRA - full: {confirm['gap']:+.4f} ± {confirm['stderr']:.4f} over "
-                f"{confirm['rows']} confirm rows (paired), {verdict}"
+                f"    {label} loss, LoRA - full: {confirm['gap']:+.4f} ± {confirm['stderr']:.4f}, "
+                f"{verdict} ({confirm['rows']} rows, paired)"
             )
         elif figure.get("gap") is not None:
-            lines.append(f"    {label} loss, LoRA - full: {figure['gap']:+.4f} (held-out rows; no confirm set to pair)")
+            lines.append(f"    {label} loss, LoRA - full: {figure['gap']:+.4f} (no confirm rows to pair)")
+    return lines + reference_score_lines(reference)
+
+
+def reference_score_lines(reference: dict[str, Any]) -> list[str]:
+    """Full fine-tuning's best run on the pick's benchmark items: its general and learning scores against the base
+    model's, and LoRA's minus its own, each with its standard error (lines within 80 columns)."""
+    scores = [
+        (BENCHMARKS[figure["benchmark"]].title if name == "learning_score" else "general", figure)
+        for name in ("general_score", "learning_score")
+        if (figure := reference.get(name))
+    ]
+    if not scores:
+        return []
+    items = reference["score_items"]
+    lines = [f"    full fine-tuning (lr {reference['best_rate']:.3g}) against the base, {items} items per benchmark:"]
+    for title, figure in scores:
+        full = figure["full"]
+        change = with_error(full["change"], full.get("change_stderr"), "+") + (" paired" if full.get("paired") else "")
+        verdict = "within noise" if full.get("within_noise") else "beyond noise"
+        score = with_error(full["score"], full.get("stderr"))
+        lines.append(f"      {title} {score} (base {full['base']:.3f}): {change}, {verdict}")
+    for title, figure in scores:
+        gap = with_error(figure["gap"], figure.get("stderr"), "+") + (" (paired)" if figure.get("paired") else "")
+        verdict = "within noise" if figure.get("within_noise") else "beyond noise"
+        named = "general score" if title == "general" else f"learning ({title})"
+        lines.append(f"    {named}, LoRA - full: {gap}, {verdict}")
     return lines
 
 

@@ -49,7 +49,8 @@ def tune(
     Running the same command again resumes the study in --out. With --from-preset, the preset's task, model, batch, row
     length and memory budget are the defaults, and its configuration is the first trial. With --reference full,
     full fine-tuning then trains on the same data and budget at rates around the pick's / 10 and the paper's,
-    and the study reports the ratio of the best rates and the held-out loss gap (Biderman et al. 2024's reference).
+    and the study reports the ratio of the best rates and the held-out loss gap (Biderman et al. 2024's reference);
+    where the pick is scored, the best full run is scored on the same items, beside it on the plot.
     """
     from rich.console import Console
 

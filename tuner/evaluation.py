@@ -345,3 +345,17 @@ class TrialScorer:
         }
         state.pick_scores = figures
         return figures
+
+    def score_full(self, model: PreTrainedModel, items: int) -> dict[str, Any]:
+        """Score `model` as it is (full fine-tuning's best run, its weights in place) on the pick's items, `items` per
+        benchmark; returns {items, seconds, scores}. Like an adapter's, its scores are not cached."""
+        self.notify(f"scoring full fine-tuning's best run on the pick's items ({items} per benchmark)")
+        started = time.perf_counter()
+        scores = score_model(
+            model, self.tokenizer, self._settings(items), self.data_dir, self.runtime, notify=self.notify
+        )
+        return {
+            "items": items,
+            "seconds": round(time.perf_counter() - started, 1),
+            "scores": {name: score.as_dict() for name, score in scores.items()},
+        }

@@ -11,6 +11,10 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 GENERAL_AXIS_LABEL = "general accuracy (mean of HellaSwag, WinoGrande, ARC-C); higher = forgets less"
 # The x-axis name and its shorter forms for narrow terminals, longest first.
@@ -24,18 +28,26 @@ GENERAL_AXIS_LABELS = (
 BASE_MARKER = "★"
 FRONT_MARKER = "◆"
 TRIAL_MARKER = "•"
+FULL_MARKER = "■"
 TERMINAL_KEYS = (
     f"{BASE_MARKER} base model   {FRONT_MARKER} Pareto front   {TRIAL_MARKER} other trials",
     f"{BASE_MARKER} base {FRONT_MARKER} front {TRIAL_MARKER} trials",
 )
-# Terminal colours (256-colour codes): red+ base, blue+ front, grey trials.
-BASE_COLOR, FRONT_COLOR, TRIAL_COLOR = 9, 12, 8
+# The keys when full fine-tuning is on the plot too, longest first.
+FULL_TERMINAL_KEYS = (
+    f"{BASE_MARKER} base model   {FRONT_MARKER} Pareto front   {TRIAL_MARKER} other trials   "
+    f"{FULL_MARKER} full fine-tuning",
+    f"{BASE_MARKER} base {FRONT_MARKER} front {TRIAL_MARKER} trials {FULL_MARKER} full fine-tuning",
+    f"{BASE_MARKER} base {FRONT_MARKER} front {TRIAL_MARKER} trials {FULL_MARKER} full",
+)
+# Terminal colours (256-colour codes): red+ base, blue+ front, grey trials, green+ full fine-tuning.
+BASE_COLOR, FRONT_COLOR, TRIAL_COLOR, FULL_COLOR = 9, 12, 8, 10
 MIN_TERMINAL_WIDTH, MIN_TERMINAL_HEIGHT = 30, 12
 
 
 @dataclass(frozen=True)
 class ScorePoint:
-    """One model on the learning-forgetting plane: the base model or a trained adapter."""
+    """One model on the learning-forgetting plane: the base model, a trained adapter, or full fine-tuning."""
 
     label: str
     """What the point is called on the plot, e.g. 'base' or 'trial 3'."""
@@ -45,6 +57,8 @@ class ScorePoint:
     """y: the target-task score, e.g. GSM8K accuracy or HumanEval pass@1 (higher = learned more)."""
     is_base: bool = False
     """True for the base model, which is drawn apart and never on the Pareto front."""
+    is_reference: bool = False
+    """True for full fine-tuning (the reference LoRA is measured against): drawn apart, never on LoRA's front."""
 
     def __post_init__(self) -> None:
         for name, value in (("general", self.general), ("learning", self.learning)):
@@ -53,13 +67,14 @@ class ScorePoint:
 
 
 def pareto_front(points: Sequence[ScorePoint]) -> list[ScorePoint]:
-    """The non-base points that no other non-base point beats on both scores, ordered by general score.
+    """The trials' points (neither the base model nor full fine-tuning) that no other trial beats on both scores,
+    ordered by general score.
 
     Optuna decides dominance (``study.best_trials`` of a two-objective study); equal optimal points all stay.
     """
     import optuna
 
-    trials = [point for point in points if not point.is_base]
+    trials = [point for point in points if not (point.is_base or point.is_reference)]
     if not trials:
         return []
     previous_verbosity = optuna.logging.get_verbosity()
@@ -94,17 +109,19 @@ def terminal_plot(
 ) -> str:
     """The points as a text scatter plot of `width` x `height` characters, returned rather than printed.
 
-    The base model, the Pareto front and the other trials are told apart by marker and named in the legend;
-    `color=False` gives plain text without escape codes.
+    The base model, the Pareto front, the other trials and full fine-tuning are told apart by marker and named in
+    the legend; `color=False` gives plain text without escape codes.
     """
     import plotext as plt
 
     if width < MIN_TERMINAL_WIDTH or height < MIN_TERMINAL_HEIGHT:
         raise ValueError(f"a plot needs at least {MIN_TERMINAL_WIDTH}x{MIN_TERMINAL_HEIGHT}, got {width}x{height}")
     front = pareto_front(points)
+    full = [p for p in points if p.is_reference]
     groups = (
-        ([p for p in points if not p.is_base and p not in front], TRIAL_MARKER, TRIAL_COLOR),
+        ([p for p in points if not (p.is_base or p.is_reference) and p not in front], TRIAL_MARKER, TRIAL_COLOR),
         (front, FRONT_MARKER, FRONT_COLOR),
+        (full, FULL_MARKER, FULL_COLOR),
         ([p for p in points if p.is_base], BASE_MARKER, BASE_COLOR),
     )
     plt.clear_figure()
@@ -125,7 +142,7 @@ def terminal_plot(
     rows = [
         fit_text(f"↑ {learning_name}", width),
         drawn if color else plt.uncolorize(drawn),
-        next(key for key in TERMINAL_KEYS if len(key) <= width) if points else "",
+        next(key for key in (FULL_TERMINAL_KEYS if full else TERMINAL_KEYS) if len(key) <= width) if points else "",
     ]
     return "\n".join(row.rstrip("\n") for row in rows)
 
@@ -136,17 +153,26 @@ def fit_text(text: str, width: int) -> str:
 
 
 def write_png(points: Sequence[ScorePoint], path: Path, *, learning_name: str, title: str) -> Path:
-    """Draw the points with matplotlib (Agg, no display needed) and save them as a PNG at ``path``.
+    """Draw the points with matplotlib (Agg, no display needed) and save them as a PNG at ``path``; missing parent
+    directories are created."""
+    figure = learning_figure(points, learning_name=learning_name, title=title)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=120)
+    return path
 
-    The base model is a black star, trials are labelled dots and the Pareto front a connected line, as in the
-    paper's figure. Missing parent directories are created.
-    """
+
+def learning_figure(points: Sequence[ScorePoint], *, learning_name: str, title: str) -> Figure:
+    """The points as a matplotlib figure of its own (Agg: no pyplot, no display): the base model a black star,
+    trials labelled dots, the Pareto front a connected line and full fine-tuning a labelled square, as in the
+    paper's figure."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     base = [point for point in points if point.is_base]
+    full = [point for point in points if point.is_reference]
     front = pareto_front(points)
-    others = [point for point in points if not point.is_base and point not in front]
+    others = [point for point in points if not (point.is_base or point.is_reference) and point not in front]
 
     figure = Figure(figsize=(8, 6), layout="constrained")
     FigureCanvasAgg(figure)  # a figure of its own: no pyplot, no global state, no display
@@ -159,8 +185,10 @@ def write_png(points: Sequence[ScorePoint], path: Path, *, learning_name: str, t
         axes.scatter(*xy(others), color="tab:gray", label="other trials", zorder=2)
     if front:
         axes.plot(*xy(front), "-o", color="tab:blue", label="Pareto front", zorder=3)
+    if full:
+        axes.scatter(*xy(full), marker="s", s=80, color="tab:red", label="full fine-tuning", zorder=4)
     if base:
-        axes.scatter(*xy(base), marker="*", s=220, color="black", label="base model", zorder=4)
+        axes.scatter(*xy(base), marker="*", s=220, color="black", label="base model", zorder=5)
     for point in points:
         axes.annotate(
             point.label,
@@ -168,7 +196,7 @@ def write_png(points: Sequence[ScorePoint], path: Path, *, learning_name: str, t
             xytext=(6, -12) if point.is_base else (5, 5),  # below the base, above trials: a trial on it stays legible
             textcoords="offset points",
             fontsize=8,
-            fontweight="bold" if point.is_base else "normal",
+            fontweight="bold" if point.is_base or point.is_reference else "normal",
         )
     axes.set_xlabel(GENERAL_AXIS_LABEL)
     axes.set_ylabel(f"{learning_name} (higher = learns more)")
@@ -177,8 +205,4 @@ def write_png(points: Sequence[ScorePoint], path: Path, *, learning_name: str, t
     axes.margins(0.1)  # room for the labels of the outermost points
     if points:
         axes.legend(loc="best")
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=120)
-    return path
+    return figure

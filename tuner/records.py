@@ -169,8 +169,9 @@ class Recommendation:
     """What a full run's duration is estimated from: the study's training examples (train_examples), one epoch
     of them in packed tokens (train_tokens) and the trials' median training speed (tokens_per_second)."""
     reference: dict[str, Any] | None = None
-    """`--reference full`: full fine-tuning's runs beside the pick, its best rate, the rate ratio and the
-    held-out loss gaps (tuner.reference.reference_summary)."""
+    """`--reference full`: full fine-tuning's runs beside the pick, its best rate, the rate ratio, the held-out loss
+    gaps and, where the pick was scored, the best run's scores on the same items with the score gaps
+    (tuner.reference.reference_summary)."""
 
     def to_json(self) -> dict[str, Any]:
         payload = {"version": RECORD_VERSION, **asdict(self)}

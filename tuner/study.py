@@ -44,6 +44,7 @@ from tuner.study_summary import (
     FINALISTS_DIR,
     TRIALS_DIR,
     pick_summary,
+    pick_task_scores,
     study_scores,
     write_trial,
     write_trials,
@@ -57,6 +58,7 @@ if TYPE_CHECKING:
     from tuner.evaluation import TrialScorer
     from tuner.models import ModelSource
     from tuner.runtime import Runtime
+    from tuner.trial import TrialResult
 
 __all__ = ["Feasibility", "run_study"]
 
@@ -467,31 +469,50 @@ def _reference_arm(
 ) -> None:
     """Full fine-tuning at its rates around the pick's / 10, each trained as a trial is (same data, budget,
     schedule and seed) and measured on the held-out and confirm rows; each run is stored once it ends, so a study
-    run again trains only the rates still missing."""
+    run again trains only the rates still missing. Where the pick has benchmark scores, the best run is scored on
+    the same items, once: its weights are kept in memory from its run (trained again where they are not there)."""
     from tuner.models import load_model
-    from tuner.reference import rate_key, reference_rates
-    from tuner.trial import row_losses, run_trial
+    from tuner.reference import best_run, current_scores, rate_key, reference_rates
+    from tuner.trial import row_losses, run_trial, swapped_weights, weights_copy
 
     state = StudyState(study)
     runs = dict(state.reference or {})
     rates = [
         rate for rate in reference_rates(recommendation.learning_rate, settings.task) if rate_key(rate) not in runs
     ]
-    if not rates:
+    picked = pick_task_scores(state, recommendation.trial)
+    items = picked[0] if picked is not None else None
+
+    def to_score() -> str | None:
+        """The best run's key where it waits to be scored on the pick's items; None where the pick has no scores,
+        no run finished, or the best run's scores are stored."""
+        best = best_run(runs)
+        if items is None or best is None or current_scores(runs, state.reference_scores, items) is not None:
+            return None
+        return best
+
+    if not rates and to_score() is None:
         return
     if model is None:
         opts.report(Stage(f"loading {inputs.source.describe()} on {runtime.describe()} for the reference"))
         model = load_model(inputs.source, runtime.device, runtime.dtype)
     base = state.base_losses or {}
-    data, batch = inputs.data, settings.budget.batch_size
-    for index, rate in enumerate(rates, start=1):
-        opts.report(Stage(f"reference {index} of {len(rates)}: full fine-tuning at learning rate {rate:.3g}"))
+    data, batch, dtype = inputs.data, settings.budget.batch_size, next(model.parameters()).dtype
+    kept: dict[str, Any] = {}
+    """The best run trained here, {key, weights} (in the model's dtype, in CPU memory), while it waits to be scored."""
+
+    def train(rate: float, keep_below: float | None) -> dict[str, Any]:
+        """One full run at `rate` as the study stores it; its weights are kept when its final target loss is under
+        `keep_below` (None: never)."""
         confirm: dict[str, Any] = {}
 
-        def measure(tuned: PreTrainedModel, _: object, confirm: dict[str, Any] = confirm) -> None:
+        def measure(tuned: PreTrainedModel, result: TrialResult) -> None:
             if data.confirm is not None and data.confirm_general is not None:
                 confirm["target"] = row_losses(tuned, data.confirm, batch, runtime)
                 confirm["general"] = row_losses(tuned, data.confirm_general, batch, runtime)
+            if keep_below is not None and result.evaluations and result.evaluations[-1][1] < keep_below:
+                kept.clear()  # the run it beats is let go first: one run's weights in memory at a time
+                kept.update(key=rate_key(rate), weights=weights_copy(tuned, dtype))
 
         result = run_trial(
             model,
@@ -505,7 +526,7 @@ def _reference_arm(
             on_trained=measure,
         )
         last = result.evaluations[-1] if result.evaluations else None
-        runs[rate_key(rate)] = {
+        return {
             "rate": rate,
             "target_loss": last[1] if last else None,
             "general_loss": last[2] if last else None,
@@ -515,12 +536,32 @@ def _reference_arm(
             "evaluations": [list(e) for e in result.evaluations],
             **({"confirm": confirm} if confirm else {}),
         }
+
+    for index, rate in enumerate(rates, start=1):
+        opts.report(Stage(f"reference {index} of {len(rates)}: full fine-tuning at learning rate {rate:.3g}"))
+        best = best_run(runs)
+        best_loss = runs[best]["target_loss"] if best is not None else math.inf
+        runs[rate_key(rate)] = train(rate, best_loss if items is not None else None)
         state.reference = runs
+    best = to_score()
+    if best is None or items is None:
+        return
+    rate = float(runs[best]["rate"])
+    if kept.get("key") != best:  # trained in an earlier run of the study: its weights are gone
+        opts.report(Stage(f"full fine-tuning at learning rate {rate:.3g} again, to score its weights"))
+        train(rate, keep_below=math.inf)  # the stored run stays the one reported
+    if "weights" not in kept:  # stopped this time (diverged): nothing to score
+        opts.report(Stage(f"full fine-tuning at learning rate {rate:.3g} stopped early this time; not scored"))
+        return
+    with swapped_weights(model, kept["weights"]):
+        figures = _scorer(settings, study, inputs, runtime, opts).score_full(model, items)
+    state.reference_scores = {"rate": rate, **figures}
 
 
 def _reference(state: StudyState, recommendation: Recommendation) -> dict[str, Any] | None:
-    """The reference arm's summary beside the recommended trial (None without a reference)."""
-    from tuner.reference import reference_summary
+    """The reference arm's summary beside the recommended trial (None without a reference), with full fine-tuning's
+    benchmark scores where its best run was scored on the pick's items."""
+    from tuner.reference import ReferenceScores, current_scores, reference_summary
 
     runs = state.reference
     if not runs or recommendation.trial is None:
@@ -528,7 +569,15 @@ def _reference(state: StudyState, recommendation: Recommendation) -> dict[str, A
     objective = recommendation.objective or {}
     lora_losses = (objective.get("target_loss"), objective.get("general_loss"))
     lora_confirm = (state.confirmed or {}).get(str(recommendation.trial))
-    return reference_summary(runs, recommendation.learning_rate, lora_losses, lora_confirm)
+    scores = None
+    picked = pick_task_scores(state, recommendation.trial)
+    if picked is not None:
+        items, lora, base = picked
+        full = current_scores(runs, state.reference_scores, items)
+        if full is not None:
+            learning = LEARNING_TASK.get(recommendation.task)
+            scores = ReferenceScores(float(full["rate"]), items, full["scores"], lora, base, learning)
+    return reference_summary(runs, recommendation.learning_rate, lora_losses, lora_confirm, scores)
 
 
 def _budget_left(settings: StudySettings, study: optuna.Study) -> bool:

@@ -102,6 +102,8 @@ class StudyState:
     """The learning-rate range test's finding (RangeResult without its curve, which is in range_test.json)."""
     reference: dict[str, dict[str, Any]] | None = _StudyAttribute()  # type: ignore[assignment]
     """The reference arm's runs (full fine-tuning), by rate as text: final held-out losses, confirm-row losses."""
+    reference_scores: dict[str, Any] | None = _StudyAttribute()  # type: ignore[assignment]
+    """The best reference run's benchmark scores on the pick's items: {rate, items, seconds, scores}."""
     variant_range_tests: dict[str, dict[str, Any]] | None = _StudyAttribute()  # type: ignore[assignment]
     """Variant -> its own range test's finding, for each variant searched besides the first guess's."""
 
@@ -170,6 +172,12 @@ class TrialState:
         self.trial.set_user_attr("scores", scores)
         self.trial.set_user_attr("general_score", general_score)
         self.trial.set_user_attr("learning_score", learning_score)
+
+
+def trial_scores(study: optuna.Study, number: int) -> dict[str, dict[str, Any]] | None:
+    """A trial's benchmark scores as it stored them (benchmark -> TaskScore as a dict, item scores included), or
+    None where it was not scored."""
+    return study.get_trials(deepcopy=False)[number].user_attrs.get("scores") or None
 
 
 def is_interrupted(trial: optuna.trial.FrozenTrial) -> bool:

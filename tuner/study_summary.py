@@ -19,14 +19,17 @@ from tuner.benchmarks import (
     stored_stderr,
 )
 from tuner.records import StudyScores, TrialRecord
+from tuner.reference import current_scores
 from tuner.rundir import write_json
 from tuner.settings import StudySettings
-from tuner.study_state import StudyState, finished_trials, trial_record
+from tuner.study_state import StudyState, finished_trials, trial_record, trial_scores
 
 if TYPE_CHECKING:
     import optuna
 
 PLOT_FILE = "learning_vs_forgetting.png"
+FULL_LABEL = "full fine-tuning"
+"""The reference arm's point on the plot: full fine-tuning's best run, scored on the pick's items."""
 TRIALS_DIR = "trials"
 FINALISTS_DIR = "finalists"
 """The adapters of the best completed trials, kept when only the pick is scored (PEFT's format)."""
@@ -57,7 +60,8 @@ def study_scores(
     settings: StudySettings, run_dir: Path, state: StudyState, records: Sequence[TrialRecord]
 ) -> StudyScores | None:
     """The study's scores: the base model, the trials that were scored (or the pick, scored after the search),
-    each with its standard error, their Pareto front and the plot."""
+    each with its standard error, their Pareto front and the plot (with full fine-tuning's best run where the
+    reference arm scored it)."""
     from tuner.plot import ScorePoint, pareto_front, write_png
 
     base, plan, pick = state.base_scores, state.score_plan, state.pick_scores or {}
@@ -104,6 +108,12 @@ def study_scores(
         general = forgetting_score(figures)
         if general is not None and figures.get(learning_benchmark) is not None:
             points.append(ScorePoint(f"trial {number}", general, figures[learning_benchmark]))
+    full = current_scores(state.reference or {}, state.reference_scores, items)
+    if full is not None:  # full fine-tuning's best run beside the trials, as in the paper's Figure 1
+        figures = {name: score["score"] for name, score in full["scores"].items()}
+        general = forgetting_score(figures)
+        if general is not None and figures.get(learning_benchmark) is not None:
+            points.append(ScorePoint(FULL_LABEL, general, figures[learning_benchmark], is_reference=True))
     front = [
         {"trial": int(p.label.removeprefix("trial ")), "general": p.general, "learning": p.learning}
         for p in pareto_front(points)
@@ -113,6 +123,26 @@ def study_scores(
         title = f"{settings.task}: learning vs forgetting ({settings.model})"
         plot = write_png(points, run_dir / PLOT_FILE, learning_name=BENCHMARKS[learning].title, title=title).name
     return replace(scores, pareto_front=front, plot=plot, points=[asdict(p) for p in points])
+
+
+def pick_task_scores(
+    state: StudyState, trial: int | None
+) -> tuple[int, dict[str, dict[str, Any]], dict[str, dict[str, Any]]] | None:
+    """The pick's benchmark scores with the base model's on the same items (each benchmark -> TaskScore as a dict,
+    item scores included), and the items per benchmark: scored after the search, or as a trial when each trial
+    was; None where the pick, or the base model on its items, was not scored."""
+    base, plan, pick = state.base_scores, state.score_plan or {}, state.pick_scores or {}
+    if trial is None or base is None:
+        return None
+    if pick.get("trial") == trial and "scores" in pick:
+        items, scores = int(pick["items"]), pick["scores"]
+    elif plan.get("mode", "trials") == "trials" and plan.get("limit"):
+        items, scores = int(plan["limit"]), trial_scores(state.study, trial)
+    else:
+        return None
+    if not scores or state.base_scores_items not in (None, items):
+        return None
+    return items, scores, base
 
 
 def pick_summary(scores: StudyScores | None, trial: int | None) -> StudyScores | None:

@@ -224,7 +224,7 @@ def full_session(model: PreTrainedModel, learning_rate: float, seed: int) -> Ite
     import torch
 
     dtype = next(model.parameters()).dtype
-    kept = {name: value.detach().to("cpu", copy=True) for name, value in model.state_dict().items()}
+    kept = weights_copy(model)
     torch.manual_seed(seed)
     model.to(torch.float32)
     model.requires_grad_(True)
@@ -238,6 +238,33 @@ def full_session(model: PreTrainedModel, learning_rate: float, seed: int) -> Ite
         model.to(dtype)
         if next(model.parameters()).is_cuda:
             torch.cuda.empty_cache()
+
+
+Weights = dict[str, "torch.Tensor"]
+"""A model's state dict, held apart from it (in CPU memory)."""
+
+
+def weights_copy(model: PreTrainedModel, dtype: torch.dtype | None = None) -> Weights:
+    """A copy of the model's weights in CPU memory, its floating-point ones in `dtype` where given (a full run
+    trains in float32 but is kept, as it is scored, in the model's own dtype)."""
+    return {
+        name: value.detach().to(
+            "cpu", dtype=dtype if dtype is not None and value.is_floating_point() else None, copy=True
+        )
+        for name, value in model.state_dict().items()
+    }
+
+
+@contextlib.contextmanager
+def swapped_weights(model: PreTrainedModel, weights: Weights) -> Iterator[PreTrainedModel]:
+    """`model` with `weights` (e.g. a full fine-tuning run's, from weights_copy) in place of its own; its own are
+    put back on leaving. Holds a copy of its own weights in CPU memory meanwhile."""
+    own = weights_copy(model)
+    model.load_state_dict(weights)  # copied into the model's tensors, cast to their dtype
+    try:
+        yield model
+    finally:
+        model.load_state_dict(own)
 
 
 def _steps(budget: TrainBudget, train_rows: int, seed: int) -> Iterator[tuple[int, list[int]]]:

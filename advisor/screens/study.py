@@ -80,6 +80,9 @@ class StudyScreen(Screen[None]):
         """The share spent before this run of the worker."""
         self.curve: list[tuple[int, float]] = []
         self.points: dict[str, tuple[float, float]] = {}
+        self.marked: dict[str, tuple[float, float, str]] = {}
+        """Points drawn apart from the trials, by label, with their markers: the base model and full fine-tuning,
+        once the study ends."""
         self.recommendation: Recommendation | None = None
 
     def compose(self) -> ComposeResult:
@@ -163,6 +166,7 @@ class StudyScreen(Screen[None]):
             self._cell(event.number, "reason", (event.reason or "")[:60])
         elif isinstance(event, events.StudyFinished):
             self.recommendation = event.recommendation
+            self.mark_points(event.recommendation)
 
     def show_stored_trials(self) -> None:
         """Rows for the trials a resumed study finished before (their records in RUN_DIR/trials/)."""
@@ -243,11 +247,32 @@ class StudyScreen(Screen[None]):
         plot.plt.plot([s for s, _ in self.curve], [v for _, v in self.curve])
         plot.refresh()
 
+    def mark_points(self, recommendation: Recommendation) -> None:
+        """The base model and full fine-tuning (with `--reference full`) on the scatter beside the trials, as the
+        study's own plot has them."""
+        from tuner.plot import BASE_MARKER, FULL_MARKER
+
+        scores = recommendation.scores
+        for point in (scores.points if scores else None) or []:
+            if point.get("is_base") or point.get("is_reference"):
+                marker = BASE_MARKER if point.get("is_base") else FULL_MARKER
+                self.marked[point["label"]] = (point["general"], point["learning"], marker)
+            else:  # a trial, as the study scored it (the pick of a resumed study sent no TrialScored)
+                self.points.setdefault(point["label"], (point["general"], point["learning"]))
+        if self.marked:
+            self.draw_scatter()
+
     def draw_scatter(self) -> None:
         plot = self.query_one("#scatter", PlotextPlot)
         plot.plt.clear_data()
         plot.plt.title("learning vs general (forgets less ->)")
-        plot.plt.scatter([g for g, _ in self.points.values()], [v for _, v in self.points.values()])
+        if self.points:
+            plot.plt.scatter([g for g, _ in self.points.values()], [v for _, v in self.points.values()])
+        for general, learning, marker in self.marked.values():
+            plot.plt.scatter([general], [learning], marker=marker)
+        # The marked points' key under the axis, where no point hides behind it (plotext's legend sits on the
+        # top left, where full fine-tuning, learning more and forgetting more, tends to be).
+        plot.plt.xlabel("  ".join(f"{marker} {label}" for label, (_, _, marker) in self.marked.items()) or None)
         plot.refresh()
 
     # -- actions ------------------------------------------------------------------------------

@@ -184,6 +184,33 @@ async def test_the_study_screen_says_what_runs_between_trial_steps(tiny_model: P
         assert "scoring the base model" not in str(screen.query_one("#status", Static).render())
 
 
+async def test_the_finished_studys_scatter_shows_the_base_model_and_full_fine_tuning(tiny_model: Path, tmp_path: Path):
+    from textual_plotext import PlotextPlot
+
+    from tuner.plot import BASE_MARKER, FULL_MARKER
+
+    app = AdvisorApp(runner=FakeTuner(), runs_root=tmp_path)
+    app.choices = app.choices.__class__(model=str(tiny_model), study_budget=None, trials=1)
+    points = [
+        {"label": "base", "general": 0.45, "learning": 0.05, "is_base": True},
+        {"label": "trial 0", "general": 0.40, "learning": 0.20},
+        {"label": "full fine-tuning", "general": 0.35, "learning": 0.30, "is_reference": True},
+    ]
+    scores = {"plan": {"mode": "pick"}, "base": {"gsm8k": 0.05}, "learning_benchmark": "gsm8k", "points": points}
+    finished = Recommendation.from_json({**recommendation(tmp_path / "run"), "trial": 0, "scores": scores})
+    async with app.run_test(size=(160, 48)) as pilot:
+        app.start_study(app.study_settings(), tmp_path / "run")
+        await settle(app, pilot)
+        screen = app.screen
+        scatter = screen.query_one("#scatter", PlotextPlot)
+        assert FULL_MARKER not in str(scatter.render())  # the fake study's own recommendation has no scores
+        screen.study_event(StudyEvent(events.StudyFinished(finished, [])))
+        await pilot.pause()
+        drawn = str(scatter.render())
+        assert drawn.count(FULL_MARKER) == 2 and drawn.count(BASE_MARKER) == 2  # each point, and its key
+        assert f"{BASE_MARKER} base  {FULL_MARKER} full fine-tuning" in drawn
+
+
 async def test_a_time_budget_runs_the_study_to_its_budget(tiny_model: Path, tmp_path: Path):
     tuner = FakeTuner()
     app = AdvisorApp(runner=tuner, runs_root=tmp_path)

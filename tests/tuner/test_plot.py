@@ -8,7 +8,7 @@ import struct
 import optuna
 import pytest
 
-from tuner.plot import ScorePoint, pareto_front, terminal_plot, write_png
+from tuner.plot import FULL_MARKER, ScorePoint, learning_figure, pareto_front, terminal_plot, write_png
 
 BASE = ScorePoint("base", 0.70, 0.05, is_base=True)  # the best general score: on the front if it counted
 TABLE = [
@@ -20,6 +20,7 @@ TABLE = [
     ScorePoint("trial 4", 0.65, 0.10),
     ScorePoint("trial 5", 0.65, 0.08),  # as general as trial 4 but learned less
 ]
+FULL = ScorePoint("full fine-tuning", 0.68, 0.45, is_reference=True)  # beats every trial: on the front if it counted
 
 
 def test_pareto_front_keeps_the_unbeaten_trials_ordered_by_general_score():
@@ -107,3 +108,22 @@ def test_write_png_creates_missing_folders_and_writes_a_png(tmp_path):
     header = path.read_bytes()[:24]
     assert header[:8] == b"\x89PNG\r\n\x1a\n"
     assert struct.unpack(">II", header[16:24]) == (960, 720)  # 8 x 6 inches at 120 dpi
+
+
+def test_full_fine_tuning_is_its_own_labelled_point_and_never_on_loras_front():
+    assert pareto_front([*TABLE, FULL]) == pareto_front(TABLE)
+    text = terminal_plot([*TABLE, FULL], learning_name="GSM8K accuracy", color=False)
+    assert text.count(FULL_MARKER) == 2 and "full fine-tuning" in text  # the point and its legend entry
+    assert FULL_MARKER not in terminal_plot(TABLE, learning_name="GSM8K accuracy", color=False)
+    narrow = terminal_plot([*TABLE, FULL], learning_name="GSM8K accuracy", width=30, height=12, color=False)
+    assert all(len(line.rstrip()) <= 30 for line in narrow.splitlines()) and narrow.count(FULL_MARKER) == 2
+
+    axes = learning_figure([*TABLE, FULL], learning_name="GSM8K accuracy", title="Math run").axes[0]
+    assert [text.get_text() for text in axes.get_legend().get_texts()] == [
+        "other trials",
+        "Pareto front",
+        "full fine-tuning",
+        "base model",
+    ]
+    drawn = {text.get_text(): text.xy for text in axes.texts}  # each point's label, where the point is
+    assert drawn["full fine-tuning"] == (0.68, 0.45) and drawn["base"] == (0.70, 0.05)

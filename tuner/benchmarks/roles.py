@@ -7,6 +7,7 @@ learning is GSM8K accuracy (math) or HumanEval pass@1 (code), as in Biderman et 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 from tuner.benchmarks.registry import BENCHMARKS
 
@@ -35,8 +36,9 @@ def stored_stderr(score: dict[str, object]) -> float:
     return float(stored) if stored is not None else score_stderr(float(score["score"]), int(score["items"]))  # type: ignore[arg-type]
 
 
-def forgetting_stderr(stderrs: dict[str, float]) -> float | None:
-    """The standard error of the forgetting score: its three benchmarks are independent samples."""
+def forgetting_stderr(stderrs: Mapping[str, float | None]) -> float | None:
+    """The standard error of the forgetting score: its three benchmarks are independent samples (None unless all
+    three have one)."""
     values = [stderrs.get(name) for name in FORGETTING_TASKS]
     if any(value is None for value in values):
         return None
