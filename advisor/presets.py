@@ -6,6 +6,7 @@ through `advisor export`) can start from. Shipped presets live in the repository
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,9 @@ from tuner.settings import (
 PRESETS_DIR = Path(__file__).resolve().parents[1] / "presets"
 """The shipped presets (the repository's presets/ folder)."""
 SOURCES = ("paper", "measured", "study")
+HARDWARE = ("gpu", "cpu")
+"""Where a preset trains: one CUDA GPU in bfloat16, or a CPU in float32. Exports set precision, device and
+attention from it in each tool's own keys."""
 """Where a preset's numbers come from: the paper's settings, our own measured runs, or one study's result."""
 PRESET_SUFFIXES = (".yaml", ".yml")
 
@@ -49,6 +53,13 @@ class Preset:
     """Where the numbers come from, in a sentence or two."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Provenance details (run directory, trial, scores); carried along, never interpreted."""
+    hardware: str = "gpu"
+    """'gpu' (bfloat16 on one CUDA GPU) or 'cpu' (float32); see HARDWARE."""
+    gradient_checkpointing: bool = False
+    """Whether activations are recomputed in the backward pass (what the memory budget was sized with)."""
+    train_examples: int | None = None
+    """The training examples the preset was sized for: tools that count warm-up in steps get
+    `warmup_steps()` for this many (None: an export says how to count them for your data)."""
 
     def __post_init__(self) -> None:
         if not self.name or any(c in self.name for c in "/\\") or self.name.startswith("."):
@@ -57,8 +68,32 @@ class Preset:
             raise ValueError(f"task must be one of {', '.join(TASKS)}, got {self.task!r}")
         if self.source not in SOURCES:
             raise ValueError(f"source must be one of {', '.join(SOURCES)}, got {self.source!r}")
+        if self.hardware not in HARDWARE:
+            raise ValueError(f"hardware must be one of {', '.join(HARDWARE)}, got {self.hardware!r}")
+        if self.train_examples is not None and self.train_examples < 1:
+            raise ValueError(f"train_examples must be at least 1, got {self.train_examples}")
         if self.memory_budget is not None:
             parse_size(self.memory_budget)  # ValueError naming the bad size
+
+    @property
+    def on_cpu(self) -> bool:
+        """Trained on a CPU, in float32."""
+        return self.hardware == "cpu"
+
+    def steps_per_epoch(self) -> int | None:
+        """Optimizer steps in one epoch of `train_examples` unpacked examples at the preset's batch (None: unknown)."""
+        if self.train_examples is None:
+            return None
+        return math.ceil(self.train_examples / self.recipe.batch_size)
+
+    def warmup_steps(self) -> int | None:
+        """The warm-up as optimizer steps: warmup_ratio of every epoch's steps, at least 1 where there is a warm-up
+        (None: train_examples unknown)."""
+        per_epoch = self.steps_per_epoch()
+        if per_epoch is None:
+            return None
+        steps = self.recipe.warmup_ratio * per_epoch * self.recipe.epochs
+        return max(1, round(steps)) if self.recipe.warmup_ratio > 0 else 0
 
     def to_dict(self) -> dict[str, Any]:
         """The preset as plain data, in the order its YAML file lists it (the recipe's fields at the top level)."""
@@ -73,6 +108,11 @@ class Preset:
         flat = {"name": fields.pop("name"), "task": fields.pop("task"), **recipe, **fields}
         if not flat["extra"]:
             flat.pop("extra")
+        if flat["train_examples"] is None:
+            flat.pop("train_examples")
+        extra = flat.pop("extra", None)
+        if extra:
+            flat["extra"] = extra  # provenance details last
         return flat
 
 
@@ -119,16 +159,26 @@ def preset_from_dict(fields: Any, where: str = "preset") -> Preset:
         }
         text = {
             name: None if fields[name] is None else str(fields[name])
-            for name in ("name", "task", "model", "memory_budget", "source", "notes")
+            for name in ("name", "task", "model", "memory_budget", "source", "notes", "hardware")
             if name in fields
         }
+        switches = {name: _switch(fields, name, where) for name in ("gradient_checkpointing",) if name in fields}
+        if fields.get("train_examples") is not None:
+            switches["train_examples"] = _number(fields, "train_examples", int, where)
         extra = fields.get("extra") or {}
         if not isinstance(extra, dict):
             raise AdvisorError(f"{where}: 'extra' must be a mapping")
         recipe = TrainingRecipe(lora=adapter, **numbers)
-        return Preset(recipe=recipe, extra=extra, **text)  # type: ignore[arg-type]
+        return Preset(recipe=recipe, extra=extra, **text, **switches)  # type: ignore[arg-type]
     except ValueError as error:
         raise AdvisorError(f"{where}: {error}") from None
+
+
+def _switch(fields: dict[str, Any], name: str, where: str) -> bool:
+    value = fields[name]
+    if not isinstance(value, bool):
+        raise AdvisorError(f"{where}: {name} must be true or false, got {value!r}")
+    return value
 
 
 def _number(fields: dict[str, Any], name: str, kind: type, where: str, default: Any = None) -> Any:
@@ -219,6 +269,8 @@ def preset_from_study(finished: FinishedStudy, name: str | None = None) -> Prese
         source="study",
         notes=f"Recommended by {where}.",
         extra=extra,
+        hardware="cpu" if (rec.runtime or "").startswith("CPU") else "gpu",
+        train_examples=(rec.data or {}).get("train_examples"),
     )
 
 

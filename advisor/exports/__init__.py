@@ -83,6 +83,8 @@ def carried_fields(preset: Preset, fmt: str) -> dict[str, Any]:
         "seq_len": preset.recipe.seq_len,
         "warmup_ratio": preset.recipe.warmup_ratio,
         "variant": variant if variant in chosen.variants else "lora",
+        "hardware": preset.hardware,
+        "gradient_checkpointing": preset.gradient_checkpointing,
     }
     return {name: values[name] for name in chosen.carried}
 

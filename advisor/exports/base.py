@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import textwrap
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +20,12 @@ ADAPTER = ("rank", "alpha", "targets", "dropout")
 """The preset fields every format carries: the LoRA adapter."""
 TRAINING = ("learning_rate", "epochs", "batch_size", "seq_len")
 """The training settings most formats carry besides the adapter."""
-EVERY_FIELD = (*ADAPTER, *TRAINING, "warmup_ratio", "variant")
-"""Every preset field an export can carry: the adapter, the training settings, the warm-up share and the LoRA
-variant (carried by the formats whose tool has a setting for one)."""
+HARDWARE_FIELDS = ("hardware", "gradient_checkpointing")
+"""Where and how the preset trains: every format with training settings sets both explicitly in its tool's keys
+(precision and device from `hardware`)."""
+EVERY_FIELD = (*ADAPTER, *TRAINING, "warmup_ratio", "variant", *HARDWARE_FIELDS)
+"""Every preset field an export can carry: the adapter, the training settings, the warm-up share, the LoRA
+variant (carried by the formats whose tool has a setting for one), the hardware and gradient checkpointing."""
 VARIANT_TEXT = {
     "rslora": "rank-stabilised LoRA (scaling alpha / sqrt(r))",
     "dora": "DoRA (weight-decomposed LoRA)",
@@ -114,7 +117,13 @@ class ExportFormat:
         if beside:
             lines.append("The full preset, with its provenance, is beside this file in preset.yaml.")
         return "\n".join(
-            textwrap.fill(line, width=110, subsequent_indent="  ", break_long_words=False, break_on_hyphens=False)
+            textwrap.fill(
+                line,
+                width=108,  # the "# " of a comment line keeps it within 110 columns
+                subsequent_indent="  ",
+                break_long_words=False,
+                break_on_hyphens=False,
+            )
             for line in lines
         )
 
@@ -152,6 +161,77 @@ def loraplus_set(ratio: Any) -> bool:
 
 
 # --- writing ---------------------------------------------------------------------------------------------
+
+
+ASSUMED_EXAMPLES = 1000
+"""The training examples a preset that names none is assumed to have, where a tool counts warm-up in steps."""
+FAMILIES = {"llama-2": "llama2", "smollm2": "smollm2"}
+"""Model families by a fragment of the hub id (lower case): what picks each tool's chat template or builder."""
+
+
+def precision(preset: Preset) -> str:
+    """'bf16' on a GPU, 'fp32' on a CPU: the dtype the preset trains in."""
+    return "fp32" if preset.on_cpu else "bf16"
+
+
+def model_family(preset: Preset) -> str | None:
+    """'llama2' or 'smollm2' for the presets' models (by hub id), else None."""
+    model = (hub_id(preset.model) or "").lower()
+    return next((family for fragment, family in FAMILIES.items() if fragment in model), None)
+
+
+def warmup_steps(preset: Preset) -> int:
+    """The warm-up in optimizer steps, for the preset's train_examples (else ASSUMED_EXAMPLES)."""
+    if preset.train_examples is None:
+        preset = replace(preset, train_examples=ASSUMED_EXAMPLES)
+    steps = preset.warmup_steps()
+    assert steps is not None
+    return steps
+
+
+def warmup_steps_note(preset: Preset) -> str:
+    """How `warmup_steps` was counted, and how to count it for other data, for a header or a comment."""
+    recipe = preset.recipe
+    examples = preset.train_examples or ASSUMED_EXAMPLES
+    assumed = "" if preset.train_examples else " (assumed: the preset names no data size)"
+    per_epoch = math.ceil(examples / recipe.batch_size)
+    return (
+        f"{warmup_steps(preset)} warm-up steps = {recipe.warmup_ratio:.0%} of {recipe.epochs} epochs x {per_epoch:,} "
+        f"steps ({examples:,} examples{assumed} / batch {recipe.batch_size}); for your data: "
+        f"{recipe.warmup_ratio:g} x epochs x examples / batch"
+    )
+
+
+def module_names(targets: str) -> list[str]:
+    """The Llama-style linear layers a target set names (attention's q/k/v/o_proj, the MLP's gate/up/down_proj)."""
+    return [
+        *(ATTENTION_MODULES if targets in ("attention", "all") else ()),
+        *(MLP_MODULES if targets != "attention" else ()),
+    ]
+
+
+def expected_settings(preset: Preset) -> dict[str, Any]:
+    """What a tool's own parser must read from an export of the preset: the values compared by
+    scripts/validate_exports.py (learning rate, adapter, epochs, warm-up, precision, device, checkpointing)."""
+    recipe = preset.recipe
+    lora = recipe.lora
+    return {
+        "learning_rate": recipe.learning_rate,
+        "rank": lora.rank,
+        "alpha": lora.alpha,
+        "dropout": lora.dropout,
+        "targets": lora.targets,
+        "target_modules": module_names(lora.targets),
+        "epochs": recipe.epochs,
+        "batch_size": recipe.batch_size,
+        "seq_len": recipe.seq_len,
+        "warmup_ratio": recipe.warmup_ratio,
+        "warmup_steps": warmup_steps(preset),
+        "hardware": preset.hardware,
+        "precision": precision(preset),
+        "gradient_checkpointing": preset.gradient_checkpointing,
+        "family": model_family(preset),
+    }
 
 
 def whole(value: float) -> int | float:

@@ -1,17 +1,70 @@
 """LitGPT: litgpt-lora.yaml, run with `litgpt finetune_lora --config`.
 
-Key names from LitGPT's `litgpt/args.py` and `config_hub/finetune/llama-3.2-1B/lora.yaml`. LitGPT's LoRA
-(`litgpt/lora.py`) is plain LoRA, scaled by alpha / r, with none of rsLoRA, DoRA, PiSSA or LoRA+: a preset with a
-variant exports as plain LoRA and the header says so.
+Key names from LitGPT 0.5.13's `litgpt/args.py`, `litgpt/finetune/lora.py` and
+`config_hub/finetune/llama-3.2-1B/lora.yaml`. LitGPT's LoRA (`litgpt/lora.py`) is plain LoRA, scaled by alpha / r,
+with none of rsLoRA, DoRA, PiSSA or LoRA+: a preset with a variant exports as plain LoRA and the header says so.
+finetune_lora's `validate_args` refuses train.max_norm and train.lr_warmup_fraction, and its `get_lr_scheduler`
+divides by train.lr_warmup_steps (optimizer steps), so the warm-up is a step count; it has no setting for gradient
+clipping, gradient checkpointing (only its multi-device sharding checkpoints activations) or attention (PyTorch's
+SDPA, `litgpt/model.py`). Prompt styles by name from `litgpt/prompts.py` (`llama2`, `smollm2`).
+scripts/export_checks/check_litgpt.py loads the file with LitGPT's own command line and finetune_lora's checks.
 """
 
 from __future__ import annotations
 
+import textwrap
 from typing import Any
 
 from advisor.exports import base
 from advisor.presets import Preset
 from tuner.models import hub_id
+
+PRECISIONS = {"cpu": "32-true", "gpu": "bf16-true"}
+"""The preset's hardware as LitGPT's precision (Lightning Fabric picks the device: CUDA where present)."""
+PROMPT_STYLES = {"llama2": "llama2", "smollm2": "smollm2"}
+"""Each model family's chat format as LitGPT's prompt style (litgpt/prompts.py's names)."""
+
+
+def _note(*paragraphs: str) -> str:
+    """A section comment: each paragraph wrapped to fit a 110-character line once commented."""
+    return "\n".join(
+        textwrap.fill(each, width=106, break_long_words=False, break_on_hyphens=False) for each in paragraphs
+    )
+
+
+def _precision_note(preset: Preset) -> str:
+    """The precision section's comment: where the preset trains, and what finetune_lora has no setting for."""
+    where = (
+        "32-true: float32 on a CPU (Lightning Fabric trains on CUDA instead where a GPU is present)."
+        if preset.on_cpu
+        else "bf16-true: the weights in bfloat16, on one CUDA GPU (Lightning Fabric picks it)."
+    )
+    sized = (
+        "this preset was sized with gradient checkpointing, so it needs more memory here than its budget"
+        if preset.gradient_checkpointing
+        else "this preset trains without it, as it was sized"
+    )
+    return _note(
+        where,
+        "LitGPT's finetune_lora has no setting for gradient checkpointing (only its multi-device sharding "
+        f"checkpoints activations): {sized}. It has none for gradient clipping either (its validate_args refuses "
+        "train.max_norm): it trains unclipped, not at the paper's 1.0. Nor for attention: it uses PyTorch's SDPA.",
+    )
+
+
+def _warmup_steps(preset: Preset) -> int:
+    """The warm-up in optimizer steps, at least 1: finetune_lora's scheduler divides by it."""
+    return max(1, base.warmup_steps(preset))
+
+
+def _train_note(preset: Preset) -> str:
+    """The training section's comment: how lr_warmup_steps was counted and how to recount it."""
+    steps = base.warmup_steps(preset)
+    floor = " (1, not 0: finetune_lora's scheduler divides by it)" if steps == 0 else ""
+    return _note(
+        f"Training: finetune_lora counts lr_warmup_steps in optimizer steps{floor}: {base.warmup_steps_note(preset)} "
+        "(LitGPT trains on the 95% of your file that val_split_fraction leaves). The cosine then decays to 0.",
+    )
 
 
 def litgpt_sections(preset: Preset) -> list[base.Section]:
@@ -19,8 +72,7 @@ def litgpt_sections(preset: Preset) -> list[base.Section]:
     lora = preset.recipe.lora
     attention = lora.targets in ("attention", "all")
     model = hub_id(preset.model)
-    # LitGPT's warm-up fraction is a share of one epoch; ours is a share of all steps.
-    warmup_fraction = round(min(1.0, preset.recipe.warmup_ratio * preset.recipe.epochs), 10)
+    style = PROMPT_STYLES.get(base.model_family(preset) or "")
     return [
         (
             "The model as `litgpt download HUB_ID` stores it.",
@@ -29,7 +81,7 @@ def litgpt_sections(preset: Preset) -> list[base.Section]:
                 "out_dir": f"out/finetune/{preset.name}",
             },
         ),
-        ("bf16-true keeps the weights in bfloat16 (32-true on a CPU).", {"precision": "bf16-true", "devices": 1}),
+        (_precision_note(preset), {"precision": PRECISIONS[preset.hardware], "devices": 1}),
         (
             "LoRA: query, key, value and projection are attention's q/k/v/o_proj; lora_mlp the MLP.",
             {
@@ -45,27 +97,34 @@ def litgpt_sections(preset: Preset) -> list[base.Section]:
             },
         ),
         (
-            "Data: fill in your JSON file (instruction / input / output records).",
+            _note(
+                "Data: fill in your JSON file (instruction / input / output records); "
+                + (
+                    f"prompt_style is LitGPT's {style!r}, the model's chat format."
+                    if style
+                    else "prompt_style is left to LitGPT's default ('alpaca'): set your model's chat format."
+                )
+            ),
             {
                 "data": {
                     "class_path": "litgpt.data.JSON",
-                    "init_args": {"json_path": base.DATA_PLACEHOLDER, "val_split_fraction": 0.05},
+                    "init_args": {
+                        "json_path": base.DATA_PLACEHOLDER,
+                        "val_split_fraction": 0.05,
+                        **({"prompt_style": style} if style else {}),
+                    },
                 }
             },
         ),
         (
-            f"Training: lr_warmup_fraction is a share of one epoch ({preset.recipe.warmup_ratio:.0%} of all steps over "
-            f"{preset.recipe.epochs} epochs);\nlr_warmup_steps must then be null. The cosine decays to min_lr 0.",
+            _train_note(preset),
             {
                 "train": {
                     "global_batch_size": preset.recipe.batch_size,
                     "micro_batch_size": preset.recipe.batch_size,
                     "epochs": preset.recipe.epochs,
                     "max_seq_length": preset.recipe.seq_len,
-                    "lr_warmup_fraction": warmup_fraction,
-                    "lr_warmup_steps": None,
-                    "max_norm": 1.0,
-                    "min_lr": 0.0,
+                    "lr_warmup_steps": _warmup_steps(preset),
                 }
             },
         ),
@@ -82,7 +141,7 @@ def litgpt_sections(preset: Preset) -> list[base.Section]:
 
 
 def read_litgpt(fields: dict[str, Any]) -> dict[str, Any]:
-    """The carried values from litgpt-lora.yaml's fields (its warm-up fraction is a share of one epoch)."""
+    """The carried values from litgpt-lora.yaml's fields (its warm-up is a step count: not carried)."""
     flags = {name: bool(fields.get(f"lora_{name}")) for name in ("query", "key", "value", "projection", "mlp")}
     attention = [flags[name] for name in ("query", "key", "value", "projection")]
     if all(attention):
@@ -96,14 +155,17 @@ def read_litgpt(fields: dict[str, Any]) -> dict[str, Any]:
     optimizer = fields.get("optimizer")
     # Recent LitGPT keeps the learning rate with the optimizer; older versions in train.learning_rate.
     rate = optimizer["init_args"]["lr"] if isinstance(optimizer, dict) else train["learning_rate"]
-    fraction = train.get("lr_warmup_fraction")
+    precision = fields["precision"]
+    hardware = next((name for name, value in PRECISIONS.items() if value == precision), None)
+    if hardware is None:
+        raise TypeError(f"precision {precision}: LoRA Advisor's presets train in 32-true on a CPU or bf16-true")
     return {
         **base.adapter_values(fields["lora_r"], fields["lora_alpha"], targets, fields.get("lora_dropout")),
         "learning_rate": base.as_float(rate),
         "epochs": epochs,
         "batch_size": base.as_int(train["global_batch_size"]),
         "seq_len": base.as_int(train["max_seq_length"]),
-        "warmup_ratio": round(base.as_float(fraction) / epochs, 10) if fraction is not None else 0.0,
+        "hardware": hardware,
     }
 
 
@@ -117,8 +179,11 @@ LITGPT = base.ExportFormat(
     tool="LitGPT",
     file_name="litgpt-lora.yaml",
     usage="litgpt finetune_lora --config {file}",
-    fill_in="data.init_args.json_path (your data); run `litgpt download MODEL` for checkpoint_dir",
-    carried=(*base.ADAPTER, *base.TRAINING, "warmup_ratio"),  # no variant: LitGPT has plain LoRA only
+    fill_in="data.init_args.json_path (your data); run `litgpt download MODEL` for checkpoint_dir; recount "
+    "train.lr_warmup_steps for your data (its comment says how)",
+    # no variant (LitGPT has plain LoRA only), no warm-up share (a step count, which needs the data's size), no
+    # gradient checkpointing (finetune_lora has no setting for it)
+    carried=(*base.ADAPTER, *base.TRAINING, "hardware"),
     write=base.yaml_writer(litgpt_sections),
     read=read_litgpt,
     detect=is_litgpt,

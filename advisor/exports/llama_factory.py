@@ -2,23 +2,51 @@
 
 Key names from LLaMA-Factory's `hparams/finetuning_args.py` and `examples/train_lora/llama3_lora_sft.yaml`; the
 variants are `use_rslora`, `use_dora`, `pissa_init` (with `pissa_iter` and `pissa_convert`) and `loraplus_lr_ratio`.
+Checked against LLaMA-Factory 0.9.5: `hparams/model_args.py` (`flash_attn`, `disable_gradient_checkpointing`),
+`hparams/parser.py` (`get_train_args`, unknown keys refused), `data/template.py` (the `llama2` and `smollm2`
+templates) and transformers' `TrainingArguments` (`bf16`, `use_cpu`, `warmup_ratio`).
 """
 
 from __future__ import annotations
 
+import textwrap
 from typing import Any
 
 from advisor.exports import base
 from advisor.presets import Preset
 from tuner.settings import LORAPLUS_LR_RATIO
 
+TEMPLATES = {
+    "llama2": ("llama2", "Llama-2-chat's [INST] format: the base model's tokenizer has no chat template"),
+    "smollm2": ("smollm2", "SmolLM2-Instruct's own chat format"),
+}
+"""LLaMA-Factory's chat template for each model family (both registered in its `data/template.py`), and what it is."""
+
 
 def llama_factory_sections(preset: Preset) -> list[base.Section]:
     """llama-factory.yaml's sections: model, method, dataset, output, train."""
     lora = preset.recipe.lora
     target = "all" if lora.targets == "all" else ",".join(lora.target_modules())
+    checkpointing = (
+        "on, as the memory budget assumed" if preset.gradient_checkpointing else "off, as the memory budget was sized"
+    )
+    if preset.on_cpu:
+        precision = "float32 on the CPU: use_cpu true, bf16 false (transformers refuses bf16 without a GPU)."
+    else:
+        precision = "bf16 on one GPU (use_cpu false)."
     return [
-        ("model", {"model_name_or_path": base.model_or_placeholder(preset)}),
+        (
+            _note(
+                "model, with PyTorch's SDPA attention (neat_packing below keeps packed examples apart under it with "
+                f"a block-diagonal mask). Gradient checkpointing {checkpointing}: LLaMA-Factory turns it "
+                "on unless disable_gradient_checkpointing is true."
+            ),
+            {
+                "model_name_or_path": base.model_or_placeholder(preset),
+                "flash_attn": "sdpa",
+                "disable_gradient_checkpointing": not preset.gradient_checkpointing,
+            },
+        ),
         (
             "method (lora_target: all = every linear layer but the output head) and the LoRA variant, if any",
             {
@@ -33,11 +61,14 @@ def llama_factory_sections(preset: Preset) -> list[base.Section]:
             },
         ),
         (
-            "dataset: fill in your dataset (its name in data/dataset_info.json) and your model's template.\n"
-            "neat_packing packs rows without attention across examples.",
+            _note(
+                "dataset: fill in your dataset (its name in data/dataset_info.json). "
+                + _template_note(preset)
+                + " neat_packing packs rows without attention across examples."
+            ),
             {
                 "dataset": base.DATA_PLACEHOLDER,
-                "template": "REPLACE_WITH_TEMPLATE",
+                **_template(preset),
                 "cutoff_len": preset.recipe.seq_len,
                 "packing": True,
                 "neat_packing": True,
@@ -45,7 +76,11 @@ def llama_factory_sections(preset: Preset) -> list[base.Section]:
         ),
         ("output", {"output_dir": f"saves/{preset.name}"}),
         (
-            "train (bf16: false on a CPU or a GPU without bfloat16)",
+            _note(
+                f"train: {precision} warmup_ratio (the warm-up's share of the steps) works with every "
+                "transformers LLaMA-Factory 0.9.5 supports: transformers 5 warns that it is deprecated and reads it "
+                "as a warmup_steps below 1, and transformers 4 reads warmup_steps as a count."
+            ),
             {
                 "per_device_train_batch_size": preset.recipe.batch_size,
                 "gradient_accumulation_steps": 1,
@@ -55,10 +90,31 @@ def llama_factory_sections(preset: Preset) -> list[base.Section]:
                 "warmup_ratio": preset.recipe.warmup_ratio,
                 "weight_decay": 0.0,
                 "max_grad_norm": 1.0,
-                "bf16": True,
+                "bf16": not preset.on_cpu,
+                "use_cpu": preset.on_cpu,
             },
         ),
     ]
+
+
+def _note(text: str) -> str:
+    """A section comment wrapped to fit 110 columns with its '# '."""
+    return textwrap.fill(text, width=108, break_long_words=False, break_on_hyphens=False)
+
+
+def _template(preset: Preset) -> dict[str, Any]:
+    """The template key for the preset's model family; none for another model (LLaMA-Factory then reads the
+    tokenizer's own chat template)."""
+    family = base.model_family(preset)
+    return {"template": TEMPLATES[family][0]} if family in TEMPLATES else {}
+
+
+def _template_note(preset: Preset) -> str:
+    family = base.model_family(preset)
+    if family not in TEMPLATES:
+        return "With no template, LLaMA-Factory reads your model's own chat template from its tokenizer."
+    name, what = TEMPLATES[family]
+    return f"template: LLaMA-Factory's {name}, {what}."
 
 
 _VARIANT_KEYS: dict[str, dict[str, Any]] = {
@@ -89,6 +145,9 @@ def read_llama_factory(fields: dict[str, Any]) -> dict[str, Any]:
         ),
         "warmup_ratio": base.as_float(fields.get("warmup_ratio", 0.0)),
         "variant": base.variant_of(flags),
+        # LLaMA-Factory's own defaults where a file leaves them out: on a GPU, gradient checkpointing on
+        "hardware": "cpu" if fields.get("use_cpu") else "gpu",
+        "gradient_checkpointing": not fields.get("disable_gradient_checkpointing", False),
     }
 
 
@@ -102,7 +161,7 @@ LLAMA_FACTORY = base.ExportFormat(
     tool="LLaMA-Factory",
     file_name="llama-factory.yaml",
     usage="llamafactory-cli train {file}",
-    fill_in="dataset (its name in your dataset_info.json) and template (your model's chat template)",
+    fill_in="dataset (its name in your dataset_info.json)",
     carried=base.EVERY_FIELD,
     write=base.yaml_writer(llama_factory_sections),
     read=read_llama_factory,

@@ -61,7 +61,14 @@ def peft_readme(preset: Preset, header: str) -> str:
         f"| warm-up | {preset.recipe.warmup_ratio:.0%} of the steps |\n"
         f"| epochs | {preset.recipe.epochs} |\n"
         f"| batch | {preset.recipe.batch_size} rows of {preset.recipe.seq_len} tokens (packed) |\n"
-        "| weight decay | 0 |\n| gradient clipping | 1.0 |\n" + _VARIANT_README.get(preset.recipe.lora.variant, "")
+        "| weight decay | 0 |\n| gradient clipping | 1.0 |\n"
+        + (
+            "| precision | float32 on the CPU (no autocast) |\n"
+            if preset.on_cpu
+            else "| precision | bf16 on one GPU (model loaded with dtype=torch.bfloat16), SDPA attention |\n"
+        )
+        + f"| gradient checkpointing | {'on' if preset.gradient_checkpointing else 'off'} |\n"
+        + _VARIANT_README.get(preset.recipe.lora.variant, "")
     )
 
 

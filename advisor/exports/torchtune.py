@@ -1,13 +1,18 @@
 """torchtune: torchtune.yaml, run with `tune run lora_finetune_single_device --config`.
 
-Key names from torchtune's `recipes/configs/llama3_2/1B_lora_single_device.yaml` and its LoRA builders, whose
+Key names from torchtune 0.6.1's `recipes/configs/llama3_2/1B_lora_single_device.yaml` and its LoRA builders, whose
 `use_dora` is the one variant they take (`recipes/configs/llama3/8B_dora_single_device.yaml`): torchtune scales
 adapters by alpha / r only and initialises them as LoRA, and its recipe's optimizer has one rate, so rsLoRA, PiSSA
-and LoRA+ export as plain LoRA and the header says so.
+and LoRA+ export as plain LoRA and the header says so. Device, dtype and activation checkpointing/offloading are
+what `recipes/lora_finetune_single_device.py` reads (`utils.get_device`, `training.get_dtype`: 'fp32' or 'bf16');
+prompt templates are `torchtune.models.llama2.Llama2ChatTemplate` and `torchtune.data.ChatMLTemplate`; torchtune
+has no attention setting (`modules/attention_utils.py`: SDPA, flex attention for packed rows on CUDA).
+scripts/export_checks/check_torchtune.py loads the file with `tune validate` and the recipe's own code.
 """
 
 from __future__ import annotations
 
+import textwrap
 from typing import Any
 
 from advisor.exports import base
@@ -27,6 +32,22 @@ _TORCHTUNE_EXAMPLE = {
     "tokenizer_file": "original/tokenizer.model",
     "model_type": "LLAMA3_2",
 }
+
+
+# Each model family's chat format as torchtune's prompt template (a tokenizer argument).
+PROMPT_TEMPLATES = {
+    "llama2": ("torchtune.models.llama2.Llama2ChatTemplate", "Llama-2's chat format ([INST] ... [/INST])"),
+    "smollm2": ("torchtune.data.ChatMLTemplate", "SmolLM2's chat format, ChatML (<|im_start|> ... <|im_end|>)"),
+}
+DEVICES = {"cpu": ("cpu", "fp32"), "gpu": ("cuda", "bf16")}
+"""The preset's hardware as torchtune's device and dtype."""
+
+
+def _note(*paragraphs: str) -> str:
+    """A section comment: each paragraph wrapped to fit a 110-character line once commented."""
+    return "\n".join(
+        textwrap.fill(each, width=106, break_long_words=False, break_on_hyphens=False) for each in paragraphs
+    )
 
 
 def torchtune_family(model: str | None) -> dict[str, str] | None:
@@ -52,6 +73,8 @@ def torchtune_sections(preset: Preset) -> list[base.Section]:
     family = torchtune_family(preset.model)
     builder = family or _TORCHTUNE_EXAMPLE
     attention = [("output_proj" if name == "o_proj" else name) for name in ATTENTION_MODULES]
+    template = PROMPT_TEMPLATES.get(base.model_family(preset) or "")
+    device, dtype = DEVICES[preset.hardware]
     model_note = (
         f"Model: torchtune's own builder for {preset.model}."
         if family
@@ -77,12 +100,13 @@ def torchtune_sections(preset: Preset) -> list[base.Section]:
             },
         ),
         (
-            "Tokenizer: fill in its path (max_seq_len is the packed row length).",
+            _tokenizer_note(preset, family is not None),
             {
                 "tokenizer": {
                     "_component_": builder["tokenizer"],
                     "path": f"REPLACE_WITH_CHECKPOINT_DIR/{builder['tokenizer_file']}",
                     "max_seq_len": preset.recipe.seq_len,
+                    **({"prompt_template": template[0]} if template else {}),
                 }
             },
         ),
@@ -117,8 +141,11 @@ def torchtune_sections(preset: Preset) -> list[base.Section]:
             },
         ),
         (
-            "Optimizer and schedule. num_warmup_steps is a step count, not a share: set it to\n"
-            f"{preset.recipe.warmup_ratio:.0%} of your optimizer steps (epochs x packed rows / batch_size).",
+            _note(
+                "Optimizer and schedule. torchtune counts warm-up in optimizer steps (num_warmup_steps): "
+                f"{base.warmup_steps_note(preset)}. With packed rows an epoch is packed rows / batch_size steps, "
+                "fewer than examples / batch_size: recount with yours.",
+            ),
             {
                 "optimizer": {
                     "_component_": "torch.optim.AdamW",
@@ -127,7 +154,7 @@ def torchtune_sections(preset: Preset) -> list[base.Section]:
                 },
                 "lr_scheduler": {
                     "_component_": "torchtune.training.lr_schedulers.get_cosine_schedule_with_warmup",
-                    "num_warmup_steps": 100,
+                    "num_warmup_steps": base.warmup_steps(preset),
                 },
                 "loss": {"_component_": "torchtune.modules.loss.CEWithChunkedOutputLoss"},
                 "clip_grad_norm": 1.0,
@@ -143,22 +170,43 @@ def torchtune_sections(preset: Preset) -> list[base.Section]:
             },
         ),
         (
-            "Logging, device and memory.",
+            _note(
+                f"Logging, device and memory: {_hardware_text(preset)}, activation checkpointing "
+                f"{'on' if preset.gradient_checkpointing else 'off'} (as the preset was sized). torchtune has no "
+                "attention setting: it uses PyTorch's SDPA (flex attention for packed rows on a CUDA GPU).",
+            ),
             {
                 "metric_logger": {
                     "_component_": "torchtune.training.metric_logging.DiskLogger",
                     "log_dir": "${output_dir}/logs",
                 },
                 "log_every_n_steps": 1,
-                "log_peak_memory_stats": True,
-                "device": "cuda",
-                "dtype": "bf16",
-                "enable_activation_checkpointing": False,
+                "log_peak_memory_stats": not preset.on_cpu,  # CUDA memory statistics
+                "device": device,
+                "dtype": dtype,
+                "enable_activation_checkpointing": preset.gradient_checkpointing,
                 "enable_activation_offloading": False,
                 "profiler": {"_component_": "torchtune.training.setup_torch_profiler", "enabled": False},
             },
         ),
     ]
+
+
+def _hardware_text(preset: Preset) -> str:
+    """Where the preset trains, in words."""
+    return "a CPU in float32" if preset.on_cpu else "one CUDA GPU in bfloat16"
+
+
+def _tokenizer_note(preset: Preset, own_builder: bool) -> str:
+    """The tokenizer section's comment: what to fill in, the row length and the chat format."""
+    template = PROMPT_TEMPLATES.get(base.model_family(preset) or "")
+    if template is None:
+        chat = "prompt_template is left to the tokenizer's default: set your model's chat format."
+    elif own_builder:
+        chat = f"prompt_template is {template[1]}."
+    else:
+        chat = f"prompt_template is {template[1]}: keep it with your model's tokenizer."
+    return _note(f"Tokenizer: fill in its path (max_seq_len is the packed row length); {chat}")
 
 
 def read_torchtune(fields: dict[str, Any]) -> dict[str, Any]:
@@ -177,7 +225,19 @@ def read_torchtune(fields: dict[str, Any]) -> dict[str, Any]:
         "batch_size": base.as_int(fields["batch_size"]) * base.as_int(fields.get("gradient_accumulation_steps", 1)),
         "seq_len": base.as_int(fields["tokenizer"]["max_seq_len"]),
         "variant": base.variant_of({"dora": bool(model.get("use_dora"))}),
+        "hardware": _hardware_of(fields["device"], fields["dtype"]),
+        "gradient_checkpointing": bool(fields.get("enable_activation_checkpointing", False)),  # the recipe's default
     }
+
+
+def _hardware_of(device: Any, dtype: Any) -> str:
+    """'cpu' or 'gpu' from torchtune's device and dtype; TypeError for a pair no preset trains in."""
+    for hardware, pair in DEVICES.items():
+        if (str(device).split(":")[0], str(dtype)) == pair:
+            return hardware
+    raise TypeError(
+        f"device {device} with dtype {dtype}: LoRA Advisor's presets train on a CPU in fp32 or CUDA in bf16"
+    )
 
 
 def is_torchtune(fields: dict[str, Any]) -> bool:
@@ -190,9 +250,10 @@ TORCHTUNE = base.ExportFormat(
     tool="torchtune",
     file_name="torchtune.yaml",
     usage="tune run lora_finetune_single_device --config {file}",
-    fill_in="dataset.source (your data), tokenizer.path, checkpointer.checkpoint_dir and checkpoint_files, "
-    "lr_scheduler.num_warmup_steps (10% of your optimizer steps)",
-    carried=(*base.ADAPTER, *base.TRAINING, "variant"),  # its warm-up is a step count, which needs the data's size
+    fill_in="dataset.source (your data), tokenizer.path, checkpointer.checkpoint_dir and checkpoint_files; "
+    "recount lr_scheduler.num_warmup_steps for your data (its comment says how)",
+    # no warm-up share: torchtune's warm-up is a step count, which needs the data's size
+    carried=(*base.ADAPTER, *base.TRAINING, "variant", *base.HARDWARE_FIELDS),
     write=base.yaml_writer(torchtune_sections),
     read=read_torchtune,
     detect=is_torchtune,

@@ -43,6 +43,8 @@ def fabricate_run(run_dir: Path) -> Path:
         "epochs": 4,
         "objective": {"goal": 0.5, "value": 1.234},
         "run_dir": str(run_dir),
+        "runtime": "CPU (2 threads, float32)",
+        "data": {"train_examples": 7412, "train_tokens": 900000, "tokens_per_second": 200.0},
     }
     settings = {
         "task": "math",
@@ -71,9 +73,12 @@ def test_cli_exports_a_finished_study(capsys, tmp_path):
         "batch_size": 4,
         "seq_len": 256,
         "warmup_ratio": 0.1,
+        "hardware": "cpu",  # where the study ran
+        "gradient_checkpointing": False,
     }
     preset = load_preset(str(tmp_path / "out"))
     assert preset.source == "study" and preset.extra["trial"] == 7 and preset.model == "smollm2-135m-instruct"
+    assert preset.train_examples == 7412  # what tools that count warm-up in steps count it for
     assert f"from trial 7 of the study in {run_dir}" in comments(tmp_path / "out" / "trl-sft.yaml")
 
 

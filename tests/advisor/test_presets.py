@@ -144,6 +144,9 @@ def test_a_variant_round_trips_and_a_preset_without_one_is_plain_lora(tmp_path):
         (GOOD.replace("task: math", "task: poetry"), "task must be one of code, math, custom"),
         (GOOD + "memory_budget: lots\n", "not a memory size: 'lots'"),
         (GOOD.replace("learning_rate: 1.0e-4\n", ""), "missing field 'learning_rate'"),
+        (GOOD + "hardware: tpu\n", "hardware must be one of gpu, cpu, got 'tpu'"),
+        (GOOD + "gradient_checkpointing: sometimes\n", "gradient_checkpointing must be true or false"),
+        (GOOD + "train_examples: 0\n", "train_examples must be at least 1, got 0"),
     ],
 )
 def test_malformed_presets_give_one_clear_line(tmp_path, text, message):
@@ -153,6 +156,18 @@ def test_malformed_presets_give_one_clear_line(tmp_path, text, message):
         load_preset(str(path))
     assert message in str(raised.value) and str(path) in str(raised.value)
     assert "\n" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "hardware", "examples", "warmup"),
+    # warm-up steps: 10 % of 4 epochs of ceil(examples / batch) steps
+    [("math-cpu", "cpu", 7473, 748), ("code-cpu", "cpu", 6400, 640), ("math-24gib", "gpu", 395000, 79000)],
+)
+def test_shipped_presets_say_where_they_train_and_count_warm_up_steps_for_their_data(name, hardware, examples, warmup):
+    preset = load_preset(name)
+    assert (preset.hardware, preset.on_cpu, preset.gradient_checkpointing) == (hardware, hardware == "cpu", False)
+    assert (preset.train_examples, preset.warmup_steps()) == (examples, warmup)
+    assert preset_from_dict({**preset.to_dict(), "train_examples": None}).warmup_steps() is None
 
 
 def test_an_unknown_preset_name_lists_the_shipped_ones():

@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
-from advisor.exports import DATA_PLACEHOLDER
-from tests.advisor.exports.shared import VARIANT_PRESETS, check_header, exported_fields, own_keys, variant_keys
+from advisor.exports import DATA_PLACEHOLDER, export_preset, read_export
+from advisor.exports.axolotl import LLAMA2_CHAT_TEMPLATE, LORA_KERNELS
+from advisor.presets import load_preset
+from tests.advisor.exports.shared import (
+    MLP,
+    VARIANT_PRESETS,
+    check_header,
+    exported_fields,
+    own_keys,
+    variant_keys,
+)
 
 # What axolotl calls the settings of math-24gib (r=16, alpha=32, all linear layers, lr 1e-4, 4 epochs,
-# batch 2 x 512, 10 % warm-up); sources in advisor/exports/axolotl.py's docstring.
+# batch 2 x 512, 10 % warm-up, bf16 on a GPU, no gradient checkpointing, Llama-2); sources in
+# advisor/exports/axolotl.py's docstring.
 OWN_KEYS = {
     "base_model": "meta-llama/Llama-2-7b-hf",
     "adapter": "lora",
@@ -26,7 +37,22 @@ OWN_KEYS = {
     "warmup_ratio": 0.1,
     "weight_decay": 0.0,
     "max_grad_norm": 1.0,
-    "datasets": [{"path": DATA_PLACEHOLDER, "type": "alpaca"}],
+    "datasets": [{"path": DATA_PLACEHOLDER, "type": "chat_template"}],
+    "chat_template": "jinja",
+    "bf16": True,
+    "fp16": False,
+    "attn_implementation": "sdpa",
+    "gradient_checkpointing": False,
+}
+# code-cpu: SmolLM2-135M-Instruct in float32 on the CPU, without the Triton LoRA kernels.
+CPU_KEYS = {
+    "base_model": "HuggingFaceTB/SmolLM2-135M-Instruct",
+    "chat_template": "tokenizer_default",
+    "bf16": False,
+    "fp16": False,
+    "attn_implementation": "sdpa",
+    "gradient_checkpointing": False,
+    **dict.fromkeys(LORA_KERNELS, False),
 }
 
 
@@ -35,7 +61,44 @@ def test_axolotl_file_says_who_wrote_it_from_what_and_how_to_use_it(tmp_path):
 
 
 def test_axolotl_export_uses_axolotls_own_key_names(tmp_path):
-    assert own_keys(exported_fields(tmp_path, "axolotl"), OWN_KEYS) == OWN_KEYS
+    fields = exported_fields(tmp_path, "axolotl")
+    assert own_keys(fields, OWN_KEYS) == OWN_KEYS
+    assert not set(LORA_KERNELS) & set(fields)  # left to axolotl on a GPU
+    assert "flash_attention" not in fields and "sdp_attention" not in fields  # deprecated in axolotl 0.19
+
+
+def test_axolotl_cpu_preset_trains_in_float32_with_the_models_own_template_and_no_gpu_kernels(tmp_path):
+    fields = exported_fields(tmp_path, "axolotl", load_preset("code-cpu"))
+    assert own_keys(fields, CPU_KEYS) == CPU_KEYS
+    assert "chat_template_jinja" not in fields
+
+
+def test_axolotl_gives_llama_2_the_chat_models_template(tmp_path):
+    fields = exported_fields(tmp_path, "axolotl")
+    assert fields["chat_template_jinja"] == LLAMA2_CHAT_TEMPLATE  # survives YAML's line folding
+    sandbox = pytest.importorskip("jinja2.sandbox")
+    turn = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]
+    template = sandbox.ImmutableSandboxedEnvironment().from_string(fields["chat_template_jinja"])
+    assert template.render(messages=turn, bos_token="<s>", eos_token="</s>") == "<s>[INST] Hi [/INST] Hello </s>"
+
+
+def test_an_axolotl_file_without_the_switches_reads_as_axolotls_defaults(tmp_path):
+    fields = exported_fields(tmp_path, "axolotl", load_preset("code-cpu"))
+    for key in ("bf16", "fp16", "gradient_checkpointing"):
+        del fields[key]
+    (tmp_path / "axolotl.yaml").write_text(yaml.safe_dump(fields), encoding="utf-8")
+    values = read_export(tmp_path)
+    assert (values["hardware"], values["gradient_checkpointing"]) == ("gpu", False)  # bf16: auto, checkpointing off
+
+
+def test_axolotl_uses_the_tokenizers_template_for_a_model_it_does_not_know(tmp_path):
+    assert exported_fields(tmp_path, "axolotl", MLP)["chat_template"] == "tokenizer_default"
+
+
+def test_axolotl_section_comments_fit_110_columns(tmp_path):
+    export_preset(load_preset("math-24gib"), "axolotl", tmp_path, origin="a test")
+    body = (tmp_path / "axolotl.yaml").read_text(encoding="utf-8").split("\n\n", 1)[1]
+    assert max(len(line) for line in body.splitlines() if line.startswith("#")) <= 110
 
 
 VARIANT_KEYS = {

@@ -3,14 +3,27 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
-from advisor.exports import DATA_PLACEHOLDER
-from tests.advisor.exports.shared import VARIANT_PRESETS, check_header, exported_fields, own_keys, variant_keys
+from advisor.exports import DATA_PLACEHOLDER, export_preset, read_export
+from advisor.presets import load_preset
+from tests.advisor.exports.shared import (
+    MLP,
+    VARIANT_PRESETS,
+    check_header,
+    comments,
+    exported_fields,
+    own_keys,
+    variant_keys,
+)
 
 # What LLaMA-Factory calls the settings of math-24gib (r=16, alpha=32, all linear layers, lr 1e-4, 4 epochs,
-# batch 2 x 512, 10 % warm-up); sources in advisor/exports/llama_factory.py's docstring.
+# batch 2 x 512, 10 % warm-up, bf16 on a GPU, no gradient checkpointing, Llama-2); sources in
+# advisor/exports/llama_factory.py's docstring.
 OWN_KEYS = {
     "model_name_or_path": "meta-llama/Llama-2-7b-hf",
+    "flash_attn": "sdpa",
+    "disable_gradient_checkpointing": True,
     "stage": "sft",
     "do_train": True,
     "finetuning_type": "lora",
@@ -25,7 +38,19 @@ OWN_KEYS = {
     "lr_scheduler_type": "cosine",
     "warmup_ratio": 0.1,
     "dataset": DATA_PLACEHOLDER,
+    "template": "llama2",
     "output_dir": "saves/math-24gib",
+    "bf16": True,
+    "use_cpu": False,
+}
+# code-cpu: SmolLM2-135M-Instruct in float32 on the CPU.
+CPU_KEYS = {
+    "model_name_or_path": "HuggingFaceTB/SmolLM2-135M-Instruct",
+    "flash_attn": "sdpa",
+    "disable_gradient_checkpointing": True,
+    "template": "smollm2",
+    "bf16": False,
+    "use_cpu": True,
 }
 
 
@@ -35,6 +60,34 @@ def test_llama_factory_file_says_who_wrote_it_from_what_and_how_to_use_it(tmp_pa
 
 def test_llama_factory_export_uses_llama_factorys_own_key_names(tmp_path):
     assert own_keys(exported_fields(tmp_path, "llama-factory"), OWN_KEYS) == OWN_KEYS
+
+
+def test_llama_factory_cpu_preset_trains_in_float32_on_the_cpu_with_smollm2s_template(tmp_path):
+    fields = exported_fields(tmp_path, "llama-factory", load_preset("code-cpu"))
+    assert own_keys(fields, CPU_KEYS) == CPU_KEYS
+    text = (tmp_path / "llama-factory.yaml").read_text(encoding="utf-8")
+    assert "# train: float32 on the CPU: use_cpu true, bf16 false" in text
+
+
+def test_a_llama_factory_file_without_the_switches_reads_as_llama_factorys_defaults(tmp_path):
+    fields = exported_fields(tmp_path, "llama-factory")
+    for key in ("disable_gradient_checkpointing", "use_cpu", "bf16"):
+        del fields[key]
+    (tmp_path / "llama-factory.yaml").write_text(yaml.safe_dump(fields), encoding="utf-8")
+    values = read_export(tmp_path)
+    assert (values["hardware"], values["gradient_checkpointing"]) == ("gpu", True)  # checkpointing on by default
+
+
+def test_llama_factory_leaves_the_template_to_the_tokenizer_for_a_model_it_does_not_know(tmp_path):
+    fields = exported_fields(tmp_path, "llama-factory", MLP)
+    assert "template" not in fields
+    assert "reads your model's own chat template from its tokenizer" in comments(tmp_path / "llama-factory.yaml")
+
+
+def test_llama_factory_section_comments_fit_110_columns(tmp_path):
+    export_preset(load_preset("code-cpu"), "llama-factory", tmp_path, origin="a test")
+    body = (tmp_path / "llama-factory.yaml").read_text(encoding="utf-8").split("\n\n", 1)[1]
+    assert max(len(line) for line in body.splitlines()) <= 110
 
 
 VARIANT_KEYS = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 import pytest
 import yaml
@@ -23,7 +24,7 @@ from advisor.exports import (
     read_export,
 )
 from advisor.exports.base import ADAPTER, ExportFormat
-from advisor.presets import load_preset
+from advisor.presets import load_preset, shipped_presets
 from tests.advisor.exports.shared import ATTENTION, MLP, PRESETS, VARIANT_PRESETS, comments
 from tuner.errors import AdvisorError
 
@@ -31,10 +32,14 @@ from tuner.errors import AdvisorError
 REFUSED = {("torchtune", "mlp")}
 
 
+EVERY_PRESET = {**{name: load_preset(name) for name in shipped_presets()}, **PRESETS}
+"""The shipped presets and the tests' own (a study's kind of result, MLP only, no model named)."""
+
+
 @pytest.mark.parametrize("fmt", FORMATS)
-@pytest.mark.parametrize("key", list(PRESETS))
+@pytest.mark.parametrize("key", list(EVERY_PRESET))
 def test_export_reads_back_as_the_preset(tmp_path, fmt, key):
-    preset = PRESETS[key]
+    preset = EVERY_PRESET[key]
     if (fmt, key) in REFUSED:
         refusal = EXPORT_FORMATS[fmt].refusal(preset)
         assert refusal is not None
@@ -47,6 +52,15 @@ def test_export_reads_back_as_the_preset(tmp_path, fmt, key):
     assert read_export(tmp_path) == carried_fields(preset, fmt)
     assert read_export(tmp_path / CONFIG_FILES[fmt]) == carried_fields(preset, fmt)
     assert load_preset(str(tmp_path)) == preset  # the full preset travels with the export
+
+
+@pytest.mark.parametrize("fmt", [fmt for fmt in FORMATS if "gradient_checkpointing" in EXPORT_FORMATS[fmt].carried])
+@pytest.mark.parametrize("hardware", ["cpu", "gpu"])
+def test_gradient_checkpointing_and_the_hardware_read_back_as_the_preset_sets_them(tmp_path, fmt, hardware):
+    preset = replace(load_preset("math-cpu"), gradient_checkpointing=True, hardware=hardware)
+    export_preset(preset, fmt, tmp_path, origin="a test")
+    assert read_export(tmp_path) == carried_fields(preset, fmt)
+    assert (read_export(tmp_path)["gradient_checkpointing"], read_export(tmp_path)["hardware"]) == (True, hardware)
 
 
 @pytest.mark.parametrize("fmt", FORMATS)

@@ -1,11 +1,16 @@
-"""The torchtune export: torchtune.yaml with torchtune's builders and names, and no MLP-only preset."""
+"""The torchtune export: torchtune.yaml with torchtune's builders and names, its device, dtype, checkpointing and
+warm-up steps from the preset, and no MLP-only preset."""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import pytest
 import yaml
 
-from advisor.exports import export_preset
+from advisor.exports import carried_fields, export_preset, read_export
+from advisor.exports.base import warmup_steps, warmup_steps_note
+from advisor.presets import load_preset, shipped_presets
 from tests.advisor.exports.shared import (
     ATTENTION,
     MLP,
@@ -73,3 +78,56 @@ def test_torchtune_sets_dora_and_says_it_has_no_rslora(tmp_path):
         "torchtune has no setting for rank-stabilised LoRA" in header
         and "alpha = 11.31 scales as rsLoRA does" in header
     )
+
+
+@pytest.mark.parametrize("name", shipped_presets())
+def test_torchtune_export_of_each_shipped_preset_reads_back_as_the_preset(tmp_path, name):
+    preset = load_preset(name)
+    fields = exported_fields(tmp_path, "torchtune", preset)
+    assert read_export(tmp_path) == carried_fields(preset, "torchtune")
+    # the warm-up, not carried (a step count), is the preset's share of its training examples' steps
+    assert fields["lr_scheduler"]["num_warmup_steps"] == warmup_steps(preset)
+    assert fields["enable_activation_checkpointing"] is preset.gradient_checkpointing
+    assert fields["enable_activation_offloading"] is False
+
+
+@pytest.mark.parametrize("preset", [ATTENTION, *VARIANT_PRESETS.values()], ids=lambda preset: preset.name)
+def test_torchtune_export_of_a_custom_preset_reads_back_as_the_preset(tmp_path, preset):
+    fields = exported_fields(tmp_path, "torchtune", preset)
+    assert read_export(tmp_path) == carried_fields(preset, "torchtune")
+    # ATTENTION names no data size: 5 % of 5 epochs x ceil(1,000 assumed examples / batch 3) = 83.5 steps
+    assert fields["lr_scheduler"]["num_warmup_steps"] == warmup_steps(preset) == 84
+
+
+def test_cpu_presets_train_on_the_cpu_in_fp32_with_smollm2s_chatml(tmp_path):
+    fields = exported_fields(tmp_path, "torchtune", load_preset("math-cpu"))
+    assert (fields["device"], fields["dtype"], fields["log_peak_memory_stats"]) == ("cpu", "fp32", False)
+    assert fields["tokenizer"]["prompt_template"] == "torchtune.data.ChatMLTemplate"
+    assert read_export(tmp_path)["hardware"] == "cpu"
+    text = comments(tmp_path / "torchtune.yaml")
+    assert "a CPU in float32, activation checkpointing off" in text and "no attention setting" in text
+
+
+def test_gpu_presets_train_on_cuda_in_bf16_with_llama2s_chat_template(tmp_path):
+    preset = load_preset("code-24gib")
+    fields = exported_fields(tmp_path, "torchtune", preset)
+    assert (fields["device"], fields["dtype"], fields["log_peak_memory_stats"]) == ("cuda", "bf16", True)
+    assert fields["tokenizer"]["prompt_template"] == "torchtune.models.llama2.Llama2ChatTemplate"
+    # 10 % of 4 epochs x 55,000 steps (110,000 examples / batch 2), and the comment says how it was counted
+    assert fields["lr_scheduler"]["num_warmup_steps"] == 22_000
+    assert warmup_steps_note(preset) in comments(tmp_path / "torchtune.yaml")
+
+
+def test_torchtune_sets_activation_checkpointing_where_the_preset_was_sized_with_it(tmp_path):
+    preset = replace(load_preset("math-24gib"), gradient_checkpointing=True)
+    fields = exported_fields(tmp_path, "torchtune", preset)
+    assert fields["enable_activation_checkpointing"] is True
+    assert read_export(tmp_path)["gradient_checkpointing"] is True
+
+
+def test_torchtune_refuses_to_read_a_device_and_dtype_no_preset_trains_in(tmp_path):
+    export_preset(load_preset("math-cpu"), "torchtune", tmp_path, origin="a test")
+    path = tmp_path / "torchtune.yaml"
+    path.write_text(path.read_text(encoding="utf-8").replace("dtype: fp32", "dtype: bf16"), encoding="utf-8")
+    with pytest.raises(AdvisorError, match="device cpu with dtype bf16"):
+        read_export(tmp_path)

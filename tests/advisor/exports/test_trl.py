@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from advisor.exports import DATA_PLACEHOLDER, export_preset
+from advisor.exports import DATA_PLACEHOLDER, carried_fields, export_preset, read_export
+from advisor.presets import load_preset
 from tests.advisor.exports.shared import (
     PRESETS,
     VARIANT_PRESETS,
@@ -98,3 +99,43 @@ def test_trl_sets_rslora_and_dora_and_says_it_has_no_pissa_or_loraplus(tmp_path,
         parser = trl.TrlParser((trl.ScriptArguments, trl.SFTConfig, trl.ModelConfig, trl.DatasetMixtureConfig))
         _, _, model_config, _ = parser.parse_args_and_config(["--config", str(tmp_path / "trl-sft.yaml"), "--use_cpu"])
         assert getattr(trl.get_peft_config(model_config), f"use_{variant}") is True
+
+
+@pytest.mark.filterwarnings("ignore:`gradient_checkpointing` is deprecated:FutureWarning")
+@pytest.mark.parametrize("name", ["math-cpu", "code-cpu"])
+def test_trl_cpu_preset_parses_on_this_cpu_as_written_in_float32(tmp_path, name):
+    """The CPU presets load in `trl sft`'s own parser with nothing added, in float32 on the CPU, no checkpointing."""
+    trl = pytest.importorskip("trl")
+    from trl.scripts.sft import make_parser
+
+    export_preset(load_preset(name), "trl", tmp_path, origin="a test")
+    args = ["--config", str(tmp_path / "trl-sft.yaml")]
+    _, training, model, _ = make_parser().parse_args_and_config(args, fail_with_unknown_args=True)
+    assert (training.bf16, training.fp16, training.use_cpu, model.dtype) == (False, False, True, "float32")
+    assert training.device.type == "cpu" and training.gradient_checkpointing is False
+    assert model.attn_implementation == "sdpa" and trl.get_peft_config(model).r == 16
+
+
+def test_trl_gpu_preset_sets_bf16_and_llama2s_chat_template(tmp_path):
+    fields = exported_fields(tmp_path, "trl", load_preset("math-24gib"))
+    assert own_keys(fields, GPU_KEYS) == GPU_KEYS
+    smol = exported_fields(tmp_path / "smol", "trl", load_preset("math-cpu"))
+    assert "chat_template_path" not in smol  # SmolLM2-Instruct's tokenizer has its own
+
+
+GPU_KEYS = {
+    "dtype": "bfloat16",
+    "attn_implementation": "sdpa",
+    "bf16": True,
+    "use_cpu": False,
+    "gradient_checkpointing": False,
+    "chat_template_path": "meta-llama/Llama-2-7b-chat-hf",
+}
+
+
+@pytest.mark.parametrize("name", ["math-cpu", "code-24gib"])
+def test_trl_export_reads_back_hardware_and_checkpointing(tmp_path, name):
+    preset = load_preset(name)
+    export_preset(preset, "trl", tmp_path, origin="a test")
+    assert read_export(tmp_path) == carried_fields(preset, "trl")
+    assert read_export(tmp_path)["hardware"] == preset.hardware

@@ -1,0 +1,149 @@
+"""LitGPT's check: litgpt-lora.yaml parsed by `litgpt finetune_lora --config`'s own command line (litgpt.__main__'s
+jsonargparse CLI), with finetune_lora's setup swapped for a stand-in that keeps the parsed arguments instead of
+training; then what finetune_lora does with them before training: its validate_args, Lightning Fabric at the parsed
+precision, the LoRA model (litgpt.lora.GPT, on the meta device, from LitGPT's own config for the checkpoint's name),
+the optimizer and get_lr_scheduler. The values are read back from those objects. See common.py for the protocol.
+
+The data file is the one thing filled in, as the export's header asks: a two-record JSON file in a temporary folder
+(`--data.init_args.json_path`), since litgpt.data.JSON refuses a path that does not exist.
+
+Named check_litgpt.py, not litgpt.py: a script's folder comes first on sys.path, so a litgpt.py here would shadow
+the litgpt package it imports."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import inspect
+import io
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import common
+import lightning as L
+import torch
+from litgpt import __main__ as litgpt_cli
+from litgpt.finetune import lora as finetune_lora
+from litgpt.lora import GPT, Config, LoRALinear, LoRAQKVLinear
+from litgpt.prompts import prompt_styles
+from litgpt.utils import instantiate_torch_optimizer
+
+PRECISIONS = {"bf16-true": "bf16", "32-true": "fp32"}
+HARDWARE = {"bf16-true": "gpu", "32-true": "cpu"}
+DTYPES = {torch.bfloat16: "bf16", torch.float32: "fp32"}
+ATTENTION = {"q_proj", "k_proj", "v_proj", "o_proj"}
+MLP = {"gate_proj", "up_proj", "down_proj"}
+DATA = [
+    {"instruction": "Add 2 and 3.", "input": "", "output": "5"},
+    {"instruction": "Add 4 and 5.", "input": "", "output": "9"},
+]
+
+
+def parsed_arguments(path: str, data_file: Path) -> dict[str, Any]:
+    """finetune_lora's arguments as `litgpt finetune_lora --config PATH` parses them; SystemExit's message as a
+    RuntimeError where the parser refuses the file."""
+    captured: dict[str, Any] = {}
+
+    @functools.wraps(finetune_lora.setup)
+    def keep(*args: Any, **kwargs: Any) -> None:
+        captured.update(inspect.signature(finetune_lora.setup).bind(*args, **kwargs).arguments)
+
+    argv = ["litgpt", "finetune_lora", "--config", path, "--data.init_args.json_path", str(data_file)]
+    said = io.StringIO()
+    with mock.patch.dict(litgpt_cli.PARSER_DATA, {"finetune_lora": keep}), mock.patch.object(sys, "argv", argv):
+        try:
+            with contextlib.redirect_stdout(said), contextlib.redirect_stderr(said):
+                litgpt_cli.main()
+        except SystemExit as refused:
+            lines = [line for line in said.getvalue().splitlines() if line.strip()]
+            raise RuntimeError(f"litgpt finetune_lora: {' '.join(lines[-3:]) if lines else refused}") from None
+    if not captured:
+        raise RuntimeError(f"finetune_lora's setup was not reached: {said.getvalue().strip()[:200]}")
+    return captured
+
+
+def targets(names: set[str]) -> str:
+    """'all', 'attention' or 'mlp' from Hugging Face layer names."""
+    return {frozenset(ATTENTION | MLP): "all", frozenset(ATTENTION): "attention", frozenset(MLP): "mlp"}.get(
+        frozenset(names), f"other: {sorted(names)}"
+    )
+
+
+def check(job: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    with tempfile.TemporaryDirectory() as folder:
+        data_file = Path(folder) / "data.json"
+        data_file.write_text(json.dumps(DATA), encoding="utf-8")
+        args = parsed_arguments(job["file"], data_file)
+    train, evaluation = args["train"], args["eval"]
+    finetune_lora.validate_args(train, evaluation)
+    # As setup builds it on one device (strategy "auto"; Fabric picks CUDA where present, else the CPU).
+    fabric = L.Fabric(
+        devices=args["devices"], num_nodes=args["num_nodes"], strategy="auto", precision=args["precision"]
+    )
+    precision = fabric.strategy.precision.precision
+    name = Path(args["checkpoint_dir"]).name
+    config = Config.from_name(
+        name, **{key: args[key] for key in inspect.signature(finetune_lora.setup).parameters if key.startswith("lora_")}
+    )
+    with fabric.strategy.precision.module_init_context(), torch.device("meta"):
+        model = GPT(config)
+    block = model.transformer.h[0]
+    qkv, out = block.attn.qkv, block.attn.proj
+    layers: dict[str, LoRALinear | LoRAQKVLinear] = {}
+    for enabled, hf_name in zip(qkv.enable_lora, ("q_proj", "k_proj", "v_proj"), strict=True):
+        if enabled and qkv.r > 0:
+            layers[hf_name] = qkv
+    mlp = {"gate_proj": block.mlp.fc_1, "up_proj": block.mlp.fc_2, "down_proj": block.mlp.proj}
+    layers.update({hf: module for hf, module in [("o_proj", out), *mlp.items()] if module.r > 0})
+    if not layers:
+        raise RuntimeError("the LoRA model has no LoRA layer in its first block")
+    adapter = common.one_value(
+        rank={module.r for module in layers.values()},
+        alpha={module.lora_alpha for module in layers.values()},
+        dropout={getattr(module.lora_dropout, "p", 0.0) for module in layers.values()},
+    )
+    optimizer = instantiate_torch_optimizer(args["optimizer"], [torch.nn.Parameter(torch.zeros(1))])
+    rate = optimizer.param_groups[0]["lr"]  # before the scheduler, which scales it by the warm-up's first step
+    max_steps = 10 * max(1, train.lr_warmup_steps or 0)  # the schedule's length does not move the warm-up
+    scheduler = finetune_lora.get_lr_scheduler(optimizer, warmup_steps=train.lr_warmup_steps, max_steps=max_steps)
+    data = args["data"]
+    style = next((key for key, kind in prompt_styles.items() if type(data.prompt_style) is kind), None)
+    base_dtype = block.attn.qkv.linear.weight.dtype
+    notes = [
+        f"model {name} from LitGPT's own config (Config.from_name; setup reads the same from the checkpoint's "
+        f"model_config.yaml), on the meta device: base weights {base_dtype}",
+        f"precision {precision} (Fabric's plugin {type(fabric.strategy.precision).__name__}); hardware read from it: "
+        "LitGPT has no device key (Fabric picks CUDA where present)",
+        f"warm-up from get_lr_scheduler's milestone: {scheduler._milestones[0]} optimizer steps",
+        f"data {type(data).__name__} with prompt style {style or type(data.prompt_style).__name__}; max_norm "
+        f"{train.max_norm}, lr_warmup_fraction {train.lr_warmup_fraction}; eval.max_new_tokens "
+        f"{evaluation.max_new_tokens}",
+        "LitGPT has no attention key (PyTorch SDPA) and no gradient checkpointing key in finetune_lora",
+    ]
+    got = {
+        "learning_rate": rate,
+        "rank": adapter["rank"],
+        "alpha": float(adapter["alpha"]),
+        "dropout": float(adapter["dropout"]),
+        "targets": targets(set(layers)),
+        "target_modules": sorted(layers),
+        "epochs": train.epochs,
+        "batch_size": train.batch_size(args["devices"], args["num_nodes"]),
+        "seq_len": train.max_seq_length,
+        "warmup_steps": scheduler._milestones[0],
+        "precision": PRECISIONS.get(precision, precision),
+        "hardware": HARDWARE.get(precision, precision),
+    }
+    if style is not None:
+        got["family"] = style
+    if DTYPES.get(base_dtype) != got["precision"]:
+        notes.append(f"the model's base weights are {base_dtype}, not {precision}")
+    return got, notes
+
+
+if __name__ == "__main__":
+    common.run(check)

@@ -1,0 +1,127 @@
+"""LLaMA-Factory's check: each llama-factory.yaml through `llamafactory-cli train`'s own argument parsing.
+
+Run inside LLaMA-Factory's virtual environment: `python scripts/export_checks/check_llama_factory.py JOBS.json`.
+The file is read as `llamafactory-cli train FILE` reads it (`hparams.parser.read_args`: OmegaConf), parsed by
+`get_train_args` with unknown keys refused (ALLOW_EXTRA_ARGS unset), and its template looked up in LLaMA-Factory's
+template registry, as `get_template_and_fix_tokenizer` does before training. The values come back from the
+argument objects LLaMA-Factory built.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.machinery
+import importlib.util
+import os
+import sys
+import types
+from typing import Any
+from unittest import mock
+
+import common
+
+ATTENTION = {"q_proj", "k_proj", "v_proj", "o_proj"}
+MLP = {"gate_proj", "up_proj", "down_proj"}
+"""A Llama-style layer's linear modules, to name a lora_target list the way the preset does."""
+
+
+def targets_of(lora_target: list[str]) -> str:
+    """'all', 'attention' or 'mlp' for LLaMA-Factory's parsed lora_target, else the names as given."""
+    if lora_target == ["all"]:
+        return "all"
+    chosen = set(lora_target)
+    named = {"attention": ATTENTION, "mlp": MLP, "all": ATTENTION | MLP}
+    return next((name for name, modules in named.items() if chosen == modules), ",".join(lora_target))
+
+
+STUB_SPEC = importlib.machinery.ModuleSpec("torchaudio", None)
+"""The spec of the empty torchaudio stub_torchaudio puts in place."""
+
+
+def stub_torchaudio() -> list[str]:
+    """An empty torchaudio where none is installed, so that LLaMA-Factory's template registry imports; a note."""
+    stubbed = getattr(sys.modules.get("torchaudio"), "__spec__", None) is STUB_SPEC
+    if not stubbed and importlib.util.find_spec("torchaudio") is not None:
+        return []
+    stub = types.ModuleType("torchaudio")
+    stub.__spec__ = STUB_SPEC
+    sys.modules["torchaudio"] = stub
+    return [
+        "torchaudio absent: an empty module stands in for it (llamafactory.data.mm_plugin imports it at the top, "
+        "for audio inputs only); nothing of it is used by argument parsing or the template lookup"
+    ]
+
+
+def check(job: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Parse one export as `llamafactory-cli train` does; the values its argument objects hold."""
+    import torch
+    import transformers.training_args
+    from llamafactory.hparams import get_train_args
+
+    notes = stub_torchaudio()
+    from llamafactory.data.template import TEMPLATES
+
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(mock.patch.object(sys, "argv", ["llamafactory-cli", job["file"]]))
+        stack.enter_context(contextlib.chdir(job["dir"]))  # output_dir is relative to where training starts
+        os.environ.pop("ALLOW_EXTRA_ARGS", None)  # unknown keys are refused
+        if job["expected"]["hardware"] == "gpu" and not torch.cuda.is_available():
+            stack.enter_context(
+                mock.patch.object(transformers.training_args, "is_torch_bf16_gpu_available", lambda: True)
+            )
+            notes.append(
+                "no CUDA here: patched transformers.training_args.is_torch_bf16_gpu_available to True (the check in "
+                "TrainingArguments.__post_init__ that refuses bf16 without a GPU)"
+            )
+        model_args, data_args, training_args, finetuning_args, _ = get_train_args()  # reads sys.argv's YAML
+
+    if data_args.template is not None and data_args.template not in TEMPLATES:
+        raise ValueError(f"Template {data_args.template} does not exist.")  # get_template_and_fix_tokenizer's refusal
+    # transformers 5 copies warmup_ratio into warmup_steps (a share when below 1), which is what the Trainer uses
+    warmup = training_args.warmup_steps
+    warmup_ratio = warmup if 0 < warmup < 1 else (training_args.warmup_ratio or 0.0)
+    if training_args.bf16:
+        precision = "bf16"
+    elif training_args.fp16:
+        precision = "fp16"
+    else:
+        precision = "fp32"
+    values = {
+        "learning_rate": training_args.learning_rate,
+        "rank": finetuning_args.lora_rank,
+        "alpha": finetuning_args.lora_alpha,
+        "dropout": finetuning_args.lora_dropout,
+        "targets": targets_of(finetuning_args.lora_target),
+        "epochs": training_args.num_train_epochs,
+        "batch_size": training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps,
+        # with packing, DataArguments takes 1 off cutoff_len and the packer pads each row to cutoff_len + 1
+        "seq_len": data_args.cutoff_len + 1 if data_args.packing else data_args.cutoff_len,
+        "warmup_ratio": warmup_ratio,
+        "hardware": "cpu" if training_args.use_cpu else "gpu",
+        "precision": precision,
+        "gradient_checkpointing": bool(
+            training_args.gradient_checkpointing or not model_args.disable_gradient_checkpointing
+        ),
+        "family": data_args.template,
+    }
+    if finetuning_args.lora_target != ["all"]:
+        values["target_modules"] = list(finetuning_args.lora_target)
+    notes.append(
+        f"attention: flash_attn={model_args.flash_attn}; device: {training_args.device}; compute dtype: "
+        f"{model_args.compute_dtype} (None: LLaMA-Factory picks it when the model loads, float32 on a CPU)"
+    )
+    if finetuning_args.lora_target == ["all"]:
+        notes.append("lora_target all: LLaMA-Factory names the linear layers (all but the head) when the model loads")
+    if data_args.packing:
+        notes.append(
+            f"packed rows of cutoff_len + 1 = {data_args.cutoff_len + 1} tokens (packing takes 1 off cutoff_len)"
+        )
+    notes.append(
+        f"warm-up read as a ratio (warmup_steps {warmup!r}, warmup_ratio {training_args.warmup_ratio!r}); "
+        "family is the template name"
+    )
+    return values, notes
+
+
+if __name__ == "__main__":
+    common.run(check)

@@ -1,0 +1,273 @@
+"""Every shipped preset, exported for each tool, loaded by that tool's own parser: the proof that a preset runs
+unchanged where it is written for.
+
+Each tool gets a throwaway virtual environment, pinned to the version named below and built on this Python's
+packages (`--system-site-packages`: torch is not installed twice), cached under the advisor's cache. Every shipped
+preset is exported in the tool's format, and scripts/export_checks/check_TOOL.py, run inside that environment,
+loads each file through the tool's own parser or validator (no training) and reads back what the tool built:
+learning rate, adapter, epochs, warm-up, precision, device and gradient checkpointing, compared with the preset's.
+
+    python scripts/validate_exports.py                    # every tool (the first run installs them: minutes)
+    python scripts/validate_exports.py --tools trl,peft   # what the test suite runs
+    python scripts/validate_exports.py --json results.json
+
+A GPU preset on a machine without a GPU is parsed with the tool's bf16/GPU availability check patched to pass
+(the table's notes say so); CPU presets load with nothing patched. Exit status 0 when every file loads and sets
+every value, 1 otherwise, 2 for bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from advisor.exports import EXPORT_FORMATS, FORMATS, export_preset  # noqa: E402 - after the checkout is importable
+from advisor.exports.base import expected_settings  # noqa: E402
+from advisor.presets import load_preset, shipped_presets  # noqa: E402
+from tuner.errors import AdvisorError  # noqa: E402
+from tuner.models import cache_root  # noqa: E402
+
+CHECKS = Path(__file__).resolve().parent / "export_checks"
+NOTE_WIDTH = 160
+"""The table's notes are cut at this many characters."""
+CHECK_TIMEOUT = 900
+"""Seconds one tool's checker may take for every preset (imports included)."""
+
+
+@dataclass(frozen=True)
+class Tool:
+    """One tool: its export format, its package and pinned version, and how its environment is installed."""
+
+    format: str
+    """The `advisor export --format` name."""
+    package: str
+    """The distribution whose installed version the table shows."""
+    version: str
+    installs: tuple[tuple[str, ...], ...]
+    """pip install argument lists, run in order in the tool's environment."""
+
+    @property
+    def checker(self) -> Path:
+        return CHECKS / f"check_{self.format.replace('-', '_')}.py"
+
+    def key(self) -> str:
+        """What the cached environment was built from (a change rebuilds it)."""
+        return json.dumps([self.package, self.version, self.installs])
+
+
+TOOLS: dict[str, Tool] = {
+    tool.format: tool
+    for tool in sorted(
+        (
+            Tool("peft", "peft", "0.21.2", (("peft==0.21.2",),)),
+            Tool("trl", "trl", "1.16.0", (("trl==1.16.0",),)),
+            # LLaMA-Factory's web UI, audio and vision packages (gradio, torchaudio, torchvision, av, modelscope) are
+            # left out: its argument parser needs none of them, and torchaudio would pull another torch.
+            Tool(
+                "llama-factory",
+                "llamafactory",
+                "0.9.5",
+                (
+                    ("--no-deps", "llamafactory==0.9.5"),
+                    (
+                        "accelerate<=1.11.0,>=1.3.0",
+                        "datasets<=4.0.0,>=2.16.0",
+                        "einops",
+                        "fire",
+                        "peft<=0.18.1,>=0.18.0",
+                        "transformers!=4.52.0,!=4.57.0,<=5.6.0,>=4.55.0",
+                        "trl<=0.24.0,>=0.18.0",
+                        "tyro<0.9.0",
+                        "omegaconf",
+                        "pydantic",
+                        "sentencepiece",
+                        "tiktoken",
+                        "protobuf",
+                        "pandas",
+                        "scipy",
+                        "matplotlib",
+                    ),
+                ),
+            ),
+            # axolotl's config schema and validator need none of its kernels, trackers or cloud packages.
+            Tool("axolotl", "axolotl", "0.19.0", (("--no-deps", "axolotl==0.19.0"), ("addict",))),
+            # torchtune 0.6.1 imports torchao.dtypes.nf4tensor, which torchao 0.18 no longer has.
+            Tool("torchtune", "torchtune", "0.6.1", (("torchtune==0.6.1", "torchao==0.13.0"),)),
+            # LitGPT pins huggingface-hub below 1.4, which transformers 5.1 and later cannot import with.
+            Tool(
+                "litgpt",
+                "litgpt",
+                "0.5.13",
+                (("litgpt==0.5.13",), ("huggingface-hub<1.4,>=0.30", "transformers<5.1")),
+            ),
+        ),
+        key=lambda tool: FORMATS.index(tool.format),  # the order `advisor export --format` offers them
+    )
+}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tools", default=",".join(TOOLS), help="comma-separated formats (default: all)")
+    parser.add_argument("--presets", default=None, help="comma-separated shipped presets (default: all)")
+    parser.add_argument("--venvs", type=Path, default=None, help="where the environments are kept (default: cache)")
+    parser.add_argument("--fresh", action="store_true", help="rebuild the environments")
+    parser.add_argument("--json", type=Path, default=None, help="also write the results as JSON here")
+    return parser.parse_args(argv)
+
+
+def environment(tool: Tool, venvs: Path, fresh: bool) -> tuple[Path, float]:
+    """The tool's environment's python, built if missing, stale or `fresh`; and the seconds building it took."""
+    home = venvs / f"{tool.format}-{tool.version}"
+    marker = home / "lora-advisor-installed.json"
+    python = home / "bin" / "python"
+    if not fresh and marker.is_file() and marker.read_text(encoding="utf-8") == tool.key() and python.exists():
+        return python, 0.0
+    started = time.perf_counter()
+    shutil.rmtree(home, ignore_errors=True)
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(home)], check=True)
+    for arguments in tool.installs:
+        done = subprocess.run(
+            [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *arguments],
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode != 0:
+            lines = [line for line in done.stderr.splitlines() if line.startswith("ERROR")] or done.stderr.splitlines()
+            raise AdvisorError(f"installing {' '.join(arguments)} for {tool.format} failed: {lines[-1:]}")
+    marker.write_text(tool.key(), encoding="utf-8")
+    return python, time.perf_counter() - started
+
+
+def installed_version(python: Path, package: str) -> str:
+    done = subprocess.run(
+        [str(python), "-c", f"import importlib.metadata as m; print(m.version({package!r}))"],
+        capture_output=True,
+        text=True,
+    )
+    return done.stdout.strip() or "?"
+
+
+def jobs_for(tool: Tool, presets: list[str], out: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Each preset exported for the tool: the checker's jobs, and the results of presets the export refused."""
+    jobs, refused = [], []
+    for name in presets:
+        preset = load_preset(name)
+        directory = out / tool.format / name
+        try:
+            export_preset(preset, tool.format, directory, origin=f"shipped preset {name}")
+        except AdvisorError as error:
+            refused.append({"preset": name, "loads": False, "message": f"not exported: {error}", "mismatches": {}})
+            continue
+        file = directory / EXPORT_FORMATS[tool.format].file_name
+        jobs.append({"preset": name, "dir": str(directory), "file": str(file), "expected": expected_settings(preset)})
+    return jobs, refused
+
+
+def run_checker(tool: Tool, python: Path, jobs: list[dict[str, Any]], out: Path) -> list[dict[str, Any]]:
+    """The checker's result for every job; a checker that breaks fails every job it did not report."""
+    if not jobs:
+        return []
+    jobs_file = out / f"{tool.format}-jobs.json"
+    jobs_file.write_text(json.dumps(jobs), encoding="utf-8")
+    env = {**os.environ, "PYTHONNOUSERSITE": "1", "TRANSFORMERS_VERBOSITY": "error", "DISABLE_VERSION_CHECK": "0"}
+    env.pop("PYTHONPATH", None)
+    try:
+        done = subprocess.run(
+            [str(python), str(tool.checker), str(jobs_file)],
+            capture_output=True,
+            text=True,
+            cwd=out,
+            env=env,
+            timeout=CHECK_TIMEOUT,
+        )
+        stdout, stderr = done.stdout, done.stderr
+    except subprocess.TimeoutExpired as error:
+        stdout, stderr = (error.stdout or b"").decode(), f"the checker took over {CHECK_TIMEOUT} s"
+    results = {}
+    for line in stdout.splitlines():
+        if line.startswith("{"):
+            result = json.loads(line)
+            results[result["preset"]] = result
+    tail = (stderr.strip().splitlines() or ["no output"])[-1][:300]
+    for job in jobs:
+        results.setdefault(job["preset"], {"preset": job["preset"], "loads": False, "message": f"checker: {tail}"})
+    return [results[job["preset"]] for job in jobs]
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "| tool | version | preset | loads | sets the preset's values | message, notes |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        mismatches = row.get("mismatches") or {}
+        values = (
+            "-"
+            if not row["loads"]
+            else "yes"
+            if not mismatches
+            else "no: " + "; ".join(f"{name} {want!r} -> {got!r}" for name, (want, got) in mismatches.items())
+        )
+        said = "; ".join([row["message"], *row.get("notes", [])] if row["message"] else row.get("notes", []))
+        said = said if len(said) <= NOTE_WIDTH else said[: NOTE_WIDTH - 1] + "…"  # the JSON keeps every note whole
+        lines.append(
+            f"| {row['tool']} | {row['version']} | {row['preset']} | {'yes' if row['loads'] else 'no'} | {values} "
+            f"| {said or '-'} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    chosen = [name.strip() for name in args.tools.split(",") if name.strip()]
+    presets = [name.strip() for name in args.presets.split(",")] if args.presets else shipped_presets()
+    unknown = [name for name in chosen if name not in TOOLS]
+    missing = [name for name in presets if name not in shipped_presets()]
+    if unknown or missing or not chosen:
+        what = f"unknown tool {unknown[0]!r} (known: {', '.join(TOOLS)})" if unknown else "no tools given"
+        if missing:
+            what = f"no shipped preset {missing[0]!r} (shipped: {', '.join(shipped_presets())})"
+        print(f"validate_exports: {what}", file=sys.stderr)
+        return 2
+    venvs = args.venvs or cache_root() / "export-venvs"
+    rows: list[dict[str, Any]] = []
+    timings: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="validate-exports-") as scratch:
+        out = Path(scratch)
+        for name in chosen:
+            tool = TOOLS[name]
+            try:
+                python, built = environment(tool, venvs, args.fresh)
+            except (AdvisorError, subprocess.CalledProcessError) as error:
+                print(f"validate_exports: {error}", file=sys.stderr)
+                return 1
+            version = installed_version(python, tool.package)
+            started = time.perf_counter()
+            jobs, refused = jobs_for(tool, presets, out)
+            results = refused + run_checker(tool, python, jobs, out)
+            checked = time.perf_counter() - started
+            rows += [{"tool": name, "version": version, **result} for result in results]
+            timings.append(f"{name} {version}: installed in {built:.0f} s, checked in {checked:.0f} s")
+            print(f"{name} {version}: {sum(r['loads'] for r in results)}/{len(results)} load", file=sys.stderr)
+    print(table(rows))
+    print("\n" + "; ".join(timings) + " (installed in 0 s: the cached environment)")
+    if args.json:
+        args.json.write_text(json.dumps({"rows": rows, "timings": timings}, indent=1) + "\n", encoding="utf-8")
+    return 0 if all(row["loads"] and not row.get("mismatches") for row in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
