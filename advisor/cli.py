@@ -222,6 +222,7 @@ def _add_memory(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
 def _add_export(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from advisor.export_command import export
     from advisor.exports import FORMATS
+    from advisor.presets import HARDWARE
 
     # Made directly, not with _command: --model and --data-dir do not apply to an export.
     parser = commands.add_parser(
@@ -240,6 +241,12 @@ def _add_export(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     parser.add_argument("--format", dest="fmt", required=True, choices=FORMATS, help="the tool to write for")
     parser.add_argument(
         "--out", type=Path, required=True, metavar="DIR", help="directory for the config and preset.yaml"
+    )
+    parser.add_argument(
+        "--hardware",
+        choices=HARDWARE,
+        default=None,
+        help="train on a GPU (bf16) or a CPU (float32) in the tool (default: the preset's; a study's: where it ran)",
     )
     parser.add_argument("--json", action="store_true", help="print the files written as a JSON list")
 
@@ -418,7 +425,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "export":
             from advisor.export_command import export
 
-            return export(from_run=args.from_run, preset=args.preset, fmt=args.fmt, out=args.out, json_output=args.json)
+            return export(
+                from_run=args.from_run,
+                preset=args.preset,
+                fmt=args.fmt,
+                out=args.out,
+                json_output=args.json,
+                hardware=args.hardware,
+            )
         if args.command == "spectrum":
             from advisor.spectrum_command import spectrum
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from advisor.exports import CONFIG_FILES, FORMATS, USAGE, export_preset
@@ -12,14 +13,21 @@ from tuner.errors import AdvisorError
 
 
 def export(
-    *, from_run: Path | None = None, preset: str | None = None, fmt: str, out: Path, json_output: bool = False
+    *,
+    from_run: Path | None = None,
+    preset: str | None = None,
+    fmt: str,
+    out: Path,
+    json_output: bool = False,
+    hardware: str | None = None,
 ) -> int:
     """Write LoRA settings as another tool's own config: PEFT, axolotl, LLaMA-Factory, TRL, torchtune or LitGPT.
 
     The settings come from a shipped preset or a preset file (--preset), or from a finished study's
     recommendation (--from RUN_DIR). The directory gets the tool's file with its own key names and a comment
     header (where the numbers come from, how to run it, what to fill in: your dataset), and preset.yaml, the
-    full preset.
+    full preset. Precision and device follow the preset's hardware (a study's: where it ran); --hardware gpu or
+    cpu changes it for the tool, e.g. to train on a GPU what a study found on a CPU.
 
       axolotl train DIR/axolotl.yaml              llamafactory-cli train DIR/llama-factory.yaml
       trl sft --config DIR/trl-sft.yaml           litgpt finetune_lora --config DIR/litgpt-lora.yaml
@@ -36,6 +44,9 @@ def export(
     else:
         assert preset is not None
         chosen, origin = load_preset(preset), preset_origin(preset)
+    if hardware is not None and hardware != chosen.hardware:
+        chosen = replace(chosen, hardware=hardware)
+        origin += f", for {'a CPU' if hardware == 'cpu' else 'a GPU'} (--hardware {hardware})"
     written = export_preset(chosen, fmt, out, origin)
     if json_output:
         sys.stdout.write(json.dumps([str(path) for path in written]) + "\n")

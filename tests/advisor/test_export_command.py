@@ -120,3 +120,15 @@ def test_cli_refuses_a_run_without_a_recommendation_and_a_malformed_preset(capsy
     code, _, err = run_cli(capsys, "export", "--preset", str(bad), "--format", "axolotl", "--out", str(tmp_path / "o"))
     assert code == 2 and err == f"advisor: error: preset {bad}: rank must be at least 1, got 0\n"
     assert not (tmp_path / "o").exists()
+
+
+def test_hardware_moves_a_cpu_study_to_a_gpu_in_the_tool(capsys, tmp_path):
+    """A study found on a CPU, trained in the tool on a GPU: bf16 there, and the preset beside it says gpu."""
+    run_dir = fabricate_run(tmp_path / "run")
+    out = tmp_path / "out"
+    code, _, err = run_cli(
+        capsys, "export", "--from", str(run_dir), "--format", "trl", "--hardware", "gpu", "--out", str(out)
+    )
+    assert code == 0 and err == ""
+    assert read_export(out)["hardware"] == "gpu" and load_preset(str(out)).hardware == "gpu"
+    assert "(--hardware gpu)" in comments(out / "trl-sft.yaml")
