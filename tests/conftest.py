@@ -1,9 +1,12 @@
-"""Shared fixtures: the local data mirror, an isolated cache, and a tiny random Llama built in the test."""
+"""Shared fixtures: the local data mirror, an isolated cache, a tiny random Llama built in the test, and a fresh
+PostgreSQL database per test where a server is reachable."""
 
 from __future__ import annotations
 
 import json
 import os
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -40,6 +43,40 @@ os.environ["HF_DATASETS_OFFLINE"] = "1"
 @pytest.fixture(autouse=True)
 def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
     monkeypatch.setenv("ADVISOR_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "advisor-cache"))
+
+
+POSTGRES_ENV = "ADVISOR_TEST_POSTGRES"
+"""The URL of a PostgreSQL database the tests may create databases from (.ci/postgres sets it up)."""
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """The URL of a fresh PostgreSQL database for one test, dropped after it. Without a reachable server the test
+    is skipped with one line saying why, unless CI is set: then it fails (CI starts a server)."""
+    import sqlalchemy
+
+    base = os.environ.get(POSTGRES_ENV)
+    problem, engine = None, None
+    if not base:
+        problem = f"{POSTGRES_ENV} is not set: no PostgreSQL server to test against (.ci/postgres starts one)"
+    else:
+        try:
+            engine = sqlalchemy.create_engine(base, isolation_level="AUTOCOMMIT", poolclass=sqlalchemy.pool.NullPool)
+            engine.connect().close()
+        except sqlalchemy.exc.SQLAlchemyError as error:
+            problem = f"no PostgreSQL server at {base}: {str(error).strip().splitlines()[0]}"
+    if problem is not None:
+        if os.environ.get("CI"):
+            pytest.fail(problem)
+        pytest.skip(problem)
+    assert engine is not None and base is not None
+    name = f"advisor_test_{uuid.uuid4().hex[:12]}"
+    with engine.connect() as connection:
+        connection.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
+    yield sqlalchemy.engine.make_url(base).set(database=name).render_as_string(hide_password=False)
+    with engine.connect() as connection:
+        connection.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    engine.dispose()
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:

@@ -34,12 +34,18 @@ def study_name(run_dir: Path, external_storage: bool) -> str:
     return f"{STUDY_NAME}:{run_dir.resolve()}" if external_storage else STUDY_NAME
 
 
+def driver_url(url: str) -> str:
+    """A PostgreSQL URL with the driver this project installs (psycopg 3) where it names none: SQLAlchemy before 2.1
+    would take psycopg2 for a plain postgresql:// URL."""
+    return "postgresql+psycopg://" + url.removeprefix("postgresql://") if url.startswith("postgresql://") else url
+
+
 def open_storage(url: str) -> optuna.storages.RDBStorage:
     """An Optuna RDB storage, or AdvisorError for a URL it cannot open."""
     import optuna
 
     try:
-        return optuna.storages.RDBStorage(url)
+        return optuna.storages.RDBStorage(driver_url(url))
     except Exception as error:  # noqa: BLE001 (SQLAlchemy raises many types for bad URLs and unreachable servers)
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise AdvisorError(f"cannot open study storage {url!r}: {first}") from None
