@@ -3,11 +3,14 @@ PostgreSQL database per test where a server is reachable."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -77,6 +80,16 @@ def postgres_url() -> Iterator[str]:
     with engine.connect() as connection:
         connection.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     engine.dispose()
+
+
+def load_script(name: str) -> ModuleType:
+    """scripts/NAME.py imported as a module (the scripts are run by path, not installed)."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:

@@ -3,31 +3,20 @@ pinned environment (built once, then kept in ADVISOR_EXPORT_VENVS or ~/.cache/lo
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "validate_exports.py"
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("validate_exports", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["validate_exports"] = module
-    spec.loader.exec_module(module)
-    return module
-
+from tests.conftest import load_script
 
 VENVS = Path(os.environ.get("ADVISOR_EXPORT_VENVS", Path.home() / ".cache" / "lora-advisor" / "export-venvs"))
 """The tools' environments, kept between runs (the first run builds them: about 5 minutes)."""
 
 
 def test_every_tool_loads_every_shipped_preset_and_sets_its_values(tmp_path, capsys):
-    script = load_script()
+    script = load_script("validate_exports")
     results = tmp_path / "results.json"
     status = script.main(["--venvs", str(VENVS), "--json", str(results)])
     rows = json.loads(results.read_text(encoding="utf-8"))["rows"]
@@ -52,13 +41,13 @@ def test_every_tool_loads_every_shipped_preset_and_sets_its_values(tmp_path, cap
     ],
 )
 def test_bad_arguments_get_one_line_and_status_2(argv, message, capsys):
-    assert load_script().main(argv) == 2
+    assert load_script("validate_exports").main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
 
 
 def test_a_mismatch_is_shown_with_both_values():
-    script = load_script()
+    script = load_script("validate_exports")
     row = {"tool": "trl", "version": "1", "preset": "p", "loads": True, "message": "", "notes": []}
     text = script.table([{**row, "mismatches": {"precision": ["fp32", "bf16"]}}])
     assert "no: precision 'fp32' -> 'bf16'" in text

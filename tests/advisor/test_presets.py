@@ -26,6 +26,8 @@ from tuner.records import Recommendation
 from tuner.settings import DataSettings, StudySettings, TrainBudget
 
 SHIPPED = sorted(PRESETS_DIR.glob("*.yaml"))
+PAPER_PRESETS = [path for path in SHIPPED if not path.stem.endswith("-measured")]
+"""The paper's settings (the measured presets are our own runs')."""
 # Llama-2-7B by hand (its config.json): the paper's base model, for which the GPU presets are sized.
 LLAMA2_7B = ModelShape(
     hidden=4096, layers=32, heads=32, kv_heads=32, head_dim=128, intermediate=11008, vocab=32000, tied_embeddings=False
@@ -33,8 +35,20 @@ LLAMA2_7B = ModelShape(
 SMOLLM2 = ModelShape.from_config(SMOLLM2_CONFIG)
 
 
-def test_the_shipped_presets_are_one_per_task_and_budget():
-    assert shipped_presets() == ["code-24gib", "code-80gib", "code-cpu", "math-24gib", "math-80gib", "math-cpu"]
+def test_the_shipped_presets_are_the_papers_per_task_and_budget_and_ours_measured_per_task():
+    paper = ["code-24gib", "code-80gib", "code-cpu", "math-24gib", "math-80gib", "math-cpu"]
+    measured = ["code-cpu-measured", "math-cpu-measured"]
+    assert shipped_presets() == sorted(paper + measured)
+    assert [name for name in shipped_presets() if load_preset(name).source == "measured"] == measured
+
+
+@pytest.mark.parametrize("name", ["code-cpu-measured", "math-cpu-measured"])
+def test_measured_presets_come_from_our_own_study_and_full_run_with_its_figures(name):
+    preset = load_preset(name)
+    assert (preset.source, preset.model, preset.hardware) == ("measured", "smollm2-135m-instruct", "cpu")
+    header = (PRESETS_DIR / f"{name}.yaml").read_text(encoding="utf-8").split("\nname:")[0]
+    assert "Measured by LoRA Advisor" in header and "paired" in header and "Reproduce: advisor tune" in header
+    assert preset.extra["full_run"].startswith("runs/measured-") and preset.extra["change_noise"]
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
@@ -43,10 +57,12 @@ def test_every_shipped_preset_loads_with_a_commented_header(path):
     assert preset == load_preset(str(path))
     assert preset.name == path.stem and preset.source in SOURCES and preset.notes
     header = path.read_text(encoding="utf-8").split("\nname:")[0]
-    assert header.startswith("# ") and "Biderman et al. 2024" in header and "Where the numbers come from" in header
+    assert header.startswith("# ")
+    if preset.source == "paper":
+        assert "Biderman et al. 2024" in header and "Where the numbers come from" in header
 
 
-@pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
+@pytest.mark.parametrize("path", PAPER_PRESETS, ids=[p.stem for p in PAPER_PRESETS])
 def test_shipped_presets_carry_the_papers_settings(path):
     preset = load_preset(path.stem)
     assert preset.source == "paper"
