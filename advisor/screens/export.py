@@ -12,6 +12,9 @@ from textual.widgets import Button, Input, Label, Select, Static
 
 from advisor.exports import FORMATS
 
+HARDWARE_CHOICES = [("on a GPU (bf16)", "gpu"), ("on a CPU (float32)", "cpu")]
+"""Where the exported config trains (the preset's hardware; the study's by default)."""
+
 
 class ExportScreen(ModalScreen["list[Path] | None"]):
     """Writes the study's recommendation in the chosen format; dismisses with the files written (None: cancelled)."""
@@ -22,7 +25,7 @@ class ExportScreen(ModalScreen["list[Path] | None"]):
         width: 72; max-width: 100%; height: auto; max-height: 100%;
         padding: 0 1; border: thick $primary; background: $surface;
     }
-    #dialog Select { width: 100%; }
+    #dialog Select { width: 1fr; }
     #dialog Horizontal { height: 3; align-horizontal: right; }
     #dialog Button { margin-left: 1; }
     #error { color: $error; height: auto; }
@@ -33,10 +36,22 @@ class ExportScreen(ModalScreen["list[Path] | None"]):
         super().__init__()
         self.run_dir = run_dir
 
+    def _study_hardware(self) -> str:
+        """Where the study ran ('cpu' or 'gpu'), what the export trains on unless changed; 'gpu' when unknown."""
+        from advisor.presets import preset_from_run
+        from tuner.errors import AdvisorError
+
+        try:
+            return preset_from_run(self.run_dir)[0].hardware
+        except AdvisorError:
+            return "gpu"
+
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
             yield Label("Export the recommended configuration for")
-            yield Select([(name, name) for name in FORMATS], value=FORMATS[0], allow_blank=False, id="format")
+            with Horizontal(id="choices"):
+                yield Select([(name, name) for name in FORMATS], value=FORMATS[0], allow_blank=False, id="format")
+                yield Select(HARDWARE_CHOICES, value=self._study_hardware(), allow_blank=False, id="hardware")
             yield Label("into the directory")
             yield Input(str(self.run_dir / "export"), id="out")
             yield Static("", id="error")
@@ -51,15 +66,17 @@ class ExportScreen(ModalScreen["list[Path] | None"]):
     @on(Button.Pressed, "#export")
     @on(Input.Submitted, "#out")
     def export(self) -> None:
+        from advisor.export_command import for_hardware
         from advisor.exports import export_preset
         from advisor.presets import preset_from_run
         from tuner.errors import AdvisorError
 
         fmt = str(self.query_one("#format", Select).value)
+        hardware = str(self.query_one("#hardware", Select).value)
         out = Path(self.query_one("#out", Input).value.strip() or self.run_dir / "export") / fmt
         try:
             preset, finished = preset_from_run(self.run_dir)
-            origin = finished.origin()
+            preset, origin = for_hardware(preset, finished.origin(), hardware)
             written = export_preset(preset, fmt, out, origin)
         except OSError as error:
             where = error.filename or out

@@ -625,3 +625,30 @@ async def test_the_full_run_screen_shows_an_existing_run_and_can_report_or_repla
         assert not train_dir.exists() and (run_dir / "train-replaced-1" / "report.json").is_file()
         assert "moved the earlier run to" in str(screen.query_one("#status", Static).render())
         assert not screen.query_one("#existing").display and screen.query_one("#epochs", Input).value == "4"
+
+
+async def test_an_export_trains_where_the_study_ran_unless_the_dialog_says_otherwise(tmp_path: Path):
+    import yaml
+    from textual.widgets import Select
+
+    run_dir = finished_study(tmp_path / "run")
+    ran_on = load_preset_hardware(run_dir)
+    other = "gpu" if ran_on == "cpu" else "cpu"
+    app = AdvisorApp(runner=FakeTuner(), runs_root=tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.push_screen(ExportScreen(run_dir))
+        await pilot.pause()
+        hardware = app.screen.query_one("#hardware", Select)
+        assert hardware.value == ran_on
+        hardware.value = other
+        app.screen.query_one("#out", Input).value = str(tmp_path / "out")
+        await pilot.click("#export")
+        await pilot.pause()
+    preset = yaml.safe_load((tmp_path / "out" / "peft" / "preset.yaml").read_text(encoding="utf-8"))
+    assert preset["hardware"] == other
+
+
+def load_preset_hardware(run_dir: Path) -> str:
+    from advisor.presets import preset_from_run
+
+    return preset_from_run(run_dir)[0].hardware

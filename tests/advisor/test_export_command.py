@@ -131,4 +131,4 @@ def test_hardware_moves_a_cpu_study_to_a_gpu_in_the_tool(capsys, tmp_path):
     )
     assert code == 0 and err == ""
     assert read_export(out)["hardware"] == "gpu" and load_preset(str(out)).hardware == "gpu"
-    assert "(--hardware gpu)" in comments(out / "trl-sft.yaml")
+    assert "exported for a GPU" in comments(out / "trl-sft.yaml")
