@@ -11,7 +11,6 @@ templates of `utils/schemas/enums.py` (`ChatTemplate`: `tokenizer_default`, `jin
 
 from __future__ import annotations
 
-import textwrap
 from typing import Any
 
 from advisor.exports import base
@@ -37,7 +36,7 @@ def axolotl_sections(preset: Preset) -> list[base.Section]:
         ("Base model (hub id or local path).", {"base_model": base.model_or_placeholder(preset)}),
         ("LoRA adapter (lora_target_linear: every linear layer but the output head) and its variant, if any.", adapter),
         (
-            _note(
+            base.note(
                 "Data: fill in your dataset's path. type chat_template reads conversations (a messages list of "
                 "role/content turns), formats them with the chat template below and trains on the assistant's "
                 f"turns only, as LoRA Advisor does. {_template_note(preset)} Rows are packed to sequence_len."
@@ -50,7 +49,7 @@ def axolotl_sections(preset: Preset) -> list[base.Section]:
                 "output_dir": f"./outputs/{preset.name}",
             },
         ),
-        (_note(_hardware_note(preset)), _hardware(preset)),
+        (base.note(_hardware_note(preset)), _hardware(preset)),
         (
             "Training: one optimizer step = micro_batch_size x gradient_accumulation_steps rows.",
             {
@@ -132,11 +131,6 @@ def _hardware_note(preset: Preset) -> str:
             "flash-attn installed) avoids it."
         )
     return f"{where} Gradient checkpointing {checkpointing}."
-
-
-def _note(text: str) -> str:
-    """A section comment wrapped to fit 110 columns with its '# '."""
-    return textwrap.fill(text, width=108, break_long_words=False, break_on_hyphens=False)
 
 
 _VARIANT_KEYS: dict[str, dict[str, Any]] = {

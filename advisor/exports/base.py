@@ -244,6 +244,13 @@ def model_or_placeholder(preset: Preset) -> str:
     return hub_id(preset.model) or MODEL_PLACEHOLDER
 
 
+def note(*paragraphs: str, width: int = 108) -> str:
+    """A section comment's text: each paragraph wrapped to `width` (108: with its '# ', a line fits 110 columns)."""
+    return "\n".join(
+        textwrap.fill(each, width=width, break_long_words=False, break_on_hyphens=False) for each in paragraphs
+    )
+
+
 def comment(text: str) -> str:
     """TEXT as '# ' comment lines."""
     return "".join(f"# {line}".rstrip() + "\n" for line in text.splitlines())

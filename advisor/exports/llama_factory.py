@@ -9,7 +9,6 @@ templates) and transformers' `TrainingArguments` (`bf16`, `use_cpu`, `warmup_rat
 
 from __future__ import annotations
 
-import textwrap
 from typing import Any
 
 from advisor.exports import base
@@ -36,7 +35,7 @@ def llama_factory_sections(preset: Preset) -> list[base.Section]:
         precision = "bf16 on one GPU (use_cpu false)."
     return [
         (
-            _note(
+            base.note(
                 "model, with PyTorch's SDPA attention (neat_packing below keeps packed examples apart under it with "
                 f"a block-diagonal mask). Gradient checkpointing {checkpointing}: LLaMA-Factory turns it "
                 "on unless disable_gradient_checkpointing is true."
@@ -61,7 +60,7 @@ def llama_factory_sections(preset: Preset) -> list[base.Section]:
             },
         ),
         (
-            _note(
+            base.note(
                 "dataset: fill in your dataset (its name in data/dataset_info.json). "
                 + _template_note(preset)
                 + " neat_packing packs rows without attention across examples."
@@ -76,7 +75,7 @@ def llama_factory_sections(preset: Preset) -> list[base.Section]:
         ),
         ("output", {"output_dir": f"saves/{preset.name}"}),
         (
-            _note(
+            base.note(
                 f"train: {precision} warmup_ratio (the warm-up's share of the steps) works with every "
                 "transformers LLaMA-Factory 0.9.5 supports: transformers 5 warns that it is deprecated and reads it "
                 "as a warmup_steps below 1, and transformers 4 reads warmup_steps as a count."
@@ -95,11 +94,6 @@ def llama_factory_sections(preset: Preset) -> list[base.Section]:
             },
         ),
     ]
-
-
-def _note(text: str) -> str:
-    """A section comment wrapped to fit 110 columns with its '# '."""
-    return textwrap.fill(text, width=108, break_long_words=False, break_on_hyphens=False)
 
 
 def _template(preset: Preset) -> dict[str, Any]:
