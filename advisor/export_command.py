@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import replace
 from pathlib import Path
 
-from advisor.exports import CONFIG_FILES, FORMATS, USAGE, export_preset
-from advisor.presets import PRESETS_DIR, Preset, load_preset, preset_from_run, preset_path
+from advisor.exports import CONFIG_FILES, FORMATS, USAGE, export_preset, for_hardware
+from advisor.presets import PRESETS_DIR, load_preset, preset_from_run, preset_path
 from tuner.errors import AdvisorError
 
 
@@ -53,14 +52,6 @@ def export(
         sys.stdout.write(f"wrote {path}\n")
     sys.stdout.write("use: " + USAGE[fmt].format(file=out / CONFIG_FILES[fmt], dir=out) + "\n")
     return 0
-
-
-def for_hardware(preset: Preset, origin: str, hardware: str | None) -> tuple[Preset, str]:
-    """The preset moved to HARDWARE ('gpu' or 'cpu'; None: as it is), and its origin saying so where it moved."""
-    if hardware is None or hardware == preset.hardware:
-        return preset, origin
-    machine = "a CPU" if hardware == "cpu" else "a GPU"
-    return replace(preset, hardware=hardware), f"{origin}, exported for {machine}"
 
 
 def preset_origin(name_or_path: str) -> str:

@@ -11,6 +11,7 @@ discovered, so its order, the --format choices' order, stays in one place).
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,7 @@ __all__ = [
     "export_format",
     "export_header",
     "export_preset",
+    "for_hardware",
     "read_export",
 ]
 
@@ -87,6 +89,14 @@ def carried_fields(preset: Preset, fmt: str) -> dict[str, Any]:
         "gradient_checkpointing": preset.gradient_checkpointing,
     }
     return {name: values[name] for name in chosen.carried}
+
+
+def for_hardware(preset: Preset, origin: str, hardware: str | None) -> tuple[Preset, str]:
+    """The preset moved to HARDWARE ('gpu' or 'cpu'; None: as it is), and its origin saying so where it moved."""
+    if hardware is None or hardware == preset.hardware:
+        return preset, origin
+    machine = "a CPU" if hardware == "cpu" else "a GPU"
+    return replace(preset, hardware=hardware), f"{origin}, exported for {machine}"
 
 
 def export_preset(preset: Preset, fmt: str, out_dir: Path, origin: str) -> list[Path]:

@@ -66,8 +66,7 @@ class ExportScreen(ModalScreen["list[Path] | None"]):
     @on(Button.Pressed, "#export")
     @on(Input.Submitted, "#out")
     def export(self) -> None:
-        from advisor.export_command import for_hardware
-        from advisor.exports import export_preset
+        from advisor.exports import export_preset, for_hardware
         from advisor.presets import preset_from_run
         from tuner.errors import AdvisorError
 
