@@ -68,12 +68,15 @@ class AdvisorApp(App[None]):
         run_dir: Path | None = None,
         runs_root: Path = Path("runs"),
         trainer: Trainer = run_trainer,
+        watch: tuple[str, str] | None = None,
     ) -> None:
         super().__init__()
         self.runner = runner
         self.trainer = trainer
         self.run_dir = run_dir
         self.runs_root = runs_root
+        self.watch = watch
+        """(storage URL, study name): watch a study other processes run, instead of asking for one."""
         self.choices = Choices()
 
     @property
@@ -88,6 +91,9 @@ class AdvisorApp(App[None]):
     def on_mount(self) -> None:
         from advisor.screens.question import QuestionScreen
 
+        if self.watch is not None:
+            self.watch_study(*self.watch)
+            return
         settings = stored_settings(self.run_dir) if self.run_dir is not None else None
         if settings is None:
             self.push_screen(self.steps[0]())
@@ -132,6 +138,21 @@ class AdvisorApp(App[None]):
             memory_budget=parse_size(choices.memory_budget) if choices.memory_budget else None,
             search_budget=spend,
         )
+
+    def watch_study(self, url: str, name: str) -> None:
+        """Watch study NAME in the shared storage at URL; its files go to RUNS_ROOT/NAME."""
+        from advisor.screens.study import StudyScreen
+        from tuner.errors import AdvisorError
+        from tuner.study_state import run_dir_name
+        from tuner.study_watch import open_watched
+
+        try:
+            settings = open_watched(url, name)
+        except AdvisorError as error:
+            self.notify(str(error), severity="error", timeout=10)
+            self.push_screen(self.steps[0]())
+            return
+        self.push_screen(StudyScreen(settings, self.runs_root / run_dir_name(name), watch=(url, name)))
 
     def start_study(self, settings: StudySettings, run_dir: Path) -> None:
         from advisor.screens.study import StudyScreen

@@ -43,6 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = _Parser(prog="advisor", description="LoRA Advisor: LoRA settings found by real short training runs.")
     parser.add_argument("--run", type=Path, default=None, help="open the app on a run directory (resume its study)")
+    parser.add_argument(
+        "--storage", dest="watch_storage", default=None, metavar="URL", help="with --study: watch a shared study live"
+    )
+    parser.add_argument("--study", dest="watch_study", default=None, metavar="NAME", help="the study's name there")
     commands = parser.add_subparsers(dest="command", parser_class=_Parser)
 
     tune_parser = _command(commands, "tune", tune, "search LoRA settings with short real trials")
@@ -136,13 +140,37 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="after the search, full fine-tuning on the same data and budget at its own rates, beside the pick",
     )
+    tune_parser.add_argument(
+        "--workers",
+        type=_positive,
+        default=1,
+        help="worker processes running trials at once on this machine: one per GPU, or CPU processes (default: 1)",
+    )
+    tune_parser.add_argument(
+        "--study",
+        default=None,
+        metavar="NAME",
+        help="the study's name in --storage: the same name joins the same study from any machine",
+    )
+    tune_parser.add_argument("--worker-process", action="store_true", help=argparse.SUPPRESS)
     tune_parser.set_defaults(model=None)  # the preset's, else the built-in default
     _add_eval(commands)
     _add_memory(commands)
     _add_train(commands)
     _add_export(commands)
     _add_spectrum(commands)
+    _add_report(commands)
     return parser
+
+
+def _add_report(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from advisor.report_command import report
+
+    parser = _plain_command(commands, "report", report, "write a study's files from its shared storage")
+    parser.add_argument("--storage", required=True, metavar="URL", help="the Optuna RDB URL the study is stored in")
+    parser.add_argument("--study", required=True, metavar="NAME", help="the study's name there")
+    parser.add_argument("--out", type=Path, default=None, metavar="DIR", help="where its files go (default: runs/NAME)")
+    parser.add_argument("--json", action="store_true", help="print the recommendation as JSON on stdout")
 
 
 def _add_train(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -224,13 +252,9 @@ def _add_export(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     from advisor.exports import FORMATS
     from advisor.presets import HARDWARE
 
-    # Made directly, not with _command: --model and --data-dir do not apply to an export.
-    parser = commands.add_parser(
-        "export",
-        help="write a preset or a study's recommendation as another tool's config",
-        description=export.__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    # Not with _command: --model and --data-dir do not apply to an export.
+    summary = "write a preset or a study's recommendation as another tool's config"
+    parser = _plain_command(commands, "export", export, summary)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument(
         "--from", dest="from_run", type=Path, default=None, metavar="RUN_DIR", help="a finished study's run directory"
@@ -277,13 +301,20 @@ def _add_spectrum(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     parser.add_argument("--json", action="store_true", help="print the spectrum as JSON on stdout")
 
 
+def _plain_command(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], name: str, function: Callable[..., int], summary: str
+) -> argparse.ArgumentParser:
+    """A subcommand whose description is its function's docstring."""
+    return commands.add_parser(
+        name, help=summary, description=function.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+
+
 def _command(
     commands: argparse._SubParsersAction[argparse.ArgumentParser], name: str, function: Callable[..., int], summary: str
 ) -> argparse.ArgumentParser:
-    """A subcommand whose description is its function's docstring, with the options every command shares."""
-    parser = commands.add_parser(
-        name, help=summary, description=function.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    """A subcommand whose description is its function's docstring, with the options the model commands share."""
+    parser = _plain_command(commands, name, function, summary)
     parser.add_argument(
         "--model",
         default=DEFAULT_MODEL,
@@ -364,13 +395,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         restart_with_jemalloc(sys.argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
+    watch = _watched(parser, args)
     if args.command is None:
+        if watch is not None:  # an unknown study or an unreachable storage is said before the app starts
+            from tuner.study_watch import open_watched
+
+            try:
+                open_watched(*watch)
+            except AdvisorError as error:
+                sys.stderr.write(f"advisor: error: {error}\n")
+                return 2
         if not (sys.stdin.isatty() and sys.stdout.isatty()):
             parser.print_help()  # the app needs a terminal; elsewhere, the commands
             return 0
         from advisor.app import AdvisorApp
 
-        AdvisorApp(run_dir=args.run).run()
+        AdvisorApp(run_dir=args.run, watch=watch).run()
         return 0
     # The libraries' own tqdm bars would interleave with ours; tqdm reads this when first imported.
     os.environ.setdefault("TQDM_DISABLE", "1")
@@ -403,6 +443,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 variants=args.variants,
                 range_test=not args.no_range_test,
                 reference=args.reference,
+                workers=args.workers,
+                study=args.study,
+                worker_process=args.worker_process,
+                argv=_after_command(sys.argv[1:] if argv is None else argv, "tune"),
             )
         if args.command == "eval":
             return _run_eval(args)
@@ -433,6 +477,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 json_output=args.json,
                 hardware=args.hardware,
             )
+        if args.command == "report":
+            from advisor.report_command import report
+
+            return report(storage=args.storage, study=args.study, out=args.out, json_output=args.json)
         if args.command == "spectrum":
             from advisor.spectrum_command import spectrum
 
@@ -457,6 +505,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stderr.write("advisor: interrupted\n")
         return 130
     parser.error(f"unknown command {args.command}")
+
+
+def _watched(parser: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[str, str] | None:
+    """The shared study the app watches, (URL, NAME) from the top-level --storage and --study; None without them."""
+    given = (args.watch_storage, args.watch_study)
+    if given == (None, None):
+        return None
+    if None in given:
+        parser.error("--storage URL and --study NAME go together: the app watches study NAME in the storage at URL")
+    if args.command is not None or args.run is not None:
+        parser.error("--storage and --study before a command open the app on a shared study: give them alone")
+    return args.watch_storage, args.watch_study
+
+
+def _after_command(argv: Sequence[str], command: str) -> list[str]:
+    """The arguments after the command's name (what a worker process is started with)."""
+    words = list(argv)
+    return words[words.index(command) + 1 :] if command in words else words
 
 
 def _run_train(args: argparse.Namespace) -> int:

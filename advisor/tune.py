@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from tuner.errors import AdvisorError
@@ -37,6 +38,10 @@ def tune(
     variants: str | None = None,
     range_test: bool = True,
     reference: str | None = None,
+    workers: int = 1,
+    study: str | None = None,
+    worker_process: bool = False,
+    argv: Sequence[str] = (),
 ) -> int:
     """Find a LoRA configuration for your task with real short training runs searched by Optuna.
 
@@ -51,6 +56,8 @@ def tune(
     full fine-tuning then trains on the same data and budget at rates around the pick's / 10 and the paper's,
     and the study reports the ratio of the best rates and the held-out loss gap (Biderman et al. 2024's reference);
     where the pick is scored, the best full run is scored on the same items, beside it on the plot.
+    With --workers N, N processes run the trials at once (one per GPU); with --storage URL --study NAME, processes
+    on other machines join the same study, and whichever finishes last writes the recommendation.
     """
     from rich.console import Console
 
@@ -105,6 +112,18 @@ def tune(
     mirror = resolve_data_dir(data_dir)
     stderr = Console(stderr=True)
     reporter = RichReporter(stderr, stderr if json_output else Console())
+    spawn = None
+    if workers > 1:
+
+        def spawn() -> None:
+            from advisor.workers import run_workers
+
+            reporter.console.print(f"starting {workers} workers on this machine")
+            codes = run_workers(argv, workers, lambda line: reporter.console.print(line, markup=False, highlight=False))
+            for index, code in enumerate(codes, start=1):
+                if code != 0:
+                    reporter.console.print(f"worker {index} exited with code {code}: this process runs what it left")
+
     try:
         recommendation = run_budgeted_study(
             settings,
@@ -118,9 +137,12 @@ def tune(
             space=space,
             range_test=RangeTestPlan() if range_test else None,
             reference=reference,
+            study=study,
+            worker=worker_process,
+            spawn=spawn,
         )
     finally:
         reporter.close()
-    if json_output:
+    if json_output and recommendation is not None:
         sys.stdout.write(json.dumps(recommendation.to_json(), indent=2, default=str) + "\n")
     return 0

@@ -55,6 +55,7 @@ PURE = (
     "tuner.records",
     "tuner.handover",
     "tuner.study_state",
+    "tuner.study_watch",
     "tuner.study_objective",
     "tuner.study_summary",
     "tuner.train_report",

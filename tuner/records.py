@@ -184,6 +184,28 @@ class Recommendation:
             payload.pop("variant")
         return payload
 
+    def headline(self) -> str:
+        """The recommendation in one line, short enough for optuna-dashboard to show whole (it cuts values at 1,024
+        characters)."""
+        source = f"trial {self.trial}" if self.trial is not None else "the paper's setting (no trial completed)"
+        variant = f" ({self.variant})" if self.variant != "lora" else ""
+        parts = [
+            f"{self.task} on {self.model}: {source}: lr {self.learning_rate:.3g}, rank {self.rank}, "
+            f"alpha {self.alpha:g}, targets {self.targets}{variant}, {self.epochs} epochs"
+        ]
+        objective = self.objective or {}
+        if objective.get("target_loss") is not None and objective.get("base_target_loss") is not None:
+            parts.append(f"held-out loss {objective['target_loss']:.4f} (base {objective['base_target_loss']:.4f})")
+        pick = (self.scores.pick if self.scores is not None else None) or {}
+        for name in ("general", "learning"):
+            figure = pick.get(name)
+            if figure and figure.get("score") is not None and figure.get("base") is not None:
+                label = figure.get("benchmark", "general mean")
+                parts.append(f"{label} {figure['score']:.3f} (base {figure['base']:.3f})")
+        if self.trials:
+            parts.append("trials: " + ", ".join(f"{count} {state}" for state, count in self.trials.items()))
+        return "; ".join(parts)[:1000]
+
     @classmethod
     def from_json(cls, payload: dict[str, Any]) -> Recommendation:
         fields_ = _read(cls, payload, "recommendation")

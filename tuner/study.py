@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import math
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,6 +29,7 @@ from tuner.runtime import pick_runtime, quiet_libraries
 from tuner.settings import CONFIRM_TRIALS, HALVING_RATE, VARIANT_LABELS, LoraSettings, StudySettings, TrainBudget
 from tuner.space import SearchSpace, lora_from_params
 from tuner.study_budget import describe_spent
+from tuner.study_loop import StudyLock, run_trials
 from tuner.study_objective import Feasibility, Spending, TrialFailed, TrialObjective, finalist_dir
 from tuner.study_state import (
     StudyState,
@@ -89,6 +90,18 @@ class StudyOptions:
     """The learning-rate range test run before the search (None: search the space's own rates)."""
     reference: str | None = None
     """'full': after the search, full fine-tuning on the same data and budget at its own rates, beside the pick."""
+    study: str | None = None
+    """The study's name in a shared storage (None: the run directory's path names it)."""
+    worker: bool = False
+    """Only run trials: another process (the one that started this worker) holds the run directory and summarises."""
+    spawn: Callable[[], None] | None = None
+    """Runs the study's other workers to their end; called once the study is set up, before this process's search
+    (which then summarises what they ran)."""
+
+    @property
+    def parallel(self) -> bool:
+        """Whether other workers may run this study's trials at the same time."""
+        return self.storage is not None or self.worker or self.spawn is not None
 
 
 @dataclass(frozen=True)
@@ -102,6 +115,28 @@ class StudyInputs:
     hidden_size: int | None
     """The model's width (None where its config names none), for the width rule's learning rate."""
     model_type: str
+
+
+@dataclass(frozen=True)
+class StudyRun:
+    """This process's run of a study: what every stage after set-up works from."""
+
+    settings: StudySettings
+    run_dir: Path
+    study: optuna.Study
+    inputs: StudyInputs
+    runtime: Runtime
+    opts: StudyOptions
+
+    def fields(self) -> tuple[StudySettings, Path, optuna.Study, StudyInputs, Runtime, StudyOptions]:
+        return self.settings, self.run_dir, self.study, self.inputs, self.runtime, self.opts
+
+    def load_model(self, purpose: str = "") -> PreTrainedModel:
+        """The model on this process's device, saying what for (" to score the pick")."""
+        from tuner.models import load_model
+
+        self.opts.report(Stage(f"loading {self.inputs.source.describe()} on {self.runtime.describe()}{purpose}"))
+        return load_model(self.inputs.source, self.runtime.device, self.runtime.dtype)
 
 
 def run_study(
@@ -118,8 +153,12 @@ def run_study(
     first_configurations: list[dict[str, Any]] | None = None,
     range_test: RangeTestPlan | None = RangeTestPlan(),  # noqa: B008 (frozen)
     reference: str | None = None,
-) -> Recommendation:
-    """Run (or resume) a study to its trial count; returns the recommendation (also in recommendation.json).
+    study: str | None = None,
+    worker: bool = False,
+    spawn: Callable[[], None] | None = None,
+) -> Recommendation | None:
+    """Run (or resume, or join) a study to its trial count; returns the recommendation (also in recommendation.json
+    and in the storage), or None for a worker, which only runs trials.
 
     The options are StudyOptions' fields, as keywords.
     """
@@ -134,67 +173,99 @@ def run_study(
         tuple(first_configurations or ()),
         range_test,
         reference,
+        study,
+        worker,
+        spawn,
     )
 
     # Set up: the stored study must match these settings; the data is prepared before anything is written.
-    name = study_name(run_dir, external_storage=storage is not None)
+    if study is not None and storage is None:
+        raise AdvisorError("--study names a study in a shared storage: give its --storage URL too")
+    name = study or study_name(run_dir, external_storage=storage is not None)
+    url = storage or default_storage(run_dir)
     shared = open_storage(storage) if storage else None
-    stored = _check_stored(settings, run_dir, name, shared)
+    stored = _check_stored(settings, run_dir, name, shared, opts)
     inputs = _prepare_inputs(settings, opts)
-    with _run_directory(run_dir):
-        study = _open_study(settings, name, shared or open_storage(default_storage(run_dir)), stored)
-        state = StudyState(study)
-        if state.start(settings):
-            points = starting_points(opts.space, inputs.hidden_size, inputs.model_type, settings.task)
-            state.starting_points = [point.to_json() for point in points]
-            for params in [*opts.first_configurations, *(point.params for point in points)]:
-                if opts.feasible is None or opts.feasible(lora_from_params(params)) is None:
-                    study.enqueue_trial(opts.space.fitting(params), skip_if_exists=True)
-        requeue_interrupted(study)
-        write_json(run_dir / "settings.json", {**settings.to_json(), "storage": opts.storage or "study.db"})
+    lock = StudyLock(url, name)
+    with _run_directory(run_dir, hold=not worker):
+        optuna_study = _open_study(settings, name, shared or open_storage(url), stored)
+        state = StudyState(optuna_study)
+        with lock("setup"):
+            if state.start(settings):
+                points = starting_points(opts.space, inputs.hidden_size, inputs.model_type, settings.task)
+                state.starting_points = [point.to_json() for point in points]
+                for params in [*opts.first_configurations, *(point.params for point in points)]:
+                    if opts.feasible is None or opts.feasible(lora_from_params(params)) is None:
+                        optuna_study.enqueue_trial(opts.space.fitting(params), skip_if_exists=True)
+            if not worker:
+                state.record_run(settings)
+            if storage is None and not worker:  # its own file, before any worker starts: a trial left running
+                requeue_interrupted(optuna_study)  # was killed with the process that ran it
         (run_dir / TRIALS_DIR).mkdir(exist_ok=True)
-        write_trials(run_dir, study)
-        finished = len(finished_trials(study))
-        opts.report(StudyStarted(settings.trials, finished, str(run_dir), *Spending(settings, study).describe()))
+        if not worker:
+            write_json(run_dir / "settings.json", {**settings.to_json(), "storage": opts.storage or "study.db"})
+            write_trials(run_dir, optuna_study)
+        finished = len(finished_trials(optuna_study))
+        spending = Spending(settings, optuna_study)
+        opts.report(StudyStarted(settings.trials, finished, str(run_dir), *spending.describe()))
         base = state.base_losses
         if base is not None and base.get("model_identity") != inputs.identity:
             changed = f"the weights of {settings.model} changed since this study started; use another --out"
             raise AdvisorError(changed)
+        if opts.spawn is not None:
+            opts.spawn()  # the other workers, to their end; this process then runs what they left
 
         # Search: the trials still to run, on the model loaded once, while the budget lasts.
         runtime = pick_runtime()
+        run = StudyRun(settings, run_dir, optuna_study, inputs, runtime, opts)
         model = None
-        if settings.trials > finished and _budget_left(settings, study):
-            base, model = _search(settings, run_dir, study, inputs, runtime, opts)
+        if settings.trials > len(finished_trials(optuna_study)) and _budget_left(settings, optuna_study):
+            base, model = _search(run, lock)
+        if worker:
+            return None
+        with lock("finish"):  # one summary at a time: a second finds the first's work stored and redoes none
+            return _summarise(run, model, base)
 
-        # Summarise: the trial files, the recommendation with its evidence, the scores and their plot.
-        records = write_trials(run_dir, study)
 
-        def recommendation_now() -> Recommendation:
-            chosen = recommend(
-                settings,
-                records,
-                {k: v for k, v in (base or {}).items() if k != "model_identity"},
-                runtime=runtime.describe(),
-                run_dir=str(run_dir),
-                scores=study_scores(settings, run_dir, state, records),
-                search=_search_evidence(settings, study),
-            )
-            scored = pick_summary(chosen.scores, chosen.trial)
-            return replace(chosen, scores=scored, data=_data_size(inputs, records), reference=_reference(state, chosen))
+def _summarise(
+    run: StudyRun,
+    model: PreTrainedModel | None,
+    base: dict[str, Any] | None,
+) -> Recommendation:
+    """The trial files, the finalists re-measured, the recommendation with its evidence, the pick scored, the
+    reference arm, and the recommendation written to the run directory and the storage."""
+    settings, run_dir, study, inputs, runtime, opts = run.fields()
+    state = StudyState(study)
+    # Summarise: the trial files, the recommendation with its evidence, the scores and their plot.
+    records = write_trials(run_dir, study)
 
-        model = _confirm_finalists(settings, run_dir, study, inputs, runtime, opts, model, records)
-        records = write_trials(run_dir, study)
-        base = state.base_losses or base
+    def recommendation_now() -> Recommendation:
+        chosen = recommend(
+            settings,
+            records,
+            {k: v for k, v in (base or {}).items() if k != "model_identity"},
+            runtime=runtime.describe(),
+            run_dir=str(run_dir),
+            scores=study_scores(settings, run_dir, state, records),
+            search=_search_evidence(settings, study),
+        )
+        scored = pick_summary(chosen.scores, chosen.trial)
+        return replace(chosen, scores=scored, data=_data_size(inputs, records), reference=_reference(state, chosen))
+
+    model = _confirm_finalists(run, model, records)
+    records = write_trials(run_dir, study)
+    base = state.base_losses or base
+    recommendation = recommendation_now()
+    if _score_pick(run, model, recommendation, records):
         recommendation = recommendation_now()
-        if _score_pick(settings, run_dir, study, inputs, runtime, opts, model, recommendation, records):
-            recommendation = recommendation_now()
-        if opts.reference is not None and recommendation.trial is not None:
-            _reference_arm(settings, study, inputs, runtime, opts, model, recommendation)
-            recommendation = recommendation_now()
-        write_json(run_dir / "recommendation.json", recommendation.to_json())
-        opts.report(StudyFinished(recommendation, records))
-        return recommendation
+    if opts.reference is not None and recommendation.trial is not None:
+        _reference_arm(run, model, recommendation)
+        recommendation = recommendation_now()
+    write_json(run_dir / "recommendation.json", recommendation.to_json())
+    state.recommendation = recommendation.to_json()
+    state.headline = recommendation.headline()
+    opts.report(StudyFinished(recommendation, records))
+    return recommendation
 
 
 def _data_size(inputs: StudyInputs, records: list[TrialRecord]) -> dict[str, Any]:
@@ -233,9 +304,14 @@ def _search_evidence(settings: StudySettings, study: optuna.Study) -> list[str]:
 
 
 def _check_stored(
-    settings: StudySettings, run_dir: Path, name: str, storage: optuna.storages.RDBStorage | None
+    settings: StudySettings,
+    run_dir: Path,
+    name: str,
+    storage: optuna.storages.RDBStorage | None,
+    opts: StudyOptions,
 ) -> optuna.Study | None:
-    """The study already stored for this run directory, refused when it was started with other settings."""
+    """The study already stored for this run directory (or under --study), refused when it was started with other
+    settings, or when its workers run it to another trial count or budget."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -243,7 +319,11 @@ def _check_stored(
         raise AdvisorError(f"--out {run_dir} exists and is not a directory")
     stored = stored_study(run_dir, name, storage)
     if stored is not None:
-        StudyState(stored).check_identity(settings, run_dir)
+        where = f"study {opts.study!r}" if opts.study is not None else str(run_dir)
+        state = StudyState(stored)
+        state.check_identity(settings, run_dir, where)
+        if opts.study is not None and not opts.worker:
+            state.check_joining(settings, where)
     return stored
 
 
@@ -266,12 +346,13 @@ def _prepare_inputs(settings: StudySettings, opts: StudyOptions) -> StudyInputs:
 
 
 @contextlib.contextmanager
-def _run_directory(run_dir: Path) -> Iterator[None]:
-    """Hold the run directory for this process; a new one is removed again if it fails before any trial file."""
+def _run_directory(run_dir: Path, hold: bool = True) -> Iterator[None]:
+    """Hold the run directory for this process (`hold`; a worker shares the one its parent holds); a new one is
+    removed again if it fails before any trial file."""
     created = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
     try:
-        with run_dir_lock(run_dir):
+        with run_dir_lock(run_dir) if hold else contextlib.nullcontext():
             yield
     except BaseException:
         if created and not (run_dir / TRIALS_DIR).exists():
@@ -291,11 +372,18 @@ def _open_study(
         storage=storage,
         direction="minimize",
         load_if_exists=True,
-        # Seeded past the trials already there, so a resumed study draws fresh points.
-        sampler=optuna.samplers.TPESampler(
-            seed=settings.data.seed + trials_before, n_startup_trials=STARTUP_TRIALS, multivariate=True
-        ),
+        sampler=_sampler(settings.data.seed + trials_before),  # past the trials there: a resumed study draws anew
         pruner=halving_pruner(settings.budget),
+    )
+
+
+def _sampler(seed: int, constant_liar: bool = False) -> optuna.samplers.BaseSampler:
+    """TPE over the space's parameters jointly, after STARTUP_TRIALS; with `constant_liar`, trials still running
+    count as bad, so that parallel workers spread out."""
+    import optuna
+
+    return optuna.samplers.TPESampler(
+        seed=seed, n_startup_trials=STARTUP_TRIALS, multivariate=True, constant_liar=constant_liar
     )
 
 
@@ -310,67 +398,79 @@ def halving_pruner(budget: TrainBudget) -> optuna.pruners.BasePruner:
 
 
 def _search(
-    settings: StudySettings,
-    run_dir: Path,
-    study: optuna.Study,
-    inputs: StudyInputs,
-    runtime: Runtime,
-    opts: StudyOptions,
+    run: StudyRun,
+    lock: StudyLock,
 ) -> tuple[dict[str, Any], PreTrainedModel]:
-    """Load the model, measure the base model's held-out losses once, run the trials left; returns the base losses
-    and the model."""
-    from tuner.models import load_model
+    """Load the model, measure the base model's held-out losses once, run the trials left (claimed one at a time,
+    beside any other workers); returns the base losses and the model."""
     from tuner.runtime import return_freed_memory  # looked up per call: tests record it instead
     from tuner.trial import heldout_loss
 
+    settings, run_dir, study, inputs, runtime, opts = run.fields()
     if settings.memory_budget is not None and not runtime.is_cuda:
         # Under a budget, the peak the estimate predicts rather than glibc's retained pages: 2.8 GB
         # instead of 4.7 GB for r=16 at 4 x 256 on SmolLM2-135M, at 125-160 instead of 190-200 tokens/s.
         return_freed_memory()
-    opts.report(Stage(f"loading {inputs.source.describe()} on {runtime.describe()}"))
-    model = load_model(inputs.source, runtime.device, runtime.dtype)
+    model = run.load_model()
     state = StudyState(study)
-    base = state.base_losses
-    if base is None:
-        opts.report(Stage("scoring the base model on held-out target and general text"))
-        batch = settings.budget.batch_size
-        base = {
-            "model_identity": inputs.identity,
-            "target_loss": heldout_loss(model, inputs.data.heldout, batch, runtime),
-            "general_loss": heldout_loss(model, inputs.data.general, batch, runtime),
-        }
-        state.base_losses = base
-    space = _searched_space(settings, run_dir, study, model, inputs, runtime, opts)
-    scorer = _scorer(settings, study, inputs, runtime, opts) if opts.score_items != 0 else None
-    finalists = run_dir / FINALISTS_DIR
+    with lock("setup"):  # the first worker measures the base model and runs the range tests; the others read them
+        base = state.base_losses
+        if base is None:
+            opts.report(Stage("scoring the base model on held-out target and general text"))
+            batch = settings.budget.batch_size
+            base = {
+                "model_identity": inputs.identity,
+                "target_loss": heldout_loss(model, inputs.data.heldout, batch, runtime),
+                "general_loss": heldout_loss(model, inputs.data.general, batch, runtime),
+            }
+            state.base_losses = base
+        space = _searched_space(run, model)
+    scorer = _scorer(run) if opts.score_items != 0 else None
     spend = Spending(settings, study)
     objective = TrialObjective(
-        settings, space, model, inputs.data, runtime, base, opts.report, opts.feasible, scorer, spend, finalists
+        settings,
+        space,
+        model,
+        inputs.data,
+        runtime,
+        base,
+        opts.report,
+        opts.feasible,
+        scorer,
+        spend,
+        run_dir / FINALISTS_DIR,
+        remeasure_now=opts.parallel,
     )
 
-    def trial_done(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+    def trial_done(trial: optuna.trial.FrozenTrial) -> None:
         record = trial_record(trial)
         write_trial(run_dir, record)
         end = trial.datetime_complete
         seconds = (end - trial.datetime_start).total_seconds() if end and trial.datetime_start else 0.0
         spent = spend.describe()
         opts.report(TrialFinished(trial.number, trial.state.name, trial.value, record.reason, seconds, *spent))
-        if not _budget_left(settings, study):
-            study.stop()  # the next trial's first rung would not fit
 
-    remaining = settings.trials - len(finished_trials(study))
-    if _budget_left(settings, study):
-        study.optimize(objective, n_trials=remaining, catch=(TrialFailed,), callbacks=[trial_done])
+    def reseed(number: int) -> None:
+        """Each trial drawn from a sampler seeded by its number: workers drawing at once draw apart, and TPE's
+        constant liar keeps them off the configurations still running."""
+        study.sampler = _sampler(settings.data.seed + number, constant_liar=True)
+
+    run_trials(
+        study,
+        objective,
+        lambda: StudyState(study).trials or settings.trials,
+        lambda: _budget_left(settings, study),
+        lock,
+        failed=(TrialFailed,),
+        after=trial_done,
+        wait_for_running=not opts.worker,
+        reseed=reseed if opts.parallel else None,
+    )
     return base, model
 
 
 def _confirm_finalists(
-    settings: StudySettings,
-    run_dir: Path,
-    study: optuna.Study,
-    inputs: StudyInputs,
-    runtime: Runtime,
-    opts: StudyOptions,
+    run: StudyRun,
     model: PreTrainedModel | None,
     records: list[TrialRecord],
 ) -> PreTrainedModel | None:
@@ -379,9 +479,9 @@ def _confirm_finalists(
     model, loaded if it had to be."""
     from peft import PeftModel
 
-    from tuner.models import load_model
     from tuner.trial import row_losses
 
+    settings, run_dir, study, inputs, runtime, opts = run.fields()
     confirm, general = inputs.data.confirm, inputs.data.confirm_general
     complete = sorted((r for r in records if r.state == "COMPLETE" and r.value is not None), key=lambda r: r.value)
     finalists = complete[:CONFIRM_TRIALS]
@@ -395,8 +495,7 @@ def _confirm_finalists(
     if not todo and "confirm_general_loss" in base:
         return model
     if model is None:
-        opts.report(Stage(f"loading {inputs.source.describe()} on {runtime.describe()} to re-measure the best trials"))
-        model = load_model(inputs.source, runtime.device, runtime.dtype)
+        model = run.load_model(" to re-measure the best trials")
     batch = settings.budget.batch_size
     if "confirm_general_loss" not in base:
         opts.report(Stage(f"measuring the base model on the confirm sets ({len(confirm)} + {len(general)} rows)"))
@@ -420,12 +519,7 @@ def _confirm_finalists(
 
 
 def _score_pick(
-    settings: StudySettings,
-    run_dir: Path,
-    study: optuna.Study,
-    inputs: StudyInputs,
-    runtime: Runtime,
-    opts: StudyOptions,
+    run: StudyRun,
     model: PreTrainedModel | None,
     recommendation: Recommendation,
     records: list[TrialRecord],
@@ -433,8 +527,8 @@ def _score_pick(
     """Score the pick and the base model after the search, when trials were too short to score each one; returns
     whether scores were added. Scored once: a study run again keeps them until its pick changes."""
     from tuner.events import TrialScored
-    from tuner.models import load_model
 
+    settings, run_dir, study, _, _, opts = run.fields()
     state = StudyState(study)
     plan, pick = state.score_plan, recommendation.trial
     if opts.score_items == 0 or plan is None or plan.get("mode", "pick") != "pick" or pick is None:
@@ -443,38 +537,63 @@ def _score_pick(
     if done is not None and done.get("trial") == pick and "scores" in done:
         return False
     adapter = finalist_dir(run_dir / FINALISTS_DIR, pick)
-    if not (adapter / "adapter_config.json").is_file():
+    record = next((r for r in records if r.number == pick), None)
+    trained_elsewhere = opts.parallel and record is not None and record.lora and record.lora["variant"] != "pissa"
+    if not (adapter / "adapter_config.json").is_file() and not trained_elsewhere:
         why = "its adapter was not kept (a PiSSA adapter, or a trial from before adapters were kept)"
         state.pick_scores = {"trial": pick, "note": f"trial {pick} is not scored: {why}"}
         return True
     if model is None:
-        opts.report(Stage(f"loading {inputs.source.describe()} on {runtime.describe()} to score the pick"))
-        model = load_model(inputs.source, runtime.device, runtime.dtype)
+        model = run.load_model(" to score the pick")
+    if not (adapter / "adapter_config.json").is_file():
+        assert record is not None
+        opts.report(Stage(f"trial {pick}'s adapter is on another worker's machine: training it again here"))
+        start = (state.base_losses or {}).get("target_loss", math.inf)
+        _train_again(run, model, record, adapter, start)
     train_seconds = sum(record.train_seconds or 0.0 for record in records)
-    figures = _scorer(settings, study, inputs, runtime, opts).score_pick(model, adapter, pick, train_seconds)
+    figures = _scorer(run).score_pick(model, adapter, pick, train_seconds)
     scores = {name: float(score["score"]) for name, score in figures["scores"].items()}
     learning = LEARNING_TASK.get(settings.task)
     opts.report(TrialScored(pick, scores, forgetting_score(scores), scores.get(learning) if learning else None))
     return True
 
 
-def _reference_arm(
-    settings: StudySettings,
-    study: optuna.Study,
-    inputs: StudyInputs,
-    runtime: Runtime,
-    opts: StudyOptions,
-    model: PreTrainedModel | None,
-    recommendation: Recommendation,
-) -> None:
+def _train_again(run: StudyRun, model: PreTrainedModel, record: TrialRecord, adapter: Path, start_loss: float) -> None:
+    """Train a trial's adapter again as it was trained (its parameters, budget and seed) and keep it at `adapter`:
+    for a pick trained by a worker on another machine, whose adapter this one does not hold."""
+    from tuner.trial import run_trial
+
+    settings, _, _, inputs, runtime, _ = run.fields()
+
+    def keep(adapted: Any, result: TrialResult) -> None:
+        partial = adapter.with_name(adapter.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        adapted.save_pretrained(str(partial))
+        partial.rename(adapter)
+
+    adapter.parent.mkdir(parents=True, exist_ok=True)
+    run_trial(
+        model,
+        inputs.data,
+        lora_from_params(record.params),
+        float(record.params["learning_rate"]),
+        settings.budget,
+        runtime,
+        start_loss=start_loss,
+        seed=settings.data.seed + record.number,
+        on_trained=keep,
+    )
+
+
+def _reference_arm(run: StudyRun, model: PreTrainedModel | None, recommendation: Recommendation) -> None:
     """Full fine-tuning at its rates around the pick's / 10, each trained as a trial is (same data, budget,
     schedule and seed) and measured on the held-out and confirm rows; each run is stored once it ends, so a study
     run again trains only the rates still missing. Where the pick has benchmark scores, the best run is scored on
     the same items, once: its weights are kept in memory from its run (trained again where they are not there)."""
-    from tuner.models import load_model
     from tuner.reference import best_run, current_scores, rate_key, reference_rates
     from tuner.trial import row_losses, run_trial, swapped_weights, weights_copy
 
+    settings, _, study, inputs, runtime, opts = run.fields()
     state = StudyState(study)
     runs = dict(state.reference or {})
     rates = [
@@ -494,8 +613,7 @@ def _reference_arm(
     if not rates and to_score() is None:
         return
     if model is None:
-        opts.report(Stage(f"loading {inputs.source.describe()} on {runtime.describe()} for the reference"))
-        model = load_model(inputs.source, runtime.device, runtime.dtype)
+        model = run.load_model(" for the reference")
     base = state.base_losses or {}
     data, batch, dtype = inputs.data, settings.budget.batch_size, next(model.parameters()).dtype
     kept: dict[str, Any] = {}
@@ -554,7 +672,7 @@ def _reference_arm(
         opts.report(Stage(f"full fine-tuning at learning rate {rate:.3g} stopped early this time; not scored"))
         return
     with swapped_weights(model, kept["weights"]):
-        figures = _scorer(settings, study, inputs, runtime, opts).score_full(model, items)
+        figures = _scorer(run).score_full(model, items)
     state.reference_scores = {"rate": rate, **figures}
 
 
@@ -585,20 +703,13 @@ def _budget_left(settings: StudySettings, study: optuna.Study) -> bool:
     return Spending(settings, study).first_rung_fits()
 
 
-def _searched_space(
-    settings: StudySettings,
-    run_dir: Path,
-    study: optuna.Study,
-    model: PreTrainedModel,
-    inputs: StudyInputs,
-    runtime: Runtime,
-    opts: StudyOptions,
-) -> SearchSpace:
+def _searched_space(run: StudyRun, model: PreTrainedModel) -> SearchSpace:
     """The space the trials draw from: its rates from the range tests (each run once, first: the single guess's,
     then one per other variant searched, whose trials draw from their own range), widened to hold the starting
     points."""
     from tuner.range_test import RangeResult, range_file, run_range_test
 
+    settings, run_dir, study, inputs, runtime, opts = run.fields()
     state = StudyState(study)
     space = opts.space
     points = state.starting_points or []
@@ -654,12 +765,11 @@ def range_test_within_budget(plan: RangeTestPlan | None, settings: StudySettings
     return replace(plan, steps=steps) if steps >= MIN_RANGE_TEST_STEPS else None
 
 
-def _scorer(
-    settings: StudySettings, study: optuna.Study, inputs: StudyInputs, runtime: Runtime, opts: StudyOptions
-) -> TrialScorer:
+def _scorer(run: StudyRun) -> TrialScorer:
     """What scores the surviving trials on the benchmarks (the forgetting three and the task's own)."""
     from tuner.evaluation import TrialScorer
 
+    settings, _, study, inputs, runtime, opts = run.fields()
     return TrialScorer(
         study,
         inputs.tokenizer,

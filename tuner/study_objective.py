@@ -92,6 +92,9 @@ class TrialObjective:
     spending: Spending | None = None
     finalists: Path | None = None
     """Where the adapters of the best CONFIRM_TRIALS completed trials are kept, to re-measure and score later."""
+    remeasure_now: bool = False
+    """Re-measure each finalist on the confirm sets as it ends (into the storage): with several workers, the one
+    that summarises the study may not hold the adapter."""
 
     def __call__(self, trial: optuna.Trial) -> float:
         """Run one trial; Optuna records its value, or PRUNED / FAIL with the reason in its attributes."""
@@ -158,9 +161,9 @@ class TrialObjective:
 
         def on_trained(adapted: PeftModel, result: TrialResult) -> None:
             if self._is_finalist(trial, result):
-                if lora.variant == "pissa":  # it rewrites the base weights: it cannot be loaded again later
+                if lora.variant == "pissa" or self.remeasure_now:  # PiSSA rewrites the base weights: measured now
                     self._remeasure(trial, adapted)
-                elif self.finalists is not None:
+                if lora.variant != "pissa" and self.finalists is not None:
                     keep_finalist(self.finalists, trial, adapted, self._value(result))
             if self.scorer is None:
                 return
@@ -237,6 +240,8 @@ def finalist_dir(finalists: Path, number: int) -> Path:
 def keep_finalist(finalists: Path, trial: optuna.Trial, adapted: PeftModel, value: float) -> None:
     """Keep the adapter of a trial among the best CONFIRM_TRIALS completed so far (PEFT's format, written whole or
     not at all), to re-measure and score after the search, and drop the adapters of trials that left them."""
+    from optuna.trial import TrialState as OptunaState
+
     target = finalist_dir(finalists, trial.number)
     partial = target.with_name(target.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
@@ -245,7 +250,13 @@ def keep_finalist(finalists: Path, trial: optuna.Trial, adapted: PeftModel, valu
     partial.rename(target)
     values = {**completed_values(trial.study), trial.number: value}
     best = set(sorted(values, key=values.__getitem__)[:CONFIRM_TRIALS])
+    running = {t.number for t in trial.study.get_trials(deepcopy=False, states=(OptunaState.RUNNING,))}
     for kept in finalists.glob("trial_*"):
         number = kept.name.removeprefix("trial_").removesuffix(".partial")
-        if not number.isdigit() or int(number) not in best:
+        if not number.isdigit():
+            continue
+        # Completed trials that left the best go, and what a killed worker left half written; another worker's
+        # trial still ending here (not complete yet) stays.
+        left = int(number) in values and int(number) not in best
+        if left or (kept.name.endswith(".partial") and int(number) not in running):
             shutil.rmtree(kept, ignore_errors=True)

@@ -7,6 +7,8 @@ Every user-attribute key the study writes is spelt here and nowhere else: `Study
 from __future__ import annotations
 
 import json
+import re
+import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,21 +36,78 @@ def study_name(run_dir: Path, external_storage: bool) -> str:
     return f"{STUDY_NAME}:{run_dir.resolve()}" if external_storage else STUDY_NAME
 
 
+def shown_url(url: str) -> str:
+    """The storage's URL as it may be shown: without its password."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:  # not a URL SQLAlchemy reads: hide what looks like a password all the same
+        return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+
+
+def run_dir_name(study: str) -> str:
+    """A run directory's name for study NAME (as `advisor report` names its default --out)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", study).strip("_") or "study"
+
+
 def driver_url(url: str) -> str:
     """A PostgreSQL URL with the driver this project installs (psycopg 3) where it names none: SQLAlchemy before 2.1
     would take psycopg2 for a plain postgresql:// URL."""
     return "postgresql+psycopg://" + url.removeprefix("postgresql://") if url.startswith("postgresql://") else url
 
 
-def open_storage(url: str) -> optuna.storages.RDBStorage:
-    """An Optuna RDB storage, or AdvisorError for a URL it cannot open."""
-    import optuna
+HEARTBEAT_VARIABLE = "ADVISOR_HEARTBEAT_SECONDS"
+"""Seconds between a running trial's heartbeats (default HEARTBEAT_SECONDS); the grace period is GRACE_BEATS times."""
+HEARTBEAT_SECONDS = 20
+GRACE_BEATS = 3
+"""A running trial without a heartbeat for this many intervals belongs to a dead worker: it is failed and run again."""
+MAX_RETRIES = 3
+"""Times a trial whose worker died is run again before it is left failed."""
+TABLE_RACE_ATTEMPTS = 5
+"""Tries at opening a new database that other workers are setting up at the same moment."""
 
-    try:
-        return optuna.storages.RDBStorage(driver_url(url))
-    except Exception as error:  # noqa: BLE001 (SQLAlchemy raises many types for bad URLs and unreachable servers)
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise AdvisorError(f"cannot open study storage {url!r}: {first}") from None
+
+def heartbeat_seconds() -> int:
+    """Seconds between heartbeats: ADVISOR_HEARTBEAT_SECONDS where it is a positive whole number."""
+    import os
+
+    text = os.environ.get(HEARTBEAT_VARIABLE, "")
+    return int(text) if text.isdigit() and int(text) > 0 else HEARTBEAT_SECONDS
+
+
+def open_storage(url: str) -> optuna.storages.RDBStorage:
+    """An Optuna RDB storage with heartbeats: a trial whose worker stops beating for the grace period is failed by
+    the next worker that looks, and enqueued again (Optuna's retry callback). AdvisorError for a URL it cannot
+    open."""
+    import warnings
+
+    import optuna
+    import sqlalchemy
+
+    beat = heartbeat_seconds()
+    for attempt in range(TABLE_RACE_ATTEMPTS):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(
+                    driver_url(url),
+                    heartbeat_interval=beat,
+                    grace_period=GRACE_BEATS * beat,
+                    heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+                        max_retry=MAX_RETRIES
+                    ),
+                )
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+            # Workers starting at once on a new database race to create Optuna's tables: the loser finds them made.
+            if attempt + 1 == TABLE_RACE_ATTEMPTS:
+                raise AdvisorError(f"cannot create Optuna's tables in {shown_url(url)!r}") from None
+            time.sleep(0.5 * (attempt + 1))
+        except Exception as error:  # noqa: BLE001 (SQLAlchemy raises many types for bad URLs and unreachable servers)
+            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise AdvisorError(f"cannot open study storage {shown_url(url)!r}: {first}") from None
+    raise AssertionError("unreachable")
 
 
 def stored_study(run_dir: Path, name: str, storage: optuna.storages.RDBStorage | None) -> optuna.Study | None:
@@ -63,6 +122,21 @@ def stored_study(run_dir: Path, name: str, storage: optuna.storages.RDBStorage |
         return optuna.load_study(study_name=name, storage=storage)
     except KeyError:
         return None
+
+
+def load_named_study(url: str, name: str) -> optuna.Study:
+    """The study NAME in the storage at URL; AdvisorError naming the studies there when it holds no such study."""
+    import optuna
+
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
+        raise AdvisorError(f"no study storage at {url.removeprefix('sqlite:///')} (no such file)")  # not created
+    storage = open_storage(url)
+    try:
+        return optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        names = optuna.get_all_study_names(storage)
+        there = f"it holds {', '.join(repr(n) for n in names)}" if names else "it holds no study"
+        raise AdvisorError(f"no study {name!r} in {shown_url(url)}: {there}") from None
 
 
 def _plain(value: object) -> Any:
@@ -112,19 +186,62 @@ class StudyState:
     """The best reference run's benchmark scores on the pick's items: {rate, items, seconds, scores}."""
     variant_range_tests: dict[str, dict[str, Any]] | None = _StudyAttribute()  # type: ignore[assignment]
     """Variant -> its own range test's finding, for each variant searched besides the first guess's."""
+    trials: int | None = _StudyAttribute()  # type: ignore[assignment]
+    """The trials the study runs to, as its latest run asked: every worker claims trials up to it."""
+    search_budget: dict[str, Any] | None = _StudyAttribute()  # type: ignore[assignment]
+    """The study's budget as its latest run gave it (StudyBudget.to_json(); None: none), which a joining worker must
+    share."""
+    recommendation: dict[str, Any] | None = _StudyAttribute()  # type: ignore[assignment]
+    """The finished study's recommendation (Recommendation.to_json()), for any machine to report."""
+    headline: str | None = _StudyAttribute()  # type: ignore[assignment]
+    """The recommendation in one line (Recommendation.headline()), whole in optuna-dashboard."""
 
     def __init__(self, study: optuna.Study) -> None:
         self.study = study
 
-    def check_identity(self, settings: StudySettings, run_dir: Path) -> None:
-        """AdvisorError when the stored study was started with other settings."""
+    def check_identity(self, settings: StudySettings, run_dir: Path, where: str | None = None) -> None:
+        """AdvisorError when the stored study was started with other settings; `where` names a shared study."""
         stored, wanted = self.settings, _plain(settings.identity())
         if stored is not None and stored != wanted:
-            differing = sorted(k for k in wanted if stored.get(k) != wanted[k])
+            differing = ", ".join(sorted(k for k in wanted if stored.get(k) != wanted[k]))
+            if where is not None and where != str(run_dir):
+                raise AdvisorError(f"{where} was started with other settings ({differing} differ); join it with its")
             raise AdvisorError(
-                f"{run_dir} holds a study with other settings ({', '.join(differing)} differ); "
+                f"{run_dir} holds a study with other settings ({differing} differ); "
                 "resume it with the same settings or choose another --out"
             )
+
+    def check_joining(self, settings: StudySettings, where: str) -> None:
+        """AdvisorError when workers are running this study under another trial count or budget than `settings`
+        (a worker that joins it must share them; once none runs, a new run may raise them)."""
+        from optuna.trial import TrialState as OptunaState
+
+        if not self.study.get_trials(deepcopy=False, states=(OptunaState.RUNNING,)):
+            return
+        from tuner.study_budget import StudyBudget
+
+        if self.trials is None:
+            return
+        stored = StudyBudget.from_json(self.search_budget) if self.search_budget else None
+        pairs = (("--trials", self.trials, settings.trials), ("--budget", stored, settings.search_budget))
+        for label, theirs, mine in pairs:
+            if theirs != mine:
+                shown = [value.describe() if isinstance(value, StudyBudget) else value for value in (theirs, mine)]
+                raise AdvisorError(
+                    f"{where} is running with {label} {shown[0] or 'none'} (this worker has {shown[1] or 'none'}); "
+                    "join it with the same settings"
+                )
+
+    def record_run(self, settings: StudySettings) -> None:
+        """Keep the trial count and budget this run asked for: every worker claims trials up to them."""
+        self.trials = settings.trials
+        self.search_budget = settings.search_budget.to_json() if settings.search_budget is not None else None
+
+    def stored_settings(self) -> StudySettings | None:
+        """The settings of the study's latest run, read back from the storage (None before it recorded them)."""
+        if self.settings is None or self.trials is None:
+            return None
+        return StudySettings.from_json({**self.settings, "trials": self.trials, "search_budget": self.search_budget})
 
     def start(self, settings: StudySettings) -> bool:
         """Record the settings of a new study; False when the study had started before."""
@@ -184,6 +301,13 @@ def trial_scores(study: optuna.Study, number: int) -> dict[str, dict[str, Any]] 
     """A trial's benchmark scores as it stored them (benchmark -> TaskScore as a dict, item scores included), or
     None where it was not scored."""
     return study.get_trials(deepcopy=False)[number].user_attrs.get("scores") or None
+
+
+def running_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """Trials some worker is running now (or was, until its heartbeat's grace period ends)."""
+    from optuna.trial import TrialState as OptunaState
+
+    return study.get_trials(deepcopy=False, states=(OptunaState.RUNNING,))
 
 
 def is_interrupted(trial: optuna.trial.FrozenTrial) -> bool:
@@ -261,6 +385,8 @@ def requeue_interrupted(study: optuna.Study) -> int:
         study.tell(trial.number, state=OptunaState.FAIL)
     state = StudyState(study)
     requeued = set(state.requeued or [])
+    for trial in study.get_trials(deepcopy=False):  # trials Optuna's heartbeat already enqueued again
+        requeued.update(trial.system_attrs.get("retry_history", []))
     count = 0
     for trial in study.get_trials(deepcopy=False):
         if is_interrupted(trial) and trial.number not in requeued:

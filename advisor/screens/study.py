@@ -1,7 +1,8 @@
 """The live study: trials table, the running trial's loss curve, learning against forgetting, pause/stop/resume.
 
 The study runs in a thread worker that never touches widgets: its reporter posts each tuner event as a
-message, and the handlers here update the screen.
+message, and the handlers here update the screen. A study other processes run through a shared storage is
+watched instead: the worker polls the storage and posts the same events.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
+from textual.worker import get_current_worker
 from textual_plotext import PlotextPlot
 
 from advisor.progress import describe_params, trial_outcome
@@ -25,6 +27,10 @@ from tuner import events
 from tuner.events import Event
 from tuner.records import Recommendation, TrialRecord
 from tuner.study_budget import format_duration
+from tuner.study_watch import INTERRUPTED
+
+WATCH_SECONDS = 2.0
+"""How often a watched study's storage is looked at."""
 
 COLUMNS = ("#", "state", "loss", "general", "learning", "configuration", "reason")
 """The trials table's columns, the figures first: on a narrow terminal the configuration scrolls into view."""
@@ -56,14 +62,19 @@ class StudyScreen(Screen[None]):
     BINDINGS = [
         Binding("p", "pause", "Pause after trial"),
         Binding("s", "stop", "Stop now"),
+        Binding("s", "stop_watching", "Stop watching"),
         Binding("r", "resume", "Resume"),
         Binding("enter", "recommendation", "Recommendation", priority=True),
     ]
 
-    def __init__(self, settings: Any, run_dir: Path) -> None:
+    def __init__(self, settings: Any, run_dir: Path, watch: tuple[str, str] | None = None) -> None:
         super().__init__()
         self.settings = settings
         self.run_dir = run_dir
+        self.watch = watch
+        """(storage URL, study name) of a study other processes run, watched here; None: this app runs it."""
+        self.watched = f"study {watch[1]!r}" if watch is not None else ""
+        """The watched study and its storage, as the status line names them."""
         self.pause_requested = threading.Event()
         self.stop_requested = threading.Event()
         self.running = False
@@ -79,6 +90,8 @@ class StudyScreen(Screen[None]):
         self.resumed_share = 0.0
         """The share spent before this run of the worker."""
         self.curve: list[tuple[int, float]] = []
+        self.curve_trial: int | None = None
+        """The trial whose training curve is drawn."""
         self.points: dict[str, tuple[float, float]] = {}
         self.marked: dict[str, tuple[float, float, str]] = {}
         """Points drawn apart from the trials, by label, with their markers: the base model and full fine-tuning,
@@ -124,8 +137,41 @@ class StudyScreen(Screen[None]):
         except StudyStopped as stopped:
             self.post_message(StudyEnded(None, str(stopped)))
         except Exception as error:  # noqa: BLE001 (shown in the app, never as a traceback)
-            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            self.post_message(StudyEnded(None, f"[red]error: {first}[/red]"))
+            self.post_message(StudyEnded(None, f"[red]error: {_first_line(error)}[/red]"))
+
+    @work(thread=True, exclusive=True, exit_on_error=False)
+    def watch_study(self, url: str, name: str) -> None:
+        """Look at the shared study every WATCH_SECONDS and post what changed; once it has finished, write its files
+        into the run directory (where the recommendation and export screens read them)."""
+        from tuner.study_report import report_study
+        from tuner.study_watch import StudyWatcher
+
+        worker = get_current_worker()
+        try:
+            watcher = StudyWatcher(url, name)
+            written, failing = False, False
+            while not (worker.is_cancelled or self.stop_requested.is_set()):
+                try:
+                    changes = watcher.poll()
+                except Exception as error:  # noqa: BLE001 (a storage that stops answering may answer again)
+                    failing = True
+                    self.post_message(StudyEvent(events.Stage(f"cannot read the storage ({_first_line(error)})")))
+                    self.stop_requested.wait(WATCH_SECONDS)
+                    continue
+                if failing:
+                    failing = False
+                    changes = [events.Stage("the storage answers again"), *changes]
+                if not written or watcher.finished:  # first the trials that ended before: shown from their records
+                    found, written = report_study(url, name, self.run_dir), True
+                for event in changes:
+                    self.post_message(StudyEvent(event))
+                if watcher.finished:
+                    self.post_message(StudyEnded(found.recommendation, "study finished"))
+                    return
+                self.stop_requested.wait(WATCH_SECONDS)  # wakes at once when the person stops watching
+            self.post_message(StudyEnded(None, "stopped watching; the study's workers go on"))
+        except Exception as error:  # noqa: BLE001 (shown in the app, never as a traceback)
+            self.post_message(StudyEnded(None, f"[red]error: {_first_line(error)}[/red]"))
 
     # -- handlers -----------------------------------------------------------------------------
 
@@ -138,15 +184,18 @@ class StudyScreen(Screen[None]):
             self.total_trials, self.finished_trials = event.total_trials, event.finished_trials
             self.resumed_from = event.finished_trials
             self.spent_share = self.resumed_share = event.spent_share or 0.0
+            if self.watch is not None:
+                self.watched = event.run_dir
             self.show_stored_trials()
         elif isinstance(event, events.TrialStarted):
-            self.curve = []
             row = (str(event.number), "running", "-", "-", "-", describe_params(event.params), "")
             if str(event.number) in table.rows:
                 table.remove_row(str(event.number))
             table.add_row(*row, key=str(event.number))
             table.move_cursor(row=table.get_row_index(str(event.number)))
         elif isinstance(event, events.TrialProgress):
+            if event.number != self.curve_trial:  # trials run side by side (or are watched): one curve each
+                self.curve, self.curve_trial = [], event.number
             self.curve.append((event.step, event.loss))
             self.draw_curve(event.number)
         elif isinstance(event, events.TrialEvaluated):
@@ -160,7 +209,8 @@ class StudyScreen(Screen[None]):
                     self.points[f"trial {event.number}"] = (event.general, event.learning)
                     self.draw_scatter()
         elif isinstance(event, events.TrialFinished):
-            self.finished_trials += 1
+            if event.reason != INTERRUPTED:  # a dead worker's trial is not counted: it runs again, as a new one
+                self.finished_trials += 1
             self.spent_share = event.spent_share
             self._cell(event.number, "state", event.state.lower())
             self._cell(event.number, "reason", (event.reason or "")[:60])
@@ -173,6 +223,7 @@ class StudyScreen(Screen[None]):
         import json
 
         table = self.query_one("#trials", DataTable)
+        latest: TrialRecord | None = None
         for path in sorted((self.run_dir / "trials").glob("trial_*.json")):
             trial = TrialRecord.from_json(json.loads(path.read_text(encoding="utf-8")))
             key = str(trial.number)
@@ -194,8 +245,13 @@ class StudyScreen(Screen[None]):
             )
             if trial.general_score is not None and trial.learning_score is not None:
                 self.points[f"trial {key}"] = (trial.general_score, trial.learning_score)
+            if trial.train_curve and self.curve_trial is None:
+                latest = trial
         if self.points:
             self.draw_scatter()
+        if latest is not None:  # the last trial that ended, until one trains here
+            self.curve = [(int(step), loss) for step, loss in latest.train_curve]
+            self.draw_curve(latest.number)
 
     def _cell(self, number: int, column: str, value: str) -> None:
         table = self.query_one("#trials", DataTable)
@@ -209,14 +265,19 @@ class StudyScreen(Screen[None]):
         self.recommendation = message.recommendation or self.recommendation
         table = self.query_one("#trials", DataTable)
         for key in list(table.rows):  # a trial cut short is not running any more: it runs again on resume
-            if table.get_cell(key, "state") == "running":
+            if self.watch is None and table.get_cell(key, "state") == "running":
                 self._cell(int(key.value or 0), "state", "stopped")
         hint = "press Enter for the recommendation" if message.recommendation else "press r to resume"
+        if self.watch is not None and not message.recommendation:
+            hint = "ctrl+q quits"
         self.query_one("#status", Static).update(f"{message.message}; {hint}")
         self.refresh_bindings()
 
     def show_status(self) -> None:
         if not self.running:
+            return
+        if self.watch is not None:
+            self.show_watch_status()
             return
         elapsed = time.monotonic() - self.started
         done = max(self.finished_trials, 0)
@@ -239,6 +300,18 @@ class StudyScreen(Screen[None]):
         self.query_one("#status", Static).update(
             f"{state}: {progress}, {elapsed / 60:.1f} min elapsed{eta}{doing}  ({self.run_dir})"
         )
+
+    def show_watch_status(self) -> None:
+        """What the watched study's workers have done, and where it is stored."""
+        table = self.query_one("#trials", DataTable)
+        running = sum(table.get_cell(key, "state") == "running" for key in table.rows)
+        if self.settings.search_budget is not None:
+            progress = f"{self.finished_trials} trials ended, {self.spent_share or 0.0:.0%} of the budget spent"
+        else:
+            progress = f"{self.finished_trials} of {self.total_trials} trials ended"
+        state = "stopping" if self.stop_requested.is_set() else f"watching {self.watched}"
+        doing = f"; {self.stage}" if self.stage else ""
+        self.query_one("#status", Static).update(f"{state}: {progress}, {running} running{doing}")
 
     def draw_curve(self, number: int) -> None:
         plot = self.query_one("#curve", PlotextPlot)
@@ -278,6 +351,10 @@ class StudyScreen(Screen[None]):
     # -- actions ------------------------------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if self.watch is not None and action in ("pause", "stop", "resume"):
+            return False  # other processes run the study: this app only watches it
+        if action == "stop_watching":
+            return self.watch is not None and self.running
         if action in ("pause", "stop"):
             return self.running
         if action == "resume":
@@ -294,6 +371,10 @@ class StudyScreen(Screen[None]):
         self.stop_requested.set()
         self.show_status()
 
+    def action_stop_watching(self) -> None:
+        self.stop_requested.set()
+        self.show_status()
+
     def action_resume(self) -> None:
         self.pause_requested.clear()
         self.stop_requested.clear()
@@ -301,10 +382,18 @@ class StudyScreen(Screen[None]):
         self.started = time.monotonic()
         self.resumed_from = self.finished_trials
         self.refresh_bindings()
-        self.run_study()
+        if self.watch is not None:
+            self.watch_study(*self.watch)
+        else:
+            self.run_study()
 
     def action_recommendation(self) -> None:
         from advisor.screens.recommendation import RecommendationScreen
 
         if self.recommendation is not None:
             self.app.push_screen(RecommendationScreen(self.recommendation))
+
+
+def _first_line(error: Exception) -> str:
+    """An error in one line: its message's first, else its type's name."""
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
