@@ -12,7 +12,7 @@ tokens column says how much work each run did, and tokens/s is the fair speed.
 Then the storage's own cost: the storage operations of one trial (claim under the lock, four suggestions, three
 reported rungs with the pruning question, the user attributes a trial writes, its heartbeat, tell) timed with a
 fake objective that trains nothing, against SQLite and (with --postgres) PostgreSQL, as milliseconds per trial and
-as a share of the mean real trial's time measured above.
+as a share of the first worker count's mean trial time measured above.
 
     python bench/workers.py                                    # SmolLM2-135M, 8 trials, 1/2/4 CPU workers
     python bench/workers.py --postgres postgresql://user@/db    # PostgreSQL (a database to create others from)
@@ -33,6 +33,8 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from tuner.models import DEFAULT_MODEL
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -129,7 +131,7 @@ def storage_cost(url: str, trials: int) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--model", default=DEFAULT_MODEL)
     parser.add_argument("--task", default="math")
     parser.add_argument("--trials", type=int, default=8)
     parser.add_argument("--trial-tokens", type=int, default=8192)
@@ -169,10 +171,10 @@ def main() -> int:
             f"{row['tokens']:,} | {row['tokens_per_second']} | {one['wall_seconds'] / row['wall_seconds']:.2f}x | "
             f"{row['tokens_per_second'] / one['tokens_per_second']:.2f}x |"
         )
-    mean_trial = statistics.mean(row["mean_trial_seconds"] for row in rows)
-    print("\nstorage work per trial (fake objective, no training):")
+    mean_trial = one["mean_trial_seconds"]  # one worker's trials: each with all the cores, as alone
+    print(f"\nstorage work per trial (fake objective, no training), against {one['workers']} worker's mean trial:")
     for name, milliseconds in overhead.items():
-        print(f"  {name}: {milliseconds:.0f} ms per trial = {milliseconds / 10 / mean_trial:.2f} % of a mean trial")
+        print(f"  {name}: {milliseconds:.0f} ms per trial = {milliseconds / 10 / mean_trial:.2f} % of {mean_trial} s")
     if args.json is not None:
         args.json.write_text(json.dumps({"rows": rows, "overhead_ms": overhead}, indent=2) + "\n")
     return 0

@@ -5,6 +5,7 @@ The workers are real processes on a real PostgreSQL server (.ci/postgres starts 
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -39,8 +40,15 @@ def test_each_gpu_gets_a_worker_and_cpus_share_the_cores():
     assert worker_environments(4, [], 2)[0]["OMP_NUM_THREADS"] == "1"
 
 
+@functools.cache
+def storage_at(url: str) -> optuna.storages.RDBStorage:
+    """One storage per URL for the test's own looks: polling with a new one each time would open a connection pool
+    each time, past the server's connection limit."""
+    return optuna.storages.RDBStorage(driver_url(url))
+
+
 def load(url: str, name: str) -> optuna.Study:
-    return optuna.load_study(study_name=name, storage=driver_url(url))
+    return optuna.load_study(study_name=name, storage=storage_at(url))
 
 
 def environment(**extra: str) -> dict[str, str]:
