@@ -157,6 +157,20 @@ class _StudyAttribute:
         state.study.set_user_attr(self.key, _plain(value))
 
 
+def _differences(stored: dict[str, Any], wanted: dict[str, Any], prefix: str = "") -> list[str]:
+    """Each setting that differs, as 'name stored (this worker: wanted)', nested settings by their dotted name."""
+    found = []
+    for key in sorted(set(stored) | set(wanted)):
+        theirs, mine = stored.get(key), wanted.get(key)
+        if theirs == mine:
+            continue
+        if isinstance(theirs, dict) and isinstance(mine, dict):
+            found += _differences(theirs, mine, f"{prefix}{key}.")
+        else:
+            found.append(f"{prefix}{key} {theirs} (this worker: {mine})")
+    return found
+
+
 class StudyState:
     """The study's own attributes, typed: what a resumed study reads back."""
 
@@ -205,7 +219,8 @@ class StudyState:
         if stored is not None and stored != wanted:
             differing = ", ".join(sorted(k for k in wanted if stored.get(k) != wanted[k]))
             if where is not None and where != str(run_dir):
-                raise AdvisorError(f"{where} was started with other settings ({differing} differ); join it with its")
+                values = "; ".join(_differences(stored, wanted))
+                raise AdvisorError(f"{where} was started with other settings ({values}); join it with the same")
             raise AdvisorError(
                 f"{run_dir} holds a study with other settings ({differing} differ); "
                 "resume it with the same settings or choose another --out"

@@ -192,7 +192,8 @@ def test_joining_with_other_settings_is_one_line_and_touches_nothing(
     attrs = dict(load(postgres_url, "s").user_attrs)
     other = [a if a != "128" else "64" for a in base]  # another row length
     code, _, err = run_cli(capsys, *other, "--trials", "1", "--out", str(tmp_path / "b"), *shared)
-    assert code == 2 and err.startswith("advisor: error: study 's' was started with other settings (budget differ)")
+    said = "advisor: error: study 's' was started with other settings (budget.seq_len 128 (this worker: 64)); "
+    assert code == 2 and err == said + "join it with the same\n"
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "b").exists()
     study = load(postgres_url, "s")
     assert [(t.number, t.state, dict(t.user_attrs)) for t in study.trials] == before and study.user_attrs == attrs
