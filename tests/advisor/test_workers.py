@@ -157,7 +157,9 @@ def test_a_worker_killed_mid_trial_has_its_trial_run_again(tiny_model, data_dir,
 
 
 def test_two_machines_with_their_own_run_directories_share_one_study(tiny_model, data_dir, tmp_path, postgres_url):
-    options = ["--trials", "6", *TRIAL, "--storage", postgres_url, "--study", "two", "--no-range-test"]
+    # Trials of 16,384 tokens: long enough that both machines, started together, claim some.
+    longer = ["--trial-tokens", "16384", "--batch-size", "2", "--seq-len", "128"]
+    options = ["--trials", "6", *longer, "--storage", postgres_url, "--study", "two", "--no-range-test"]
     machines = [
         subprocess.Popen(
             tune_command(tiny_model, data_dir, tmp_path / name, *options),
