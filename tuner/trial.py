@@ -113,6 +113,24 @@ def row_losses(model: PreTrainedModel, rows: PackedRows, batch_size: int, runtim
     return measured
 
 
+def training_loss(model: PreTrainedModel, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Mean loss per label token, as the model's own loss gives it, with the vocabulary projection only at the
+    positions that predict a label: a prompt's positions need none (about half of GSM8K's tokens), so their
+    logits are never made, forward or backward. Models whose logits are more than the output embedding of the
+    last hidden state (scaled or soft-capped) use their own loss."""
+    import torch
+
+    head = _plain_output_head(model)
+    if head is None:
+        return model(**batch, use_cache=False).loss
+    shifted = batch["labels"][:, 1:]
+    counted = shifted != IGNORE_INDEX
+    inputs = {"input_ids": batch["input_ids"], "position_ids": batch["position_ids"], "use_cache": False}
+    hidden = model.get_decoder()(**inputs).last_hidden_state[:, :-1]
+    logits = head(hidden[counted]).float()
+    return torch.nn.functional.cross_entropy(logits, shifted[counted])
+
+
 def _plain_output_head(model: PreTrainedModel) -> torch.nn.Module | None:
     """The output embedding, where the model's logits are just that of its decoder's last hidden state (no logit
     scaling or soft-capping in its config); None otherwise."""
@@ -307,7 +325,7 @@ def run_trial(
             started = time.perf_counter()
             batch = batch_tensors(data.train, rows, runtime.device)
             with runtime.autocast():
-                loss = peft_model(**batch, use_cache=False).loss
+                loss = training_loss(peft_model, batch)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(trainable, budget.max_grad_norm)
             optimizer.step()

@@ -201,3 +201,37 @@ def test_a_full_fine_tuning_trial_trains_every_weight_and_puts_the_base_back(set
     assert all(torch.equal(value, before[name]) for name, value in model.state_dict().items())
     assert not any(p.requires_grad for p in model.parameters())
     assert heldout_loss(model, data.heldout, 4, runtime) == pytest.approx(start, abs=1e-6)
+
+
+def test_the_loss_at_labelled_positions_only_equals_the_models_own_with_its_gradients(setup):
+    import torch
+    from peft import get_peft_model
+
+    from tuner.settings import LoraSettings
+    from tuner.trial import batch_tensors, peft_config, training_loss
+
+    model, data, runtime, _ = setup
+    torch.manual_seed(0)
+    peft_model = get_peft_model(model, peft_config(LoraSettings(4, 8, "all")))
+    try:
+        for module in peft_model.modules():  # B = 0 at initialisation would leave A without gradient
+            if hasattr(module, "lora_B"):
+                for weight in module.lora_B.values():
+                    torch.nn.init.normal_(weight.weight, std=0.1)
+        batch = batch_tensors(data.train, [0, 1], runtime.device)
+        assert (batch["labels"] == -100).any(), "the rows must hold prompt positions for this to test anything"
+        grads = []
+        for loss_of in (lambda: peft_model(**batch, use_cache=False).loss, lambda: training_loss(peft_model, batch)):
+            peft_model.zero_grad(set_to_none=True)
+            loss = loss_of()
+            loss.backward()
+            grads.append(
+                (float(loss), {n: p.grad.clone() for n, p in peft_model.named_parameters() if p.grad is not None})
+            )
+        (full, full_grads), (ours, our_grads) = grads
+        assert ours == pytest.approx(full, rel=1e-5)
+        assert full_grads.keys() == our_grads.keys() and full_grads
+        for name, grad in full_grads.items():
+            torch.testing.assert_close(our_grads[name], grad, rtol=1e-4, atol=1e-6)
+    finally:
+        peft_model.unload()
