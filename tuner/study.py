@@ -30,7 +30,7 @@ from tuner.settings import CONFIRM_TRIALS, HALVING_RATE, VARIANT_LABELS, LoraSet
 from tuner.space import SearchSpace, lora_from_params
 from tuner.study_budget import describe_spent
 from tuner.study_loop import StudyLock, run_trials
-from tuner.study_objective import Feasibility, Spending, TrialFailed, TrialObjective, finalist_dir
+from tuner.study_objective import Feasibility, Spending, TrialFailed, TrialObjective, finalist_dir, save_whole
 from tuner.study_state import (
     StudyState,
     default_storage,
@@ -566,10 +566,7 @@ def _train_again(run: StudyRun, model: PreTrainedModel, record: TrialRecord, ada
     settings, _, _, inputs, runtime, _ = run.fields()
 
     def keep(adapted: Any, result: TrialResult) -> None:
-        partial = adapter.with_name(adapter.name + ".partial")
-        shutil.rmtree(partial, ignore_errors=True)
-        adapted.save_pretrained(str(partial))
-        partial.rename(adapter)
+        save_whole(adapted, adapter)
 
     adapter.parent.mkdir(parents=True, exist_ok=True)
     run_trial(

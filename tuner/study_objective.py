@@ -237,17 +237,21 @@ def finalist_dir(finalists: Path, number: int) -> Path:
     return finalists / f"trial_{number:04d}"
 
 
-def keep_finalist(finalists: Path, trial: optuna.Trial, adapted: PeftModel, value: float) -> None:
-    """Keep the adapter of a trial among the best CONFIRM_TRIALS completed so far (PEFT's format, written whole or
-    not at all), to re-measure and score after the search, and drop the adapters of trials that left them."""
-    from optuna.trial import TrialState as OptunaState
-
-    target = finalist_dir(finalists, trial.number)
+def save_whole(adapted: PeftModel, target: Path) -> None:
+    """Save an adapter in PEFT's format at `target`, whole or not at all (written beside it, then renamed)."""
     partial = target.with_name(target.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     adapted.save_pretrained(str(partial))
     shutil.rmtree(target, ignore_errors=True)
     partial.rename(target)
+
+
+def keep_finalist(finalists: Path, trial: optuna.Trial, adapted: PeftModel, value: float) -> None:
+    """Keep the adapter of a trial among the best CONFIRM_TRIALS completed so far (PEFT's format, written whole or
+    not at all), to re-measure and score after the search, and drop the adapters of trials that left them."""
+    from optuna.trial import TrialState as OptunaState
+
+    save_whole(adapted, finalist_dir(finalists, trial.number))
     values = {**completed_values(trial.study), trial.number: value}
     best = set(sorted(values, key=values.__getitem__)[:CONFIRM_TRIALS])
     running = {t.number for t in trial.study.get_trials(deepcopy=False, states=(OptunaState.RUNNING,))}

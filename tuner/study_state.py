@@ -17,7 +17,7 @@ from tuner.errors import AdvisorError
 from tuner.records import TrialRecord
 from tuner.settings import StudySettings
 from tuner.space import lora_from_params
-from tuner.study_budget import Spent, total_spent
+from tuner.study_budget import Spent, StudyBudget, total_spent
 
 if TYPE_CHECKING:
     import optuna
@@ -233,8 +233,6 @@ class StudyState:
 
         if not self.study.get_trials(deepcopy=False, states=(OptunaState.RUNNING,)):
             return
-        from tuner.study_budget import StudyBudget
-
         if self.trials is None:
             return
         stored = StudyBudget.from_json(self.search_budget) if self.search_budget else None
