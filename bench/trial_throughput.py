@@ -1,14 +1,27 @@
-"""Training throughput of the trial runner against a plain Hugging Face Trainer + PEFT run.
+"""Training throughput of the trial runner against what a user would run instead, and against the machine.
 
-Both train the same LoRA adapters (r=16, alpha=32, all linear layers) on the same already-loaded
-model, the same task data, batch size, sequence length and number of optimizer steps, alternately
-in one process after one uncounted warm-up run each. Throughput is real tokens trained per second
-of training steps: every token of the runner's packed rows is real; for the Trainer only the
-attention_mask == 1 tokens of its dynamically padded batches count. Both time forward, backward,
-clipping and the optimizer step, and leave data loading out. The project's target is
-ours / Trainer >= 1.3x.
+Three trainers train the same LoRA adapters (r=16, alpha=32, all linear layers) on the same already-loaded model
+weights, the same task data, batch size, row length and number of optimizer steps, alternately, after one
+uncounted warm-up each:
+- ours: the trial runner on packed rows;
+- Trainer: transformers' Trainer + PEFT on dynamically padded batches (the plain recipe);
+- TRL: TRL's SFTTrainer with packing (packing_strategy="bfd", padding_free=True), in TRL's own environment
+  (bench/trl_anchor.py; a new process per run, so its model load is outside the timing).
+Throughput is real tokens trained per second of optimizer steps (forward, backward, clipping, optimizer; data
+loading left out); padding does not count.
 
-    python bench/trial_throughput.py                                   # the built-in SmolLM2-135M
+Against the machine: the float32 (or the runtime's dtype) matmul rate on the model's own MLP shape,
+rows x hidden @ hidden x intermediate, measured in the same run, and each trainer's model-FLOP utilisation:
+tokens/s x FLOPs per token / that rate. FLOPs per token are counted the usual way (PaLM's model FLOPs) for LoRA,
+whose frozen weights need no weight gradient: 4 x parameters (forward 2, input gradient 2) plus attention,
+12 x layers x attention width x row length. Work a trainer skips (logits at prompt positions, attention across
+examples) still counts, as it does for every trainer alike.
+
+The project's targets: ours >= 1.7x the Trainer and >= 2x TRL on code and on math, and >= 70 % utilisation.
+
+    python bench/trial_throughput.py                                   # code and math, the built-in SmolLM2-135M
+    python bench/trial_throughput.py --tasks math --anchors Trainer --steps 4
+    python bench/trial_throughput.py --tasks math --anchors none --batch-size 2 --seq-len 1024   # row length
     python bench/trial_throughput.py --model /tmp/tinybench --seq-len 128 --steps 4
 """
 
@@ -16,10 +29,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import gc
 import json
 import math
 import os
+import sys
 import tempfile
 import time
 import warnings
@@ -30,9 +45,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tuner.data import Example, StudyData, pack_study_data, resolve_data_dir, task_examples
-from tuner.models import DEFAULT_MODEL, load_model, load_tokenizer, resolve_model
+from tuner.models import DEFAULT_MODEL, load_model, load_tokenizer, loadable_location, resolve_model
 from tuner.packing import IGNORE_INDEX
-from tuner.runtime import Runtime, pick_runtime
+from tuner.runtime import ALLOCATOR_VARIABLE, Runtime, allocator, jemalloc_environment, pick_runtime
 from tuner.settings import DataSettings, LoraSettings, TrainBudget
 from tuner.trial import peft_config, run_trial
 
@@ -42,7 +57,9 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 LORA = LoraSettings(rank=16, alpha=32, targets="all")
-TARGET_RATIO = 1.3
+TARGETS = {"Trainer": 1.7, "TRL": 2.0}
+"""ours / anchor targets."""
+TARGET_UTILISATION = 0.70
 WARMUP_STEPS = 2
 """Steps each side trains once, uncounted, before the measured rounds (kernel choice, allocator, caches)."""
 SEED = 0
@@ -173,25 +190,98 @@ def measure_trainer(
     return timer.measured
 
 
+def matmul_rate(config: Any, runtime: Runtime, rows: int, repeats: int = 10) -> float:
+    """FLOP/s of one matmul of the model's MLP shape (rows x hidden @ hidden x intermediate) in the runtime's dtype
+    on its device: the machine's peak for this model, measured."""
+    import torch
+
+    hidden, intermediate = config.hidden_size, config.intermediate_size
+    left = torch.randn(rows, hidden, device=runtime.device, dtype=runtime.dtype)
+    right = torch.randn(hidden, intermediate, device=runtime.device, dtype=runtime.dtype)
+    sync: Callable[[], None] = torch.cuda.synchronize if runtime.is_cuda else (lambda: None)
+    best = math.inf
+    for _ in range(3):  # the best of three timings of `repeats` products each
+        torch.mm(left, right)
+        sync()
+        started = time.perf_counter()
+        for _ in range(repeats):
+            torch.mm(left, right)
+        sync()
+        best = min(best, (time.perf_counter() - started) / repeats)
+    return 2 * rows * hidden * intermediate / best
+
+
+def flops_per_token(model: PreTrainedModel, seq_len: int) -> float:
+    """Model FLOPs per trained token for LoRA: 4 x parameters (forward, input gradient; frozen weights need no
+    weight gradient) plus attention, 12 x layers x attention width x row length (PaLM's count)."""
+    config = model.config
+    parameters = sum(p.numel() for p in model.parameters())
+    width = config.num_attention_heads * getattr(config, "head_dim", config.hidden_size // config.num_attention_heads)
+    return 4 * parameters + 12 * config.num_hidden_layers * width * seq_len
+
+
+def trl_spec(
+    source_dir: str, examples: datasets.Dataset, budget: TrainBudget, learning_rate: float, steps: int
+) -> dict[str, Any]:
+    """What bench/trl_anchor.py trains: the Trainer's examples, our LoRA, budget and schedule."""
+    import torch
+
+    config = peft_config(LORA)
+    return {
+        "model_dir": source_dir,
+        "examples": [[ids, labels] for ids, labels in zip(examples["input_ids"], examples["labels"], strict=True)],
+        "batch_size": budget.batch_size,
+        "seq_len": budget.seq_len,
+        "steps": steps,
+        "warmup_steps": WARMUP_STEPS,
+        "learning_rate": learning_rate,
+        "warmup_ratio": budget.warmup_ratio,
+        "max_grad_norm": budget.max_grad_norm,
+        "lora": {
+            "r": config.r,
+            "lora_alpha": config.lora_alpha,
+            "lora_dropout": config.lora_dropout,
+            "target_modules": config.target_modules
+            if isinstance(config.target_modules, str)
+            else sorted(config.target_modules),
+        },
+        "threads": torch.get_num_threads(),
+    }
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=DEFAULT_MODEL, help="built-in name, model directory, .gguf file or hub id")
-    parser.add_argument("--task", default="code", choices=("code", "math"))
+    parser.add_argument("--tasks", default="code,math", help="comma-separated, of code and math (default: both)")
     parser.add_argument("--data-dir", default=default_data_dir(), help="local data mirror (default: %(default)s)")
-    parser.add_argument("--steps", type=int, default=8, help="optimizer steps per measured run")
+    parser.add_argument("--steps", type=int, default=4, help="optimizer steps per measured run")
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--seq-len", type=int, default=512)
     parser.add_argument("--learning-rate", type=float, default=2e-4)
-    parser.add_argument("--rounds", type=int, default=2, help="measured runs of each, alternating ours and Trainer")
+    parser.add_argument("--rounds", type=int, default=2, help="measured runs of each, alternating")
+    parser.add_argument(
+        "--anchors", default="Trainer,TRL", help="what ours is measured against: Trainer, TRL, both or none"
+    )
     parser.add_argument("--json", action="store_true", help="also print the figures as one JSON line")
     args = parser.parse_args()
     if args.steps < 1 or args.rounds < 1:
         parser.error("--steps and --rounds must be at least 1")
+    args.tasks = [task.strip() for task in args.tasks.split(",") if task.strip()]
+    args.anchors = [name.strip() for name in args.anchors.split(",") if name.strip() and name.strip() != "none"]
+    if any(name not in TARGETS for name in args.anchors):
+        parser.error(f"--anchors takes {', '.join(TARGETS)} or none, got {','.join(args.anchors)}")
+    if not args.tasks or any(task not in ("code", "math") for task in args.tasks):
+        parser.error(f"--tasks takes code and/or math, got {','.join(args.tasks) or 'nothing'}")
     return args
 
 
 def main() -> None:
     args = parse_args()
+    # The allocator `advisor` runs under (it restarts itself with jemalloc where installed; tuner.runtime), for every
+    # trainer alike: TRL's process inherits it.
+    preloaded = jemalloc_environment(os.environ)
+    if preloaded is not None and os.environ.get(ALLOCATOR_VARIABLE) != "jemalloc":
+        os.execve(sys.executable, [sys.executable, *sys.argv], preloaded)
     # The GGUF reader's progress bar (first use of the built-in model) is tqdm's own, out of transformers' reach.
     os.environ.setdefault("TQDM_DISABLE", "1")
     import transformers
@@ -200,8 +290,9 @@ def main() -> None:
     transformers.logging.disable_progress_bar()
     # peft 0.21 reads a property transformers 5 deprecates; harmless, and it would interleave with the figures.
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+    from trl_anchor import measure_trl, trl_python
 
-    # Set up: model, data for both sides.
+    # Set up: the model, the machine's matmul rate, TRL's environment.
     runtime = pick_runtime()
     budget = TrainBudget(
         train_tokens=args.steps * args.batch_size * args.seq_len,
@@ -212,63 +303,108 @@ def main() -> None:
         confirm_rows=0,  # the trials run side by side are never re-measured
     )
     warmup_budget = dataclasses.replace(budget, train_tokens=WARMUP_STEPS * budget.tokens_per_step())
-    data_settings = DataSettings(args.task, seed=SEED)
     data_dir = resolve_data_dir(args.data_dir)
     source = resolve_model(args.model)
     tokenizer = load_tokenizer(source)
     model = load_model(source, runtime.device, runtime.dtype)
-    encoded = task_examples(data_settings, budget.seq_len, tokenizer, data_dir)
-    data = pack_study_data(data_settings, encoded, budget.packing(), tokenizer, data_dir)
-    examples = trainer_examples(encoded, data, budget.seq_len)
-    print(f"device: {runtime.describe()}")
+    peak = matmul_rate(model.config, runtime, args.batch_size * args.seq_len)
+    per_token = flops_per_token(model, args.seq_len)
+    trl = trl_python() if "TRL" in args.anchors else None
+    print(f"device: {runtime.describe()}; allocator: {allocator()}")
     print(f"model: {source.describe()}")
     print(
-        f"task {args.task}: {len(data.train)} packed rows of {args.seq_len} tokens; {len(examples)} examples for "
-        f"Trainer; batch {args.batch_size}, {args.steps} steps x {args.rounds} rounds; "
+        f"matmul {args.batch_size * args.seq_len} x {model.config.hidden_size} @ {model.config.hidden_size} x "
+        f"{model.config.intermediate_size}: {peak / 1e9:,.1f} GFLOP/s; {per_token / 1e9:.3f} GFLOP per token"
+    )
+    print(
+        f"batch {args.batch_size} x {args.seq_len}, {args.steps} steps x {args.rounds} rounds; "
         f"LoRA r={LORA.rank} alpha={LORA.alpha:g} all-linear"
     )
 
-    # Warm up both once, uncounted, then measure them alternately.
-    measure_ours(model, data, warmup_budget, args.learning_rate, runtime)
-    measure_trainer(model, tokenizer, examples, warmup_budget, args.learning_rate, runtime)
-    ours = trainer = Measurement(0, 0, 0.0)
-    for round_number in range(1, args.rounds + 1):
-        ours_round = measure_ours(model, data, budget, args.learning_rate, runtime)
-        trainer_round = measure_trainer(model, tokenizer, examples, budget, args.learning_rate, runtime)
-        print(
-            f"round {round_number}: ours {ours_round.tokens_per_second():,.0f} tokens/s, "
-            f"Trainer {trainer_round.tokens_per_second():,.0f} tokens/s"
-        )
-        ours, trainer = ours + ours_round, trainer + trainer_round
-
-    # Report: all measured rounds together.
-    ratio = ours.tokens_per_second() / trainer.tokens_per_second()
-    verdict = "met" if ratio >= TARGET_RATIO else "NOT met"
-    print(
-        f"ours (packed rows):        {ours.tokens_per_second():>10,.0f} tokens/s  "
-        f"({ours.tokens:,} tokens in {ours.seconds:.2f} s)"
-    )
-    print(
-        f"Trainer (padded batches):  {trainer.tokens_per_second():>10,.0f} tokens/s  "
-        f"({trainer.tokens:,} real tokens in {trainer.seconds:.2f} s; "
-        f"{trainer.padding_share():.0%} of batch tokens padding)"
-    )
-    print(f"ours / Trainer:            {ratio:>10.2f}x  (target >= {TARGET_RATIO:g}x: {verdict})")
-    if args.json:
-        figures = {
-            "device": runtime.describe(),
-            "model": source.describe(),
-            "task": args.task,
-            "steps": args.steps,
-            "rounds": args.rounds,
-            "batch_size": args.batch_size,
-            "seq_len": args.seq_len,
-            "ours_tokens_per_second": round(ours.tokens_per_second(), 1),
-            "trainer_tokens_per_second": round(trainer.tokens_per_second(), 1),
-            "ratio": round(ratio, 3),
-            "trainer_padding_share": round(trainer.padding_share(), 3),
+    figures: dict[str, dict[str, Any]] = {}
+    for task in args.tasks:
+        data_settings = DataSettings(task, seed=SEED)
+        encoded = task_examples(data_settings, budget.seq_len, tokenizer, data_dir)
+        data = pack_study_data(data_settings, encoded, budget.packing(), tokenizer, data_dir)
+        examples = trainer_examples(encoded, data, budget.seq_len)
+        print(f"task {task}: {len(data.train)} packed rows; {len(examples)} examples for the Trainer and TRL")
+        runs: dict[str, Callable[[TrainBudget], Measurement]] = {
+            "ours": functools.partial(measure_ours, model, data, learning_rate=args.learning_rate, runtime=runtime)
         }
-        print(json.dumps(figures))
+        if "Trainer" in args.anchors:
+            runs["Trainer"] = functools.partial(
+                measure_trainer, model, tokenizer, examples, learning_rate=args.learning_rate, runtime=runtime
+            )
+        if trl is not None:
+            spec = trl_spec(loadable_location(source), examples, budget, args.learning_rate, args.steps)
+
+            def run_trl(b: TrainBudget, spec: dict[str, Any] = spec) -> Measurement:
+                if b is warmup_budget:  # TRL warms up in its own process, before each measured run
+                    return Measurement(0, 0, 0.0)
+                measured = measure_trl(trl, spec)
+                return Measurement(measured["tokens"], measured["batch_tokens"], measured["seconds"])
+
+            runs["TRL"] = run_trl
+
+        # Warm up each once, uncounted, then measure them alternately.
+        for run in runs.values():
+            run(warmup_budget)
+        totals = {name: Measurement(0, 0, 0.0) for name in runs}
+        for round_number in range(1, args.rounds + 1):
+            line = []
+            for name, run in runs.items():
+                measured = run(budget)
+                totals[name] += measured
+                line.append(f"{name} {measured.tokens_per_second():,.0f}")
+            print(f"  round {round_number}: " + ", ".join(line) + " tokens/s")
+        figures[task] = report(task, totals, peak, per_token)
+
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "device": runtime.describe(),
+                    "model": source.describe(),
+                    "peak_flops": peak,
+                    "flops_per_token": per_token,
+                    "steps": args.steps,
+                    "rounds": args.rounds,
+                    "batch_size": args.batch_size,
+                    "seq_len": args.seq_len,
+                    "tasks": figures,
+                }
+            )
+        )
+
+
+def report(task: str, totals: dict[str, Measurement], peak: float, per_token: float) -> dict[str, Any]:
+    """Prints one task's table: tokens/s, padding and utilisation per trainer, ours over each anchor against the
+    targets; returns the figures."""
+    ours = totals["ours"].tokens_per_second()
+    figures: dict[str, Any] = {}
+    for name, measured in totals.items():
+        rate = measured.tokens_per_second()
+        utilisation = rate * per_token / peak
+        figures[name] = {
+            "tokens_per_second": round(rate, 1),
+            "padding_share": round(measured.padding_share(), 3),
+            "utilisation": round(utilisation, 3),
+        }
+        print(
+            f"  {name + ':':<9}{rate:>8,.0f} tokens/s ({measured.tokens:,} real tokens in {measured.seconds:.1f} s, "
+            f"{measured.padding_share():.0%} padding), {utilisation:.0%} of the matmul peak"
+        )
+    for name, target in TARGETS.items():
+        if name in totals:
+            ratio = ours / totals[name].tokens_per_second()
+            figures[f"ours_over_{name}"] = round(ratio, 3)
+            print(f"  ours / {name}: {ratio:.2f}x (target >= {target:g}x: {'met' if ratio >= target else 'NOT met'})")
+    met = figures["ours"]["utilisation"] >= TARGET_UTILISATION
+    print(
+        f"  ours' utilisation: {figures['ours']['utilisation']:.0%} (target >= {TARGET_UTILISATION:.0%}: "
+        f"{'met' if met else 'NOT met'})"
+    )
+    return figures
 
 
 if __name__ == "__main__":

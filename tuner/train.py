@@ -198,6 +198,7 @@ def train_run(
     from peft import PeftModel, get_peft_model
 
     from tuner.data import prepare_study_data
+    from tuner.fused_lora import fuse_lora_forwards
     from tuner.models import hub_id, load_model, load_tokenizer, loaded_identity, resolve_model, write_directory
     from tuner.pissa import PissaBase
     from tuner.rundir import run_dir_lock
@@ -250,6 +251,7 @@ def train_run(
             peft_model = get_peft_model(model, peft_config(recipe.lora))
             if pissa is not None:
                 pissa.initialised(peft_model)  # on resume too: the seeded initialisation is the same
+            fuse_lora_forwards(peft_model)
             optimizer = adapter_optimizer(peft_model, recipe.lora, recipe.learning_rate)
             trainer = _trainer(
                 peft_model, optimizer, settings, out_dir, data, options, runtime, report, callbacks, epoch_scorer
@@ -313,9 +315,20 @@ def _trainer(
     epoch_scorer: EpochScorer | None = None,
 ) -> Any:
     """transformers' Trainer over the packed rows: the cosine schedule, clipping, checkpoints, held-out losses; our
-    reporting callbacks, then `callbacks`."""
+    reporting callbacks, then `callbacks`. Its loss is the trials' (tuner.loss.training_loss: attention by example,
+    logits at labelled positions only, in chunks), equal to the model's own."""
     import torch
     from transformers import PrinterCallback, Trainer, TrainingArguments
+
+    from tuner.loss import training_loss
+
+    class PackedTrainer(Trainer):
+        def compute_loss(
+            self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None
+        ) -> Any:
+            # One batch per optimizer step (no gradient accumulation), so the mean per label token is the loss.
+            loss = training_loss(model, inputs)
+            return (loss, {"loss": loss}) if return_outputs else loss
 
     recipe, seed = settings.recipe, settings.data.seed
     arguments = TrainingArguments(
@@ -342,7 +355,7 @@ def _trainer(
         label_names=["labels"],
         dataloader_num_workers=0,
     )
-    trainer = Trainer(
+    trainer = PackedTrainer(
         model=model,
         args=arguments,
         train_dataset=packed_dataset(data.train),

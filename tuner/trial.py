@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from tuner.fused_lora import fuse_lora_forwards
+from tuner.loss import token_losses, training_loss
 from tuner.objective import DivergenceGuard
 from tuner.packing import IGNORE_INDEX, PackedRows
 from tuner.pissa import PissaBase
@@ -80,68 +82,22 @@ def heldout_loss(model: PreTrainedModel, rows: PackedRows, batch_size: int, runt
 
 
 def row_losses(model: PreTrainedModel, rows: PackedRows, batch_size: int, runtime: Runtime) -> list[list[float]]:
-    """[summed loss, label tokens] per packed row: what paired comparisons between two adapters need.
-
-    The vocabulary projection runs only at positions that predict a label (a prompt's positions need none), where
-    the model's logits are the output embedding of its last hidden state; elsewhere, the model's own logits."""
+    """[summed loss, label tokens] per packed row: what paired comparisons between two adapters need (the loss
+    only at the positions that predict a label: tuner.loss.token_losses)."""
     import torch
 
     was_training = model.training
     model.eval()
-    head = _plain_output_head(model)
     measured: list[list[float]] = []
     with torch.no_grad(), runtime.autocast():
         for start in range(0, len(rows), batch_size):
             batch = batch_tensors(rows, list(range(start, min(start + batch_size, len(rows)))), runtime.device)
-            shifted = batch["labels"][:, 1:]
-            counted = shifted != IGNORE_INDEX
-            inputs = {"input_ids": batch["input_ids"], "position_ids": batch["position_ids"], "use_cache": False}
-            if head is not None:
-                hidden = model.get_decoder()(**inputs).last_hidden_state[:, :-1]
-                picked = head(hidden[counted]).float()
-                token_losses = torch.nn.functional.cross_entropy(picked, shifted[counted], reduction="none")
-                losses = torch.zeros(shifted.shape, dtype=token_losses.dtype, device=shifted.device)
-                losses[counted] = token_losses
-            else:
-                logits = model(**inputs).logits
-                losses = torch.nn.functional.cross_entropy(
-                    logits[:, :-1].float().transpose(1, 2), shifted, ignore_index=IGNORE_INDEX, reduction="none"
-                )
+            losses = token_losses(model, batch)
+            counted = batch["labels"][:, 1:] != IGNORE_INDEX
             for row_loss, row_counted in zip(losses, counted, strict=True):
                 measured.append([round(float(row_loss.sum()), 5), int(row_counted.sum())])
     model.train(was_training)
     return measured
-
-
-def training_loss(model: PreTrainedModel, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Mean loss per label token, as the model's own loss gives it, with the vocabulary projection only at the
-    positions that predict a label: a prompt's positions need none (about half of GSM8K's tokens), so their
-    logits are never made, forward or backward. Models whose logits are more than the output embedding of the
-    last hidden state (scaled or soft-capped) use their own loss."""
-    import torch
-
-    head = _plain_output_head(model)
-    if head is None:
-        return model(**batch, use_cache=False).loss
-    shifted = batch["labels"][:, 1:]
-    counted = shifted != IGNORE_INDEX
-    inputs = {"input_ids": batch["input_ids"], "position_ids": batch["position_ids"], "use_cache": False}
-    hidden = model.get_decoder()(**inputs).last_hidden_state[:, :-1]
-    logits = head(hidden[counted]).float()
-    return torch.nn.functional.cross_entropy(logits, shifted[counted])
-
-
-def _plain_output_head(model: PreTrainedModel) -> torch.nn.Module | None:
-    """The output embedding, where the model's logits are just that of its decoder's last hidden state (no logit
-    scaling or soft-capping in its config); None otherwise."""
-    config = model.config
-    if any(getattr(config, key, None) for key in ("final_logit_softcapping", "logit_scale", "output_multiplier")):
-        return None
-    try:
-        head, decoder = model.get_output_embeddings(), model.get_decoder()
-    except (AttributeError, NotImplementedError):
-        return None
-    return head if head is not None and decoder is not None and decoder is not model else None
 
 
 def peft_config(lora: LoraSettings) -> LoraConfig:
@@ -220,6 +176,7 @@ def adapter_session(
     peft_model = get_peft_model(model, peft_config(lora))
     if pissa is not None:
         pissa.initialised(peft_model)
+    fuse_lora_forwards(peft_model)
     trainable = [p for p in peft_model.parameters() if p.requires_grad]
     optimizer = adapter_optimizer(peft_model, lora, learning_rate)
     try:
