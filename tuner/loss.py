@@ -66,8 +66,17 @@ def training_loss(model: PreTrainedModel, batch: dict[str, torch.Tensor]) -> tor
         hidden = model.get_decoder()(**inputs).last_hidden_state[:, :-1][counted]
     targets = shifted[counted]
     weight = _linear_weight(head)
-    if weight is None or not torch.is_grad_enabled():
+    if weight is None:
         return torch.nn.functional.cross_entropy(head(hidden).float(), targets)
+    if not torch.is_grad_enabled():  # measuring (the full run's held-out losses): the same chunks, no gradients
+        step = chunk_rows(weight.shape[0])
+        summed = [
+            torch.nn.functional.cross_entropy(
+                head(hidden[start : start + step]).float(), targets[start : start + step], reduction="sum"
+            )
+            for start in range(0, len(targets), step)
+        ]
+        return torch.stack(summed).sum() / len(targets) if summed else hidden.new_tensor(float("nan"))
     return linear_cross_entropy(hidden, weight, targets)
 
 

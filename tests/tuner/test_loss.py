@@ -116,3 +116,15 @@ def test_token_losses_equal_the_models_logits_at_labelled_positions(setup):
         )
         ours = token_losses(model, batch)
     torch.testing.assert_close(ours, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_the_loss_without_gradients_is_the_same_mean_in_chunks(setup, monkeypatch):
+    import tuner.loss
+
+    monkeypatch.setattr(tuner.loss, "chunk_rows", lambda vocabulary: 7)  # several chunks of the tiny vocabulary
+    model, data, runtime = setup
+    batch = batch_tensors(data.train, [0, 1, 2], runtime.device)
+    with torch.no_grad():
+        expected = float(model(**batch, use_cache=False).loss)
+        ours = float(training_loss(model, batch))
+    assert ours == pytest.approx(expected, rel=1e-5)
