@@ -392,7 +392,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv is None:  # the command itself, not a caller in this process: train with jemalloc where it is installed
         from tuner.runtime import restart_with_jemalloc
 
-        restart_with_jemalloc(sys.argv[1:])
+        restart_with_jemalloc(["-m", "advisor", *sys.argv[1:]])
     parser = build_parser()
     args = parser.parse_args(argv)
     watch = _watched(parser, args)

@@ -37,7 +37,6 @@ import os
 import sys
 import tempfile
 import time
-import warnings
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -47,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 from tuner.data import Example, StudyData, pack_study_data, resolve_data_dir, task_examples
 from tuner.models import DEFAULT_MODEL, load_model, load_tokenizer, loadable_location, resolve_model
 from tuner.packing import IGNORE_INDEX
-from tuner.runtime import ALLOCATOR_VARIABLE, Runtime, allocator, jemalloc_environment, pick_runtime
+from tuner.runtime import Runtime, allocator, pick_runtime, quiet_libraries, restart_with_jemalloc
 from tuner.settings import DataSettings, LoraSettings, TrainBudget
 from tuner.trial import peft_config, run_trial
 
@@ -277,19 +276,12 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    # The allocator `advisor` runs under (it restarts itself with jemalloc where installed; tuner.runtime), for every
-    # trainer alike: TRL's process inherits it.
-    preloaded = jemalloc_environment(os.environ)
-    if preloaded is not None and os.environ.get(ALLOCATOR_VARIABLE) != "jemalloc":
-        os.execve(sys.executable, [sys.executable, *sys.argv], preloaded)
+    # The allocator `advisor` runs under (it restarts itself with jemalloc where installed), for every trainer
+    # alike: TRL's process inherits it.
+    restart_with_jemalloc(sys.argv)
     # The GGUF reader's progress bar (first use of the built-in model) is tqdm's own, out of transformers' reach.
     os.environ.setdefault("TQDM_DISABLE", "1")
-    import transformers
-
-    transformers.logging.set_verbosity_error()
-    transformers.logging.disable_progress_bar()
-    # peft 0.21 reads a property transformers 5 deprecates; harmless, and it would interleave with the figures.
-    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+    quiet_libraries()
     from trl_anchor import measure_trl, trl_python
 
     # Set up: the model, the machine's matmul rate, TRL's environment.

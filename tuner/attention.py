@@ -33,14 +33,10 @@ def example_spans(position_ids: torch.Tensor) -> list[list[tuple[int, int]]]:
     rows, length = position_ids.shape
     starts = torch.ones(position_ids.shape, dtype=torch.bool, device=position_ids.device)
     starts[:, 1:] = position_ids[:, 1:] != position_ids[:, :-1] + 1
-    spans: list[list[tuple[int, int]]] = [[] for _ in range(rows)]
     boundaries: list[list[int]] = [[] for _ in range(rows)]
     for row, column in starts.nonzero().tolist():
         boundaries[row].append(column)
-    for row, row_starts in enumerate(boundaries):
-        stops = [*row_starts[1:], length]
-        spans[row] = list(zip(row_starts, stops, strict=True))
-    return spans
+    return [list(zip(row_starts, [*row_starts[1:], length], strict=True)) for row_starts in boundaries]
 
 
 def packed_attention_forward(

@@ -35,7 +35,7 @@ def fuse_lora_forwards(model: torch.nn.Module) -> int:
         if adapter in module.lora_variant or adapter not in module.lora_A or type(base) is not torch.nn.Linear:
             continue
         down, up = module.lora_A[adapter], module.lora_B[adapter]
-        if down.bias is not None or up.bias is not None or len({base.weight.dtype, down.weight.dtype}) != 1:
+        if down.bias is not None or up.bias is not None or base.weight.dtype != down.weight.dtype:
             continue
         module.forward = types.MethodType(_fused_forward, module)
         fused += 1

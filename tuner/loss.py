@@ -56,28 +56,16 @@ def training_loss(model: PreTrainedModel, batch: dict[str, torch.Tensor]) -> tor
     with attention by example (tuner.attention) and logits only at labelled positions, in chunks."""
     import torch
 
+    _, counted = _label_positions(batch)
     with packed_attention(model):
         head = plain_output_head(model)
         if head is None:
             return model(**batch, use_cache=False).loss
-        shifted = batch["labels"][:, 1:]
-        counted = shifted != IGNORE_INDEX
-        inputs = {"input_ids": batch["input_ids"], "position_ids": batch["position_ids"], "use_cache": False}
-        hidden = model.get_decoder()(**inputs).last_hidden_state[:, :-1][counted]
-    targets = shifted[counted]
+        hidden, targets = _labelled_states(model, batch, counted)
     weight = _linear_weight(head)
-    if weight is None:
-        return torch.nn.functional.cross_entropy(head(hidden).float(), targets)
-    if not torch.is_grad_enabled():  # measuring (the full run's held-out losses): the same chunks, no gradients
-        step = chunk_rows(weight.shape[0])
-        summed = [
-            torch.nn.functional.cross_entropy(
-                head(hidden[start : start + step]).float(), targets[start : start + step], reduction="sum"
-            )
-            for start in range(0, len(targets), step)
-        ]
-        return torch.stack(summed).sum() / len(targets) if summed else hidden.new_tensor(float("nan"))
-    return linear_cross_entropy(hidden, weight, targets)
+    if weight is not None and torch.is_grad_enabled():
+        return linear_cross_entropy(hidden, weight, targets)
+    return _chunked_losses(head, hidden, targets).mean()  # measuring: the full run's held-out losses
 
 
 def token_losses(model: PreTrainedModel, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -85,18 +73,40 @@ def token_losses(model: PreTrainedModel, batch: dict[str, torch.Tensor]) -> torc
     gradients), with attention by example and logits in chunks where the head allows."""
     import torch
 
-    shifted = batch["labels"][:, 1:]
-    counted = shifted != IGNORE_INDEX
-    inputs = {"input_ids": batch["input_ids"], "position_ids": batch["position_ids"], "use_cache": False}
+    shifted, counted = _label_positions(batch)
     with packed_attention(model):
         head = plain_output_head(model)
         if head is None:
-            logits = model(**inputs).logits
+            logits = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False).logits
             return torch.nn.functional.cross_entropy(
                 logits[:, :-1].float().transpose(1, 2), shifted, ignore_index=IGNORE_INDEX, reduction="none"
             )
-        hidden = model.get_decoder()(**inputs).last_hidden_state[:, :-1][counted]
-    targets = shifted[counted]
+        hidden, targets = _labelled_states(model, batch, counted)
+    losses = torch.zeros(shifted.shape, dtype=torch.float32, device=shifted.device)
+    losses[counted] = _chunked_losses(head, hidden, targets)
+    return losses
+
+
+def _label_positions(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The label each position predicts, [rows, length - 1], and where there is one."""
+    shifted = batch["labels"][:, 1:]
+    return shifted, shifted != IGNORE_INDEX
+
+
+def _labelled_states(
+    model: PreTrainedModel, batch: dict[str, torch.Tensor], counted: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The decoder's last hidden states at the positions that predict a label, [n, hidden], and those labels."""
+    inputs = {"input_ids": batch["input_ids"], "position_ids": batch["position_ids"], "use_cache": False}
+    hidden = model.get_decoder()(**inputs).last_hidden_state[:, :-1][counted]
+    return hidden, batch["labels"][:, 1:][counted]
+
+
+def _chunked_losses(head: torch.nn.Module, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The loss at each of `hidden`'s rows, [n], the head's logits made a chunk of rows at a time where it is a plain
+    linear layer (whole otherwise)."""
+    import torch
+
     weight = _linear_weight(head)
     step = chunk_rows(weight.shape[0]) if weight is not None else max(1, len(targets))
     picked = [
@@ -105,10 +115,7 @@ def token_losses(model: PreTrainedModel, batch: dict[str, torch.Tensor]) -> torc
         )
         for start in range(0, len(targets), step)
     ]
-    losses = torch.zeros(shifted.shape, dtype=torch.float32, device=shifted.device)
-    if picked:
-        losses[counted] = torch.cat(picked)
-    return losses
+    return torch.cat(picked) if picked else hidden.new_zeros(0, dtype=torch.float32)
 
 
 def linear_cross_entropy(

@@ -83,16 +83,17 @@ def jemalloc_environment(environ: Mapping[str, str]) -> dict[str, str] | None:
     return {**environ, "LD_PRELOAD": preload, ALLOCATOR_VARIABLE: "jemalloc"}
 
 
-def restart_with_jemalloc(arguments: list[str]) -> None:
-    """Replace this process by `python -m advisor ARGUMENTS` with jemalloc preloaded, where it helps (see
-    jemalloc_environment); returns only when no restart is needed. A restart already tried is not tried again."""
+def restart_with_jemalloc(command: list[str]) -> None:
+    """Replace this process by `python COMMAND` (the advisor: `-m advisor ARGUMENTS`; a bench: its own argv) with
+    jemalloc preloaded, where it helps (see jemalloc_environment); returns only when no restart is needed. A restart
+    already tried is not tried again."""
     import sys
 
     environment = jemalloc_environment(os.environ)
     if environment is None or os.environ.get(ALLOCATOR_VARIABLE) == "jemalloc":
         return
     with contextlib.suppress(OSError):
-        os.execve(sys.executable, [sys.executable, "-m", "advisor", *arguments], environment)
+        os.execve(sys.executable, [sys.executable, *command], environment)
 
 
 HEAP_MMAP_THRESHOLD = 64 << 10
