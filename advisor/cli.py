@@ -415,6 +415,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The libraries' own tqdm bars would interleave with ours; tqdm reads this when first imported.
     os.environ.setdefault("TQDM_DISABLE", "1")
     try:
+        if args.command in ("tune", "train"):
+            from tuner.compilation import compile_mode
+
+            compile_mode()  # a bad ADVISOR_COMPILE is said before anything loads
         if args.command == "tune":
             from advisor.tune import tune
 

@@ -21,7 +21,8 @@ The project's targets: ours >= 1.7x the Trainer and >= 2x TRL on code and on mat
 
     python bench/trial_throughput.py                                   # code and math, the built-in SmolLM2-135M
     python bench/trial_throughput.py --tasks math --anchors Trainer --steps 4
-    python bench/trial_throughput.py --tasks math --anchors none --batch-size 2 --seq-len 1024   # row length
+    python bench/trial_throughput.py --tasks math --row-lengths 256,512,1024   # ours at each row length, the
+                                                                               # same tokens per step
     python bench/trial_throughput.py --model /tmp/tinybench --seq-len 128 --steps 4
 """
 
@@ -59,6 +60,8 @@ LORA = LoraSettings(rank=16, alpha=32, targets="all")
 TARGETS = {"Trainer": 1.7, "TRL": 2.0}
 """ours / anchor targets."""
 TARGET_UTILISATION = 0.70
+COMPILED = "compiled"
+"""The anchor that is ours with the decoder layers compiled (tuner.compilation), on a cold inductor cache."""
 WARMUP_STEPS = 2
 """Steps each side trains once, uncounted, before the measured rounds (kernel choice, allocator, caches)."""
 SEED = 0
@@ -104,11 +107,19 @@ def trainer_examples(examples: list[Example], data: StudyData, seq_len: int) -> 
 
 
 def measure_ours(
-    model: PreTrainedModel, data: StudyData, budget: TrainBudget, learning_rate: float, runtime: Runtime
+    model: PreTrainedModel,
+    data: StudyData,
+    budget: TrainBudget,
+    learning_rate: float,
+    runtime: Runtime,
+    compile_mode: str = "off",
 ) -> Measurement:
-    """One run of the project's trial runner, with its own step timing and token count."""
+    """One run of the project's trial runner, with its own step timing and token count (eager, or with its decoder
+    layers compiled from the first step: compile_mode "on")."""
     # An infinite starting loss: the divergence guard never stops a throughput run early.
-    result = run_trial(model, data, LORA, learning_rate, budget, runtime, start_loss=math.inf, seed=SEED)
+    result = run_trial(
+        model, data, LORA, learning_rate, budget, runtime, start_loss=math.inf, seed=SEED, compile_mode=compile_mode
+    )
     return Measurement(result.train_tokens, result.train_tokens, result.train_seconds)
 
 
@@ -259,7 +270,14 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--learning-rate", type=float, default=2e-4)
     parser.add_argument("--rounds", type=int, default=2, help="measured runs of each, alternating")
     parser.add_argument(
-        "--anchors", default="Trainer,TRL", help="what ours is measured against: Trainer, TRL, both or none"
+        "--anchors",
+        default="Trainer,TRL",
+        help="what ours is measured against: Trainer, TRL, compiled (ours with torch.compile), several or none",
+    )
+    parser.add_argument(
+        "--row-lengths",
+        default=None,
+        help="comma-separated row lengths: ours alone at each, batch-size x seq-len tokens a step (no anchors)",
     )
     parser.add_argument("--json", action="store_true", help="also print the figures as one JSON line")
     args = parser.parse_args()
@@ -267,10 +285,18 @@ def parse_args() -> argparse.Namespace:
         parser.error("--steps and --rounds must be at least 1")
     args.tasks = [task.strip() for task in args.tasks.split(",") if task.strip()]
     args.anchors = [name.strip() for name in args.anchors.split(",") if name.strip() and name.strip() != "none"]
-    if any(name not in TARGETS for name in args.anchors):
-        parser.error(f"--anchors takes {', '.join(TARGETS)} or none, got {','.join(args.anchors)}")
+    if any(name not in (*TARGETS, COMPILED) for name in args.anchors):
+        parser.error(f"--anchors takes {', '.join((*TARGETS, COMPILED))} or none, got {','.join(args.anchors)}")
     if not args.tasks or any(task not in ("code", "math") for task in args.tasks):
         parser.error(f"--tasks takes code and/or math, got {','.join(args.tasks) or 'nothing'}")
+    if args.row_lengths is not None:
+        step_tokens = args.batch_size * args.seq_len
+        try:
+            args.row_lengths = [int(length) for length in args.row_lengths.split(",")]
+        except ValueError:
+            parser.error(f"--row-lengths takes whole numbers, got {args.row_lengths}")
+        if any(length < 1 or step_tokens % length for length in args.row_lengths):
+            parser.error(f"each of --row-lengths must divide batch-size x seq-len ({step_tokens} tokens a step)")
     return args
 
 
@@ -282,6 +308,8 @@ def main() -> None:
     # The GGUF reader's progress bar (first use of the built-in model) is tqdm's own, out of transformers' reach.
     os.environ.setdefault("TQDM_DISABLE", "1")
     quiet_libraries()
+    if COMPILED in args.anchors:  # a cold cache: the first compiled run pays the whole warm-up, as a first use does
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="bench-inductor-")
     from trl_anchor import measure_trl, trl_python
 
     # Set up: the model, the machine's matmul rate, TRL's environment.
@@ -301,6 +329,11 @@ def main() -> None:
     model = load_model(source, runtime.device, runtime.dtype)
     peak = matmul_rate(model.config, runtime, args.batch_size * args.seq_len)
     per_token = flops_per_token(model, args.seq_len)
+    if args.row_lengths:
+        figures = {task: sweep_row_lengths(args, task, model, tokenizer, data_dir, runtime) for task in args.tasks}
+        if args.json:
+            print(json.dumps({"device": runtime.describe(), "model": source.describe(), "row_lengths": figures}))
+        return
     trl = trl_python() if "TRL" in args.anchors else None
     print(f"device: {runtime.describe()}; allocator: {allocator()}")
     print(f"model: {source.describe()}")
@@ -337,10 +370,13 @@ def main() -> None:
                 return Measurement(measured["tokens"], measured["batch_tokens"], measured["seconds"])
 
             runs["TRL"] = run_trl
+        if COMPILED in args.anchors:
+            runs[COMPILED] = functools.partial(runs["ours"], compile_mode="on")
 
         # Warm up each once, uncounted, then measure them alternately.
-        for run in runs.values():
-            run(warmup_budget)
+        warmups = {}
+        for name, run in runs.items():
+            warmups[name] = run(warmup_budget)
         totals = {name: Measurement(0, 0, 0.0) for name in runs}
         for round_number in range(1, args.rounds + 1):
             line = []
@@ -350,6 +386,8 @@ def main() -> None:
                 line.append(f"{name} {measured.tokens_per_second():,.0f}")
             print(f"  round {round_number}: " + ", ".join(line) + " tokens/s")
         figures[task] = report(task, totals, peak, per_token)
+        if COMPILED in runs:
+            figures[task][COMPILED] |= compile_cost(warmups["ours"], warmups[COMPILED], totals, budget)
 
     if args.json:
         print(
@@ -367,6 +405,79 @@ def main() -> None:
                 }
             )
         )
+
+
+def sweep_row_lengths(
+    args: argparse.Namespace,
+    task: str,
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    data_dir: Path | None,
+    runtime: Runtime,
+) -> dict[str, float]:
+    """Ours at each row length with the same tokens a step (batch = batch-size x seq-len / length), alternating
+    over the rounds after a warm-up each; prints real tokens/s per length against the fastest, returns them."""
+    step_tokens = args.batch_size * args.seq_len
+    runs: dict[int, Callable[[TrainBudget], Measurement]] = {}
+    budgets: dict[int, TrainBudget] = {}
+    rows_per_length = {}
+    for length in args.row_lengths:
+        budget = TrainBudget(
+            train_tokens=args.steps * step_tokens,
+            batch_size=step_tokens // length,
+            seq_len=length,
+            evaluations=1,
+            eval_rows=1,
+            confirm_rows=0,
+        )
+        data_settings = DataSettings(task, seed=SEED)
+        encoded = task_examples(data_settings, length, tokenizer, data_dir)
+        data = pack_study_data(data_settings, encoded, budget.packing(), tokenizer, data_dir)
+        rows_per_length[length] = len(data.train)
+        budgets[length] = budget
+        runs[length] = functools.partial(measure_ours, model, data, learning_rate=args.learning_rate, runtime=runtime)
+    print(
+        f"task {task}: {step_tokens} tokens a step; packed rows "
+        + ", ".join(f"{length}: {rows}" for length, rows in rows_per_length.items())
+    )
+    for length, run in runs.items():
+        run(dataclasses.replace(budgets[length], train_tokens=WARMUP_STEPS * step_tokens))
+    totals = {length: Measurement(0, 0, 0.0) for length in runs}
+    for round_number in range(1, args.rounds + 1):
+        line = []
+        for length, run in runs.items():
+            measured = run(budgets[length])
+            totals[length] += measured
+            line.append(f"{budgets[length].batch_size} x {length}: {measured.tokens_per_second():,.0f}")
+        print(f"  round {round_number}: " + ", ".join(line) + " tokens/s")
+    rates = {length: measured.tokens_per_second() for length, measured in totals.items()}
+    fastest = max(rates.values())
+    for length, rate in rates.items():
+        print(f"  {budgets[length].batch_size} x {length}: {rate:,.0f} tokens/s ({rate / fastest:.2f}x the fastest)")
+    return {str(length): round(rate, 1) for length, rate in rates.items()}
+
+
+def compile_cost(
+    eager_warmup: Measurement, compiled_warmup: Measurement, totals: dict[str, Measurement], budget: TrainBudget
+) -> dict[str, float]:
+    """Prints what compiling costs once (the compiled warm-up run's extra seconds over the eager one's, on a cold
+    cache) and saves per step, and the eager training time from which it repays; returns the figures."""
+    warmup = compiled_warmup.seconds - eager_warmup.seconds
+    eager_step = totals["ours"].seconds / (totals["ours"].tokens / budget.tokens_per_step())
+    compiled_step = totals[COMPILED].seconds / (totals[COMPILED].tokens / budget.tokens_per_step())
+    saving = 1 - compiled_step / eager_step
+    break_even = warmup / saving if saving > 0 else math.inf
+    print(
+        f"  compiling: {warmup:.1f} s warm-up (cold cache), steps {eager_step:.2f} s eager -> {compiled_step:.2f} s "
+        f"compiled ({saving:.1%} saved); repays after {break_even:,.0f} s of eager training "
+        f"({break_even / eager_step:,.0f} steps)"
+    )
+    return {
+        "warmup_seconds": round(warmup, 1),
+        "eager_step_seconds": round(eager_step, 3),
+        "compiled_step_seconds": round(compiled_step, 3),
+        "step_saving": round(saving, 4),
+    }
 
 
 def report(task: str, totals: dict[str, Measurement], peak: float, per_token: float) -> dict[str, Any]:

@@ -21,6 +21,7 @@ PURE = (
     "tuner.reference",
     "tuner.confirm",
     "tuner.packing",
+    "tuner.compilation",
     "tuner.paper",
     "tuner.events",
     "tuner.errors",

@@ -14,6 +14,7 @@ It serves training and held-out losses only, inside `packed_attention(model)`: g
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -94,7 +95,17 @@ def register() -> None:
     mask creation skips implementations it has no mask function for."""
     from transformers import AttentionInterface
 
-    AttentionInterface.register(IMPLEMENTATION, packed_attention_forward)
+    AttentionInterface.register(IMPLEMENTATION, _uncompiled_forward())
+
+
+@functools.cache
+def _uncompiled_forward() -> Any:
+    """packed_attention_forward, left out of torch.compile's graphs (tuner.compilation compiles the layers around
+    it): its example lengths change every batch, so a graph of it would recompile each step. One object, so that
+    compiled layers' guards on the attention function hold from one step to the next."""
+    import torch
+
+    return torch.compiler.disable(packed_attention_forward)
 
 
 @contextlib.contextmanager

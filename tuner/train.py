@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from peft import PeftModel
     from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
 
+    from tuner.compilation import LayerCompiler
     from tuner.data import StudyData
     from tuner.evaluation import TaskScore
     from tuner.packing import PackedRows
@@ -162,6 +163,31 @@ def _callbacks(report: TrainReporter, tokens_per_step: int, scorer: EpochScorer 
     return [Reporting()]
 
 
+def compiling(compiler: LayerCompiler, report: TrainReporter) -> TrainerCallback:
+    """A callback timing Trainer's steps for `compiler`, which compiles the decoder layers once the steps left
+    repay it (tuner.compilation), and saying so."""
+    from transformers import TrainerCallback
+
+    class Compiling(TrainerCallback):
+        def __init__(self) -> None:
+            self.first_step = 0
+            self.started = 0.0
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            self.first_step = state.global_step  # a resumed run counts from its checkpoint
+
+        def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            self.started = time.perf_counter()
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            done, total = state.global_step - self.first_step, state.max_steps - self.first_step
+            decided = compiler.step_done(done, time.perf_counter() - self.started, total)
+            if decided:
+                report(Stage(decided))
+
+    return Compiling()
+
+
 class EpochScorer:
     """Scores the adapter after an epoch and keeps the figures in the run directory (they survive a resume)."""
 
@@ -253,13 +279,11 @@ def train_run(
                 pissa.initialised(peft_model)  # on resume too: the seeded initialisation is the same
             fuse_lora_forwards(peft_model)
             optimizer = adapter_optimizer(peft_model, recipe.lora, recipe.learning_rate)
-            trainer = _trainer(
-                peft_model, optimizer, settings, out_dir, data, options, runtime, report, callbacks, epoch_scorer
-            )
 
             # Train, from the last complete checkpoint if a killed run left one.
-            resume = latest_checkpoint(out_dir / CHECKPOINTS)
-            trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+            trainer, resume = _train(
+                peft_model, optimizer, settings, out_dir, data, options, runtime, report, callbacks, epoch_scorer
+            )
             history = _history(trainer, data, time.perf_counter() - started, resume)
 
             # Save the adapter in PEFT format, whole or not at all.
@@ -302,7 +326,7 @@ def train_run(
         return result
 
 
-def _trainer(
+def _train(
     model: Any,
     optimizer: Any,
     settings: RunSettings,
@@ -312,14 +336,17 @@ def _trainer(
     runtime: Runtime,
     report: TrainReporter,
     callbacks: Sequence[TrainerCallback],
-    epoch_scorer: EpochScorer | None = None,
-) -> Any:
-    """transformers' Trainer over the packed rows: the cosine schedule, clipping, checkpoints, held-out losses; our
-    reporting callbacks, then `callbacks`. Its loss is the trials' (tuner.loss.training_loss: attention by example,
-    logits at labelled positions only, in chunks), equal to the model's own."""
+    epoch_scorer: EpochScorer | None,
+) -> tuple[Any, Path | None]:
+    """Train with transformers' Trainer over the packed rows (the cosine schedule, clipping, checkpoints, held-out
+    losses; our reporting callbacks, then `callbacks`), from the last complete checkpoint if a killed run left one;
+    returns the Trainer and the checkpoint resumed from. Its loss is the trials' (tuner.loss.training_loss:
+    attention by example, logits at labelled positions only, in chunks), equal to the model's own; the decoder
+    layers are compiled once the first steps show the rest repays it (tuner.compilation)."""
     import torch
     from transformers import PrinterCallback, Trainer, TrainingArguments
 
+    from tuner.compilation import layer_compiler
     from tuner.loss import training_loss
 
     class PackedTrainer(Trainer):
@@ -355,17 +382,24 @@ def _trainer(
         label_names=["labels"],
         dataloader_num_workers=0,
     )
-    trainer = PackedTrainer(
-        model=model,
-        args=arguments,
-        train_dataset=packed_dataset(data.train),
-        eval_dataset={"target": packed_dataset(data.heldout), "general": packed_dataset(data.general)},
-        callbacks=[*_callbacks(report, recipe.batch_size * recipe.seq_len, epoch_scorer), *callbacks],
-        # AdamW without weight decay (LoRA+'s for loraplus); Trainer wraps it in the cosine schedule.
-        optimizers=(optimizer, None),
-    )
-    trainer.remove_callback(PrinterCallback)  # our reporter shows the logs
-    return trainer
+    with layer_compiler(model, runtime.device.type) as compiler:
+        trainer = PackedTrainer(
+            model=model,
+            args=arguments,
+            train_dataset=packed_dataset(data.train),
+            eval_dataset={"target": packed_dataset(data.heldout), "general": packed_dataset(data.general)},
+            callbacks=[
+                *_callbacks(report, recipe.batch_size * recipe.seq_len, epoch_scorer),
+                compiling(compiler, report),
+                *callbacks,
+            ],
+            # AdamW without weight decay (LoRA+'s for loraplus); Trainer wraps it in the cosine schedule.
+            optimizers=(optimizer, None),
+        )
+        trainer.remove_callback(PrinterCallback)  # our reporter shows the logs
+        resume = latest_checkpoint(out_dir / CHECKPOINTS)
+        trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    return trainer, resume
 
 
 def _full_run(
@@ -404,10 +438,10 @@ def _full_run(
         model.requires_grad_(True)
         torch.manual_seed(settings.data.seed)
         optimizer = full_optimizer(model, recipe.learning_rate)
-        trainer = _trainer(model, optimizer, settings, out_dir, data, options, runtime, report, callbacks, epoch_scorer)
-        resume = latest_checkpoint(out_dir / CHECKPOINTS)
         started = time.perf_counter()
-        trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+        trainer, resume = _train(
+            model, optimizer, settings, out_dir, data, options, runtime, report, callbacks, epoch_scorer
+        )
         history = _history(trainer, data, time.perf_counter() - started, resume)
 
         def write_model(staging: Path) -> None:

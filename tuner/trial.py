@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from tuner.compilation import layer_compiler
 from tuner.fused_lora import fuse_lora_forwards
 from tuner.loss import token_losses, training_loss
 from tuner.objective import DivergenceGuard
@@ -48,6 +49,8 @@ class TrialResult:
     """Why the trial ended before its budget (divergence or pruning), else None."""
     train_tokens: int = 0
     train_seconds: float = 0.0
+    compiled_after: int | None = None
+    """The step after which the decoder layers were compiled (0: from the start), or None (eager throughout)."""
 
     def tokens_per_second(self) -> float:
         return self.train_tokens / self.train_seconds if self.train_seconds > 0 else 0.0
@@ -261,20 +264,22 @@ def run_trial(
     on_step: StepCallback | None = None,
     on_eval: EvalCallback | None = None,
     on_trained: TrainedCallback | None = None,
+    compile_mode: str | None = None,
 ) -> TrialResult:
     """Train LoRA adapters on `model` (or, with `lora` None, every weight: full fine-tuning) for the budget and
-    evaluate them; `model` is left as it was."""
+    evaluate them; `model` is left as it was. The decoder layers are compiled where the trial is long enough to
+    repay it (tuner.compilation; `compile_mode` auto, on or off, else ADVISOR_COMPILE's)."""
     import torch
     from transformers import get_cosine_schedule_with_warmup
 
     # Set up: adapters, optimiser, schedule (the session removes the adapters again at the end).
     session_of = adapter_session(model, lora, learning_rate, seed) if lora else full_session(model, learning_rate, seed)
-    with session_of as session:
+    with session_of as session, layer_compiler(session.peft_model, runtime.device.type, compile_mode) as compiler:
         peft_model, optimizer, trainable = session.peft_model, session.optimizer, session.trainable
         scheduler = get_cosine_schedule_with_warmup(optimizer, budget.warmup_steps(), budget.steps())
         guard = DivergenceGuard(start_loss)
         eval_steps = set(budget.eval_steps())
-        result = TrialResult()
+        result = TrialResult(compiled_after=0 if compiler.compiled else None)
 
         # Train.
         peft_model.train()
@@ -289,7 +294,10 @@ def run_trial(
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             step_loss = float(loss.detach())  # waits for the device
-            result.train_seconds += time.perf_counter() - started
+            step_seconds = time.perf_counter() - started
+            result.train_seconds += step_seconds
+            if compiler.step_done(step, step_seconds, budget.steps()):
+                result.compiled_after = step
             result.train_tokens += budget.tokens_per_step()
             result.train_curve.append((step, step_loss))
             if on_step is not None:

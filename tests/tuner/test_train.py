@@ -250,3 +250,39 @@ def test_run_settings_reject_bad_values(tiny_model: Path) -> None:
         tiny_run(tiny_model, learning_rate=2)
     with pytest.raises(ValueError, match="custom task needs --data"):
         tiny_run(tiny_model, task="custom")
+
+
+def test_a_run_compiled_once_its_first_steps_show_it_repays_trains_as_an_eager_one(
+    tiny_model: Path, data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    from tuner import compilation
+    from tuner.events import Stage
+    from tuner.train import train_run
+
+    if compilation.compiler_missing("cpu") is not None:
+        pytest.skip("torch.compile needs a C++ compiler on the CPU")
+    monkeypatch.setenv(compilation.COMPILE_VARIABLE, "off")
+    train_run(tiny_run(tiny_model), tmp_path / "eager", data_dir=data_dir)
+    # A warm-up this cheap repays itself on any run: auto compiles after the timed steps.
+    monkeypatch.setenv(compilation.COMPILE_VARIABLE, "auto")
+    monkeypatch.setitem(compilation.COSTS, "cpu", compilation.CompileCost(warmup_seconds=1e-6, step_saving=0.5))
+    stages: list[str] = []
+    train_run(
+        tiny_run(tiny_model),
+        tmp_path / "compiled",
+        data_dir=data_dir,
+        report=lambda event: stages.append(event.message) if isinstance(event, Stage) else None,
+    )
+    assert any(s.startswith("compiling the 2 decoder layers: 18 steps left") for s in stages), stages
+    curves = [
+        json.loads((tmp_path / run / "adapter" / "training.json").read_text())["loss_curve"]
+        for run in ("eager", "compiled")
+    ]
+    assert [step for step, _ in curves[1]] == [step for step, _ in curves[0]] == list(range(1, 21))
+    for (_, want), (_, got) in zip(*curves, strict=True):
+        assert got == pytest.approx(want, rel=1e-4)
+    expected, got = adapter_weights(tmp_path / "eager"), adapter_weights(tmp_path / "compiled")
+    for name in expected:
+        torch.testing.assert_close(got[name], expected[name], rtol=1e-4, atol=1e-5)
