@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import os
 import socket
@@ -19,10 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tuner.study_state import driver_url, finished_trials, running_trials
+from tuner.study_state import driver_url, is_finished
 
 if TYPE_CHECKING:
     import optuna
+    import sqlalchemy
 
 POLL_SECONDS = 1.0
 """How often a worker with nothing to claim looks again (for trials that end, or whose worker died)."""
@@ -36,10 +38,17 @@ def worker_name() -> str:
 @dataclass(frozen=True)
 class StudyLock:
     """A lock per purpose on one study, held across every worker of it: PostgreSQL's advisory locks, MySQL's named
-    locks, or a file beside a SQLite database (whose workers share one machine)."""
+    locks, or a file beside a SQLite database (whose workers share one machine). A server's connections come from
+    one pool per lock object (an advisory lock is the connection's: it is taken and given back on the same one)."""
 
     url: str
     study: str
+
+    @functools.cached_property
+    def _engine(self) -> sqlalchemy.engine.Engine:
+        import sqlalchemy
+
+        return sqlalchemy.create_engine(driver_url(self.url), pool_size=1, pool_pre_ping=True)
 
     def key(self, purpose: str) -> str:
         return f"lora-advisor:{self.study}:{purpose}"
@@ -55,28 +64,25 @@ class StudyLock:
             return
         import sqlalchemy
 
-        engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
-        try:
-            with engine.connect() as connection:
-                if engine.dialect.name == "postgresql":
-                    number = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big", signed=True)
-                    take, give = "SELECT pg_advisory_lock(:k)", "SELECT pg_advisory_unlock(:k)"
-                    connection.execute(sqlalchemy.text(take), {"k": number})
-                    try:
-                        yield
-                    finally:
-                        connection.execute(sqlalchemy.text(give), {"k": number})
-                elif engine.dialect.name in ("mysql", "mariadb"):
-                    name = hashlib.blake2b(key.encode(), digest_size=16).hexdigest()  # within MySQL's 64 characters
-                    connection.execute(sqlalchemy.text("SELECT GET_LOCK(:k, -1)"), {"k": name})
-                    try:
-                        yield
-                    finally:
-                        connection.execute(sqlalchemy.text("SELECT RELEASE_LOCK(:k)"), {"k": name})
-                else:
-                    yield  # no shared lock known: one worker at a time
-        finally:
-            engine.dispose()
+        engine = self._engine
+        with engine.connect() as connection:
+            if engine.dialect.name == "postgresql":
+                number = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big", signed=True)
+                take, give = "SELECT pg_advisory_lock(:k)", "SELECT pg_advisory_unlock(:k)"
+                connection.execute(sqlalchemy.text(take), {"k": number})
+                try:
+                    yield
+                finally:
+                    connection.execute(sqlalchemy.text(give), {"k": number})
+            elif engine.dialect.name in ("mysql", "mariadb"):
+                name = hashlib.blake2b(key.encode(), digest_size=16).hexdigest()  # within MySQL's 64 characters
+                connection.execute(sqlalchemy.text("SELECT GET_LOCK(:k, -1)"), {"k": name})
+                try:
+                    yield
+                finally:
+                    connection.execute(sqlalchemy.text("SELECT RELEASE_LOCK(:k)"), {"k": name})
+            else:
+                yield  # no shared lock known: one worker at a time
 
     @staticmethod
     @contextlib.contextmanager
@@ -124,13 +130,15 @@ def claim_trial(
         # Study.ask warns that heartbeats are meant for Study.optimize: run_claimed beats as it does.
         warnings.filterwarnings("ignore", "Heartbeat of storage", UserWarning)
         optuna.storages.fail_stale_trials(study)  # a dead worker's trial: failed, and enqueued again
-        finished, running = len(finished_trials(study)), len(running_trials(study))
+        trials = study.get_trials(deepcopy=False)  # read once for the counts and the seed
+        finished = sum(1 for t in trials if is_finished(t))
+        running = sum(1 for t in trials if t.state == optuna.trial.TrialState.RUNNING)
         if finished >= target or not budget_left():
             return Claim(None, done=not (wait_for_running and running))
         if finished + running >= target:
             return Claim(None, done=False)
         if reseed is not None:
-            reseed(len(study.get_trials(deepcopy=False)))
+            reseed(len(trials))
         return Claim(study.ask(), done=False)
 
 

@@ -384,10 +384,15 @@ def study_spent(study: optuna.Study, tokens_per_step: int) -> Spent:
 
 def finished_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     """Trials that reached an end: complete, pruned, or failed for a recorded reason (not interrupted)."""
+    return [t for t in study.get_trials(deepcopy=False) if is_finished(t)]
+
+
+def is_finished(trial: optuna.trial.FrozenTrial) -> bool:
+    """Complete, pruned, or failed for a recorded reason (not interrupted)."""
     from optuna.trial import TrialState as OptunaState
 
     ended = (OptunaState.COMPLETE, OptunaState.PRUNED, OptunaState.FAIL)
-    return [t for t in study.get_trials(deepcopy=False, states=ended) if not is_interrupted(t)]
+    return trial.state in ended and not is_interrupted(trial)
 
 
 def requeue_interrupted(study: optuna.Study) -> int:
