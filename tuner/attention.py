@@ -64,6 +64,8 @@ def packed_attention_forward(
     grouped = query.shape[1] != key.shape[1]
     if position_ids.shape[0] != query.shape[0]:
         position_ids = position_ids.expand(query.shape[0], -1)
+    if dropout == 0.0 and varlen_usable(query):
+        return varlen_attention(query, key, value, example_spans(position_ids), scaling, grouped), None
     # Rows and examples are taken apart by unbind and split (whose backward passes are one stack and one cat) in
     # the projections' own [length, heads, dim] layout, rather than sliced (each slice's gradient would be a
     # zero-filled tensor of the whole batch's size).
@@ -88,6 +90,64 @@ def packed_attention_forward(
         ]
         rows.append(parts[0] if len(parts) == 1 else torch.cat(parts))
     return torch.stack(rows), None
+
+
+def varlen_usable(query: torch.Tensor) -> bool:
+    """Whether torch's variable-length flash attention runs this query: a CUDA device of compute capability 8
+    or more (Ampere on), bf16 or fp16."""
+    import torch
+
+    if not query.is_cuda or query.dtype not in (torch.bfloat16, torch.float16):
+        return False
+    return _flash_device(query.device.index if query.device.index is not None else torch.cuda.current_device())
+
+
+@functools.cache
+def _flash_device(index: int) -> bool:
+    import torch
+
+    try:
+        from torch.nn.attention.varlen import varlen_attn  # noqa: F401  (torch 2.10 on)
+    except ImportError:
+        return False
+    return torch.backends.cuda.is_flash_attention_available() and torch.cuda.get_device_capability(index)[0] >= 8
+
+
+def varlen_attention(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    spans: list[list[tuple[int, int]]],
+    scaling: float | None,
+    grouped: bool,
+) -> torch.Tensor:
+    """Causal attention within each example by one variable-length flash-attention call (the GPU's way): the rows
+    flattened into one sequence of tokens, the examples' boundaries as cumulative offsets. Query [batch, heads,
+    length, dim], key and value [batch, kv heads, length, dim]; returns [batch, length, heads, dim]."""
+    import torch
+    from torch.nn.attention.varlen import varlen_attn
+
+    batch, heads, length, dim = query.shape
+    tokens = batch * length
+    flat_query = query.transpose(1, 2).reshape(tokens, heads, dim)
+    flat_key = key.transpose(1, 2).reshape(tokens, key.shape[1], dim)
+    flat_value = value.transpose(1, 2).reshape(tokens, value.shape[1], dim)
+    starts = [row * length + start for row, row_spans in enumerate(spans) for start, _ in row_spans]
+    offsets = torch.tensor([*starts, tokens], dtype=torch.int32, device=query.device)
+    longest = max(stop - start for row_spans in spans for start, stop in row_spans)
+    out = varlen_attn(
+        flat_query,
+        flat_key,
+        flat_value,
+        offsets,
+        offsets,
+        longest,
+        longest,
+        scale=scaling,
+        window_size=(-1, 0),  # causal
+        enable_gqa=grouped,
+    )
+    return out.view(batch, length, heads, dim)
 
 
 def register() -> None:

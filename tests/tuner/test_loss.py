@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -62,8 +63,46 @@ def test_examples_start_where_positions_do_not_follow_on():
     assert example_spans(positions) == [[(0, 3), (3, 5), (5, 6)], [(0, 2), (2, 6)], [(0, 6)]]
 
 
-def test_attention_by_example_equals_the_block_diagonal_mask_with_gradients(setup):
+def varlen_stand_in(calls: list[int]):
+    """torch's varlen_attn as documented (query [tokens, heads, dim], sequences at cumulative offsets, causal at
+    window (-1, 0)), for the CPU: each sequence by scaled-dot-product attention; records the sequence counts."""
+
+    def varlen_attn(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k, *, scale=None, window_size, enable_gqa):
+        assert window_size == (-1, 0) and cu_seq_k is cu_seq_q and cu_seq_q.dtype == torch.int32
+        bounds = cu_seq_q.tolist()
+        assert (
+            bounds[0] == 0
+            and bounds[-1] == query.shape[0]
+            and max_q == max_k == max(b - a for a, b in pairwise(bounds))
+        )
+        calls.append(len(bounds) - 1)
+        parts = [
+            torch.nn.functional.scaled_dot_product_attention(
+                *(part[a:b].transpose(0, 1)[None] for part in (query, key, value)),
+                is_causal=True,
+                scale=scale,
+                enable_gqa=enable_gqa,
+            )[0].transpose(0, 1)
+            for a, b in pairwise(bounds)
+        ]
+        return torch.cat(parts)
+
+    return varlen_attn
+
+
+@pytest.mark.parametrize("path", ["split", "varlen"])
+def test_attention_by_example_equals_the_block_diagonal_mask_with_gradients(setup, path, monkeypatch):
+    """By example: split apart (the CPU's way), or the GPU's one variable-length flash-attention call, whose
+    plumbing (flattened rows, cumulative offsets, grouped heads, causal window) a stand-in checks here."""
     model, data, runtime = setup
+    calls: list[int] = []
+    if path == "varlen":
+        from torch.nn.attention import varlen
+
+        from tuner import attention
+
+        monkeypatch.setattr(varlen, "varlen_attn", varlen_stand_in(calls))
+        monkeypatch.setattr(attention, "varlen_usable", lambda query: True)
     batch = batch_tensors(data.train, [0, 1, 2, 3], runtime.device)
     assert (batch["position_ids"][:, 1:] == 0).any(), "the rows must hold several examples to test anything"
     model.requires_grad_(True)
@@ -81,6 +120,8 @@ def test_attention_by_example_equals_the_block_diagonal_mask_with_gradients(setu
         model.zero_grad(set_to_none=True)
     (masked, masked_grads), (ours, our_grads) = results
     assert ours == pytest.approx(masked, rel=1e-5)
+    examples = sum(len(spans) for spans in example_spans(batch["position_ids"]))
+    assert calls == ([examples] * model.config.num_hidden_layers if path == "varlen" else [])
     for name, grad in masked_grads.items():
         torch.testing.assert_close(our_grads[name], grad, rtol=1e-4, atol=1e-6)
 
