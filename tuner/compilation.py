@@ -109,6 +109,7 @@ class LayerCompiler:
             if not self.layers:
                 raise AdvisorError(f"{COMPILE_VARIABLE}=on but the model has no decoder layers to compile")
             self._compile()
+            self.decided = True
 
     def step_done(self, step: int, step_seconds: float, total_steps: int) -> str | None:
         """After optimizer step `step` (counted from 1 in this session) took `step_seconds` of `total_steps`."""
@@ -117,13 +118,12 @@ class LayerCompiler:
         self.decided = True
         assert self.cost is not None
         remaining = total_steps - step
-        left = f"{remaining} steps left x {step_seconds:.1f} s"
         if not self.cost.repays(remaining, step_seconds):
             return None
         self._compile()
         return (
-            f"compiling the {len(self.layers)} decoder layers: {left} repay the ~{self.cost.warmup_seconds:.0f} s "
-            f"warm-up at {self.cost.step_saving:.0%} a step"
+            f"compiling the {len(self.layers)} decoder layers: {remaining} steps left x {step_seconds:.1f} s repay "
+            f"the ~{self.cost.warmup_seconds:.0f} s warm-up at {self.cost.step_saving:.0%} a step"
         )
 
     def _compile(self) -> None:

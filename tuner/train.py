@@ -166,6 +166,7 @@ def _callbacks(report: TrainReporter, tokens_per_step: int, scorer: EpochScorer 
 def compiling(compiler: LayerCompiler, report: TrainReporter) -> TrainerCallback:
     """A callback timing Trainer's steps for `compiler`, which compiles the decoder layers once the steps left
     repay it (tuner.compilation), and saying so."""
+    import torch
     from transformers import TrainerCallback
 
     class Compiling(TrainerCallback):
@@ -180,6 +181,10 @@ def compiling(compiler: LayerCompiler, report: TrainReporter) -> TrainerCallback
             self.started = time.perf_counter()
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if compiler.decided:
+                return
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()  # the step's own time, not its launch's
             done, total = state.global_step - self.first_step, state.max_steps - self.first_step
             decided = compiler.step_done(done, time.perf_counter() - self.started, total)
             if decided:

@@ -103,6 +103,9 @@ def test_auto_compiles_after_timing_only_when_the_rest_repays(setup, monkeypatch
     message = compiler.step_done(2, 5.0, 1000)
     assert compiled and message is not None and message.startswith("compiling the 2 decoder layers: 998 steps left")
     assert LayerCompiler(model, "cpu", "off").decided
+    compiled.clear()
+    on = LayerCompiler(model, "cpu", "on")  # compiled from the start, once
+    assert compiled == [True] and on.step_done(2, 5.0, 1000) is None and compiled == [True]
 
 
 def test_on_without_a_compiler_is_one_clear_error(setup, monkeypatch):
