@@ -19,6 +19,7 @@ import os
 import shutil
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tuner.errors import AdvisorError
@@ -72,12 +73,18 @@ def compile_mode(environ: Mapping[str, str] = os.environ) -> str:
 
 
 def compiler_missing(device_type: str) -> str | None:
-    """Why torch.compile cannot build kernels for this device (no C++ compiler on CPU, no triton on CUDA), or None."""
+    """Why torch.compile cannot build kernels for this device (no C++ compiler or Python headers on CPU, no triton
+    on CUDA), or None."""
     import importlib.util
 
     if device_type == "cpu":
+        import sysconfig
+
         compiler = os.environ.get("CXX", "g++")
-        return None if shutil.which(compiler) else f"no C++ compiler ({compiler}) for inductor's CPU kernels"
+        if not shutil.which(compiler):
+            return f"no C++ compiler ({compiler}) for inductor's CPU kernels"
+        headers = Path(sysconfig.get_paths()["include"]) / "Python.h"
+        return None if headers.is_file() else f"no Python headers ({headers}) for inductor's CPU kernels"
     if device_type == "cuda":
         return None if importlib.util.find_spec("triton") else "triton is not installed"
     return f"torch.compile is not set up for {device_type}"

@@ -31,6 +31,10 @@ def test_a_missing_compiler_is_named(monkeypatch):
     monkeypatch.setenv("CXX", "no-such-compiler-here")
     assert compiler_missing("cpu") == "no C++ compiler (no-such-compiler-here) for inductor's CPU kernels"
     assert compiler_missing("mps") == "torch.compile is not set up for mps"
+    monkeypatch.delenv("CXX")
+    if compiler_missing("cpu") is None:  # with the compiler, the Python headers are looked for too
+        monkeypatch.setattr("sysconfig.get_paths", lambda: {"include": "/no/such/include"})
+        assert compiler_missing("cpu") == "no Python headers (/no/such/include/Python.h) for inductor's CPU kernels"
 
 
 @pytest.mark.parametrize("command", ["train", "tune"])
