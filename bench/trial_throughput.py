@@ -373,18 +373,9 @@ def main() -> None:
         if COMPILED in args.anchors:
             runs[COMPILED] = functools.partial(runs["ours"], compile_mode="on")
 
-        # Warm up each once, uncounted, then measure them alternately.
-        warmups = {}
-        for name, run in runs.items():
-            warmups[name] = run(warmup_budget)
-        totals = {name: Measurement(0, 0, 0.0) for name in runs}
-        for round_number in range(1, args.rounds + 1):
-            line = []
-            for name, run in runs.items():
-                measured = run(budget)
-                totals[name] += measured
-                line.append(f"{name} {measured.tokens_per_second():,.0f}")
-            print(f"  round {round_number}: " + ", ".join(line) + " tokens/s")
+        warmups, totals = alternate(
+            runs, dict.fromkeys(runs, warmup_budget), dict.fromkeys(runs, budget), args.rounds, str
+        )
         figures[task] = report(task, totals, peak, per_token)
         if COMPILED in runs:
             figures[task][COMPILED] |= compile_cost(warmups["ours"], warmups[COMPILED], totals, budget)
@@ -405,6 +396,27 @@ def main() -> None:
                 }
             )
         )
+
+
+def alternate(
+    runs: dict[Any, Callable[[TrainBudget], Measurement]],
+    warmup_budgets: dict[Any, TrainBudget],
+    budgets: dict[Any, TrainBudget],
+    rounds: int,
+    label: Callable[[Any], str],
+) -> tuple[dict[Any, Measurement], dict[Any, Measurement]]:
+    """Each run warmed up once on its warm-up budget (uncounted), then all measured alternately for `rounds`, each
+    round printed; returns the warm-ups' and the rounds' measurements per run."""
+    warmups = {key: run(warmup_budgets[key]) for key, run in runs.items()}
+    totals = {key: Measurement(0, 0, 0.0) for key in runs}
+    for round_number in range(1, rounds + 1):
+        line = []
+        for key, run in runs.items():
+            measured = run(budgets[key])
+            totals[key] += measured
+            line.append(f"{label(key)} {measured.tokens_per_second():,.0f}")
+        print(f"  round {round_number}: " + ", ".join(line) + " tokens/s")
+    return warmups, totals
 
 
 def sweep_row_lengths(
@@ -440,16 +452,10 @@ def sweep_row_lengths(
         f"task {task}: {step_tokens} tokens a step; packed rows "
         + ", ".join(f"{length}: {rows}" for length, rows in rows_per_length.items())
     )
-    for length, run in runs.items():
-        run(dataclasses.replace(budgets[length], train_tokens=WARMUP_STEPS * step_tokens))
-    totals = {length: Measurement(0, 0, 0.0) for length in runs}
-    for round_number in range(1, args.rounds + 1):
-        line = []
-        for length, run in runs.items():
-            measured = run(budgets[length])
-            totals[length] += measured
-            line.append(f"{budgets[length].batch_size} x {length}: {measured.tokens_per_second():,.0f}")
-        print(f"  round {round_number}: " + ", ".join(line) + " tokens/s")
+    warmups = {length: dataclasses.replace(b, train_tokens=WARMUP_STEPS * step_tokens) for length, b in budgets.items()}
+    _, totals = alternate(
+        runs, warmups, budgets, args.rounds, lambda length: f"{budgets[length].batch_size} x {length}:"
+    )
     rates = {length: measured.tokens_per_second() for length, measured in totals.items()}
     fastest = max(rates.values())
     for length, rate in rates.items():
