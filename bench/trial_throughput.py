@@ -11,7 +11,8 @@ Throughput is real tokens trained per second of optimizer steps (forward, backwa
 loading left out); padding does not count.
 
 Against the machine: the float32 (or the runtime's dtype) matmul rate on the model's own MLP shape,
-rows x hidden @ hidden x intermediate, measured in the same run, and each trainer's model-FLOP utilisation:
+rows x hidden @ hidden x intermediate, measured at the start of every round (a shared machine's rate drifts by a
+quarter within minutes), and each trainer's model-FLOP utilisation against the rounds' mean rate:
 tokens/s x FLOPs per token / that rate. FLOPs per token are counted the usual way (PaLM's model FLOPs) for LoRA,
 whose frozen weights need no weight gradient: 4 x parameters (forward 2, input gradient 2) plus attention,
 12 x layers x attention width x row length. Work a trainer skips (logits at prompt positions, attention across
@@ -327,7 +328,11 @@ def main() -> None:
     source = resolve_model(args.model)
     tokenizer = load_tokenizer(source)
     model = load_model(source, runtime.device, runtime.dtype)
-    peak = matmul_rate(model.config, runtime, args.batch_size * args.seq_len)
+
+    def probe_peak() -> float:
+        return matmul_rate(model.config, runtime, args.batch_size * args.seq_len)
+
+    peak = probe_peak()
     per_token = flops_per_token(model, args.seq_len)
     if args.row_lengths:
         figures = {task: sweep_row_lengths(args, task, model, tokenizer, data_dir, runtime) for task in args.tasks}
@@ -339,7 +344,8 @@ def main() -> None:
     print(f"model: {source.describe()}")
     print(
         f"matmul {args.batch_size * args.seq_len} x {model.config.hidden_size} @ {model.config.hidden_size} x "
-        f"{model.config.intermediate_size}: {peak / 1e9:,.1f} GFLOP/s; {per_token / 1e9:.3f} GFLOP per token"
+        f"{model.config.intermediate_size}: {peak / 1e9:,.1f} GFLOP/s at the start; {per_token / 1e9:.3f} GFLOP per "
+        "token"
     )
     print(
         f"batch {args.batch_size} x {args.seq_len}, {args.steps} steps x {args.rounds} rounds; "
@@ -373,11 +379,18 @@ def main() -> None:
         if COMPILED in args.anchors:
             runs[COMPILED] = functools.partial(runs["ours"], compile_mode="on")
 
-        warmups, totals = alternate(
-            runs, dict.fromkeys(runs, warmup_budget), dict.fromkeys(runs, budget), args.rounds, str
+        peaks: list[float] = []
+        warmups, rounds = alternate(
+            runs,
+            dict.fromkeys(runs, warmup_budget),
+            dict.fromkeys(runs, budget),
+            args.rounds,
+            str,
+            before_round=lambda peaks=peaks: peaks.append(probe_peak()),
         )
-        figures[task] = report(task, totals, peak, per_token)
+        figures[task] = report(task, rounds, peaks, per_token)
         if COMPILED in runs:
+            totals = {name: total(measured) for name, measured in rounds.items()}
             figures[task][COMPILED] |= compile_cost(warmups["ours"], warmups[COMPILED], totals, budget)
 
     if args.json:
@@ -386,7 +399,7 @@ def main() -> None:
                 {
                     "device": runtime.describe(),
                     "model": source.describe(),
-                    "peak_flops": peak,
+                    "peak_flops_at_start": peak,
                     "flops_per_token": per_token,
                     "steps": args.steps,
                     "rounds": args.rounds,
@@ -404,19 +417,39 @@ def alternate(
     budgets: dict[Any, TrainBudget],
     rounds: int,
     label: Callable[[Any], str],
-) -> tuple[dict[Any, Measurement], dict[Any, Measurement]]:
+    before_round: Callable[[], None] = lambda: None,
+) -> tuple[dict[Any, Measurement], dict[Any, list[Measurement]]]:
     """Each run warmed up once on its warm-up budget (uncounted), then all measured alternately for `rounds`, each
-    round printed; returns the warm-ups' and the rounds' measurements per run."""
+    round printed (`before_round` called at its start); returns the warm-ups' measurements and each round's, per
+    run."""
     warmups = {key: run(warmup_budgets[key]) for key, run in runs.items()}
-    totals = {key: Measurement(0, 0, 0.0) for key in runs}
+    measured: dict[Any, list[Measurement]] = {key: [] for key in runs}
     for round_number in range(1, rounds + 1):
+        before_round()
         line = []
         for key, run in runs.items():
-            measured = run(budgets[key])
-            totals[key] += measured
-            line.append(f"{label(key)} {measured.tokens_per_second():,.0f}")
+            measured[key].append(run(budgets[key]))
+            line.append(f"{label(key)} {measured[key][-1].tokens_per_second():,.0f}")
         print(f"  round {round_number}: " + ", ".join(line) + " tokens/s")
-    return warmups, totals
+    return warmups, measured
+
+
+def total(measurements: list[Measurement]) -> Measurement:
+    """The rounds' measurements summed."""
+    return sum(measurements, Measurement(0, 0, 0.0))
+
+
+def paired_ratio(ours: list[Measurement], anchor: list[Measurement]) -> tuple[float, float]:
+    """Ours over the anchor on the rounds' totals, and its standard error from the rounds' own ratios (each round
+    runs both side by side, so a round's ratio is a paired measurement; the spread between rounds is the machine's
+    drift that the ratio keeps). NaN with fewer than two rounds."""
+    ratio = total(ours).tokens_per_second() / total(anchor).tokens_per_second()
+    per_round = [a.tokens_per_second() / b.tokens_per_second() for a, b in zip(ours, anchor, strict=True)]
+    if len(per_round) < 2:
+        return ratio, math.nan
+    mean = sum(per_round) / len(per_round)
+    variance = sum((r - mean) ** 2 for r in per_round) / (len(per_round) - 1)
+    return ratio, math.sqrt(variance / len(per_round))
 
 
 def sweep_row_lengths(
@@ -453,10 +486,10 @@ def sweep_row_lengths(
         + ", ".join(f"{length}: {rows}" for length, rows in rows_per_length.items())
     )
     warmups = {length: dataclasses.replace(b, train_tokens=WARMUP_STEPS * step_tokens) for length, b in budgets.items()}
-    _, totals = alternate(
+    _, rounds = alternate(
         runs, warmups, budgets, args.rounds, lambda length: f"{budgets[length].batch_size} x {length}:"
     )
-    rates = {length: measured.tokens_per_second() for length, measured in totals.items()}
+    rates = {length: total(measured).tokens_per_second() for length, measured in rounds.items()}
     fastest = max(rates.values())
     for length, rate in rates.items():
         print(f"  {budgets[length].batch_size} x {length}: {rate:,.0f} tokens/s ({rate / fastest:.2f}x the fastest)")
@@ -486,12 +519,18 @@ def compile_cost(
     }
 
 
-def report(task: str, totals: dict[str, Measurement], peak: float, per_token: float) -> dict[str, Any]:
-    """Prints one task's table: tokens/s, padding and utilisation per trainer, ours over each anchor against the
+def report(task: str, rounds: dict[str, list[Measurement]], peaks: list[float], per_token: float) -> dict[str, Any]:
+    """Prints one task's table: tokens/s, padding and utilisation (against the mean of the matmul rates measured at
+    the rounds' starts) per trainer, ours over each anchor (with its standard error over the rounds) against the
     targets; returns the figures."""
-    ours = totals["ours"].tokens_per_second()
-    figures: dict[str, Any] = {}
-    for name, measured in totals.items():
+    peak = sum(peaks) / len(peaks)
+    print(
+        f"  matmul rate at the rounds' starts: {peak / 1e9:,.1f} GFLOP/s on average "
+        f"({min(peaks) / 1e9:,.1f}-{max(peaks) / 1e9:,.1f})"
+    )
+    figures: dict[str, Any] = {"peak_flops": round(peak), "peak_flops_range": [round(min(peaks)), round(max(peaks))]}
+    for name, measurements in rounds.items():
+        measured = total(measurements)
         rate = measured.tokens_per_second()
         utilisation = rate * per_token / peak
         figures[name] = {
@@ -504,10 +543,15 @@ def report(task: str, totals: dict[str, Measurement], peak: float, per_token: fl
             f"{measured.padding_share():.0%} padding), {utilisation:.0%} of the matmul peak"
         )
     for name, target in TARGETS.items():
-        if name in totals:
-            ratio = ours / totals[name].tokens_per_second()
+        if name in rounds:
+            ratio, error = paired_ratio(rounds["ours"], rounds[name])
             figures[f"ours_over_{name}"] = round(ratio, 3)
-            print(f"  ours / {name}: {ratio:.2f}x (target >= {target:g}x: {'met' if ratio >= target else 'NOT met'})")
+            figures[f"ours_over_{name}_se"] = round(error, 3) if math.isfinite(error) else None
+            spread = f" ± {error:.2f} (SE over {len(rounds[name])} rounds)" if math.isfinite(error) else ""
+            verdict = "met" if ratio >= target else "NOT met"
+            if math.isfinite(error) and abs(ratio - target) < 2 * error:
+                verdict += ", within 2 SE of it"
+            print(f"  ours / {name}: {ratio:.2f}x{spread} (target >= {target:g}x: {verdict})")
     met = figures["ours"]["utilisation"] >= TARGET_UTILISATION
     print(
         f"  ours' utilisation: {figures['ours']['utilisation']:.0%} (target >= {TARGET_UTILISATION:.0%}: "

@@ -29,7 +29,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -45,18 +44,10 @@ def fresh_storage(postgres: str | None, folder: Path, label: str) -> Iterator[st
     if postgres is None:
         yield f"sqlite:///{folder / f'{label}.db'}"
         return
-    import sqlalchemy
+    from tuner.study_state import scratch_database
 
-    engine = sqlalchemy.create_engine(postgres, isolation_level="AUTOCOMMIT", poolclass=sqlalchemy.pool.NullPool)
-    name = f"bench_{label}_{uuid.uuid4().hex[:8]}"
-    with engine.connect() as connection:
-        connection.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield sqlalchemy.engine.make_url(postgres).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with engine.connect() as connection:
-            connection.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        engine.dispose()
+    with scratch_database(postgres, f"bench_{label}") as url:
+        yield url
 
 
 def run_study(workers: int, url: str, out: Path, args: argparse.Namespace) -> dict[str, float]:

@@ -7,7 +7,6 @@ import importlib.util
 import json
 import os
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -58,28 +57,27 @@ def postgres_url() -> Iterator[str]:
     is skipped with one line saying why, unless CI is set: then it fails (CI starts a server)."""
     import sqlalchemy
 
+    from tuner.study_state import scratch_database
+
     base = os.environ.get(POSTGRES_ENV)
-    problem, engine = None, None
+    problem = None
     if not base:
         problem = f"{POSTGRES_ENV} is not set: no PostgreSQL server to test against (.ci/postgres starts one)"
     else:
+        engine = sqlalchemy.create_engine(base, poolclass=sqlalchemy.pool.NullPool)
         try:
-            engine = sqlalchemy.create_engine(base, isolation_level="AUTOCOMMIT", poolclass=sqlalchemy.pool.NullPool)
             engine.connect().close()
         except sqlalchemy.exc.SQLAlchemyError as error:
             problem = f"no PostgreSQL server at {base}: {str(error).strip().splitlines()[0]}"
+        finally:
+            engine.dispose()
     if problem is not None:
         if os.environ.get("CI"):
             pytest.fail(problem)
         pytest.skip(problem)
-    assert engine is not None and base is not None
-    name = f"advisor_test_{uuid.uuid4().hex[:12]}"
-    with engine.connect() as connection:
-        connection.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
-    yield sqlalchemy.engine.make_url(base).set(database=name).render_as_string(hide_password=False)
-    with engine.connect() as connection:
-        connection.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    engine.dispose()
+    assert base is not None
+    with scratch_database(base, "advisor_test") as url:
+        yield url
 
 
 def load_script(name: str) -> ModuleType:

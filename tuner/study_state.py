@@ -9,6 +9,9 @@ from __future__ import annotations
 import json
 import re
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -56,6 +59,26 @@ def driver_url(url: str) -> str:
     """A PostgreSQL URL with the driver this project installs (psycopg 3) where it names none: SQLAlchemy before 2.1
     would take psycopg2 for a plain postgresql:// URL."""
     return "postgresql+psycopg://" + url.removeprefix("postgresql://") if url.startswith("postgresql://") else url
+
+
+@contextmanager
+def scratch_database(server_url: str, prefix: str) -> Iterator[str]:
+    """A new, empty database on the PostgreSQL server at `server_url` for the block (tests, benches), dropped after
+    it with any connection still open to it; yields its URL."""
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(server_url, isolation_level="AUTOCOMMIT", poolclass=sqlalchemy.pool.NullPool)
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    try:
+        with engine.connect() as connection:
+            connection.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
+        try:
+            yield sqlalchemy.engine.make_url(server_url).set(database=name).render_as_string(hide_password=False)
+        finally:
+            with engine.connect() as connection:
+                connection.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        engine.dispose()
 
 
 HEARTBEAT_VARIABLE = "ADVISOR_HEARTBEAT_SECONDS"

@@ -106,7 +106,10 @@ def test_each_variant_trains_saves_reloads_and_leaves_the_base_untouched(setup, 
     reloaded = PeftModel.from_pretrained(model, tmp_path)
     try:
         with torch.no_grad():
-            torch.testing.assert_close(reloaded(**batch, use_cache=False).logits, trained["logits"])
+            # peft's own forward against the trial's fused one (tuner.fused_lora): the same sum in another order
+            torch.testing.assert_close(
+                reloaded(**batch, use_cache=False).logits, trained["logits"], rtol=1e-4, atol=1e-4
+            )
     finally:
         reloaded.unload()
     assert base_untouched()
