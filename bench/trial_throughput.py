@@ -441,8 +441,8 @@ def total(measurements: list[Measurement]) -> Measurement:
 
 def paired_ratio(ours: list[Measurement], anchor: list[Measurement]) -> tuple[float, float]:
     """Ours over the anchor on the rounds' totals, and its standard error from the rounds' own ratios (each round
-    runs both side by side, so a round's ratio is a paired measurement; the spread between rounds is the machine's
-    drift that the ratio keeps). NaN with fewer than two rounds."""
+    runs both side by side, so a round's ratio is a paired measurement). The error covers the drift within one
+    run, not the larger one between runs on a shared machine. NaN with fewer than two rounds."""
     ratio = total(ours).tokens_per_second() / total(anchor).tokens_per_second()
     per_round = [a.tokens_per_second() / b.tokens_per_second() for a, b in zip(ours, anchor, strict=True)]
     if len(per_round) < 2:
