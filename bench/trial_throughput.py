@@ -329,16 +329,17 @@ def main() -> None:
     tokenizer = load_tokenizer(source)
     model = load_model(source, runtime.device, runtime.dtype)
 
-    def probe_peak() -> float:
-        return matmul_rate(model.config, runtime, args.batch_size * args.seq_len)
-
-    peak = probe_peak()
-    per_token = flops_per_token(model, args.seq_len)
     if args.row_lengths:
         figures = {task: sweep_row_lengths(args, task, model, tokenizer, data_dir, runtime) for task in args.tasks}
         if args.json:
             print(json.dumps({"device": runtime.describe(), "model": source.describe(), "row_lengths": figures}))
         return
+
+    def probe_peak() -> float:
+        return matmul_rate(model.config, runtime, args.batch_size * args.seq_len)
+
+    peak = probe_peak()
+    per_token = flops_per_token(model, args.seq_len)
     trl = trl_python() if "TRL" in args.anchors else None
     print(f"device: {runtime.describe()}; allocator: {allocator()}")
     print(f"model: {source.describe()}")
@@ -390,8 +391,7 @@ def main() -> None:
         )
         figures[task] = report(task, rounds, peaks, per_token)
         if COMPILED in runs:
-            totals = {name: total(measured) for name, measured in rounds.items()}
-            figures[task][COMPILED] |= compile_cost(warmups["ours"], warmups[COMPILED], totals, budget)
+            figures[task][COMPILED] |= compile_cost(warmups, rounds, budget)
 
     if args.json:
         print(
@@ -497,13 +497,14 @@ def sweep_row_lengths(
 
 
 def compile_cost(
-    eager_warmup: Measurement, compiled_warmup: Measurement, totals: dict[str, Measurement], budget: TrainBudget
+    warmups: dict[str, Measurement], rounds: dict[str, list[Measurement]], budget: TrainBudget
 ) -> dict[str, float]:
     """Prints what compiling costs once (the compiled warm-up run's extra seconds over the eager one's, on a cold
     cache) and saves per step, and the eager training time from which it repays; returns the figures."""
-    warmup = compiled_warmup.seconds - eager_warmup.seconds
-    eager_step = totals["ours"].seconds / (totals["ours"].tokens / budget.tokens_per_step())
-    compiled_step = totals[COMPILED].seconds / (totals[COMPILED].tokens / budget.tokens_per_step())
+    warmup = warmups[COMPILED].seconds - warmups["ours"].seconds
+    eager, compiled = total(rounds["ours"]), total(rounds[COMPILED])
+    eager_step = eager.seconds / (eager.tokens / budget.tokens_per_step())
+    compiled_step = compiled.seconds / (compiled.tokens / budget.tokens_per_step())
     saving = 1 - compiled_step / eager_step
     break_even = warmup / saving if saving > 0 else math.inf
     print(
