@@ -65,6 +65,7 @@ PURE = (
     "tuner.attention",
     "tuner.loss",
     "tuner.fused_lora",
+    "tuner.fused_elementwise",
     "advisor.memory_command",
     "advisor.presets",
     "advisor.exports",

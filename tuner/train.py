@@ -352,6 +352,7 @@ def _train(
     from transformers import PrinterCallback, Trainer, TrainingArguments
 
     from tuner.compilation import layer_compiler
+    from tuner.fused_elementwise import fused_elementwise
     from tuner.loss import training_loss
 
     class PackedTrainer(Trainer):
@@ -387,7 +388,7 @@ def _train(
         label_names=["labels"],
         dataloader_num_workers=0,
     )
-    with layer_compiler(model, runtime.device.type) as compiler:
+    with layer_compiler(model, runtime.device.type) as compiler, fused_elementwise(model):
         trainer = PackedTrainer(
             model=model,
             args=arguments,

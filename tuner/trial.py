@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from tuner.compilation import layer_compiler
+from tuner.fused_elementwise import fused_elementwise
 from tuner.fused_lora import fuse_lora_forwards
 from tuner.loss import token_losses, training_loss
 from tuner.objective import DivergenceGuard
@@ -274,7 +275,11 @@ def run_trial(
 
     # Set up: adapters, optimiser, schedule (the session removes the adapters again at the end).
     session_of = adapter_session(model, lora, learning_rate, seed) if lora else full_session(model, learning_rate, seed)
-    with session_of as session, layer_compiler(session.peft_model, runtime.device.type, compile_mode) as compiler:
+    with (
+        session_of as session,
+        layer_compiler(session.peft_model, runtime.device.type, compile_mode) as compiler,
+        fused_elementwise(session.peft_model),
+    ):
         peft_model, optimizer, trainable = session.peft_model, session.optimizer, session.trainable
         scheduler = get_cosine_schedule_with_warmup(optimizer, budget.warmup_steps(), budget.steps())
         guard = DivergenceGuard(start_loss)
