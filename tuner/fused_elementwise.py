@@ -68,17 +68,25 @@ def fused_rotary(model: torch.nn.Module) -> Iterator[bool]:
         yield False
         return
 
+    setattr(module, ROTARY_FUNCTION, _fused_rotary_function(own))
+    try:
+        yield True
+    finally:
+        setattr(module, ROTARY_FUNCTION, own)
+
+
+@functools.cache
+def _fused_rotary_function(own: Any) -> Any:
+    """The fused stand-in for a modeling module's rotary function `own`: one object per function, so that compiled
+    layers' guards on it hold from one run to the next."""
+
     def apply(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
         if args or kwargs or not _fusable(q, k, cos, sin):
             return own(q, k, cos, sin, *args, **kwargs)
         return rotate(q, cos, sin), rotate(k, cos, sin)
 
     apply._fused_from = own  # type: ignore[attr-defined]
-    setattr(module, ROTARY_FUNCTION, apply)
-    try:
-        yield True
-    finally:
-        setattr(module, ROTARY_FUNCTION, own)
+    return apply
 
 
 def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -99,10 +107,12 @@ def _is_standard_rotary(function: Any) -> bool:
             expected = function(q, k, cos, sin)
     except (TypeError, ValueError, RuntimeError, IndexError):  # another signature or layout: not this function
         return False
+    if not isinstance(expected, tuple) or len(expected) != 2:
+        return False
     ours = (rotate(q, cos, sin), rotate(k, cos, sin))
     return all(
         isinstance(theirs, torch.Tensor) and theirs.shape == mine.shape and torch.allclose(theirs, mine, atol=1e-5)
-        for theirs, mine in zip(expected, ours, strict=False)
+        for theirs, mine in zip(expected, ours, strict=True)
     )
 
 

@@ -139,3 +139,5 @@ def test_the_rotary_embedding_is_the_model_s_own_where_it_is_not_a_float32_train
         with fused_rotary(model) as again:  # nested: already fused, left as it is
             assert not again and modeling_llama.apply_rotary_pos_emb is patched
     assert modeling_llama.apply_rotary_pos_emb is apply_rotary_pos_emb
+    with fused_rotary(model):  # the same stand-in each time, so compiled layers need not recompile for it
+        assert modeling_llama.apply_rotary_pos_emb is patched
