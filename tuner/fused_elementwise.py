@@ -118,12 +118,8 @@ def _is_standard_rotary(function: Any) -> bool:
 
 def _fusable(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> bool:
     """A float32 training step with the whole head dimension rotated (not partial rotary) by constant angles."""
-    import torch
-
     return (
-        torch.is_grad_enabled()
-        and not torch.compiler.is_compiling()
-        and all(t.dtype == torch.float32 for t in (q, k, cos, sin))
+        _float32_training_step(q, k, cos, sin)
         and not (cos.requires_grad or sin.requires_grad)
         and q.dim() == 4
         and cos.dim() == 3
@@ -154,16 +150,20 @@ def _is_plain_rms_norm(module: torch.nn.Module) -> bool:
 
 
 def _fused_forward(self: Any, hidden: torch.Tensor) -> torch.Tensor:
-    import torch
-
-    if (
-        hidden.dtype != torch.float32
-        or self.weight.dtype != torch.float32
-        or not torch.is_grad_enabled()
-        or torch.compiler.is_compiling()
-    ):
+    if not _float32_training_step(hidden, self.weight):
         return type(self).forward(self, hidden)
     return rms_norm(hidden, self.weight, self.variance_epsilon)
+
+
+def _float32_training_step(*tensors: torch.Tensor) -> bool:
+    """Whether the fused ops serve this call: gradients on, outside torch.compile's graphs, all `tensors` float32."""
+    import torch
+
+    return (
+        torch.is_grad_enabled()
+        and not torch.compiler.is_compiling()
+        and all(tensor.dtype == torch.float32 for tensor in tensors)
+    )
 
 
 @functools.cache
