@@ -29,6 +29,14 @@ def tiny(tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> P
     return Path("tiny")
 
 
+async def until(pilot, condition, seconds: float = 10.0) -> None:
+    """Let the app run until `condition()` holds (at most `seconds`), then go on either way: the snapshot shows why."""
+    for _ in range(int(seconds / 0.1)):
+        if condition():
+            return
+        await pilot.pause(0.1)
+
+
 async def steps_forward(pilot, steps: int) -> None:
     for _ in range(steps):
         await pilot.press("ctrl+n")
@@ -56,10 +64,8 @@ def test_model_step(snap_compare, tiny, size):
         await steps_forward(pilot, 1)
         await settle(pilot.app, pilot)  # the model's check reports from its worker: wait for it under load too
         screen = pilot.app.screen
-        for _ in range(100):  # its report reaches the screen through call_from_thread, later still under load
-            if screen.checking is None and screen.checked is not None:
-                break
-            await pilot.pause(0.1)
+        # Its report reaches the screen through call_from_thread, later still under load.
+        await until(pilot, lambda: screen.checking is None and screen.checked is not None)
         for field in screen.query(Input):
             field.cursor_blink = False  # the focused field's cursor shown steadily, not caught mid-blink
         await pilot.pause(0.3)
@@ -137,6 +143,10 @@ def test_finished_full_run(snap_compare, tmp_path, monkeypatch, size):
         await pilot.pause()
         await pilot.press("ctrl+n")
         await settle(pilot.app, pilot)
+        screen = pilot.app.screen
+        # The run's end reaches the screen as a message after the worker is done: later still under load.
+        await until(pilot, lambda: not screen.running and screen.report is not None)
+        await pilot.wait_for_scheduled_animations()
         await pilot.pause(0.3)
 
     assert snap_compare(app_for(Path("tiny")), terminal_size=size, run_before=train)
