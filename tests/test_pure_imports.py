@@ -66,6 +66,7 @@ PURE = (
     "tuner.loss",
     "tuner.fused_lora",
     "tuner.fused_elementwise",
+    "tuner.token_cache",
     "advisor.memory_command",
     "advisor.presets",
     "advisor.exports",

@@ -7,6 +7,7 @@ ADVISOR_DATA_DIR is given.
 from __future__ import annotations
 
 import bz2
+import functools
 import json
 import logging
 import os
@@ -186,6 +187,23 @@ def load_pairs(settings: DataSettings, data_dir: Path | None) -> datasets.Datase
     return pairs.select(range(min(len(pairs), MAX_EXAMPLES)))
 
 
+def pair_columns(settings: DataSettings, data_dir: Path | None) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """load_pairs' prompts and responses, read once per process while their files are unchanged."""
+    if settings.task == "custom":
+        files = [Path(str(settings.source)).expanduser()]
+    else:
+        files = [data_dir / source.location for source in TASK_SOURCES[settings.task]["mirror"]] if data_dir else []
+    return _pair_columns(settings, data_dir, _stamps(files))
+
+
+@functools.lru_cache(maxsize=4)
+def _pair_columns(
+    settings: DataSettings, data_dir: Path | None, _stamps: tuple[tuple[str, int, int], ...]
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    columns = load_pairs(settings, data_dir)[:]  # whole columns at once: iterating a Dataset's rows is slow
+    return tuple(columns["prompt"]), tuple(columns["response"])
+
+
 def _custom_pairs(settings: DataSettings) -> datasets.Dataset:
     location = str(settings.source)
     path = Path(location).expanduser()
@@ -209,7 +227,10 @@ def _custom_pairs(settings: DataSettings) -> datasets.Dataset:
 
 def format_pair(tokenizer: PreTrainedTokenizerBase | None, prompt: str, response: str) -> tuple[str, str]:
     """The prompt text (up to where the answer starts) and the response text, through the chat template if any
-    (without a tokenizer: the plain instruction format, as the app's preview shows it before a model loads)."""
+    (without a tokenizer: the plain instruction format, as the app's preview shows it before a model loads).
+
+    Encodings are cached (tuner.token_cache): a change to what this or encode_pairs produces bumps ENCODING_VERSION.
+    """
     if getattr(tokenizer, "chat_template", None):
         user = [{"role": "user", "content": prompt}]
         prompt_text = tokenizer.apply_chat_template(user, tokenize=False, add_generation_prompt=True)
@@ -238,16 +259,51 @@ def encode_texts(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str]) -> li
     return tokenizer([f"{text}{eos}" for text in texts], add_special_tokens=False)["input_ids"]
 
 
+def _encoded_texts(tokenizer: PreTrainedTokenizerBase, texts: list[str]) -> list[list[int]]:
+    """encode_texts through the token cache."""
+    from tuner.token_cache import cached_encoding
+
+    ids, _ = cached_encoding("general", (texts,), tokenizer, lambda: (encode_texts(tokenizer, texts), [0] * len(texts)))
+    return ids
+
+
+GENERAL_FILES = ("arc/ARC-Easy-Test.jsonl", "hellaswag/hellaswag_val_full.txt.bz2", "winogrande/dev.jsonl")
+"""The mirror's files the general text comes from."""
+
+
 def general_texts(data_dir: Path | None) -> list[str]:
-    """Held-out general text for the forgetting term: the mirror's reserved items, else a hub corpus."""
+    """Held-out general text for the forgetting term: the mirror's reserved items, else a hub corpus.
+
+    Read once per process while its files are unchanged; each call gets its own list (callers shuffle it).
+    """
+    files = [data_dir / name for name in GENERAL_FILES] if data_dir is not None else []
+    return list(_general_texts(data_dir, _stamps(files)))
+
+
+def _stamps(paths: Sequence[Path]) -> tuple[tuple[str, int, int], ...]:
+    """Each existing file's path, size and modification time: part of an in-memory key, so an edit reads afresh."""
+    stamps = []
+    for path in paths:
+        try:
+            stat = path.stat()
+        except OSError:
+            continue
+        stamps.append((str(path), stat.st_size, stat.st_mtime_ns))
+    return tuple(stamps)
+
+
+@functools.lru_cache(maxsize=2)
+def _general_texts(data_dir: Path | None, _stamps: tuple[tuple[str, int, int], ...]) -> tuple[str, ...]:
+    return tuple(_read_general_texts(data_dir))
+
+
+def _read_general_texts(data_dir: Path | None) -> list[str]:
     if data_dir is None:
         name, config, split = GENERAL_HUB_DATASET
         table = _load_hub(Source(name, _evol, config=config, split=split))
         return [line.strip() for line in table["text"] if len(line.strip()) > 200]
     texts: list[str] = []
-    arc = data_dir / "arc" / "ARC-Easy-Test.jsonl"
-    hellaswag = data_dir / "hellaswag" / "hellaswag_val_full.txt.bz2"
-    winogrande = data_dir / "winogrande" / "dev.jsonl"
+    arc, hellaswag, winogrande = (data_dir / name for name in GENERAL_FILES)
     for path in (arc, hellaswag, winogrande):
         if not path.is_file():
             raise AdvisorError(f"general-text file not found: {path} (needed for the forgetting term)")
@@ -290,10 +346,28 @@ def task_examples(
     settings: DataSettings, seq_len: int, tokenizer: PreTrainedTokenizerBase, data_dir: Path | None
 ) -> list[Example]:
     """The task's pairs in the shuffled order, encoded; those left without a loss token at seq_len are dropped."""
-    pairs = load_pairs(settings, data_dir)
-    input_ids, labels = encode_pairs(tokenizer, pairs["prompt"], pairs["response"])
-    encoded = zip(input_ids, labels, strict=True)
-    return [(ids, lab) for ids, lab in encoded if any(t != IGNORE_INDEX for t in lab[:seq_len])]
+    from tuner.token_cache import cached_encoding
+
+    prompts, responses = pair_columns(settings, data_dir)
+
+    def encode() -> tuple[list[list[int]], list[int]]:
+        input_ids, labels = encode_pairs(tokenizer, prompts, responses)
+        return input_ids, [_prompt_length(label) for label in labels]
+
+    input_ids, prompt_lengths = cached_encoding("pairs", (prompts, responses), tokenizer, encode)
+    return [
+        (ids, [IGNORE_INDEX] * prompt + ids[prompt:])
+        for ids, prompt in zip(input_ids, prompt_lengths, strict=True)
+        if prompt < min(seq_len, len(ids))  # a loss token within the first seq_len
+    ]
+
+
+def _prompt_length(labels: list[int]) -> int:
+    """How many leading positions carry no loss (encode_pairs masks the prompt, and only the prompt)."""
+    for position, label in enumerate(labels):
+        if label != IGNORE_INDEX:
+            return position
+    return len(labels)
 
 
 def prepare_study_data(
@@ -339,7 +413,7 @@ def pack_study_data(
         )
     texts = general_texts(data_dir)
     random.Random(settings.seed).shuffle(texts)  # mix the sources before taking the first rows
-    general_ids = encode_texts(tokenizer, texts)
+    general_ids = _encoded_texts(tokenizer, texts)
     # Each document's first token would be predicted from the previous document's end: no loss there.
     general_rows = pack(((ids, [IGNORE_INDEX, *ids[1:]]) for ids in general_ids), seq_len)
     general = general_rows.head(eval_rows)
