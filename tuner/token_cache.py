@@ -87,9 +87,7 @@ def _read(path: Path) -> Encoded | None:
     try:
         with np.load(path, allow_pickle=False) as stored:
             ids, lengths, prompt_lengths = stored["ids"], stored["lengths"], stored["prompt_lengths"]
-    except FileNotFoundError:
-        return None
-    except Exception:  # noqa: BLE001 (a truncated or foreign file is a miss: np.load raises several types)
+    except Exception:  # noqa: BLE001 (a missing, truncated or foreign file is a miss: np.load raises several types)
         return None
     if len(lengths) != len(prompt_lengths) or int(lengths.sum()) != len(ids):
         return None
