@@ -229,7 +229,8 @@ def format_pair(tokenizer: PreTrainedTokenizerBase | None, prompt: str, response
     """The prompt text (up to where the answer starts) and the response text, through the chat template if any
     (without a tokenizer: the plain instruction format, as the app's preview shows it before a model loads).
 
-    Encodings are cached (tuner.token_cache): a change to what this or encode_pairs produces bumps ENCODING_VERSION.
+    Encodings are cached (tuner.token_cache): a change to what this or encode_pair_ids produces bumps
+    ENCODING_VERSION.
     """
     if getattr(tokenizer, "chat_template", None):
         user = [{"role": "user", "content": prompt}]
@@ -245,12 +246,23 @@ def encode_pairs(
     tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str], responses: Sequence[str]
 ) -> tuple[list[list[int]], list[list[int]]]:
     """Token ids and labels for each pair; prompt tokens carry no loss."""
+    input_ids, prompt_lengths = encode_pair_ids(tokenizer, prompts, responses)
+    return input_ids, [_labels(ids, prompt) for ids, prompt in zip(input_ids, prompt_lengths, strict=True)]
+
+
+def encode_pair_ids(
+    tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str], responses: Sequence[str]
+) -> tuple[list[list[int]], list[int]]:
+    """Token ids for each pair (prompt then response) and how many of them are the prompt's."""
     texts = [format_pair(tokenizer, p, r) for p, r in zip(prompts, responses, strict=True)]
     prompt_ids = tokenizer([t[0] for t in texts], add_special_tokens=False)["input_ids"]
     response_ids = tokenizer([t[1] for t in texts], add_special_tokens=False)["input_ids"]
-    input_ids = [p + r for p, r in zip(prompt_ids, response_ids, strict=True)]
-    labels = [[IGNORE_INDEX] * len(p) + r for p, r in zip(prompt_ids, response_ids, strict=True)]
-    return input_ids, labels
+    return [p + r for p, r in zip(prompt_ids, response_ids, strict=True)], [len(p) for p in prompt_ids]
+
+
+def _labels(input_ids: list[int], prompt_length: int) -> list[int]:
+    """The loss targets of one pair's ids: none on the prompt."""
+    return [IGNORE_INDEX] * prompt_length + input_ids[prompt_length:]
 
 
 def encode_texts(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str]) -> list[list[int]]:
@@ -349,25 +361,13 @@ def task_examples(
     from tuner.token_cache import cached_encoding
 
     prompts, responses = pair_columns(settings, data_dir)
-
-    def encode() -> tuple[list[list[int]], list[int]]:
-        input_ids, labels = encode_pairs(tokenizer, prompts, responses)
-        return input_ids, [_prompt_length(label) for label in labels]
-
+    encode = functools.partial(encode_pair_ids, tokenizer, prompts, responses)
     input_ids, prompt_lengths = cached_encoding("pairs", (prompts, responses), tokenizer, encode)
     return [
-        (ids, [IGNORE_INDEX] * prompt + ids[prompt:])
+        (ids, _labels(ids, prompt))
         for ids, prompt in zip(input_ids, prompt_lengths, strict=True)
         if prompt < min(seq_len, len(ids))  # a loss token within the first seq_len
     ]
-
-
-def _prompt_length(labels: list[int]) -> int:
-    """How many leading positions carry no loss (encode_pairs masks the prompt, and only the prompt)."""
-    for position, label in enumerate(labels):
-        if label != IGNORE_INDEX:
-            return position
-    return len(labels)
 
 
 def prepare_study_data(

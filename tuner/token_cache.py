@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
 ENCODING_VERSION = 1
-"""Part of every key: bump it when tuner.data.format_pair or encode_pairs change what they produce from the same
+"""Part of every key: bump it when tuner.data.format_pair or encode_pair_ids change what they produce from the same
 texts and tokenizer, so that no file written before is read after."""
 
 CACHE_DIR = "tokens"

@@ -52,7 +52,7 @@ def test_cached_examples_equal_fresh_ones_and_are_read_without_tokenising(cache,
     def no_tokenising(*_args, **_kwargs):
         raise AssertionError("tokenised again")
 
-    monkeypatch.setattr(data, "encode_pairs", no_tokenising)
+    monkeypatch.setattr(data, "encode_pair_ids", no_tokenising)
     assert data.task_examples(pairs_file, 64, tokenizer, None) == first
     # Another row length filters the same cached encoding: a prompt longer than 8 tokens leaves no loss token.
     short = data.task_examples(pairs_file, 8, tokenizer, None)
