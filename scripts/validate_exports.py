@@ -88,6 +88,9 @@ TOOLS: dict[str, Tool] = {
                         "fire",
                         "peft<=0.18.1,>=0.18.0",
                         "transformers!=4.52.0,!=4.57.0,<=5.6.0,>=4.55.0",
+                        # transformers 5.6 names hub kernels without a revision, which kernels 0.15 and later
+                        # refuse on import; the base Python's newer transformers brings a newer kernels.
+                        "kernels<0.15,>=0.10.2",
                         "trl<=0.24.0,>=0.18.0",
                         "tyro<0.9.0",
                         "omegaconf",
