@@ -9,7 +9,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from advisor.arguments import non_negative, positive, positive_number, probability, rate, size
 from tuner.errors import AdvisorError
+from tuner.faults import Stopped, fault_line, stop_on_signals
 from tuner.models import DEFAULT_MODEL
 from tuner.paper import FIXED_ALPHA
 from tuner.settings import (
@@ -19,6 +21,8 @@ from tuner.settings import (
     DEFAULT_TASK,
     DEFAULT_TRIAL_TOKENS,
     DEFAULT_TRIALS,
+    MAX_BATCH_SIZE,
+    MAX_SEQ_LEN,
     VARIANTS,
 )
 
@@ -29,13 +33,6 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
         raise SystemExit(2)
-
-
-def _probability(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tune_parser.add_argument(
         "--trials",
-        type=int,
+        type=positive,
         default=None,
         help=f"trials in the study (default: {DEFAULT_TRIALS}, or as many as --budget allows)",
     )
@@ -89,13 +86,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tune_parser.add_argument(
         "--trial-tokens",
-        type=int,
+        type=positive,
         default=DEFAULT_TRIAL_TOKENS,
         help=f"training tokens per trial (default: {DEFAULT_TRIAL_TOKENS})",
     )
     tune_parser.add_argument(
         "--goal",
-        type=_probability,
+        type=probability,
         default=DEFAULT_GOAL,
         help=f"0 learns most, 1 forgets least (default: {DEFAULT_GOAL})",
     )
@@ -105,10 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tune_parser.add_argument("--json", action="store_true", help="print the recommendation as JSON on stdout")
     tune_parser.add_argument(
-        "--batch-size", type=int, default=None, help=f"rows per optimizer step (default: {DEFAULT_BATCH_SIZE})"
+        "--batch-size", type=size(MAX_BATCH_SIZE), default=None, help=f"rows per step (default: {DEFAULT_BATCH_SIZE})"
     )
     tune_parser.add_argument(
-        "--seq-len", type=int, default=None, help=f"tokens per packed row (default: {DEFAULT_SEQ_LEN})"
+        "--seq-len", type=size(MAX_SEQ_LEN), default=None, help=f"tokens per packed row (default: {DEFAULT_SEQ_LEN})"
     )
     tune_parser.add_argument("--seed", type=int, default=0, help="seed for sampler, split and trials (default: 0)")
     tune_parser.add_argument("--data", default=None, help="custom task: JSONL/JSON/CSV/Parquet file or hub dataset id")
@@ -130,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tune_parser.add_argument(
         "--score-items",
-        type=_non_negative,
+        type=non_negative,
         default=None,
         help="benchmark items per trial (default: as many as fit in 20%% of a trial's time; 0: no scoring)",
     )
@@ -142,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tune_parser.add_argument(
         "--workers",
-        type=_positive,
+        type=positive,
         default=1,
         help="worker processes running trials at once on this machine: one per GPU, or CPU processes (default: 1)",
     )
@@ -185,10 +182,10 @@ def _add_train(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     start.add_argument("--preset", default=None, metavar="NAME_OR_PATH", help="a shipped preset's name or a file")
     parser.add_argument("--task", choices=("code", "math", "custom"), default=None, help="what to learn")
     parser.add_argument("--out", type=Path, default=None, help="where the run goes (default: RUN_DIR/train)")
-    parser.add_argument("--epochs", type=_positive, default=None, help="passes over the data (default: 4)")
-    parser.add_argument("--learning-rate", type=_rate, default=None, help="peak learning rate")
-    parser.add_argument("--rank", type=_positive, default=None, help="LoRA rank")
-    parser.add_argument("--alpha", type=float, default=None, help="LoRA alpha (default: 2 x rank)")
+    parser.add_argument("--epochs", type=positive, default=None, help="passes over the data (default: 4)")
+    parser.add_argument("--learning-rate", type=rate, default=None, help="peak learning rate")
+    parser.add_argument("--rank", type=positive, default=None, help="LoRA rank")
+    parser.add_argument("--alpha", type=positive_number, default=None, help="LoRA alpha (default: 2 x rank)")
     parser.add_argument("--targets", choices=("attention", "mlp", "all"), default=None, help="LoRA target modules")
     parser.add_argument(
         "--method",
@@ -199,18 +196,18 @@ def _add_train(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--memory-budget", default=None, help="e.g. 24GiB: refuse a run whose estimated step exceeds it"
     )
-    parser.add_argument("--batch-size", type=_positive, default=None, help="rows per optimizer step")
-    parser.add_argument("--seq-len", type=_positive, default=None, help="tokens per packed row")
+    parser.add_argument("--batch-size", type=size(MAX_BATCH_SIZE), default=None, help="rows per optimizer step")
+    parser.add_argument("--seq-len", type=size(MAX_SEQ_LEN), default=None, help="tokens per packed row")
     parser.add_argument("--seed", type=int, default=None, help="seed (default: the study's, else 0)")
-    parser.add_argument("--train-examples", type=_positive, default=None, help="train on the first N examples only")
+    parser.add_argument("--train-examples", type=positive, default=None, help="train on the first N examples only")
     parser.add_argument("--data", default=None, help="custom task: JSONL/JSON/CSV/Parquet file or hub dataset id")
     parser.add_argument("--prompt-column", default=None, help="custom task: instruction column (default: prompt)")
     parser.add_argument("--response-column", default=None, help="custom task: answer column (default: response)")
-    parser.add_argument("--save-steps", type=_positive, default=200, help="steps between checkpoints (default: 200)")
+    parser.add_argument("--save-steps", type=positive, default=200, help="steps between checkpoints (default: 200)")
     parser.add_argument("--merge", action="store_true", help="also save the base model with the adapter merged in")
     parser.add_argument("--no-eval", action="store_true", help="do not score the trained adapter")
     parser.add_argument("--eval-tasks", default=None, help="benchmarks to score (default: forgetting + the task's)")
-    parser.add_argument("--eval-limit", type=_positive, default=None, help="items per benchmark (default: all)")
+    parser.add_argument("--eval-limit", type=positive, default=None, help="items per benchmark (default: all)")
     parser.add_argument("--score-each-epoch", action="store_true", help="also score the adapter after every epoch")
     parser.add_argument(
         "--prompt-format", choices=("chat", "plain"), default="chat", help="GSM8K/HumanEval prompts (default: chat)"
@@ -221,27 +218,20 @@ def _add_train(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
 
 
-def _rate(text: str) -> float:
-    value = float(text)
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
-    return value
-
-
 def _add_memory(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from advisor.memory_command import memory
 
     parser = _command(commands, "memory", memory, "estimate training memory and what fits a budget")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where it trains (default: cpu)")
-    parser.add_argument("--rank", type=_positive, default=16, help="LoRA rank (default: 16)")
+    parser.add_argument("--rank", type=positive, default=16, help="LoRA rank (default: 16)")
     parser.add_argument(
         "--targets",
         choices=("all", "attention", "mlp", "full"),
         default="all",
         help="LoRA targets, or full fine-tuning (default: all)",
     )
-    parser.add_argument("--batch", type=_positive, default=4, help="rows per step (default: 4)")
-    parser.add_argument("--seq", type=_positive, default=512, help="tokens per row (default: 512)")
+    parser.add_argument("--batch", type=size(MAX_BATCH_SIZE), default=4, help="rows per step (default: 4)")
+    parser.add_argument("--seq", type=size(MAX_SEQ_LEN), default=512, help="tokens per row (default: 512)")
     parser.add_argument("--gradient-checkpointing", action="store_true", help="recompute activations per layer")
     parser.add_argument("--budget", default=None, help="memory budget, e.g. 24GiB (GPU memory, or RAM on CPU)")
     parser.add_argument("--json", action="store_true", help="print the estimate as JSON on stdout")
@@ -271,6 +261,11 @@ def _add_export(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         choices=HARDWARE,
         default=None,
         help="train on a GPU (bf16) or a CPU (float32) in the tool (default: the preset's; a study's: where it ran)",
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="write into an --out that holds something (an adapter, a run, an export), replacing same-named files",
     )
     parser.add_argument("--json", action="store_true", help="print the files written as a JSON list")
 
@@ -326,20 +321,6 @@ def _command(
     return parser
 
 
-def _non_negative(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
-    return value
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
-    return value
-
-
 def _add_eval(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from advisor.evaluate import evaluate
     from tuner.benchmarks import BENCHMARKS
@@ -351,7 +332,7 @@ def _add_eval(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         default=None,
         help=f"comma-separated: {','.join(BENCHMARKS)} (default: all)",
     )
-    parser.add_argument("--limit", type=_positive, default=None, help="items per benchmark, a seeded sample")
+    parser.add_argument("--limit", type=positive, default=None, help="items per benchmark, a seeded sample")
     parser.add_argument(
         "--seed", type=int, default=0, help="seed of the items sampled and of --samples draws (default: 0)"
     )
@@ -372,7 +353,7 @@ def _add_eval(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     )
     parser.add_argument(
         "--samples",
-        type=_positive,
+        type=positive,
         default=None,
         metavar="K",
         help="draw K sampled answers per GSM8K/HumanEval problem: pass@1..K and distinct solutions per problem, "
@@ -415,100 +396,117 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The libraries' own tqdm bars would interleave with ours; tqdm reads this when first imported.
     os.environ.setdefault("TQDM_DISABLE", "1")
     try:
-        if args.command in ("tune", "train"):
-            from tuner.compilation import compile_mode
-
-            compile_mode()  # a bad ADVISOR_COMPILE is said before anything loads
-        if args.command == "tune":
-            from advisor.tune import tune
-
-            return tune(
-                task=args.task,
-                model=args.model,
-                trials=args.trials,
-                trial_tokens=args.trial_tokens,
-                goal=args.goal,
-                out=args.out,
-                data_dir=args.data_dir,
-                storage=args.storage,
-                json_output=args.json,
-                batch_size=args.batch_size,
-                seq_len=args.seq_len,
-                seed=args.seed,
-                data=args.data,
-                prompt_column=args.prompt_column,
-                response_column=args.response_column,
-                allow_code_execution=args.allow_code_execution,
-                score_items=args.score_items,
-                memory_budget=args.memory_budget,
-                from_preset=args.from_preset,
-                study_budget=args.budget,
-                alpha=args.alpha,
-                variants=args.variants,
-                range_test=not args.no_range_test,
-                reference=args.reference,
-                workers=args.workers,
-                study=args.study,
-                worker_process=args.worker_process,
-                argv=_after_command(sys.argv[1:] if argv is None else argv, "tune"),
-            )
-        if args.command == "eval":
-            return _run_eval(args)
-        if args.command == "train":
-            return _run_train(args)
-        if args.command == "memory":
-            from advisor.memory_command import memory
-
-            return memory(
-                model=args.model,
-                device=args.device,
-                rank=args.rank,
-                targets=args.targets,
-                batch=args.batch,
-                seq_len=args.seq,
-                gradient_checkpointing=args.gradient_checkpointing,
-                budget=args.budget,
-                json_output=args.json,
-            )
-        if args.command == "export":
-            from advisor.export_command import export
-
-            return export(
-                from_run=args.from_run,
-                preset=args.preset,
-                fmt=args.fmt,
-                out=args.out,
-                json_output=args.json,
-                hardware=args.hardware,
-            )
-        if args.command == "report":
-            from advisor.report_command import report
-
-            return report(storage=args.storage, study=args.study, out=args.out, json_output=args.json)
-        if args.command == "spectrum":
-            from advisor.spectrum_command import spectrum
-
-            return spectrum(
-                model=args.model,
-                adapter=args.adapter,
-                merged=args.merged,
-                full_run=args.full_run,
-                out=args.out,
-                data_dir=args.data_dir,
-                json_output=args.json,
-            )
+        with stop_on_signals():
+            code = _run_command(args, argv)
+        if code is not None:
+            return code
     except AdvisorError as error:
         sys.stderr.write(f"advisor: error: {error}\n")
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
+        how = f"stopped ({stop})" if isinstance(stop, Stopped) else "interrupted"
         if args.command == "tune":
-            sys.stderr.write("advisor: interrupted; finished trials are saved, run the same command to resume\n")
+            sys.stderr.write(f"advisor: {how}; finished trials are saved, run the same command to resume\n")
         elif args.command == "train":
-            sys.stderr.write("advisor: interrupted; run the same command to resume from the last checkpoint\n")
+            sys.stderr.write(f"advisor: {how}; run the same command to resume from the last checkpoint\n")
         else:
-            sys.stderr.write("advisor: interrupted\n")
-        return 130
+            sys.stderr.write(f"advisor: {how}\n")
+        return stop.exit_code if isinstance(stop, Stopped) else 130
+    except Exception as error:  # a full disk, a refused write or no memory, from any library: else raised
+        line = fault_line(error)
+        if line is None:
+            raise
+        sys.stderr.write(f"advisor: error: {line}; what was saved stays, run the same command to resume\n")
+        return 2
     parser.error(f"unknown command {args.command}")
+
+
+def _run_command(args: argparse.Namespace, argv: Sequence[str] | None) -> int | None:
+    """Run the subcommand `args` names; None for an unknown one."""
+    if args.command in ("tune", "train"):
+        from tuner.compilation import compile_mode
+
+        compile_mode()  # a bad ADVISOR_COMPILE is said before anything loads
+    if args.command == "tune":
+        from advisor.tune import tune
+
+        return tune(
+            task=args.task,
+            model=args.model,
+            trials=args.trials,
+            trial_tokens=args.trial_tokens,
+            goal=args.goal,
+            out=args.out,
+            data_dir=args.data_dir,
+            storage=args.storage,
+            json_output=args.json,
+            batch_size=args.batch_size,
+            seq_len=args.seq_len,
+            seed=args.seed,
+            data=args.data,
+            prompt_column=args.prompt_column,
+            response_column=args.response_column,
+            allow_code_execution=args.allow_code_execution,
+            score_items=args.score_items,
+            memory_budget=args.memory_budget,
+            from_preset=args.from_preset,
+            study_budget=args.budget,
+            alpha=args.alpha,
+            variants=args.variants,
+            range_test=not args.no_range_test,
+            reference=args.reference,
+            workers=args.workers,
+            study=args.study,
+            worker_process=args.worker_process,
+            argv=_after_command(sys.argv[1:] if argv is None else argv, "tune"),
+        )
+    if args.command == "eval":
+        return _run_eval(args)
+    if args.command == "train":
+        return _run_train(args)
+    if args.command == "memory":
+        from advisor.memory_command import memory
+
+        return memory(
+            model=args.model,
+            device=args.device,
+            rank=args.rank,
+            targets=args.targets,
+            batch=args.batch,
+            seq_len=args.seq,
+            gradient_checkpointing=args.gradient_checkpointing,
+            budget=args.budget,
+            json_output=args.json,
+        )
+    if args.command == "export":
+        from advisor.export_command import export
+
+        return export(
+            from_run=args.from_run,
+            preset=args.preset,
+            fmt=args.fmt,
+            out=args.out,
+            json_output=args.json,
+            hardware=args.hardware,
+            force=args.force,
+        )
+    if args.command == "report":
+        from advisor.report_command import report
+
+        return report(storage=args.storage, study=args.study, out=args.out, json_output=args.json)
+    if args.command == "spectrum":
+        from advisor.spectrum_command import spectrum
+
+        return spectrum(
+            model=args.model,
+            adapter=args.adapter,
+            merged=args.merged,
+            full_run=args.full_run,
+            out=args.out,
+            data_dir=args.data_dir,
+            json_output=args.json,
+        )
+    return None
 
 
 def _watched(parser: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[str, str] | None:

@@ -9,6 +9,7 @@ from pathlib import Path
 from advisor.exports import CONFIG_FILES, FORMATS, USAGE, export_preset, for_hardware
 from advisor.presets import PRESETS_DIR, load_preset, preset_from_run, preset_path
 from tuner.errors import AdvisorError
+from tuner.rundir import check_out_dir
 
 
 def export(
@@ -19,6 +20,7 @@ def export(
     out: Path,
     json_output: bool = False,
     hardware: str | None = None,
+    force: bool = False,
 ) -> int:
     """Write LoRA settings as another tool's own config: PEFT, axolotl, LLaMA-Factory, TRL, torchtune or LitGPT.
 
@@ -26,7 +28,8 @@ def export(
     recommendation (--from RUN_DIR). The directory gets the tool's file with its own key names and a comment
     header (where the numbers come from, how to run it, what to fill in: your dataset), and preset.yaml, the
     full preset. Precision and device follow the preset's hardware (a study's: where it ran); --hardware gpu or
-    cpu changes it for the tool, e.g. to train on a GPU what a study found on a CPU.
+    cpu changes it for the tool, e.g. to train on a GPU what a study found on a CPU. A directory that holds
+    anything already (a trained adapter, a run, an earlier export) is refused unless --force is given.
 
       axolotl train DIR/axolotl.yaml              llamafactory-cli train DIR/llama-factory.yaml
       trl sft --config DIR/trl-sft.yaml           litgpt finetune_lora --config DIR/litgpt-lora.yaml
@@ -37,6 +40,7 @@ def export(
         raise AdvisorError("give exactly one of --from RUN_DIR and --preset NAME_OR_PATH")
     if fmt not in FORMATS:
         raise AdvisorError(f"unknown format {fmt!r} (known: {', '.join(FORMATS)})")
+    check_out_dir(out, "export", force=force)
     if from_run is not None:
         chosen, finished = preset_from_run(from_run)
         origin = finished.origin()

@@ -17,6 +17,7 @@ from tuner.memory import (
     peak_meaning,
     weights_refusal,
 )
+from tuner.model_limits import check_fits_model
 from tuner.runtime import allocator
 
 
@@ -54,6 +55,7 @@ def memory(
         budget_bytes = parse_size(budget) if budget is not None else None
     except ValueError as error:
         raise AdvisorError(str(error)) from None
+    check_fits_model(model, seq_len=seq_len, rank=None if targets == "full" else rank)
     shape = model_shape(model)
     if budget_bytes is not None:
         refusal = weights_refusal(shape, setup, budget_bytes)

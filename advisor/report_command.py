@@ -14,10 +14,12 @@ def report(*, storage: str, study: str, out: Path | None = None, json_output: bo
     recommendation and its plot, as `advisor tune` writes them (its --out on the machine that summarised it).
     While workers still run the study, the trials that ended so far are written, and the line says so.
     """
+    from tuner.rundir import check_out_dir
     from tuner.study_report import report_study
     from tuner.study_state import run_dir_name
 
     out = out or Path("runs") / run_dir_name(study)
+    check_out_dir(out, "study")
     found = report_study(storage, study, out)
     sys.stderr.write(found.describe() + "\n")
     for path in found.written:

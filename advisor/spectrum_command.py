@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tuner.errors import AdvisorError
-from tuner.rundir import write_json
+from tuner.rundir import check_out_dir, write_json
 from tuner.spectrum import (
     MODULE_TYPES,
     SPECTRUM_JSON,
@@ -54,8 +54,7 @@ def spectrum(
 
     kind, directory, default_out = _source(adapter, merged, full_run)
     out_dir = out if out is not None else default_out
-    if out_dir.exists() and not out_dir.is_dir():
-        raise AdvisorError(f"--out must be a directory: {out_dir} is a file")
+    check_out_dir(out_dir, "files")
     quiet_libraries()
     with Console(stderr=True).status(f"reading the base model {model}") as status:
         base = base_weights(model)

@@ -53,6 +53,8 @@ def train(
     from advisor.progress import TrainRichReporter
     from tuner.data import resolve_data_dir
     from tuner.handover import scoring_settings
+    from tuner.model_limits import check_fits_model
+    from tuner.rundir import check_out_dir
     from tuner.train import RunOptions, train_run
 
     overrides = overrides or Overrides()
@@ -69,6 +71,7 @@ def train(
     else:
         chosen = explicit_preset(overrides)
         out = out or Path("runs") / f"train-{overrides.task}"
+    check_out_dir(out, "train")
     settings = preset_run_settings(chosen, overrides, study)
     if memory_budget is not None:
         _check_memory(settings, memory_budget)
@@ -80,6 +83,8 @@ def train(
         options = RunOptions(save_steps=save_steps, scoring=scoring, score_each_epoch=score_each_epoch, merge=merge)
     except ValueError as error:
         raise AdvisorError(str(error)) from None
+    recipe = settings.recipe
+    check_fits_model(settings.model, seq_len=recipe.seq_len, rank=None if recipe.is_full else recipe.lora.rank)
     stderr = Console(stderr=True)
     if settings.recipe.epochs < MIN_IFT_EPOCHS:
         epochs = settings.recipe.epochs

@@ -66,8 +66,10 @@ def tune(
     from tuner.data import resolve_data_dir
     from tuner.memory import parse_size
     from tuner.memory_bounds import run_budgeted_study
+    from tuner.model_limits import check_fits_model
     from tuner.models import DEFAULT_MODEL
     from tuner.range_test import RangeTestPlan
+    from tuner.rundir import check_out_dir
     from tuner.settings import (
         DEFAULT_BATCH_SIZE,
         DEFAULT_SEQ_LEN,
@@ -82,10 +84,13 @@ def tune(
     preset = load_preset(from_preset) if from_preset is not None else None
     task = task or (preset.task if preset else DEFAULT_TASK)
     model = model or (preset.model if preset else None) or DEFAULT_MODEL
-    batch_size = batch_size or (preset.recipe.batch_size if preset else DEFAULT_BATCH_SIZE)
-    seq_len = seq_len or (preset.recipe.seq_len if preset else DEFAULT_SEQ_LEN)
+    if batch_size is None:  # not `or`: a 0 given here is refused by TrainBudget, never taken for the default
+        batch_size = preset.recipe.batch_size if preset else DEFAULT_BATCH_SIZE
+    if seq_len is None:
+        seq_len = preset.recipe.seq_len if preset else DEFAULT_SEQ_LEN
     memory_budget = memory_budget or (preset.memory_budget if preset else None)
     out = out or Path("runs") / task
+    check_out_dir(out, "study")
     first = [trial_params(preset.recipe.lora, preset.recipe.learning_rate)] if preset is not None else []
     try:
         spend = StudyBudget.parse(study_budget) if study_budget is not None else None
@@ -109,6 +114,7 @@ def tune(
         )
     except ValueError as error:
         raise AdvisorError(str(error)) from None
+    check_fits_model(model, seq_len=seq_len, rank=preset.recipe.lora.rank if preset else None)
     mirror = resolve_data_dir(data_dir)
     stderr = Console(stderr=True)
     reporter = RichReporter(stderr, stderr if json_output else Console())

@@ -27,6 +27,8 @@ PURE = (
     "tuner.errors",
     "tuner.models",
     "tuner.data",
+    "tuner.data_files",
+    "tuner.data_sources",
     "tuner.study",
     "tuner.benchmarks",
     "tuner.benchmarks.base",
@@ -83,6 +85,11 @@ PURE = (
     "tuner.plot",
     "tuner.spectrum",
     "advisor.spectrum_command",
+    "tuner.model_limits",
+    "advisor.arguments",
+    "tuner.faults",
+    "tuner.study_retry",
+    "tuner.study_loop",
 )
 
 

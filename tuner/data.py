@@ -1,7 +1,7 @@
-"""Training and held-out data: loaded through `datasets`, chat-formatted, loss on responses only, packed.
+"""Training and held-out data: loaded, chat-formatted, loss on responses only, packed.
 
-Hub datasets by default; a local mirror (the layout of the project's shared/data) when `--data-dir` or
-ADVISOR_DATA_DIR is given.
+Hub datasets by default (through `datasets`); a local mirror (the layout of the project's shared/data) when
+`--data-dir` or ADVISOR_DATA_DIR is given, and local files, are read by tuner.data_files.
 """
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ import json
 import logging
 import os
 import random
-import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from tuner.data_sources import TASK_SOURCES, Source, instruction_output, local_pairs
 from tuner.errors import AdvisorError
 from tuner.packing import IGNORE_INDEX, PackedRows, pack
 from tuner.settings import DataSettings, Packing
@@ -37,74 +37,6 @@ HELLASWAG_RESERVED_FROM = 9042
 WINOGRANDE_RESERVED_FROM = 1067
 GENERAL_HUB_DATASET = ("Salesforce/wikitext", "wikitext-103-raw-v1", "validation")
 
-Row = dict[str, Any]
-Pair = dict[str, str]
-
-_CALCULATOR = re.compile(r"<<[^>]*>>")
-
-
-def _alpaca(row: Row) -> Pair:
-    extra = (row.get("input") or "").strip()
-    prompt = row["instruction"] + (f"\n\n{extra}" if extra else "")
-    return {"prompt": prompt, "response": row["output"]}
-
-
-def _evol(row: Row) -> Pair:
-    return {"prompt": row["instruction"], "response": row["output"]}
-
-
-def _magicoder(row: Row) -> Pair:
-    return {"prompt": row["instruction"], "response": row["response"]}
-
-
-def _mbpp(row: Row) -> Pair:
-    tests = "\n".join(row["test_list"])
-    return {"prompt": f"{row['text']}\nYour code should pass these tests:\n{tests}", "response": row["code"]}
-
-
-def _gsm8k(row: Row) -> Pair:
-    # GSM8K answers carry calculator annotations <<48/2=24>>; the worked solution reads better without.
-    return {"prompt": row["question"], "response": _CALCULATOR.sub("", row["answer"])}
-
-
-def _metamath(row: Row) -> Pair:
-    return {"prompt": row["query"], "response": row["response"]}
-
-
-def _mbpp_train_split(row: Row) -> bool:
-    # MBPP task ids 511-974 are the training split (google-research README); 11-510 are scored.
-    return 511 <= int(row["task_id"]) <= 974
-
-
-@dataclass(frozen=True)
-class Source:
-    """One dataset: a path in the mirror or a hub id, and how its rows become (prompt, response)."""
-
-    location: str
-    to_pair: Callable[[Row], Pair]
-    config: str | None = None
-    split: str = "train"
-    keep: Callable[[Row], bool] | None = None
-
-
-TASK_SOURCES: dict[str, dict[str, list[Source]]] = {
-    "code": {
-        # Magicoder-Evol-Instruct-110K is the paper's code IFT set.
-        "hub": [Source("ise-uiuc/Magicoder-Evol-Instruct-110K", _magicoder)],
-        "mirror": [
-            Source("code/code_alpaca_2k.json", _alpaca),
-            Source("code/evol-codealpaca-2k-1.json", _evol),
-            Source("code/evol-codealpaca-2k-2.json", _evol),
-            Source("mbpp/mbpp.jsonl", _mbpp, keep=_mbpp_train_split),
-        ],
-    },
-    "math": {
-        # MetaMathQA is the paper's math IFT set; GSM8K train is the mirror's.
-        "hub": [Source("openai/gsm8k", _gsm8k, config="main"), Source("meta-math/MetaMathQA", _metamath)],
-        "mirror": [Source("gsm8k/train.jsonl", _gsm8k)],
-    },
-}
-
 
 def resolve_data_dir(given: str | None) -> Path | None:
     """The local mirror: --data-dir, else ADVISOR_DATA_DIR, else None (load from the hub)."""
@@ -116,28 +48,6 @@ def resolve_data_dir(given: str | None) -> Path | None:
     if not path.is_dir():
         raise AdvisorError(f"data directory not found: {path} (from {origin})")
     return path
-
-
-def _builder_for(path: Path) -> str:
-    suffix = path.suffix.lower()
-    if suffix in (".jsonl", ".json"):
-        return "json"
-    if suffix in (".csv", ".parquet"):
-        return suffix[1:]
-    raise AdvisorError(f"cannot read {path}: expected a .jsonl, .json, .csv or .parquet file")
-
-
-def _load_file(path: Path) -> datasets.Dataset:
-    import datasets
-
-    if not path.is_file():
-        raise AdvisorError(f"dataset file not found: {path}")
-    try:
-        return datasets.load_dataset(_builder_for(path), data_files=str(path), split="train")
-    except AdvisorError:
-        raise
-    except Exception as error:  # noqa: BLE001 (datasets raises several types for malformed files)
-        raise AdvisorError(f"cannot read {path}: {_first_line(error)}") from None
 
 
 def _load_hub(source: Source) -> datasets.Dataset:
@@ -160,30 +70,32 @@ def _first_line(error: BaseException) -> str:
     return text.splitlines()[0]
 
 
-def _as_pairs(table: datasets.Dataset, source: Source) -> datasets.Dataset:
-    if source.keep is not None:
-        table = table.filter(source.keep)
-    return table.map(source.to_pair, remove_columns=table.column_names)
-
-
 def load_pairs(settings: DataSettings, data_dir: Path | None) -> datasets.Dataset:
-    """The task's (prompt, response) pairs, shuffled deterministically and capped at MAX_EXAMPLES."""
+    """The task's (prompt, response) pairs, shuffled deterministically and capped at MAX_EXAMPLES.
+
+    Local files are read into memory, so a load leaves nothing in the `datasets` cache.
+    """
+    local = local_pairs(settings, data_dir)
     import datasets
 
     datasets.disable_progress_bars()
     datasets.utils.logging.set_verbosity(logging.CRITICAL)  # errors come back as one AdvisorError line
-    if settings.task == "custom":
-        tables = [_custom_pairs(settings)]
+    if local is not None:
+        pairs = datasets.Dataset.from_dict({"prompt": local[0], "response": local[1]})
+    elif settings.task == "custom":
+        pairs = _hub_custom_pairs(settings)
     else:
-        sources = TASK_SOURCES[settings.task]["mirror" if data_dir else "hub"]
         tables = []
-        for source in sources:
-            table = _load_file(data_dir / source.location) if data_dir else _load_hub(source)
+        for source in TASK_SOURCES[settings.task]["hub"]:
+            table = _load_hub(source)
+            if source.keep is not None:
+                table = table.filter(source.keep)
             try:
-                tables.append(_as_pairs(table, source))
+                tables.append(table.map(source.to_pair, remove_columns=table.column_names))
             except KeyError as missing:
                 raise AdvisorError(f"dataset {source.location} has no column {missing}") from None
-    pairs = datasets.concatenate_datasets(tables).shuffle(seed=settings.seed)
+        pairs = datasets.concatenate_datasets(tables)
+    pairs = pairs.shuffle(seed=settings.seed)
     return pairs.select(range(min(len(pairs), MAX_EXAMPLES)))
 
 
@@ -204,11 +116,9 @@ def _pair_columns(
     return tuple(columns["prompt"]), tuple(columns["response"])
 
 
-def _custom_pairs(settings: DataSettings) -> datasets.Dataset:
+def _hub_custom_pairs(settings: DataSettings) -> datasets.Dataset:
     location = str(settings.source)
-    path = Path(location).expanduser()
-    looks_local = path.exists() or path.suffix.lower() in (".jsonl", ".json", ".csv", ".parquet")
-    table = _load_file(path) if looks_local else _load_hub(Source(location, _evol))
+    table = _load_hub(Source(location, instruction_output))
     columns = (settings.prompt_column, settings.response_column)
     missing = [column for column in columns if column not in table.column_names]
     if missing:
@@ -312,7 +222,7 @@ def _general_texts(data_dir: Path | None, _stamps: tuple[tuple[str, int, int], .
 def _read_general_texts(data_dir: Path | None) -> list[str]:
     if data_dir is None:
         name, config, split = GENERAL_HUB_DATASET
-        table = _load_hub(Source(name, _evol, config=config, split=split))
+        table = _load_hub(Source(name, instruction_output, config=config, split=split))
         return [line.strip() for line in table["text"] if len(line.strip()) > 200]
     texts: list[str] = []
     arc, hellaswag, winogrande = (data_dir / name for name in GENERAL_FILES)

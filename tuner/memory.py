@@ -258,6 +258,7 @@ def estimate(shape: ModelShape, setup: TrainSetup) -> MemoryEstimate:
     )
 
 
+MAX_MEMORY_BUDGET = 100 << 40  # 100 TiB: past any one machine's memory, so a slip of the unit is refused
 _SIZE = re.compile(r"\s*([0-9]*\.?[0-9]+)\s*([KMGT]i?B?|B)?\s*", re.IGNORECASE)
 _UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
@@ -271,6 +272,8 @@ def parse_size(text: str) -> int:
     value = float(match.group(1)) * _UNITS[unit]
     if value <= 0:
         raise ValueError(f"a memory budget must be positive, got {text!r}")
+    if value > MAX_MEMORY_BUDGET:
+        raise ValueError(f"a memory budget of {text.strip()} is above {MAX_MEMORY_BUDGET >> 40} TiB: no machine has it")
     return int(value)
 
 

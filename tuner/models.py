@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tuner.errors import AdvisorError
+from tuner.faults import writing
 
 if TYPE_CHECKING:
     import torch
@@ -156,8 +157,9 @@ def write_directory(target: Path, write: Callable[[Path], None], note: str = "co
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
-        write(staging)
-        (staging / _COMPLETE).write_text(note + "\n")
+        with writing(target, staging):  # a full disk or a refused write: one line, nothing half-written kept
+            write(staging)
+            (staging / _COMPLETE).write_text(note + "\n")
         if target.exists():  # an incomplete earlier attempt, or a copy being replaced
             shutil.rmtree(target)
         staging.rename(target)

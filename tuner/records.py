@@ -67,9 +67,12 @@ class TrialRecord:
     """The adapter the parameters describe (rank, alpha, targets, dropout, variant)."""
     confirm: dict[str, list[list[float]]] | None = None
     """'target' and 'general' -> [summed loss, label tokens] per confirm row, for the best completed trials."""
+    slot: int | None = None
+    """The trial's place in the study's order, which seeds its training (a retry keeps its original's); None in
+    records from before slots were kept (the trial's number then)."""
 
     def to_json(self) -> dict[str, Any]:
-        return {"version": RECORD_VERSION, **_without(asdict(self), ("lora", "confirm"))}
+        return {"version": RECORD_VERSION, **_without(asdict(self), ("lora", "confirm", "slot"))}
 
     @classmethod
     def from_json(cls, payload: dict[str, Any]) -> TrialRecord:

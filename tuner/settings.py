@@ -28,6 +28,8 @@ DEFAULT_TRIAL_TOKENS = 16_384
 DEFAULT_GOAL = 0.5
 DEFAULT_BATCH_SIZE = 4  # LoRA prefers small batches (LoRA Without Regret: effective batch < 32)
 DEFAULT_SEQ_LEN = 512
+MAX_SEQ_LEN = 1 << 20  # tokens per row at most: past any model's context (1M at the longest): a slip is refused
+MAX_BATCH_SIZE = 1 << 16  # rows per step at most: past any step that fits a machine
 DEFAULT_EPOCHS = MIN_IFT_EPOCHS  # at least 4 epochs of instruction tuning (Biderman et al. 2024)
 DEFAULT_WARMUP_RATIO = 0.1  # 10 % warm-up, as in Biderman et al. 2024
 DEFAULT_MAX_GRAD_NORM = 1.0  # gradient clipping 1.0, as in Biderman et al. 2024
@@ -122,9 +124,9 @@ class Packing:
 
 def check_step_shape(batch_size: int, seq_len: int, warmup_ratio: float, max_grad_norm: float) -> None:
     """ValueError for a batch, row length, warm-up share or clipping norm that no run can use."""
-    for name, value in (("batch_size", batch_size), ("seq_len", seq_len)):
-        if value < 1:
-            raise ValueError(f"{name} must be at least 1, got {value}")
+    for name, value, most in (("batch_size", batch_size, MAX_BATCH_SIZE), ("seq_len", seq_len, MAX_SEQ_LEN)):
+        if not 1 <= value <= most:
+            raise ValueError(f"{name} must be between 1 and {most:,}, got {value}")
     if not 0.0 <= warmup_ratio < 1.0:
         raise ValueError(f"warmup_ratio must be in [0, 1), got {warmup_ratio}")
     if max_grad_norm <= 0:

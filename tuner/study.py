@@ -184,11 +184,11 @@ def run_study(
     name = study or study_name(run_dir, external_storage=storage is not None)
     url = storage or default_storage(run_dir)
     shared = open_storage(storage) if storage else None
-    stored = _check_stored(settings, run_dir, name, shared, opts)
+    _check_stored(settings, run_dir, name, shared, opts)
     inputs = _prepare_inputs(settings, opts)
     lock = StudyLock(url, name)
     with _run_directory(run_dir, hold=not worker):
-        optuna_study = _open_study(settings, name, shared or open_storage(url), stored)
+        optuna_study = _open_study(settings, name, shared or open_storage(url))
         state = StudyState(optuna_study)
         with lock("setup"):
             if state.start(settings):
@@ -220,7 +220,13 @@ def run_study(
         run = StudyRun(settings, run_dir, optuna_study, inputs, runtime, opts)
         model = None
         if settings.trials > len(finished_trials(optuna_study)) and _budget_left(settings, optuna_study):
-            base, model = _search(run, lock)
+            try:
+                base, model = _search(run, lock)
+            except BaseException:  # stopped or failed: the trial it ended has its record now, not on resume
+                if not worker:
+                    with contextlib.suppress(Exception):
+                        write_trials(run_dir, optuna_study)
+                raise
         if worker:
             return None
         with lock("finish"):  # one summary at a time: a second finds the first's work stored and redoes none
@@ -329,11 +335,12 @@ def _check_stored(
 
 def _prepare_inputs(settings: StudySettings, opts: StudyOptions) -> StudyInputs:
     """The model's source, identity and width, its tokenizer, and the task and general text packed once."""
-    from tuner.data import prepare_study_data
+    from tuner.data import pair_columns, prepare_study_data
     from tuner.models import load_tokenizer, model_config, model_identity, resolve_model
 
     quiet_libraries()
     source = resolve_model(settings.model)
+    pair_columns(settings.data, opts.data_dir)  # the data's own errors before any loading (read once per process)
     opts.report(Stage(f"loading tokenizer of {source.describe()}"))
     tokenizer = load_tokenizer(source)
     opts.report(Stage(f"preparing {settings.task} data"))
@@ -360,19 +367,16 @@ def _run_directory(run_dir: Path, hold: bool = True) -> Iterator[None]:
         raise
 
 
-def _open_study(
-    settings: StudySettings, name: str, storage: optuna.storages.RDBStorage, stored: optuna.Study | None
-) -> optuna.Study:
-    """The study in its storage, created on first use, with a sampler seeded past the trials already there."""
+def _open_study(settings: StudySettings, name: str, storage: optuna.storages.RDBStorage) -> optuna.Study:
+    """The study in its storage, created on first use."""
     import optuna
 
-    trials_before = len(stored.trials) if stored is not None else 0
     return optuna.create_study(
         study_name=name,
         storage=storage,
         direction="minimize",
         load_if_exists=True,
-        sampler=_sampler(settings.data.seed + trials_before),  # past the trials there: a resumed study draws anew
+        sampler=_sampler(settings.data.seed),  # seeded again for each trial's slot when it is claimed
         pruner=halving_pruner(settings.budget),
     )
 
@@ -389,10 +393,13 @@ def _sampler(seed: int, constant_liar: bool = False) -> optuna.samplers.BaseSamp
 
 def halving_pruner(budget: TrainBudget) -> optuna.pruners.BasePruner:
     """Successive halving at the trial's evaluation steps (the first lies past the warm-up): each rung keeps the
-    best 1 / HALVING_RATE of the trials that reached it, so a pruned configuration costs a fraction of a trial."""
+    best 1 / HALVING_RATE of the trials that reached it, so a pruned configuration costs a fraction of a trial; a
+    failed trial's rungs never count."""
     import optuna
 
-    return optuna.pruners.SuccessiveHalvingPruner(
+    from tuner.study_retry import results_only
+
+    return results_only(optuna.pruners.SuccessiveHalvingPruner)(
         min_resource=budget.eval_steps()[0], reduction_factor=HALVING_RATE, min_early_stopping_rate=0
     )
 
@@ -450,10 +457,11 @@ def _search(
         spent = spend.describe()
         opts.report(TrialFinished(trial.number, trial.state.name, trial.value, record.reason, seconds, *spent))
 
-    def reseed(number: int) -> None:
-        """Each trial drawn from a sampler seeded by its number: workers drawing at once draw apart, and TPE's
-        constant liar keeps them off the configurations still running."""
-        study.sampler = _sampler(settings.data.seed + number, constant_liar=True)
+    def reseed(slot: int) -> None:
+        """Each trial drawn from a sampler seeded by its slot: a resumed study draws what the uninterrupted one drew,
+        workers drawing at once draw apart, and (with several) TPE's constant liar keeps them off the
+        configurations still running."""
+        study.sampler = _sampler(settings.data.seed + slot, constant_liar=opts.parallel)
 
     run_trials(
         study,
@@ -464,7 +472,7 @@ def _search(
         failed=(TrialFailed,),
         after=trial_done,
         wait_for_running=not opts.worker,
-        reseed=reseed if opts.parallel else None,
+        reseed=reseed,
     )
     return base, model
 
@@ -577,7 +585,7 @@ def _train_again(run: StudyRun, model: PreTrainedModel, record: TrialRecord, ada
         settings.budget,
         runtime,
         start_loss=start_loss,
-        seed=settings.data.seed + record.number,
+        seed=settings.data.seed + (record.slot if record.slot is not None else record.number),
         on_trained=keep,
     )
 

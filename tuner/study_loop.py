@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tuner.study_retry import claim_in_slot_order
 from tuner.study_state import driver_url, is_finished
 
 if TYPE_CHECKING:
@@ -92,12 +93,23 @@ class StudyLock:
             yield
             return
         lock = Path(path).with_name(f".{Path(path).name}.{hashlib.blake2b(key.encode(), digest_size=6).hexdigest()}")
-        with open(lock, "w") as handle:
+        while True:
+            handle = open(lock, "w")  # held across the yield, closed below
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+                # Removed by its last holder: a process that waited on the removed file takes the new one instead.
+                if os.path.exists(lock) and os.stat(lock).st_ino == os.fstat(handle.fileno()).st_ino:
+                    break
+            except OSError:
+                pass
+            handle.close()
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                lock.unlink()  # no lock file left behind; removed while held, so no holder shares it
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            handle.close()
 
 
 @dataclass
@@ -119,8 +131,8 @@ def claim_trial(
 ) -> Claim:
     """Claim the next trial under the claim lock: none once the trials that ended reach `target` or the budget is
     spent (done then, unless `wait_for_running` and some still run), and none while ended plus running trials
-    already make `target` (wait: one may end pruned-free or die and be retried). `reseed(n)` gives the sampler a
-    seed of its own for the study's n-th trial, so that workers drawing at once draw apart."""
+    already make `target` (wait: one may end pruned-free or die and be retried). A retry is claimed before any later
+    slot; `reseed(slot)` gives the sampler a seed of its own for the trial's slot (tuner.study_retry)."""
     import warnings
 
     import optuna
@@ -137,9 +149,7 @@ def claim_trial(
             return Claim(None, done=not (wait_for_running and running))
         if finished + running >= target:
             return Claim(None, done=False)
-        if reseed is not None:
-            reseed(len(trials))
-        return Claim(study.ask(), done=False)
+        return Claim(claim_in_slot_order(study, reseed), done=False)
 
 
 def run_claimed(

@@ -13,10 +13,12 @@ from typing import TYPE_CHECKING, Any
 from tuner.benchmarks import LEARNING_TASK, forgetting_score
 from tuner.confirm import worth_remeasuring
 from tuner.events import Reporter, Stage, TrialEvaluated, TrialProgress, TrialScored, TrialStarted
+from tuner.faults import writing
 from tuner.objective import forgetting_rise, objective_value
 from tuner.settings import CONFIRM_TRIALS, HALVING_RATE, LoraSettings, StudySettings
 from tuner.space import SearchSpace, lora_from_params
 from tuner.study_budget import Spent, describe_spent
+from tuner.study_retry import trial_slot
 from tuner.study_state import TrialState, finished_trials, study_spent, trial_cost
 
 if TYPE_CHECKING:
@@ -180,7 +182,7 @@ class TrialObjective:
                 budget,
                 self.runtime,
                 start_loss=self.base_losses["target_loss"],
-                seed=settings.data.seed + trial.number,
+                seed=settings.data.seed + trial_slot(trial),  # a retry trains as its original did
                 on_step=on_step,
                 on_eval=on_eval,
                 on_trained=on_trained,
@@ -241,7 +243,8 @@ def save_whole(adapted: PeftModel, target: Path) -> None:
     """Save an adapter in PEFT's format at `target`, whole or not at all (written beside it, then renamed)."""
     partial = target.with_name(target.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
-    adapted.save_pretrained(str(partial))
+    with writing(target, partial):  # a full disk: the half-written adapter goes, and one line says where
+        adapted.save_pretrained(str(partial))
     shutil.rmtree(target, ignore_errors=True)
     partial.rename(target)
 

@@ -21,6 +21,7 @@ from tuner.records import TrialRecord
 from tuner.settings import StudySettings
 from tuner.space import lora_from_params
 from tuner.study_budget import Spent, StudyBudget, total_spent
+from tuner.study_retry import INTERRUPTED, RetryInterrupted, add_retry, trial_slot
 
 if TYPE_CHECKING:
     import optuna
@@ -102,7 +103,7 @@ def heartbeat_seconds() -> int:
 
 def open_storage(url: str) -> optuna.storages.RDBStorage:
     """An Optuna RDB storage with heartbeats: a trial whose worker stops beating for the grace period is failed by
-    the next worker that looks, and enqueued again (Optuna's retry callback). AdvisorError for a URL it cannot
+    the next worker that looks, and run again in its slot (tuner.study_retry). AdvisorError for a URL it cannot
     open."""
     import warnings
 
@@ -118,9 +119,7 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
                     driver_url(url),
                     heartbeat_interval=beat,
                     grace_period=GRACE_BEATS * beat,
-                    heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
-                        max_retry=MAX_RETRIES
-                    ),
+                    heartbeat_stale_trial_callback=RetryInterrupted(MAX_RETRIES),
                 )
         except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
             # Workers starting at once on a new database race to create Optuna's tables: the loser finds them made.
@@ -362,7 +361,9 @@ def trial_record(trial: optuna.trial.FrozenTrial) -> TrialRecord:
         state=trial.state.name,
         params=dict(trial.params),
         value=trial.value,
-        reason=attrs.get("pruned_reason") or attrs.get("failed_reason"),
+        reason=attrs.get("pruned_reason")
+        or attrs.get("failed_reason")
+        or (INTERRUPTED if is_interrupted(trial) else None),
         target_loss=attrs.get("target_loss"),
         general_loss=attrs.get("general_loss"),
         forgetting_rise=attrs.get("forgetting_rise"),
@@ -379,9 +380,18 @@ def trial_record(trial: optuna.trial.FrozenTrial) -> TrialRecord:
         intermediate_values={str(step): value for step, value in trial.intermediate_values.items()},
         started=str(trial.datetime_start) if trial.datetime_start else None,
         finished=str(trial.datetime_complete) if trial.datetime_complete else None,
-        lora=asdict(lora_from_params(trial.params)) if trial.params else None,
+        lora=_lora(trial.params),
         confirm=attrs.get("confirm"),
+        slot=trial_slot(trial),
     )
+
+
+def _lora(params: dict[str, Any]) -> dict[str, Any] | None:
+    """The adapter a trial's parameters describe; None before it drew them all (killed while drawing)."""
+    try:
+        return asdict(lora_from_params(params)) if params else None
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def trial_cost(trial: optuna.trial.FrozenTrial, tokens_per_step: int) -> tuple[int, float]:
@@ -418,8 +428,14 @@ def is_finished(trial: optuna.trial.FrozenTrial) -> bool:
     return trial.state in ended and not is_interrupted(trial)
 
 
+def ended_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """Every trial that ended, interrupted ones included (each has its record, and the recommendation counts it)."""
+    return [t for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
+
+
 def requeue_interrupted(study: optuna.Study) -> int:
-    """Mark trials left running by a killed process as failed and enqueue their parameters again."""
+    """Mark trials left running by a killed process as failed (interrupted) and run each again in its slot, with
+    its parameters and seed; returns how many were enqueued."""
     from optuna.trial import TrialState as OptunaState
 
     for trial in study.get_trials(deepcopy=False, states=(OptunaState.RUNNING,)):
@@ -431,9 +447,8 @@ def requeue_interrupted(study: optuna.Study) -> int:
     count = 0
     for trial in study.get_trials(deepcopy=False):
         if is_interrupted(trial) and trial.number not in requeued:
-            if trial.params:
-                study.enqueue_trial(trial.params)
-                count += 1
+            add_retry(study, trial)
+            count += 1
             requeued.add(trial.number)
     state.requeued = sorted(requeued)
     return count

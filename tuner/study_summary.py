@@ -22,7 +22,7 @@ from tuner.records import StudyScores, TrialRecord
 from tuner.reference import current_scores
 from tuner.rundir import write_json
 from tuner.settings import StudySettings
-from tuner.study_state import StudyState, finished_trials, trial_record, trial_scores
+from tuner.study_state import StudyState, ended_trials, trial_record, trial_scores
 
 if TYPE_CHECKING:
     import optuna
@@ -46,10 +46,10 @@ def write_trial(run_dir: Path, record: TrialRecord) -> None:
 
 
 def write_trials(run_dir: Path, study: optuna.Study) -> list[TrialRecord]:
-    """Write every finished trial's record (with its confirm-set losses where they were measured after the
-    search); returns them."""
+    """Write every ended trial's record, interrupted ones with their reason (and with confirm-set losses where they
+    were measured after the search); returns them."""
     confirmed = StudyState(study).confirmed or {}
-    records = [trial_record(t) for t in finished_trials(study)]
+    records = [trial_record(t) for t in ended_trials(study)]
     records = [replace(r, confirm=confirmed.get(str(r.number), r.confirm)) for r in records]
     for record in records:
         write_trial(run_dir, record)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,6 +28,7 @@ from tuner.events import (
     TrainStarted,
     ignore,
 )
+from tuner.faults import fault_cause
 from tuner.models import is_complete
 from tuner.records import RunReport
 from tuner.settings import RunSettings
@@ -76,8 +77,8 @@ def steps_per_epoch(train_rows: int, batch_size: int) -> int:
     return -(-train_rows // batch_size)
 
 
-def latest_checkpoint(checkpoints: Path) -> Path | None:
-    """The newest complete checkpoint; newer ones cut short by a kill are removed.
+def latest_checkpoint(checkpoints: Path, said: Callable[[str], None] | None = None) -> Path | None:
+    """The newest complete checkpoint; newer ones cut short by a kill or a full disk are removed (and `said`).
 
     Trainer writes a checkpoint's trainer_state.json last, so a checkpoint whose state file reads back
     whole is complete.
@@ -91,6 +92,8 @@ def latest_checkpoint(checkpoints: Path) -> Path | None:
             return path
         except (OSError, ValueError):
             shutil.rmtree(path, ignore_errors=True)  # cut short mid-save: the one before it is whole
+            if said is not None:
+                said(f"removed {path}: it was cut short while being written")
     return None
 
 
@@ -403,8 +406,16 @@ def _train(
             optimizers=(optimizer, None),
         )
         trainer.remove_callback(PrinterCallback)  # our reporter shows the logs
-        resume = latest_checkpoint(out_dir / CHECKPOINTS)
-        trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+        resume = latest_checkpoint(out_dir / CHECKPOINTS, lambda message: report(Stage(message)))
+        try:
+            trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+        except Exception as error:
+            cause = fault_cause(error)
+            if cause is None:
+                raise
+            kept = latest_checkpoint(out_dir / CHECKPOINTS)  # the checkpoint it was writing goes
+            since = f"from {kept.name}" if kept is not None else "from the start"
+            raise AdvisorError(f"training in {out_dir} stopped: {cause}; the same command resumes {since}") from None
     return trainer, resume
 
 

@@ -152,8 +152,13 @@ def test_a_worker_killed_mid_trial_has_its_trial_run_again(tiny_model, data_dir,
     assert dead.state == optuna.trial.TrialState.FAIL and "failed_reason" not in dead.user_attrs
     retries = [t for t in study.trials if t.system_attrs.get("failed_trial") == killed]
     assert len(retries) == 1 and retries[0].params == dead.params and retries[0].state.is_finished()
-    check_finished(study, 9, run_dir)
+    assert retries[0].user_attrs["slot"] == dead.user_attrs["slot"]  # trained with the killed trial's seed
+    recommendation = check_finished(study, 9, run_dir)
     assert "exited with code -9" in err
+    # The killed trial has its record, with its reason, and the recommendation counts it.
+    record = json.loads((run_dir / "trials" / f"trial_{killed:04d}.json").read_text())
+    assert record["state"] == "FAIL" and record["reason"].startswith("interrupted")
+    assert recommendation.trials["fail"] >= 1
 
 
 def test_two_machines_with_their_own_run_directories_share_one_study(tiny_model, data_dir, tmp_path, postgres_url):

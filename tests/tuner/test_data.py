@@ -124,7 +124,11 @@ def test_custom_csv_with_named_columns(tmp_path, tokenizer):
 @pytest.mark.parametrize(
     ("content", "name", "message"),
     [
-        ('{"q": "a", "a": "b"}\n', "d.jsonl", r"has no column 'prompt', 'response'; its columns are q, a"),
+        (
+            '{"q": "a", "a": "b"}\n',
+            "d.jsonl",
+            r"no usable rows: its 1 row read has no column 'prompt', 'response'; its columns are q, a",
+        ),
         ("{not json\n", "d.jsonl", r"cannot read .*d.jsonl"),
         ("x", "d.txt", r"expected a .jsonl, .json, .csv or .parquet file"),
     ],
