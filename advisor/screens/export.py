@@ -32,6 +32,9 @@ class ExportScreen(ModalScreen["list[Path] | None"]):
     """
     BINDINGS = [("escape", "cancel", "Cancel")]
 
+    replace_confirmed: Path | None = None
+    """An --out that holds something, which the person chose to write into by pressing Export a second time."""
+
     def __init__(self, run_dir: Path) -> None:
         super().__init__()
         self.run_dir = run_dir
@@ -69,11 +72,21 @@ class ExportScreen(ModalScreen["list[Path] | None"]):
         from advisor.exports import export_preset, for_hardware
         from advisor.presets import preset_from_run
         from tuner.errors import AdvisorError
+        from tuner.rundir import check_out_dir
 
         fmt = str(self.query_one("#format", Select).value)
         hardware = str(self.query_one("#hardware", Select).value)
         out = Path(self.query_one("#out", Input).value.strip() or self.run_dir / "export") / fmt
         try:
+            try:  # what a person made there is replaced only when they press Export again (the CLI's --force)
+                check_out_dir(out, "export", force=out == self.replace_confirmed)
+            except AdvisorError as error:
+                if "--force" not in str(error):
+                    raise
+                self.replace_confirmed = out
+                held = str(error).split(": pass --force", 1)[0].replace("--out ", "")
+                self.query_one("#error", Static).update(f"{held}: press Export again to write into it anyway.")
+                return
             preset, finished = preset_from_run(self.run_dir)
             preset, origin = for_hardware(preset, finished.origin(), hardware)
             written = export_preset(preset, fmt, out, origin)

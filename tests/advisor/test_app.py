@@ -549,6 +549,29 @@ async def test_an_export_it_cannot_write_says_so_in_words(tmp_path: Path):
         assert "Errno" not in error and "--out" not in error
 
 
+async def test_an_export_over_a_trained_adapter_asks_first_and_writes_only_when_pressed_again(tmp_path: Path):
+    run_dir = finished_study(tmp_path / "run")
+    adapter = tmp_path / "mine" / "peft"
+    adapter.mkdir(parents=True)
+    (adapter / "adapter_config.json").write_text('{"r": 8}')
+    (adapter / "adapter_model.safetensors").write_bytes(b"weights")
+    app = AdvisorApp(runner=FakeTuner(), runs_root=tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.push_screen(ExportScreen(run_dir))
+        await pilot.pause()
+        app.screen.query_one("#out", Input).value = str(tmp_path / "mine")
+        await pilot.click("#export")
+        await pilot.pause()
+        error = str(app.screen.query_one("#error", Static).render())
+        assert isinstance(app.screen, ExportScreen) and "holds a trained adapter" in error and "again" in error
+        assert (adapter / "adapter_config.json").read_text() == '{"r": 8}'  # nothing written yet
+        await pilot.pause(0.5)  # a second click at once would be a double click
+        await pilot.click("#export")
+        await pilot.pause()
+        assert not isinstance(app.screen, ExportScreen), str(app.screen.query_one("#error", Static).render())
+        assert (adapter / "adapter_model.safetensors").read_bytes() == b"weights"
+
+
 async def test_own_data_fields_show_at_80x24(tmp_path: Path):
     app = AdvisorApp(runner=FakeTuner(), runs_root=tmp_path)
     async with app.run_test(size=(80, 24)) as pilot:
