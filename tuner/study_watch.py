@@ -25,6 +25,7 @@ from tuner.events import (
 from tuner.records import Recommendation, TrialRecord
 from tuner.settings import StudySettings
 from tuner.space import lora_from_params
+from tuner.study_retry import INTERRUPTED  # the reason a watched trial ends with when its worker died
 from tuner.study_state import (
     StudyState,
     is_interrupted,
@@ -37,8 +38,7 @@ from tuner.study_state import (
 if TYPE_CHECKING:
     import optuna
 
-INTERRUPTED = "interrupted: its worker stopped; the trial runs again"
-"""The reason a watched trial ends with when its worker died (it is failed and enqueued again as a new trial)."""
+__all__ = ["INTERRUPTED", "StudyWatcher", "open_watched", "watched_settings"]
 
 
 def watched_settings(study: optuna.Study, url: str, name: str) -> StudySettings:

@@ -23,6 +23,7 @@ from textual.worker import get_current_worker
 from textual_plotext import PlotextPlot
 
 from advisor.progress import describe_params, trial_outcome
+from advisor.screens import LOSS_LINE
 from tuner import events
 from tuner.events import Event
 from tuner.records import Recommendation, TrialRecord
@@ -317,7 +318,7 @@ class StudyScreen(Screen[None]):
         plot = self.query_one("#curve", PlotextPlot)
         plot.plt.clear_data()
         plot.plt.title(f"trial {number}: training loss")
-        plot.plt.plot([s for s, _ in self.curve], [v for _, v in self.curve])
+        plot.plt.plot([s for s, _ in self.curve], [v for _, v in self.curve], color=LOSS_LINE)
         plot.refresh()
 
     def mark_points(self, recommendation: Recommendation) -> None:

@@ -21,6 +21,7 @@ from textual_plotext import PlotextPlot
 
 from advisor.presets import preset_from_run
 from advisor.progress import scores_text, train_start_text
+from advisor.screens import LOSS_LINE
 from tuner import events
 from tuner.benchmarks import study_benchmarks
 from tuner.events import TrainEvent
@@ -274,7 +275,7 @@ class TrainScreen(Screen[None]):
         plot = self.query_one("#loss", PlotextPlot)
         plot.plt.clear_data()
         plot.plt.title("training loss")
-        plot.plt.plot([s for s, _ in self.curve], [v for _, v in self.curve])
+        plot.plt.plot([s for s, _ in self.curve], [v for _, v in self.curve], color=LOSS_LINE)
         plot.refresh()
 
     # -- actions ------------------------------------------------------------------------------
