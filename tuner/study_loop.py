@@ -96,12 +96,12 @@ class StudyLock:
         while True:
             handle = open(lock, "w")  # held across the yield, closed below
             fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                # Removed by its last holder: a process that waited on the removed file takes the new one instead.
-                if os.path.exists(lock) and os.stat(lock).st_ino == os.fstat(handle.fileno()).st_ino:
-                    break
-            except OSError:
-                pass
+            try:  # removed by its last holder: a process that waited on the removed file takes the new one instead
+                current = os.stat(lock).st_ino == os.fstat(handle.fileno()).st_ino
+            except FileNotFoundError:
+                current = False
+            if current:
+                break
             handle.close()
         try:
             yield
