@@ -12,7 +12,7 @@ from typing import NoReturn
 from advisor.arguments import non_negative, positive, positive_number, probability, rate, size
 from tuner.errors import AdvisorError
 from tuner.faults import Stopped, fault_line, stop_on_signals
-from tuner.models import DEFAULT_MODEL
+from tuner.models.load import DEFAULT_MODEL
 from tuner.paper import FIXED_ALPHA
 from tuner.settings import (
     DEFAULT_BATCH_SIZE,
@@ -36,7 +36,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from advisor.tune import tune
+    from advisor.commands.tune import tune
 
     parser = _Parser(prog="advisor", description="LoRA Advisor: LoRA settings found by real short training runs.")
     parser.add_argument("--run", type=Path, default=None, help="open the app on a run directory (resume its study)")
@@ -161,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_report(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from advisor.report_command import report
+    from advisor.commands.report import report
 
     parser = _plain_command(commands, "report", report, "write a study's files from its shared storage")
     parser.add_argument("--storage", required=True, metavar="URL", help="the Optuna RDB URL the study is stored in")
@@ -171,7 +171,7 @@ def _add_report(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 
 def _add_train(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from advisor.train_command import train
+    from advisor.commands.train import train
 
     parser = _command(commands, "train", train, "train the recommended configuration for whole epochs, then score it")
     parser.set_defaults(model=None)  # the study's or preset's, else the built-in default
@@ -219,7 +219,7 @@ def _add_train(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _add_memory(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from advisor.memory_command import memory
+    from advisor.commands.memory import memory
 
     parser = _command(commands, "memory", memory, "estimate training memory and what fits a budget")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where it trains (default: cpu)")
@@ -238,7 +238,7 @@ def _add_memory(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 
 def _add_export(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from advisor.export_command import export
+    from advisor.commands.export import export
     from advisor.exports import FORMATS
     from advisor.presets import HARDWARE
 
@@ -271,7 +271,7 @@ def _add_export(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 
 def _add_spectrum(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from advisor.spectrum_command import spectrum
+    from advisor.commands.spectrum import spectrum
 
     parser = _command(commands, "spectrum", spectrum, "how much rank a fine-tuning's weight change needs, per layer")
     source = parser.add_mutually_exclusive_group(required=True)
@@ -322,8 +322,8 @@ def _command(
 
 
 def _add_eval(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from advisor.evaluate import evaluate
-    from tuner.benchmarks import BENCHMARKS
+    from advisor.commands.evaluate import evaluate
+    from tuner.scoring.benchmarks import BENCHMARKS
 
     parser = _command(commands, "eval", evaluate, "score a model or adapter on learning and forgetting benchmarks")
     parser.add_argument("--adapter", type=Path, default=None, help="a PEFT adapter directory to score beside its base")
@@ -371,7 +371,7 @@ def _add_eval(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the advisor command line; returns the exit code."""
     if argv is None:  # the command itself, not a caller in this process: train with jemalloc where it is installed
-        from tuner.runtime import restart_with_jemalloc
+        from tuner.training.runtime import restart_with_jemalloc
 
         restart_with_jemalloc(["-m", "advisor", *sys.argv[1:]])
     parser = build_parser()
@@ -379,7 +379,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     watch = _watched(parser, args)
     if args.command is None:
         if watch is not None:  # an unknown study or an unreachable storage is said before the app starts
-            from tuner.study_watch import open_watched
+            from tuner.study.watch import open_watched
 
             try:
                 open_watched(*watch)
@@ -389,7 +389,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not (sys.stdin.isatty() and sys.stdout.isatty()):
             parser.print_help()  # the app needs a terminal; elsewhere, the commands
             return 0
-        from advisor.app import AdvisorApp
+        from advisor.app.app import AdvisorApp
 
         AdvisorApp(run_dir=args.run, watch=watch).run()
         return 0
@@ -424,11 +424,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run_command(args: argparse.Namespace, argv: Sequence[str] | None) -> int | None:
     """Run the subcommand `args` names; None for an unknown one."""
     if args.command in ("tune", "train"):
-        from tuner.compilation import compile_mode
+        from tuner.training.compilation import compile_mode
 
         compile_mode()  # a bad ADVISOR_COMPILE is said before anything loads
     if args.command == "tune":
-        from advisor.tune import tune
+        from advisor.commands.tune import tune
 
         return tune(
             task=args.task,
@@ -465,7 +465,7 @@ def _run_command(args: argparse.Namespace, argv: Sequence[str] | None) -> int | 
     if args.command == "train":
         return _run_train(args)
     if args.command == "memory":
-        from advisor.memory_command import memory
+        from advisor.commands.memory import memory
 
         return memory(
             model=args.model,
@@ -479,7 +479,7 @@ def _run_command(args: argparse.Namespace, argv: Sequence[str] | None) -> int | 
             json_output=args.json,
         )
     if args.command == "export":
-        from advisor.export_command import export
+        from advisor.commands.export import export
 
         return export(
             from_run=args.from_run,
@@ -491,11 +491,11 @@ def _run_command(args: argparse.Namespace, argv: Sequence[str] | None) -> int | 
             force=args.force,
         )
     if args.command == "report":
-        from advisor.report_command import report
+        from advisor.commands.report import report
 
         return report(storage=args.storage, study=args.study, out=args.out, json_output=args.json)
     if args.command == "spectrum":
-        from advisor.spectrum_command import spectrum
+        from advisor.commands.spectrum import spectrum
 
         return spectrum(
             model=args.model,
@@ -528,7 +528,7 @@ def _after_command(argv: Sequence[str], command: str) -> list[str]:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from advisor.train_command import Overrides, train
+    from advisor.commands.train import Overrides, train
 
     names = ("model", "task", "rank", "alpha", "targets", "learning_rate", "epochs", "batch_size", "seq_len", "seed")
     names += ("train_examples", "data", "prompt_column", "response_column", "method")
@@ -552,14 +552,14 @@ def _run_train(args: argparse.Namespace) -> int:
 
 
 def _run_eval(args: argparse.Namespace) -> int:
-    from advisor.evaluate import evaluate, evaluate_samples
+    from advisor.commands.evaluate import evaluate, evaluate_samples
 
     if args.humaneval_samples is not None:
         return evaluate_samples(
             samples=args.humaneval_samples, allow_code_execution=args.allow_code_execution, json_output=args.json
         )
     if args.samples is not None:
-        from advisor.diversity_command import evaluate_diversity
+        from advisor.commands.diversity import evaluate_diversity
 
         return evaluate_diversity(
             model=args.model,

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from tuner.errors import AdvisorError
-from tuner.handover import FinishedStudy, Overrides, read_study, run_settings, study_origin
-from tuner.memory import format_size, parse_size
+from tuner.fullrun.handover import FinishedStudy, Overrides, read_study, run_settings, study_origin
+from tuner.memory.estimate import format_size, parse_size
 from tuner.settings import (
     DEFAULT_MAX_GRAD_NORM,
     TASKS,
@@ -289,7 +289,7 @@ def explicit_preset(overrides: Overrides) -> Preset:
 
 def preset_run_settings(preset: Preset, overrides: Overrides, study: StudySettings | None = None) -> RunSettings:
     """The full run's settings from a preset (and the study it came from), with the overrides on top."""
-    from tuner.models import DEFAULT_MODEL
+    from tuner.models.load import DEFAULT_MODEL
 
     model = (study.model if study is not None else None) or preset.model or DEFAULT_MODEL
     return run_settings(preset.recipe, preset.task, model, overrides, study)

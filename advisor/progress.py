@@ -17,8 +17,6 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from tuner.benchmarks import BENCHMARKS
-from tuner.benchmarks.roles import NOISE_SE
 from tuner.events import (
     CheckpointSaved,
     EpochEvaluated,
@@ -38,7 +36,9 @@ from tuner.events import (
     TrialStarted,
 )
 from tuner.records import Recommendation, RunReport, StudyScores, TrialRecord
-from tuner.space import lora_from_params
+from tuner.scoring.benchmarks import BENCHMARKS
+from tuner.scoring.benchmarks.roles import NOISE_SE
+from tuner.study.space import lora_from_params
 
 
 def describe_params(params: dict[str, Any]) -> str:
@@ -198,7 +198,7 @@ def change_text(name: str, figure: dict[str, Any]) -> str:
 
 def scores_plot(scores: StudyScores | None, console: Console) -> str | None:
     """The learning-vs-forgetting scatter of a study's scored trials, sized to the console; None without one."""
-    from tuner.plot import ScorePoint, terminal_plot
+    from tuner.scoring.plot import ScorePoint, terminal_plot
 
     if not scores or not scores.points or len(scores.points) < 2 or scores.learning_benchmark is None:
         return None

@@ -26,12 +26,12 @@ def throughput(items: int, data_dir: Path) -> dict[str, dict[str, float]]:
     """Items per second of each benchmark, base model against base plus an r=16 all-linear adapter."""
     from peft import get_peft_model
 
-    from tuner.benchmarks import EvalSettings
-    from tuner.evaluation import score_model
-    from tuner.models import DEFAULT_MODEL, load_model, load_tokenizer, resolve_model
-    from tuner.runtime import pick_runtime, quiet_libraries
+    from tuner.models.load import DEFAULT_MODEL, load_model, load_tokenizer, resolve_model
+    from tuner.scoring.benchmarks import EvalSettings
+    from tuner.scoring.evaluation import score_model
     from tuner.settings import LoraSettings
-    from tuner.trial import peft_config
+    from tuner.training.runtime import pick_runtime, quiet_libraries
+    from tuner.training.trial import peft_config
 
     quiet_libraries()
     source, runtime = resolve_model(DEFAULT_MODEL), pick_runtime()
@@ -60,9 +60,9 @@ def throughput(items: int, data_dir: Path) -> dict[str, dict[str, float]]:
 
 def trial_share(trial_tokens: int, data_dir: Path) -> dict[str, object]:
     """One real trial with automatically sized scoring: scoring seconds over training seconds."""
-    from tuner.models import DEFAULT_MODEL
+    from tuner.models.load import DEFAULT_MODEL
     from tuner.settings import DataSettings, StudySettings, TrainBudget
-    from tuner.study import run_study
+    from tuner.study.run import run_study
 
     budget = TrainBudget(train_tokens=trial_tokens, seq_len=256)
     settings = StudySettings(model=DEFAULT_MODEL, data=DataSettings("math"), trials=1, budget=budget)
@@ -99,7 +99,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="also print the figures as one JSON line")
     args = parser.parse_args()
     os.environ.setdefault("TQDM_DISABLE", "1")
-    from tuner.data import resolve_data_dir
+    from tuner.data.prepare import resolve_data_dir
 
     data_dir = resolve_data_dir(None)
     if data_dir is None:

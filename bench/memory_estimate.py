@@ -1,10 +1,10 @@
 """Predicted against measured training memory for several LoRA configurations, measured as the advisor runs them.
 
-Each configuration is measured in a fresh process by `python -m tuner.memory_probe` (the trial runner's own
+Each configuration is measured in a fresh process by `python -m tuner.memory.probe` (the trial runner's own
 optimizer steps): on CPU the peak resident memory after the model loaded minus the resident memory before it,
 under the allocator the advisor starts its runs with (jemalloc where it is installed: `advisor` restarts itself
 with it preloaded); on CUDA max_memory_allocated (what the estimate counts) and max_memory_reserved (what the
-caching allocator took, as nvidia-smi shows it), both set beside `tuner.memory.estimate`. Target: every error
+caching allocator took, as nvidia-smi shows it), both set beside `tuner.memory.estimate.estimate`. Target: every error
 within 10 %.
 
 `--allocators` measures, side by side for a few configurations, the CPU peak and speed under glibc's default,
@@ -22,8 +22,8 @@ import os
 import subprocess
 import sys
 
-from tuner.memory import ModelShape, TrainSetup, estimate, format_size
-from tuner.runtime import ALLOCATOR_VARIABLE, find_jemalloc, jemalloc_environment
+from tuner.memory.estimate import ModelShape, TrainSetup, estimate, format_size
+from tuner.training.runtime import ALLOCATOR_VARIABLE, find_jemalloc, jemalloc_environment
 
 CONFIGS = [  # rank, targets, batch, sequence length
     (16, "all", 4, 256),
@@ -46,9 +46,9 @@ TARGET_ERROR = 0.10
 def probe(
     model: str, config: tuple[int, str, int, int], env: dict[str, str], *extra: str, steps: int = 2
 ) -> dict[str, object]:
-    """One configuration measured by tuner.memory_probe in a fresh process with this environment."""
+    """One configuration measured by tuner.memory.probe in a fresh process with this environment."""
     rank, targets, batch, seq_len = config
-    command = [sys.executable, "-m", "tuner.memory_probe", "--model", model, "--rank", str(rank)]
+    command = [sys.executable, "-m", "tuner.memory.probe", "--model", model, "--rank", str(rank)]
     command += ["--targets", targets, "--batch", str(batch), "--seq-len", str(seq_len), "--steps", str(steps), *extra]
     done = subprocess.run(command, capture_output=True, text=True, check=False, env={**env, "TQDM_DISABLE": "1"})
     if done.returncode != 0:
@@ -90,7 +90,7 @@ def main() -> None:
     args = parser.parse_args()
     import torch
 
-    from tuner.models import DEFAULT_MODEL, model_config, resolve_model
+    from tuner.models.load import DEFAULT_MODEL, model_config, resolve_model
 
     model = args.model or DEFAULT_MODEL
     device = "cuda" if torch.cuda.is_available() else "cpu"

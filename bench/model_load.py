@@ -20,7 +20,7 @@ import time
 import warnings
 from collections.abc import Callable
 
-from tuner.models import BUILTIN_MODELS, CACHE_ENV, DEFAULT_MODEL, builtin_gguf, cached_gguf
+from tuner.models.load import BUILTIN_MODELS, CACHE_ENV, DEFAULT_MODEL, builtin_gguf, cached_gguf
 
 TARGET_SPEEDUP = 10.0
 

@@ -45,10 +45,10 @@ from search_efficiency import (
     paired_difference,
 )
 
-from tuner.confirm import mean_loss
-from tuner.models import DEFAULT_MODEL
+from tuner.models.load import DEFAULT_MODEL
 from tuner.settings import TrainBudget
-from tuner.trial import row_losses, run_trial
+from tuner.study.confirm import mean_loss
+from tuner.training.trial import row_losses, run_trial
 
 LORA_RATES = (1e-4, 3e-4, 1e-3)
 """The search-efficiency grid's rates (its runs are reused from the cache)."""

@@ -31,14 +31,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tuner.confirm import mean_loss
-from tuner.data import encode_pairs, prepare_study_data, resolve_data_dir
-from tuner.models import DEFAULT_MODEL, load_model, load_tokenizer, model_config, model_identity, resolve_model
-from tuner.packing import PackedRows, pack
-from tuner.priors import FIXED_ALPHA, width_rate
-from tuner.runtime import pick_runtime, quiet_libraries
+from tuner.data.packing import PackedRows, pack
+from tuner.data.prepare import encode_pairs, prepare_study_data, resolve_data_dir
+from tuner.models.load import DEFAULT_MODEL, load_model, load_tokenizer, model_config, model_identity, resolve_model
 from tuner.settings import DataSettings, LoraSettings, Packing, TrainBudget
-from tuner.trial import row_losses, run_trial
+from tuner.study.confirm import mean_loss
+from tuner.study.priors import FIXED_ALPHA, width_rate
+from tuner.training.runtime import pick_runtime, quiet_libraries
+from tuner.training.trial import row_losses, run_trial
 
 GRID_TARGETS = ("attention", "mlp", "all")
 GRID_RANKS = (16, 256)
@@ -218,10 +218,10 @@ def run_search(
     measurer: Measurer, seed: int, share: float, out: Path, alpha: str | None = None
 ) -> tuple[Config, int, int]:
     """One study with `share` of the grid's tokens; returns its pick, the tokens it spent and its trial count."""
-    from tuner.memory_bounds import run_budgeted_study
+    from tuner.memory.bounds import run_budgeted_study
     from tuner.settings import StudySettings
-    from tuner.space import SearchSpace, alpha_choice
-    from tuner.study_budget import StudyBudget
+    from tuner.study.budget import StudyBudget
+    from tuner.study.space import SearchSpace, alpha_choice
 
     settings = StudySettings(
         model=measurer.model_name,

@@ -45,12 +45,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tuner.data import Example, StudyData, pack_study_data, resolve_data_dir, task_examples
-from tuner.models import DEFAULT_MODEL, load_model, load_tokenizer, loadable_location, resolve_model
-from tuner.packing import IGNORE_INDEX
-from tuner.runtime import Runtime, allocator, pick_runtime, quiet_libraries, restart_with_jemalloc
+from tuner.data.packing import IGNORE_INDEX
+from tuner.data.prepare import Example, StudyData, pack_study_data, resolve_data_dir, task_examples
+from tuner.models.load import DEFAULT_MODEL, load_model, load_tokenizer, loadable_location, resolve_model
 from tuner.settings import DataSettings, LoraSettings, TrainBudget
-from tuner.trial import peft_config, run_trial
+from tuner.training.runtime import Runtime, allocator, pick_runtime, quiet_libraries, restart_with_jemalloc
+from tuner.training.trial import peft_config, run_trial
 
 if TYPE_CHECKING:
     import datasets
@@ -62,7 +62,7 @@ TARGETS = {"Trainer": 1.7, "TRL": 2.0}
 """ours / anchor targets."""
 TARGET_UTILISATION = 0.70
 COMPILED = "compiled"
-"""The anchor that is ours with the decoder layers compiled (tuner.compilation), on a cold inductor cache."""
+"""The anchor that is ours with the decoder layers compiled (tuner.training.compilation), on a cold inductor cache."""
 WARMUP_STEPS = 2
 """Steps each side trains once, uncounted, before the measured rounds (kernel choice, allocator, caches)."""
 SEED = 0

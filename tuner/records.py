@@ -174,7 +174,7 @@ class Recommendation:
     reference: dict[str, Any] | None = None
     """`--reference full`: full fine-tuning's runs beside the pick, its best rate, the rate ratio, the held-out loss
     gaps and, where the pick was scored, the best run's scores on the same items with the score gaps
-    (tuner.reference.reference_summary)."""
+    (tuner.study.reference.reference_summary)."""
 
     def to_json(self) -> dict[str, Any]:
         payload = {"version": RECORD_VERSION, **asdict(self)}

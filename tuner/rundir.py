@@ -38,9 +38,9 @@ OUT_KINDS = ("study", "train", "export", "files")
 """What a command writes into its --out: a study's run directory (tune, report), a training run (train), an
 export (export), or files beside what is there (spectrum)."""
 STUDY_MARKERS = ("study.db", "settings.json", "trials")
-"""What a study leaves in its run directory (tuner/study.py, tuner/study_report.py)."""
+"""What a study leaves in its run directory (tuner/study/run.py, tuner/study/report.py)."""
 TRAIN_MARKERS = ("train_settings.json", "checkpoints")
-"""What a training run leaves in its directory from its start (tuner/train.py)."""
+"""What a training run leaves in its directory from its start (tuner/fullrun/train.py)."""
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
 """A trained PEFT adapter: its config and its weights (an exported PEFT config has no weights)."""

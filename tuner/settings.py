@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from tuner.paper import MIN_IFT_EPOCHS
-from tuner.study_budget import StudyBudget
+from tuner.study.budget import StudyBudget
 
 TASKS = ("code", "math", "custom")
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from advisor.presets import Preset
-from tuner.models import hub_id
+from tuner.models.load import hub_id
 from tuner.paper import PAPER
 from tuner.settings import ATTENTION_MODULES, LORAPLUS_LR_RATIO, MLP_MODULES, VARIANT_LABELS
 

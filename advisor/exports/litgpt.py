@@ -16,7 +16,7 @@ from typing import Any
 
 from advisor.exports import base
 from advisor.presets import Preset
-from tuner.models import hub_id
+from tuner.models.load import hub_id
 
 PRECISIONS = {"cpu": "32-true", "gpu": "bf16-true"}
 """The preset's hardware as LitGPT's precision (Lightning Fabric picks the device: CUDA where present)."""

@@ -13,7 +13,7 @@ from typing import Any
 from advisor.exports import base
 from advisor.presets import Preset
 from tuner.errors import AdvisorError
-from tuner.models import hub_id
+from tuner.models.load import hub_id
 from tuner.settings import LORAPLUS_LR_RATIO
 
 

@@ -49,7 +49,7 @@ def tree(directory: Path) -> dict[str, bytes | None]:
 
 
 def study_dir(directory: Path) -> Path:
-    """A study's run directory as tuner/study.py leaves it (its markers; no study ran)."""
+    """A study's run directory as tuner/study/run.py leaves it (its markers; no study ran)."""
     (directory / "trials").mkdir(parents=True)
     (directory / "study.db").write_bytes(b"SQLite format 3\x00")
     (directory / "settings.json").write_text("{}\n", encoding="utf-8")
@@ -57,7 +57,7 @@ def study_dir(directory: Path) -> Path:
 
 
 def training_run_dir(directory: Path) -> Path:
-    """A training run's directory as tuner/train.py leaves it from its start."""
+    """A training run's directory as tuner/fullrun/train.py leaves it from its start."""
     (directory / "checkpoints").mkdir(parents=True)
     (directory / "train_settings.json").write_text("{}\n", encoding="utf-8")
     return directory
@@ -164,8 +164,8 @@ def test_rows_longer_than_the_context_name_both(capsys, tmp_path, model_dir, arg
 
 def test_the_built_in_gguf_models_limits_come_from_its_header_without_loading_it():
     from tuner.errors import AdvisorError
-    from tuner.model_limits import ModelLimits, model_limits
-    from tuner.models import BUILTIN_MODELS, DEFAULT_MODEL, builtin_gguf
+    from tuner.models.limits import ModelLimits, model_limits
+    from tuner.models.load import BUILTIN_MODELS, DEFAULT_MODEL, builtin_gguf
 
     try:
         builtin_gguf(BUILTIN_MODELS[DEFAULT_MODEL])

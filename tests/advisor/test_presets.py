@@ -17,10 +17,10 @@ from advisor.presets import (
     shipped_presets,
     write_preset,
 )
-from tests.tuner.test_memory import SMOLLM2 as SMOLLM2_CONFIG
+from tests.tuner.memory.test_memory import SMOLLM2 as SMOLLM2_CONFIG
 from tuner.errors import AdvisorError
-from tuner.handover import FinishedStudy
-from tuner.memory import GIB, ModelShape, TrainSetup, estimate, fits, parse_size
+from tuner.fullrun.handover import FinishedStudy
+from tuner.memory.estimate import GIB, ModelShape, TrainSetup, estimate, fits, parse_size
 from tuner.paper import MIN_IFT_EPOCHS, paper_learning_rate
 from tuner.records import Recommendation
 from tuner.settings import DataSettings, StudySettings, TrainBudget

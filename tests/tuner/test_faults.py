@@ -31,7 +31,7 @@ def die():
     os.kill(os.getpid(), signal.SIGTERM if point == "sigterm-mid-trial" else signal.SIGKILL)
 
 if point == "range-test":
-    import tuner.range_test as module
+    import tuner.study.range_test as module
     original_range_test = module.run_range_test
     def run_range_test(*args, **kwargs):
         original_range_test(*args, **kwargs)  # measured, and killed before the study stores it
@@ -47,7 +47,7 @@ elif point in ("after-rung", "sigterm-mid-trial"):
         return pruned
     optuna.trial.Trial.should_prune = should_prune
 elif point == "between-trials":
-    import tuner.study_loop as module
+    import tuner.study.loop as module
     original_run_claimed = module.run_claimed
     def run_claimed(study, trial, *args, **kwargs):
         ended = original_run_claimed(study, trial, *args, **kwargs)
@@ -56,7 +56,7 @@ elif point == "between-trials":
         return ended
     module.run_claimed = run_claimed
 elif point == "recommendation":
-    import tuner.study as module
+    import tuner.study.run as module
     original_write_json = module.write_json
     def write_json(path, payload):
         if path.name == "recommendation.json":
@@ -223,9 +223,9 @@ def test_a_real_full_disk_is_one_line_and_the_study_resumes_once_there_is_room(
 def test_a_full_run_on_a_full_disk_stops_in_one_line_and_resumes_from_its_last_whole_checkpoint(
     tiny_model, data_dir, tmp_path
 ):
-    from tests.tuner.test_train import tiny_run
+    from tests.tuner.fullrun.test_train import tiny_run
     from tuner.errors import AdvisorError
-    from tuner.train import RunOptions, train_run
+    from tuner.fullrun.train import RunOptions, train_run
 
     disk = tmp_path / "disk"
     with tiny_disk(disk, "300k") as mounted:  # checkpoint-4 fits, checkpoint-8 does not

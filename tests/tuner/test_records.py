@@ -9,7 +9,7 @@ import pytest
 from tuner.records import RECORD_VERSION, Recommendation, RunReport, ScoreRow, StudyScores, TrialRecord
 from tuner.settings import DataSettings, LoraSettings, RunSettings, StudySettings, TrainBudget, TrainingRecipe
 
-# Written by the version before typed records (no "version" key), as tuner/study.py wrote them then.
+# Written by the version before typed records (no "version" key), as tuner/study/run.py wrote them then.
 OLD_TRIAL = {
     "number": 3,
     "state": "PRUNED",

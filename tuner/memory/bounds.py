@@ -1,0 +1,94 @@
+"""The search space narrowed to a memory budget by the estimate, and the study run inside it (pure until run)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tuner.errors import AdvisorError
+from tuner.memory import estimate as memory
+from tuner.settings import LoraSettings, RunSettings, StudySettings
+from tuner.study.space import SearchSpace
+
+if TYPE_CHECKING:
+    from tuner.records import Recommendation
+    from tuner.study.run import Feasibility
+
+
+def run_budgeted_study(settings: StudySettings, run_dir: Path, **options: Any) -> Recommendation:
+    """Run (or resume) a study in the search space its memory budget allows; `options` go to run_study.
+
+    The space also holds any configuration the study starts from (`first_configurations`).
+    """
+    from tuner.study.run import run_study
+
+    space, feasible = memory_bounds(settings, options.pop("space", None))
+    for params in options.get("first_configurations") or []:
+        space = space.including(params)
+    return run_study(settings, run_dir, space=space, feasible=feasible, **options)
+
+
+def memory_bounds(settings: StudySettings, space: SearchSpace | None = None) -> tuple[SearchSpace, Feasibility | None]:
+    """The search space narrowed to what the memory estimate says fits the budget, and the check each trial passes.
+
+    Ranks that fit with some target set and target sets that fit at the smallest rank stay; a drawn pair that
+    still does not fit is pruned before it runs. Nothing fitting is an error that says what would.
+    """
+    from tuner.training.runtime import pick_runtime
+
+    space = space or SearchSpace()
+    if settings.memory_budget is None:
+        return space, None
+    device = pick_runtime().device.type  # where the trials will run
+    shape = memory.model_shape(settings.model)
+    trial_setup = memory.TrainSetup(device=device, batch=settings.budget.batch_size, seq_len=settings.budget.seq_len)
+    limit = settings.memory_budget
+
+    def feasible(lora: LoraSettings) -> str | None:
+        setup = replace(trial_setup, rank=lora.rank, targets=lora.targets, variant=lora.variant)
+        total = memory.estimate(shape, setup).total
+        if total <= limit:
+            return None
+        over = memory.format_size(limit)
+        return f"estimated {memory.format_size(total)} for r={lora.rank} on {lora.targets}, over {over}"
+
+    fitting = [(r, t) for r in space.ranks for t in space.targets if feasible(LoraSettings(r, 2 * r, t)) is None]
+    if not fitting:
+        refusal = memory.weights_refusal(shape, trial_setup, limit)
+        if refusal:
+            raise AdvisorError(refusal)
+        smallest = replace(trial_setup, rank=min(space.ranks), targets="attention")
+        report = memory.memory_report(settings.model, shape, smallest, limit)
+        advice = memory.feasible_text(report).replace("\n", ";")
+        fits = memory.format_size(limit)
+        raise AdvisorError(f"no LoRA configuration fits {fits} at these trial settings. {advice}")
+    ranks = tuple(sorted({r for r, _ in fitting}))
+    targets = tuple(t for t in space.targets if t in {target for _, target in fitting})
+    return replace(space, ranks=ranks, targets=targets), feasible
+
+
+def run_memory_refusal(settings: RunSettings, budget: int, device: str) -> str | None:
+    """Why the full run's step would not fit `budget` by the estimate (what it needs, and what LoRA needs instead
+    for full fine-tuning); None when it fits."""
+    recipe = settings.recipe
+    shape = memory.model_shape(settings.model)
+    targets = "full" if recipe.is_full else recipe.lora.targets
+    setup = memory.TrainSetup(
+        device=device,
+        targets=targets,
+        rank=recipe.lora.rank,
+        batch=recipe.batch_size,
+        seq_len=recipe.seq_len,
+        variant="lora" if recipe.is_full else recipe.lora.variant,
+    )
+    total = memory.estimate(shape, setup).total
+    if total <= budget:
+        return None
+    what = "full fine-tuning" if recipe.is_full else f"LoRA r={recipe.lora.rank} on {targets}"
+    text = f"{what} at {recipe.batch_size} x {recipe.seq_len} tokens needs an estimated {memory.format_size(total)}"
+    text += f" on {device}, over the budget of {memory.format_size(budget)}"
+    if recipe.is_full:
+        lora = memory.estimate(shape, replace(setup, targets="all", rank=16)).total
+        text += f"; LoRA r=16 on all linear layers needs {memory.format_size(lora)}"
+    return text

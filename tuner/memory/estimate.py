@@ -1,0 +1,405 @@
+"""Training memory from a model's config, before anything runs (pure: no torch).
+
+The estimate counts what a LoRA (or full) fine-tuning step holds at its peak, the end of the forward pass
+into the loss: the weights, the trainable parameters and their optimizer state, the activations autograd
+saves for the backward pass, and the logits with the loss's copies of them (gradients replace activations
+during the backward pass, so they count only where they are larger). The
+activation count follows a Llama-style decoder layer in transformers: which tensors autograd keeps depends
+on which linear layers train (a frozen linear layer keeps nothing of its input).
+
+Of the LoRA variants, two cost more than LoRA. DoRA (peft's DoraLinearLayer) also trains a magnitude vector (one
+value per output feature of each adapted layer); keeps, per token, two more output-wide tensors per adapted layer
+for the backward pass (the base output and the scaled adapter output); and while a layer runs forward it
+materialises an in x in identity, B A, scale x B A and W + scale x B A in float32 to take the weight's norm, all
+freed before the next layer: counted once, for the largest adapted layer, on top of the activations. PiSSA keeps a
+copy of the adapted base weights in host memory to put them back after the trial: counted on the CPU only, where
+host memory is what the budget limits.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+from tuner.errors import AdvisorError
+from tuner.settings import ATTENTION_MODULES, MLP_MODULES, VARIANTS
+
+GIB = 1 << 30
+DEVICES = ("cpu", "cuda")
+TARGETS = ("attention", "mlp", "all", "full")
+OPTIMIZERS = {"adamw": 2, "sgd": 0}
+"""State tensors per trainable parameter."""
+RUNTIME_OVERHEAD = {"cpu": 200 << 20, "cuda": 0}
+"""Memory a step holds beyond the counted tensors. CPU: 200 MiB, the intercept of measured peaks against
+tokens per step (SmolLM2-135M, 256 to 2048 tokens; bench/memory_estimate.py): the autograd engine, oneDNN
+scratch space and the held-out batch. CUDA: not measured (no GPU was lent to calibrate it)."""
+LOGIT_COPIES = 3
+"""Vocabulary-sized float32 tensors per token alive at once at the loss: the logits, their log-softmax, and
+one gradient (measured: 3 copies fit every CPU configuration; the two gradients are never alive together)."""
+QLORA_BYTES_PER_PARAM = 0.5 + 0.5 / 64 * 1.0625
+"""NF4 weights with double-quantised block constants (QLoRA, Dettmers et al. 2023): about 4.13 bits."""
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """The sizes of a Llama-style decoder that the estimate needs, read from a transformers config."""
+
+    hidden: int
+    layers: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    intermediate: int
+    vocab: int
+    tied_embeddings: bool
+
+    def __post_init__(self) -> None:
+        for name, value in asdict(self).items():
+            if name != "tied_embeddings" and value < 1:
+                raise ValueError(f"{name} must be at least 1, got {value}")
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> ModelShape:
+        """The shape from a config.json dict; ValueError naming a missing field."""
+        try:
+            hidden, heads = int(config["hidden_size"]), int(config["num_attention_heads"])
+            return cls(
+                hidden=hidden,
+                layers=int(config["num_hidden_layers"]),
+                heads=heads,
+                kv_heads=int(config.get("num_key_value_heads") or heads),
+                head_dim=int(config.get("head_dim") or hidden // heads),
+                intermediate=int(config["intermediate_size"]),
+                vocab=int(config["vocab_size"]),
+                tied_embeddings=bool(config.get("tie_word_embeddings", False)),
+            )
+        except KeyError as missing:
+            raise ValueError(f"the model config has no {missing.args[0]}: not a Llama-style decoder") from None
+
+    def linear_shapes(self) -> dict[str, tuple[int, int]]:
+        """(in, out) features of each linear layer in one decoder layer, by module name."""
+        q, kv = self.heads * self.head_dim, self.kv_heads * self.head_dim
+        return {
+            "q_proj": (self.hidden, q),
+            "k_proj": (self.hidden, kv),
+            "v_proj": (self.hidden, kv),
+            "o_proj": (q, self.hidden),
+            "gate_proj": (self.hidden, self.intermediate),
+            "up_proj": (self.hidden, self.intermediate),
+            "down_proj": (self.intermediate, self.hidden),
+        }
+
+    def parameters(self) -> int:
+        """Every parameter: embeddings, the head unless tied, each layer's linear layers and norms, the final norm."""
+        per_layer = sum(i * o for i, o in self.linear_shapes().values()) + 2 * self.hidden
+        head = 0 if self.tied_embeddings else self.vocab * self.hidden
+        return self.vocab * self.hidden + head + self.layers * per_layer + self.hidden
+
+
+@dataclass(frozen=True)
+class TrainSetup:
+    """One training configuration whose memory is estimated."""
+
+    device: str = "cpu"
+    """'cpu' (float32, as the advisor trains there) or 'cuda' (bfloat16 weights and activations)."""
+    targets: str = "all"
+    """LoRA on 'attention', 'mlp' or 'all' linear layers, or 'full' fine-tuning."""
+    rank: int = 16
+    batch: int = 4
+    seq_len: int = 512
+    gradient_checkpointing: bool = False
+    optimizer: str = "adamw"
+    quantized: bool = False
+    """QLoRA: the frozen weights in 4-bit NF4."""
+    variant: str = "lora"
+    """The LoRA variant (see tuner.settings.VARIANTS); DoRA and, on the CPU, PiSSA cost more than LoRA."""
+
+    def __post_init__(self) -> None:
+        if self.device not in DEVICES:
+            raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
+        if self.targets not in TARGETS:
+            raise ValueError(f"targets must be one of {', '.join(TARGETS)}, got {self.targets!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        for name in ("rank", "batch", "seq_len"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.quantized and self.targets == "full":
+            raise ValueError("QLoRA trains adapters: quantized weights need LoRA targets, not 'full'")
+        if self.variant not in VARIANTS:
+            raise ValueError(f"unknown LoRA variant {self.variant!r}: choose from {', '.join(VARIANTS)}")
+        if self.variant != "lora" and self.targets == "full":
+            raise ValueError(f"{self.variant} is a LoRA variant: it needs LoRA targets, not 'full'")
+
+    @property
+    def tokens(self) -> int:
+        return self.batch * self.seq_len
+
+    @property
+    def activation_bytes(self) -> int:
+        return 4 if self.device == "cpu" else 2
+
+    def trained_modules(self) -> tuple[str, ...]:
+        return {
+            "attention": ATTENTION_MODULES,
+            "mlp": MLP_MODULES,
+            "all": ATTENTION_MODULES + MLP_MODULES,
+            "full": ATTENTION_MODULES + MLP_MODULES,
+        }[self.targets]
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """Bytes per part of a training step's peak, and their total."""
+
+    weights: int
+    trainable: int
+    gradients: int
+    optimizer: int
+    activations: int
+    logits: int
+    overhead: int
+    trainable_parameters: int
+
+    @property
+    def total(self) -> int:
+        """The step's peak. Gradients are freed after each step (zero_grad(set_to_none=True)) and grow back only
+        as the backward pass frees activations, so they add to the peak only where they outweigh those."""
+        transient = max(self.activations + self.logits, self.gradients)
+        return self.weights + self.trainable + self.optimizer + transient + self.overhead
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            **{f"{k}_bytes": v for k, v in asdict(self).items() if k != "trainable_parameters"},
+            "trainable_parameters": self.trainable_parameters,
+            "total_bytes": self.total,
+        }
+
+
+def trainable_parameters(shape: ModelShape, setup: TrainSetup) -> int:
+    """Adapter parameters (r x (in + out) per adapted linear layer, and DoRA's magnitude of `out`), or every
+    parameter for full fine-tuning."""
+    if setup.targets == "full":
+        return shape.parameters()
+    linears = shape.linear_shapes()
+    magnitude = 1 if setup.variant == "dora" else 0
+    return shape.layers * sum(
+        setup.rank * (linears[m][0] + linears[m][1]) + magnitude * linears[m][1] for m in setup.trained_modules()
+    )
+
+
+def dora_forward_values(shape: ModelShape, setup: TrainSetup) -> int:
+    """Float32 values DoRA materialises while its largest adapted layer runs forward (0 for other variants):
+    the in x in identity, B A, scale x B A and W + scale x B A, to take the weight's norm."""
+    if setup.variant != "dora":
+        return 0
+    linears = shape.linear_shapes()
+    return max(linears[m][0] * linears[m][0] + 3 * linears[m][0] * linears[m][1] for m in setup.trained_modules())
+
+
+def saved_per_token_layer(shape: ModelShape, setup: TrainSetup) -> float:
+    """Activation values autograd keeps per token in one decoder layer for the backward pass.
+
+    Always: the two RMSNorm inputs and their reciprocal roots; attention's query, its keys and values repeated
+    to every head, its output and log-sum-exp; the MLP's gate output, its activation and the up projection.
+    A trained linear layer also keeps its input (q/k/v share the attention norm's output, gate/up the MLP
+    norm's); each adapter keeps its r-wide intermediate. PyTorch's fused attention keeps no heads x sequence
+    probabilities on either device (measured on CPU: the peak grows with tokens, barely with row length).
+    """
+    h, q = shape.hidden, shape.heads * shape.head_dim
+    saved = 2 * h + 2 + 4 * q + shape.heads + 3 * shape.intermediate
+    modules = setup.trained_modules()
+    if any(m in modules for m in ("q_proj", "k_proj", "v_proj")):
+        saved += h
+    if "o_proj" in modules:
+        saved += q
+    if any(m in modules for m in ("gate_proj", "up_proj")):
+        saved += h
+    if "down_proj" in modules:
+        saved += shape.intermediate
+    if setup.targets != "full":
+        saved += setup.rank * len(modules)
+    if setup.variant == "dora":  # the base output and the scaled adapter output, per adapted layer
+        saved += 2 * sum(shape.linear_shapes()[m][1] for m in modules)
+    return saved
+
+
+def estimate(shape: ModelShape, setup: TrainSetup) -> MemoryEstimate:
+    """The peak memory of one training step, by part."""
+    full = setup.targets == "full"
+    weight_bytes = 4 if setup.device == "cpu" else 2
+    frozen_params = shape.parameters() - (shape.parameters() if full else 0)
+    trainable = trainable_parameters(shape, setup)
+    # peft keeps adapters in float32 (autocast_adapter_dtype); full fine-tuning keeps float32 weights too (the
+    # advisor trains them so on a GPU as well, under bf16 autocast: AdamW's small steps vanish in bf16).
+    trainable_bytes = 4
+    weights = math.ceil(frozen_params * (QLORA_BYTES_PER_PARAM if setup.quantized else weight_bytes))
+    if setup.variant == "pissa" and setup.device == "cpu":  # the adapted base weights, kept to put them back
+        linears = shape.linear_shapes()
+        weights += shape.layers * sum(linears[m][0] * linears[m][1] for m in setup.trained_modules()) * weight_bytes
+    per_layer = saved_per_token_layer(shape, setup)
+    if setup.gradient_checkpointing:
+        # Only each layer's input is kept; one layer's activations are rebuilt at a time in the backward pass.
+        activation_values = setup.tokens * (shape.layers * shape.hidden + per_layer)
+    else:
+        activation_values = setup.tokens * shape.layers * per_layer
+    return MemoryEstimate(
+        weights=weights,
+        trainable=trainable * trainable_bytes,
+        gradients=trainable * trainable_bytes,
+        optimizer=trainable * trainable_bytes * OPTIMIZERS[setup.optimizer],
+        activations=math.ceil(activation_values * setup.activation_bytes) + dora_forward_values(shape, setup) * 4,
+        logits=setup.tokens * shape.vocab * 4 * LOGIT_COPIES,  # the loss runs in float32
+        overhead=RUNTIME_OVERHEAD[setup.device],
+        trainable_parameters=trainable,
+    )
+
+
+MAX_MEMORY_BUDGET = 100 << 40  # 100 TiB: past any one machine's memory, so a slip of the unit is refused
+_SIZE = re.compile(r"\s*([0-9]*\.?[0-9]+)\s*([KMGT]i?B?|B)?\s*", re.IGNORECASE)
+_UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def parse_size(text: str) -> int:
+    """Bytes from '24GiB', '24G', '1.5 TiB' or '512MB' (binary units throughout); ValueError otherwise."""
+    match = _SIZE.fullmatch(text)
+    if not match:
+        raise ValueError(f"not a memory size: {text!r} (try 24GiB)")
+    unit = (match.group(2) or "").upper().rstrip("B").rstrip("I")
+    value = float(match.group(1)) * _UNITS[unit]
+    if value <= 0:
+        raise ValueError(f"a memory budget must be positive, got {text!r}")
+    if value > MAX_MEMORY_BUDGET:
+        raise ValueError(f"a memory budget of {text.strip()} is above {MAX_MEMORY_BUDGET >> 40} TiB: no machine has it")
+    return int(value)
+
+
+def format_size(value: float) -> str:
+    """Bytes as GiB (two decimals), MiB or KiB."""
+    if value >= GIB / 10:
+        return f"{value / GIB:.2f} GiB"
+    return f"{value / (1 << 20):.0f} MiB" if value >= 1 << 20 else f"{value / (1 << 10):.0f} KiB"
+
+
+RANKS = (256, 128, 64, 32, 16, 8)
+BATCHES = (32, 16, 8, 4, 2, 1)
+SEQ_LENS = (4096, 2048, 1024, 512, 256, 128)
+
+
+def fits(shape: ModelShape, setup: TrainSetup, budget: int) -> bool:
+    return estimate(shape, setup).total <= budget
+
+
+def largest_feasible(shape: ModelShape, setup: TrainSetup, budget: int) -> dict[str, Any]:
+    """Under a budget, without and with gradient checkpointing: the largest rank at the setup's batch and length,
+    the largest batch and the longest rows at its rank; and whether only QLoRA (4-bit weights) would fit."""
+    found: dict[str, Any] = {"budget_bytes": budget}
+    for checkpointing in (False, True):
+        base = replace(setup, gradient_checkpointing=checkpointing)
+        ranks = () if setup.targets == "full" else RANKS
+        found["with_checkpointing" if checkpointing else "without_checkpointing"] = {
+            "rank": next((r for r in ranks if fits(shape, replace(base, rank=r), budget)), None),
+            "batch": next((b for b in BATCHES if fits(shape, replace(base, batch=b), budget)), None),
+            "seq_len": next((n for n in SEQ_LENS if fits(shape, replace(base, seq_len=n), budget)), None),
+        }
+    smallest = replace(setup, gradient_checkpointing=True, rank=8, batch=1, seq_len=min(SEQ_LENS))
+    lora = setup.targets if setup.targets != "full" else "all"
+    found["smallest_fits"] = fits(shape, smallest, budget)
+    found["qlora_fits"] = fits(shape, replace(smallest, targets=lora, quantized=True), budget)
+    return found
+
+
+PARTS = ("weights", "trainable", "gradients", "optimizer", "activations", "logits", "overhead")
+
+
+@functools.cache
+def model_shape(model: str) -> ModelShape:
+    """The shape of a model from its config, without loading its weights (a GGUF model is cached once).
+
+    Kept per process: the app asks on every keystroke of a budget, and a hub model's config is a request.
+    """
+    from tuner.models.load import model_config, resolve_model
+
+    try:
+        return ModelShape.from_config(model_config(resolve_model(model)))
+    except ValueError as error:
+        raise AdvisorError(f"{model}: {error}") from None
+
+
+def weights_refusal(shape: ModelShape, setup: TrainSetup, budget: int) -> str | None:
+    """Why a budget cannot hold even the model's weights, with what would fit instead; None when it can."""
+    weights = estimate(shape, setup).weights
+    if budget >= weights:
+        return None
+    smallest = replace(setup, rank=8, batch=1, seq_len=128, gradient_checkpointing=True)
+    needed = estimate(shape, smallest).total
+    qlora = estimate(shape, replace(smallest, quantized=True)).total
+    instead = f"QLoRA (4-bit weights, r=8, batch 1 x 128 tokens, checkpointing) needs {format_size(qlora)}" + (
+        " and fits" if qlora <= budget else ""
+    )
+    return (
+        f"a budget of {format_size(budget)} is below the model's weights alone ({format_size(weights)} on "
+        f"{setup.device}); the smallest LoRA setup needs {format_size(needed)}; {instead}"
+    )
+
+
+def memory_report(model: str, shape: ModelShape, setup: TrainSetup, budget: int | None) -> dict[str, Any]:
+    """The estimate, and under a budget whether it fits and the largest settings that do."""
+    report: dict[str, Any] = {
+        "model": model,
+        "shape": asdict(shape),
+        "parameters": shape.parameters(),
+        "setup": asdict(setup),
+        **estimate(shape, setup).as_dict(),
+    }
+    if budget is not None:
+        report["budget_bytes"] = budget
+        report["fits"] = report["total_bytes"] <= budget
+        report["largest_feasible"] = largest_feasible(shape, setup, budget)
+    return report
+
+
+GLIBC_RETAINED = 1.8
+"""glibc's default allocator kept up to this much more at the peak than the estimate (SmolLM2-135M: 4.52 GiB against
+2.62 predicted at r 16 all 4 x 256, 12.77 against 7.22 at r 16 attention 8 x 512; bench/memory_estimate.py
+--allocators)."""
+
+
+def peak_meaning(device: str, allocator: str) -> str:
+    """What the estimate's total is a prediction of, on this device and with this process allocator."""
+    if device == "cuda":
+        return (
+            "the peak memory held by tensors (torch.cuda.max_memory_allocated); PyTorch's caching allocator "
+            "reserves somewhat more from the GPU, and nvidia-smi shows the reserved figure"
+        )
+    if allocator == "jemalloc":
+        return "the peak resident memory of a trial or `advisor train` started here (advisor runs with jemalloc)"
+    return (
+        "the peak resident memory with freed memory returned at once (trials under --memory-budget); glibc's "
+        f"default allocator keeps freed memory, so other runs here can peak up to {GLIBC_RETAINED:g}x higher: "
+        "install jemalloc (Debian: libjemalloc2), which advisor then runs with"
+    )
+
+
+def feasible_text(report: dict[str, Any]) -> str:
+    """Whether the setup fits the budget, and the largest settings that do."""
+    budget, found, setup = report["budget_bytes"], report["largest_feasible"], report["setup"]
+    verdict = "fits" if report["fits"] else "does not fit"
+    lines = [f"This setup {verdict} in {format_size(budget)}. Largest that fit:"]
+    for key, label in (("without_checkpointing", "without"), ("with_checkpointing", "with")):
+        options = found[key]
+        parts = []
+        if options["rank"] is not None:
+            parts.append(f"rank {options['rank']} at batch {setup['batch']} x {setup['seq_len']}")
+        if options["batch"] is not None:
+            parts.append(f"batch {options['batch']} x {setup['seq_len']}")
+        if options["seq_len"] is not None:
+            parts.append(f"{options['seq_len']} tokens at batch {setup['batch']}")
+        lines.append(f"  {label} gradient checkpointing: {'; '.join(parts) if parts else 'nothing'}")
+    if not found["smallest_fits"]:
+        qlora = "only QLoRA (4-bit weights) fits" if found["qlora_fits"] else "not even QLoRA fits"
+        lines.append(f"  at r=8, batch 1 x 128 tokens with checkpointing: {qlora}")
+    return "\n".join(lines)
