@@ -1,9 +1,14 @@
-"""The argparse types of the command line: each refuses a value no run can use, in one line, before anything loads."""
+"""The argparse types of the command line (each refuses a value no run can use, in one line, before anything loads)
+and the options every command that loads a model shares."""
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from dataclasses import dataclass
+
+from advisor.flags import option
+from tuner.models.load import DEFAULT_MODEL
 
 
 def probability(text: str) -> float:
@@ -47,7 +52,7 @@ def positive(text: str) -> int:
 
 
 def size(most: int) -> Callable[[str], int]:
-    """A whole number from 1 to MOST (a batch or a row length: see tuner.settings.MAX_BATCH_SIZE, MAX_SEQ_LEN)."""
+    """A whole number from 1 to MOST (a batch or a row length: see tuner.defaults.MAX_BATCH_SIZE, MAX_SEQ_LEN)."""
 
     def whole_number(text: str) -> int:
         value = int(text)
@@ -56,3 +61,13 @@ def size(most: int) -> Callable[[str], int]:
         return value
 
     return whole_number
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelArgs:
+    """The options of every command that loads a model (a command's record adds its own fields)."""
+
+    model: str = DEFAULT_MODEL
+    """built-in name, hub id, local directory or .gguf file"""
+    data_dir: str | None = option(None, shown_default="$ADVISOR_DATA_DIR, else the hub")
+    """local dataset mirror"""

@@ -11,17 +11,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tuner.defaults import DEFAULT_MAX_GRAD_NORM, TASKS
 from tuner.errors import AdvisorError
 from tuner.fullrun.handover import FinishedStudy, Overrides, read_study, run_settings, study_origin
-from tuner.memory.estimate import format_size, parse_size
-from tuner.settings import (
-    DEFAULT_MAX_GRAD_NORM,
-    TASKS,
-    LoraSettings,
-    RunSettings,
-    StudySettings,
-    TrainingRecipe,
-)
+from tuner.memory.sizes import format_size, parse_size
+from tuner.settings import LoraSettings, RunSettings, StudySettings, TrainingRecipe
 
 PRESETS_DIR = Path(__file__).resolve().parents[1] / "presets"
 """The shipped presets (the repository's presets/ folder)."""

@@ -1,4 +1,5 @@
-"""The headless display of a running study: rich progress bars, a line per trial, a summary table."""
+"""The headless display of a running study: rich progress bars, a line per trial, a summary table (its words in
+advisor/app/wording.py, shared with the app)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,14 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from advisor.app.wording import (
+    describe_params,
+    recommendation_text,
+    scores_text,
+    train_start_text,
+    train_summary,
+    trial_outcome,
+)
 from tuner.events import (
     CheckpointSaved,
     EpochEvaluated,
@@ -35,19 +44,8 @@ from tuner.events import (
     TrialScored,
     TrialStarted,
 )
-from tuner.records import Recommendation, RunReport, StudyScores, TrialRecord
+from tuner.records import StudyScores, TrialRecord
 from tuner.scoring.benchmarks import BENCHMARKS
-from tuner.scoring.benchmarks.roles import NOISE_SE
-from tuner.study.space import lora_from_params
-
-
-def describe_params(params: dict[str, Any]) -> str:
-    """A trial's configuration in one short phrase."""
-    if not params:
-        return "-"
-    lora = lora_from_params(params)
-    variant = f", {lora.variant}" if lora.variant != "lora" else ""
-    return f"lr {float(params['learning_rate']):.2e}, r {lora.rank}, alpha {lora.alpha:g}, {lora.targets}{variant}"
 
 
 def step_progress(console: Console) -> Progress:
@@ -139,63 +137,6 @@ class RichReporter:
             self.progress.stop()
 
 
-def scores_text(event: TrialScored | RunScored) -> str:
-    """A scored trial's (or the full run's) figures in one line."""
-    parts = [f"{name} {value:.3f}" for name, value in event.scores.items()]
-    if event.general is not None:
-        parts.append(f"general mean {event.general:.3f}")
-    return ", ".join(parts)
-
-
-def scores_lines(scores: StudyScores | None, run_dir: str | None) -> list[str]:
-    """What the scoring stage found, for the recommendation text: the pick's learning and general scores against
-    the base model's, each with its standard error."""
-    if not scores:
-        return []
-    plan = scores.plan or {}
-    if scores.base is None:
-        return [f"  scores: none ({scores.note or plan.get('reason') or 'scoring is off'})"]
-    lines = [f"  scores: {scores.items} items per benchmark ({plan.get('reason', '')})"]
-    pick = scores.pick or {}
-    if pick.get("general") or pick.get("learning"):
-        lines.append(f"  trial {pick['trial']} against the base model (± one standard error):")
-        if pick.get("general"):
-            lines.append(f"    {change_text('general mean', pick['general'])}")
-        if pick.get("learning"):
-            lines.append(f"    {change_text(BENCHMARKS[pick['learning']['benchmark']].title, pick['learning'])}")
-    elif scores.base_general is not None:
-        lines.append(
-            f"  base model: general mean {scores.base_general:.3f}"
-            + (f", {scores.learning_benchmark} {scores.base_learning:.3f}" if scores.learning_benchmark else "")
-        )
-    if scores.note:
-        lines.append(f"  {scores.note}")
-    front = scores.pareto_front
-    if front and len(scores.trials or {}) > 1:
-        members = ", ".join(
-            f"trial {p['trial']} (general {p['general']:.3f}, learning {p['learning']:.3f})" for p in front
-        )
-        lines.append(f"  Pareto front: {members}")
-    if scores.plot:
-        lines.append(f"  plot: {run_dir}/{scores.plot}")
-    return lines
-
-
-def with_error(value: float, error: float | None, sign: str = "") -> str:
-    """'0.417 ± 0.082' (or '+0.012 ± 0.020' with sign '+'); the value alone where there is no error."""
-    return f"{value:{sign}.3f}" + (f" ± {error:.3f}" if error is not None else "")
-
-
-def change_text(name: str, figure: dict[str, Any]) -> str:
-    """'general mean 0.417 ± 0.082 (base 0.444 ± 0.083): -0.028 ± 0.041 paired, within noise' (paired: the change's
-    error from the per-item differences on the same items)."""
-    paired = " paired" if figure.get("paired") else ""
-    change = with_error(figure["change"], figure.get("change_stderr"), "+") + paired
-    verdict = "within noise" if figure.get("within_noise") else "beyond noise (2 standard errors)"
-    base = with_error(figure["base"], figure.get("base_stderr"))
-    return f"{name} {with_error(figure['score'], figure.get('stderr'))} (base {base}): {change}, {verdict}"
-
-
 def scores_plot(scores: StudyScores | None, console: Console) -> str | None:
     """The learning-vs-forgetting scatter of a study's scored trials, sized to the console; None without one."""
     from tuner.scoring.plot import ScorePoint, terminal_plot
@@ -206,11 +147,6 @@ def scores_plot(scores: StudyScores | None, console: Console) -> str | None:
     width = max(40, min(console.width, 100))
     title = BENCHMARKS[scores.learning_benchmark].title
     return terminal_plot(points, learning_name=title, width=width, height=20, color=console.is_terminal)
-
-
-def trial_outcome(trial: TrialRecord) -> str:
-    """'complete', 'pruned', 'diverged' or 'fail'."""
-    return "diverged" if trial.diverged() else trial.state.lower()
 
 
 def summary_table(trials: list[TrialRecord]) -> Table:
@@ -240,81 +176,6 @@ def summary_table(trials: list[TrialRecord]) -> Table:
             number(trial.tokens_per_second, ",.0f"),
         )
     return table
-
-
-def reference_lines(reference: dict[str, Any] | None) -> list[str]:
-    """Full fine-tuning beside the pick: its rates, the ratio of the best rates (the paper's finding: about 10x),
-    the held-out loss gaps, paired over the confirm rows where measured there, and the score gaps where its best
-    run was scored."""
-    if not reference:
-        return []
-    runs = ", ".join(
-        f"{run['rate']:.3g} "
-        + (f"{run['target_loss']:.4f}" if run.get("target_loss") is not None else "-")
-        + (" (stopped)" if run.get("stopped") else "")
-        for run in sorted(reference["runs"].values(), key=lambda run: run["rate"])
-    )
-    lines = [
-        "  reference, full fine-tuning; held-out loss by rate:",
-        f"    {runs}",
-        f"    LoRA's rate {reference['lora_rate']:.3g} / full's best {reference['best_rate']:.3g} = "
-        f"{reference['rate_ratio']:.3g}x",
-        "    (LoRA Without Regret: about 10x; Biderman et al. 2024: 4-10x)",
-    ]
-    for name, label in (("target_loss", "task"), ("general_loss", "general-text")):
-        figure = reference.get(name) or {}
-        confirm = figure.get("confirm")
-        if confirm:
-            verdict = "within noise" if abs(confirm["gap"]) <= NOISE_SE * confirm["stderr"] else "beyond noise"
-            lines.append(
-                f"    {label} loss, LoRA - full: {confirm['gap']:+.4f} ± {confirm['stderr']:.4f}, "
-                f"{verdict} ({confirm['rows']} rows, paired)"
-            )
-        elif figure.get("gap") is not None:
-            lines.append(f"    {label} loss, LoRA - full: {figure['gap']:+.4f} (no confirm rows to pair)")
-    return lines + reference_score_lines(reference)
-
-
-def reference_score_lines(reference: dict[str, Any]) -> list[str]:
-    """Full fine-tuning's best run on the pick's benchmark items: its general and learning scores against the base
-    model's, and LoRA's minus its own, each with its standard error (lines within 80 columns)."""
-    scores = [
-        (BENCHMARKS[figure["benchmark"]].title if name == "learning_score" else "general", figure)
-        for name in ("general_score", "learning_score")
-        if (figure := reference.get(name))
-    ]
-    if not scores:
-        return []
-    items = reference["score_items"]
-    lines = [f"    full fine-tuning (lr {reference['best_rate']:.3g}) against the base, {items} items per benchmark:"]
-    for title, figure in scores:
-        full = figure["full"]
-        change = with_error(full["change"], full.get("change_stderr"), "+") + (" paired" if full.get("paired") else "")
-        verdict = "within noise" if full.get("within_noise") else "beyond noise"
-        score = with_error(full["score"], full.get("stderr"))
-        lines.append(f"      {title} {score} (base {full['base']:.3f}): {change}, {verdict}")
-    for title, figure in scores:
-        gap = with_error(figure["gap"], figure.get("stderr"), "+") + (" (paired)" if figure.get("paired") else "")
-        verdict = "within noise" if figure.get("within_noise") else "beyond noise"
-        named = "general score" if title == "general" else f"learning ({title})"
-        lines.append(f"    {named}, LoRA - full: {gap}, {verdict}")
-    return lines
-
-
-def recommendation_text(recommendation: Recommendation) -> str:
-    """The recommended configuration, one line per choice with its evidence."""
-    lines = [
-        f"[bold]Recommended[/bold] for {recommendation.task} on {recommendation.model}: "
-        f"lr {recommendation.learning_rate:.2e}, rank {recommendation.rank}, "
-        f"alpha {recommendation.alpha:g}, targets {recommendation.targets}, "
-        + (f"variant {recommendation.variant}, " if recommendation.variant != "lora" else "")
-        + f"{recommendation.epochs} epochs",
-    ]
-    lines += [f"  {choice}: {why}" for choice, why in recommendation.evidence.items()]
-    lines += scores_lines(recommendation.scores, recommendation.run_dir)
-    lines += reference_lines(recommendation.reference)
-    lines.append(f"  written to {recommendation.run_dir}/recommendation.json")
-    return "\n".join(lines)
 
 
 class TrainRichReporter:
@@ -356,43 +217,3 @@ class TrainRichReporter:
         if self.task is not None:
             self.progress.stop()
             self.task = None
-
-
-def train_start_text(event: TrainStarted) -> str:
-    """'training 4 epochs, 144 steps', with the step a resumed run starts from."""
-    resumed = f", resumed at step {event.start_step}" if event.start_step else ""
-    return f"training {event.epochs} epoch{'s' * (event.epochs != 1)}, {event.total_steps} steps{resumed}"
-
-
-def train_summary(report: RunReport) -> str:
-    """The full run's outcome in a few lines: steps, where the adapter is, learning and forgetting."""
-    training = report.training
-    steps, epochs = training["steps"], training["epochs"]
-    lines = [f"trained {steps} step{'s' * (steps != 1)} ({epochs:g} epoch{'s' * (epochs != 1)}) on {report.runtime}"]
-    for row in training["epoch_losses"]:
-        lines.append(f"  epoch {row['epoch']}: held-out {row['target_loss']:.4f}, general {row['general_loss']:.4f}")
-    noise = report.change_noise or {}
-    if report.scores:
-        base, trained = report.scores["base"], report.scores["trained"]
-        if "general" in noise:
-            lines.append(f"  {change_text('general mean (forgetting)', noise['general'])}")
-        elif base.general is not None and trained.general is not None:
-            lines.append(
-                f"  general mean (forgetting): base {base.general:.3f}, trained {trained.general:.3f} "
-                f"({trained.general - base.general:+.3f})"
-            )
-        if "learning" in noise:
-            lines.append(f"  {change_text(f'{report.learning_benchmark} (learning)', noise['learning'])}")
-        elif base.learning is not None and trained.learning is not None:
-            lines.append(
-                f"  {report.learning_benchmark} (learning): base {base.learning:.3f}, trained {trained.learning:.3f} "
-                f"({trained.learning - base.learning:+.3f})"
-            )
-    if report.adapter:
-        lines.append(f"adapter: {report.adapter}")
-    if report.model_dir:
-        lines.append(f"model (full fine-tuning): {report.model_dir}")
-    if report.merged:
-        lines.append(f"merged model: {report.merged}")
-    lines.append(f"report: {report.out_dir}/report.md")
-    return "\n".join(lines)

@@ -62,13 +62,14 @@ def trial_share(trial_tokens: int, data_dir: Path) -> dict[str, object]:
     """One real trial with automatically sized scoring: scoring seconds over training seconds."""
     from tuner.models.load import DEFAULT_MODEL
     from tuner.settings import DataSettings, StudySettings, TrainBudget
+    from tuner.study.options import StudyOptions
     from tuner.study.run import run_study
 
     budget = TrainBudget(train_tokens=trial_tokens, seq_len=256)
     settings = StudySettings(model=DEFAULT_MODEL, data=DataSettings("math"), trials=1, budget=budget)
     with tempfile.TemporaryDirectory() as run_dir:
         started = time.perf_counter()
-        recommendation = run_study(settings, Path(run_dir) / "run", data_dir=data_dir)
+        recommendation = run_study(settings, Path(run_dir) / "run", StudyOptions(data_dir=data_dir))
         wall = time.perf_counter() - started
         trial = json.loads(next((Path(run_dir) / "run" / "trials").glob("*.json")).read_text())
         attrs = recommendation.to_json()["scores"] or {}

@@ -22,7 +22,8 @@ import os
 import subprocess
 import sys
 
-from tuner.memory.estimate import ModelShape, TrainSetup, estimate, format_size
+from tuner.memory.estimate import ModelShape, TrainSetup, estimate
+from tuner.memory.sizes import format_size
 from tuner.training.runtime import ALLOCATOR_VARIABLE, find_jemalloc, jemalloc_environment
 
 CONFIGS = [  # rank, targets, batch, sequence length

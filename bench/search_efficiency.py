@@ -218,9 +218,10 @@ def run_search(
     measurer: Measurer, seed: int, share: float, out: Path, alpha: str | None = None
 ) -> tuple[Config, int, int]:
     """One study with `share` of the grid's tokens; returns its pick, the tokens it spent and its trial count."""
-    from tuner.memory.bounds import run_budgeted_study
     from tuner.settings import StudySettings
     from tuner.study.budget import StudyBudget
+    from tuner.study.options import StudyOptions
+    from tuner.study.run import run_study
     from tuner.study.space import SearchSpace, alpha_choice
 
     settings = StudySettings(
@@ -232,7 +233,7 @@ def run_search(
         search_budget=StudyBudget(tokens=int(share * grid_tokens())),
     )
     space = SearchSpace(**alpha_choice(alpha)) if alpha else SearchSpace()  # type: ignore[arg-type]
-    recommendation = run_budgeted_study(settings, out, data_dir=measurer.data_dir, score_items=0, space=space)
+    recommendation = run_study(settings, out, StudyOptions(data_dir=measurer.data_dir, score_items=0, space=space))
     records = [json.loads(path.read_text()) for path in sorted((out / "trials").glob("trial_*.json"))]
     range_tokens = sum(json.loads(path.read_text())["tokens"] for path in out.glob(RANGE_FILES))
     spent = sum(len(r["train_curve"]) for r in records) * BATCH * SEQ_LEN + range_tokens

@@ -62,7 +62,9 @@ def measure_trl(python: Path, spec: dict[str, Any]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-trl-") as directory:
         spec_file, out_file = Path(directory) / "spec.json", Path(directory) / "out.json"
         spec_file.write_text(json.dumps(spec), encoding="utf-8")
+        # As scripts/validate_exports.py runs its checkers: the environment's own packages, then this Python's.
         env = {**os.environ, "PYTHONNOUSERSITE": "1", "TRANSFORMERS_VERBOSITY": "error"}
+        env.pop("PYTHONPATH", None)
         try:
             subprocess.run(
                 [str(python), str(Path(__file__).resolve()), str(spec_file), str(out_file)],

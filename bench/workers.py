@@ -50,11 +50,12 @@ def fresh_storage(postgres: str | None, folder: Path, label: str) -> Iterator[st
         yield url
 
 
-def run_study(workers: int, url: str, out: Path, args: argparse.Namespace) -> dict[str, float]:
+def tune_with_workers(workers: int, url: str, out: Path, args: argparse.Namespace) -> dict[str, float]:
     """`advisor tune --workers N` on `url`; its wall time, search phase, tokens and trial times."""
     import optuna
 
-    from tuner.study.state import driver_url, finished_trials, trial_cost
+    from tuner.study.state import driver_url
+    from tuner.study.trials import finished_trials, trial_cost
 
     command = [sys.executable, "-m", "advisor.cli", "tune", "--task", args.task, "--model", args.model]
     command += ["--trials", str(args.trials), "--trial-tokens", str(args.trial_tokens)]
@@ -141,7 +142,7 @@ def main() -> int:
         for workers in counts:
             with fresh_storage(args.postgres, Path(folder), f"w{workers}") as url:
                 print(f"{workers} worker(s)...", file=sys.stderr, flush=True)
-                rows.append(run_study(workers, url, Path(folder) / f"run{workers}", args))
+                rows.append(tune_with_workers(workers, url, Path(folder) / f"run{workers}", args))
         overhead = {}
         with fresh_storage(None, Path(folder), "overhead") as url:
             overhead["sqlite"] = storage_cost(url, args.overhead_trials)

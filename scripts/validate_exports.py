@@ -1,9 +1,9 @@
 """Every shipped preset, exported for each tool, loaded by that tool's own parser: the proof that a preset runs
 unchanged where it is written for.
 
-Each tool gets a throwaway virtual environment, pinned to the version named below and built on this Python's
-packages (`--system-site-packages`: torch is not installed twice), cached under the advisor's cache. Every shipped
-preset is exported in the tool's format, and scripts/export_checks/check_TOOL.py, run inside that environment,
+Each tool gets a throwaway virtual environment, pinned to the version named below and built on the packages of the
+Python that runs this script, a venv's included (torch is not installed twice), cached under the advisor's cache. Every
+shipped preset is exported in the tool's format, and scripts/export_checks/check_TOOL.py, run inside that environment,
 loads each file through the tool's own parser or validator (no training) and reads back what the tool built:
 learning rate, adapter, epochs, warm-up, precision, device and gradient checkpointing, compared with the preset's.
 
@@ -19,11 +19,14 @@ every value, 1 otherwise, 2 for bad arguments.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
+import site
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 from dataclasses import dataclass
@@ -62,9 +65,9 @@ class Tool:
     def checker(self) -> Path:
         return CHECKS / f"check_{self.format.replace('-', '_')}.py"
 
-    def key(self) -> str:
-        """What the cached environment was built from (a change rebuilds it)."""
-        return json.dumps([self.package, self.version, self.installs])
+    def key(self, site_dirs: list[str]) -> str:
+        """What the cached environment was built from (a change rebuilds it): the installs and the packages below."""
+        return json.dumps([self.package, self.version, self.installs, site_dirs])
 
 
 TOOLS: dict[str, Tool] = {
@@ -131,16 +134,53 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+PARENT_PTH = "lora-advisor-parent.pth"
+"""The file in a tool's site-packages that puts the running Python's site-packages after the tool's own."""
+
+
+def parent_site_dirs() -> list[str]:
+    """The site-packages directories of the Python running this script that exist: a venv's own (and its base's
+    only where the venv includes them), or the system Python's."""
+    return [directory for directory in site.getsitepackages() if os.path.isdir(directory)]
+
+
+def link_site_packages(home: Path, site_dirs: list[str]) -> None:
+    """Make the environment at `home` see `site_dirs` after its own site-packages, so its pinned packages win.
+
+    `venv --system-site-packages` would add the base installation's packages instead, not those of a venv this
+    script runs in (where the project and peft are). The lines are `site.addsitedir` calls rather than bare paths
+    so that the directories' own .pth files (editable installs) are read too.
+    """
+    own = Path(sysconfig.get_path("purelib", scheme="venv", vars={"base": str(home), "platbase": str(home)}))
+    text = "# Written by scripts/validate_exports.py: the packages of the Python that built this environment.\n"
+    text += "".join(f"import site; site.addsitedir({directory!r})\n" for directory in site_dirs)
+    pth = own / PARENT_PTH
+    if pth.is_file() and pth.read_text(encoding="utf-8") == text:
+        return
+    partial = pth.with_name(f"{PARENT_PTH}.{os.getpid()}.partial")  # renamed when whole: a reader never sees half
+    partial.write_text(text, encoding="utf-8")
+    partial.replace(pth)
+
+
 def environment(tool: Tool, venvs: Path, fresh: bool) -> tuple[Path, float]:
-    """The tool's environment's python, built if missing, stale or `fresh`; and the seconds building it took."""
-    home = venvs / f"{tool.format}-{tool.version}"
+    """The tool's environment's python, built if missing, stale or `fresh`; and the seconds building it took.
+
+    One environment per tool and per Python that builds it (the digest of its site-packages directories), so a
+    venv and the system Python sharing the cache do not rebuild each other's.
+    """
+    site_dirs = parent_site_dirs()
+    built_on = hashlib.sha256(json.dumps(site_dirs).encode()).hexdigest()[:10]
+    home = venvs / f"{tool.format}-{tool.version}-{built_on}"
     marker = home / "lora-advisor-installed.json"
     python = home / "bin" / "python"
-    if not fresh and marker.is_file() and marker.read_text(encoding="utf-8") == tool.key() and python.exists():
+    key = tool.key(site_dirs)
+    if not fresh and marker.is_file() and marker.read_text(encoding="utf-8") == key and python.exists():
+        link_site_packages(home, site_dirs)
         return python, 0.0
     started = time.perf_counter()
     shutil.rmtree(home, ignore_errors=True)
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(home)], check=True)
+    subprocess.run([sys.executable, "-m", "venv", str(home)], check=True)
+    link_site_packages(home, site_dirs)  # before installing: pip then installs only what these lack
     for arguments in tool.installs:
         done = subprocess.run(
             [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *arguments],
@@ -150,7 +190,7 @@ def environment(tool: Tool, venvs: Path, fresh: bool) -> tuple[Path, float]:
         if done.returncode != 0:
             lines = [line for line in done.stderr.splitlines() if line.startswith("ERROR")] or done.stderr.splitlines()
             raise AdvisorError(f"installing {' '.join(arguments)} for {tool.format} failed: {lines[-1:]}")
-    marker.write_text(tool.key(), encoding="utf-8")
+    marker.write_text(key, encoding="utf-8")
     return python, time.perf_counter() - started
 
 

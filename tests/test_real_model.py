@@ -23,11 +23,13 @@ def builtin_gguf():
 def test_two_short_trials_of_the_real_model(builtin_gguf, data_dir, tmp_path):
     from tuner.models.load import DEFAULT_MODEL, gguf_cache_dir
     from tuner.settings import DataSettings, StudySettings, TrainBudget
+    from tuner.study.options import StudyOptions
     from tuner.study.run import run_study
 
     budget = TrainBudget(train_tokens=2048, batch_size=2, seq_len=256, evaluations=1, eval_rows=4)
     settings = StudySettings(model=DEFAULT_MODEL, data=DataSettings("math"), trials=2, budget=budget)
-    rec = run_study(settings, tmp_path / "run", data_dir=data_dir, score_items=0).to_json()  # scoring: the test below
+    options = StudyOptions(data_dir=data_dir, score_items=0)  # scoring: the test below
+    rec = run_study(settings, tmp_path / "run", options).to_json()
 
     # The dequantised model is cached as plain safetensors without the GGUF marker.
     cached = gguf_cache_dir(builtin_gguf)

@@ -3,8 +3,11 @@ pinned environment (built once, then kept in ADVISOR_EXPORT_VENVS or ~/.cache/lo
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import site
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -28,6 +31,28 @@ def test_every_tool_loads_every_shipped_preset_and_sets_its_values(tmp_path, cap
     cpu = [row for row in rows if row["preset"].endswith("-cpu")]
     assert cpu and all(not any("patched" in note for note in row["notes"]) for row in cpu)  # nothing patched on CPU
     assert "| trl | 1.16.0 | math-cpu | yes | yes | - |" in capsys.readouterr().out
+
+
+def test_the_trl_environment_imports_this_pythons_peft_after_its_own_packages():
+    """Run from a venv (as most users do), TRL's environment sees that venv's packages, not the base Python's: it
+    imports this Python's peft (TRL's LoRA support needs it), and its own site-packages come first, so its pins win."""
+    script = load_script("validate_exports")
+    python, _seconds = script.environment(script.TOOLS["trl"], VENVS, fresh=False)
+    env = {**os.environ, "PYTHONNOUSERSITE": "1"}
+    env.pop("PYTHONPATH", None)
+    probe = (
+        "import json, sys, sysconfig, peft, trl; "
+        "print(json.dumps([sys.path, sysconfig.get_path('purelib'), peft.__file__, trl.__version__]))"
+    )
+    done = subprocess.run([str(python), "-c", probe], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    path, own, peft_file, trl_version = json.loads(done.stdout.splitlines()[-1])
+
+    assert trl_version == "1.16.0"
+    peft_here = importlib.util.find_spec("peft")
+    assert peft_here is not None and peft_file == peft_here.origin
+    here = [directory for directory in site.getsitepackages() if os.path.isdir(directory)]
+    assert here and all(path.index(own) < path.index(directory) for directory in here)
 
 
 @pytest.mark.parametrize(

@@ -158,7 +158,7 @@ class Recommendation:
     target_modules: list[str] | str
     epochs: int
     variant: str = "lora"
-    """The LoRA variant (tuner.settings.VARIANTS); files from before variants existed hold plain LoRA."""
+    """The LoRA variant (tuner.defaults.VARIANTS); files from before variants existed hold plain LoRA."""
     objective: dict[str, Any] = field(default_factory=dict)
     """The goal, the base model's losses and the chosen trial's objective, losses and forgetting rise."""
     trials: dict[str, int] = field(default_factory=dict)

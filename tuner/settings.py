@@ -1,5 +1,5 @@
 """The configuration hierarchy (pure: no torch): data settings and a training recipe, composed by the study
-settings, the full run's settings and the preset; and the defaults the CLI and the app share.
+settings, the full run's settings and the preset (their defaults, bounds and choices: tuner.defaults).
 
     DataSettings      task, data source, columns, seed of the shuffle and split
     LoraSettings      rank, alpha, targets, dropout, variant
@@ -14,53 +14,28 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from tuner.paper import MIN_IFT_EPOCHS
+from tuner.defaults import (
+    ATTENTION_MODULES,
+    CONFIRM_ROWS,
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_EPOCHS,
+    DEFAULT_GOAL,
+    DEFAULT_MAX_GRAD_NORM,
+    DEFAULT_SEQ_LEN,
+    DEFAULT_WARMUP_RATIO,
+    EVAL_ROWS,
+    HALVING_RATE,
+    MAX_BATCH_SIZE,
+    MAX_SEQ_LEN,
+    METHODS,
+    MLP_MODULES,
+    PISSA_INIT,
+    TARGET_SETS,
+    TASKS,
+    VARIANT_LABELS,
+    VARIANTS,
+)
 from tuner.study.budget import StudyBudget
-
-TASKS = ("code", "math", "custom")
-
-# Defaults declared once, for `advisor tune` and the app alike: a study of a few minutes on a laptop CPU.
-DEFAULT_TASK = "math"  # GSM8K scores without running generated code
-DEFAULT_TRIALS = 8
-MAX_BUDGET_TRIALS = 1000
-"""Trials a study with a budget may start at most when no count is given: the budget ends it first."""
-DEFAULT_TRIAL_TOKENS = 16_384
-DEFAULT_GOAL = 0.5
-DEFAULT_BATCH_SIZE = 4  # LoRA prefers small batches (LoRA Without Regret: effective batch < 32)
-DEFAULT_SEQ_LEN = 512
-MAX_SEQ_LEN = 1 << 20  # tokens per row at most: past any model's context (1M at the longest): a slip is refused
-MAX_BATCH_SIZE = 1 << 16  # rows per step at most: past any step that fits a machine
-DEFAULT_EPOCHS = MIN_IFT_EPOCHS  # at least 4 epochs of instruction tuning (Biderman et al. 2024)
-DEFAULT_WARMUP_RATIO = 0.1  # 10 % warm-up, as in Biderman et al. 2024
-DEFAULT_MAX_GRAD_NORM = 1.0  # gradient clipping 1.0, as in Biderman et al. 2024
-EVAL_ROWS = 8
-"""Packed rows in each held-out set (target and general text)."""
-CONFIRM_ROWS = 32
-"""Packed rows in each confirm set (target and general text) at most: the best trials are re-measured there before
-the recommendation, on up to four times the rows they were pruned on, examples no trial was ranked by."""
-CONFIRM_TRIALS = 3
-"""How many of the best completed trials are re-measured on the confirm sets."""
-HALVING_RATE = 2
-"""Successive halving: each rung keeps the best 1 / HALVING_RATE of the trials that reached it and doubles their
-steps (Jamieson & Talwalkar 2016; Optuna's SuccessiveHalvingPruner)."""
-TARGET_SETS = ("attention", "mlp", "all")
-METHODS = ("lora", "full")
-"""LoRA adapters, or full fine-tuning: every weight trained, the reference Biderman et al. 2024 compare LoRA to."""
-VARIANTS = ("lora", "rslora", "dora", "pissa", "loraplus")
-"""LoRA variants: plain, rank-stabilised scaling, weight-decomposed, PiSSA initialisation, a higher rate for B."""
-
-# Llama-style module names (PAPER.md, "Names other tools use for the same settings").
-ATTENTION_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj")
-MLP_MODULES = ("gate_proj", "up_proj", "down_proj")
-
-VARIANT_LABELS = {"lora": "LoRA", "rslora": "rsLoRA", "dora": "DoRA", "pissa": "PiSSA", "loraplus": "LoRA+"}
-"""How reports and export headers name each variant: rsLoRA scales by alpha / sqrt(r) (Kalajdzievski 2023); DoRA
-decomposes the weight into magnitude and direction (Liu et al. 2024); PiSSA starts from the weights' principal
-singular vectors (Meng et al. 2024); LoRA+ trains B faster than A (Hayou et al. 2024)."""
-LORAPLUS_LR_RATIO = 16
-"""LoRA+: B's learning rate over A's (Hayou et al. 2024 recommend 2^4)."""
-PISSA_INIT = "pissa_niter_4"
-"""PiSSA through peft: the fast SVD with 4 subspace iterations (seconds, where the full SVD takes minutes)."""
 
 
 @dataclass(frozen=True)
@@ -321,7 +296,7 @@ class StudySettings:
         if tokens is not None and tokens < self.budget.train_tokens:
             raise ValueError(
                 f"a study budget of {tokens:,} tokens is below one trial ({self.budget.train_tokens:,} tokens); "
-                "raise --budget or lower --trial-tokens"
+                "raise --search-budget or lower --trial-tokens"
             )
         if not 0.0 <= self.goal <= 1.0:
             raise ValueError(f"goal must be between 0 (learn most) and 1 (forget least), got {self.goal}")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tuner.defaults import DEFAULT_GOAL, DEFAULT_TASK, DEFAULT_TRIAL_TOKENS, DEFAULT_TRIALS
 from tuner.models.load import DEFAULT_MODEL
 from tuner.paper import FINDINGS, LORA_LEARNING_RATE, MIN_IFT_EPOCHS
-from tuner.settings import DEFAULT_GOAL, DEFAULT_TASK, DEFAULT_TRIAL_TOKENS, DEFAULT_TRIALS
 from tuner.study.budget import StudyBudget, format_duration
 
 DEFAULT_STUDY_BUDGET = "10min"
@@ -38,7 +38,7 @@ class Choices:
     """Trials to run when there is no study budget."""
     trial_tokens: int = DEFAULT_TRIAL_TOKENS
     study_budget: str | None = DEFAULT_STUDY_BUDGET
-    """What the whole study may spend, as `advisor tune --budget` takes it (None: `trials` trials)."""
+    """What the whole study may spend, as `advisor tune --search-budget` takes it (None: `trials` trials)."""
     allow_code_execution: bool | None = None
     """Whether HumanEval may run the model's code (asked once, when the task is code); None: not asked yet."""
 

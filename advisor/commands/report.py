@@ -4,10 +4,27 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
+from advisor.flags import option
 
-def report(*, storage: str, study: str, out: Path | None = None, json_output: bool = False) -> int:
+
+@dataclass(frozen=True, kw_only=True)
+class ReportArgs:
+    """`advisor report`'s options: each field is a flag, its docstring the flag's help (see advisor/flags.py)."""
+
+    storage: str = option(metavar="URL")
+    """the Optuna RDB URL the study is stored in"""
+    study: str = option(metavar="NAME")
+    """the study's name there"""
+    out: Path | None = option(None, metavar="DIR", shown_default="runs/NAME")
+    """where its files go"""
+    json: bool = False
+    """print the recommendation as JSON on stdout"""
+
+
+def report(args: ReportArgs) -> int:
     """Write a study's files from its storage: the one many workers share, from any machine.
 
     The run directory gets settings.json, a record per trial in trials/, and, once the study has finished, the
@@ -18,13 +35,13 @@ def report(*, storage: str, study: str, out: Path | None = None, json_output: bo
     from tuner.study.report import report_study
     from tuner.study.state import run_dir_name
 
-    out = out or Path("runs") / run_dir_name(study)
+    out = args.out or Path("runs") / run_dir_name(args.study)
     check_out_dir(out, "study")
-    found = report_study(storage, study, out)
+    found = report_study(args.storage, args.study, out)
     sys.stderr.write(found.describe() + "\n")
     for path in found.written:
         sys.stderr.write(f"  wrote {path}{'/' if path.is_dir() else ''}\n")
-    if json_output:
+    if args.json:
         payload = found.recommendation.to_json() if found.recommendation is not None else None
         sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
     return 0

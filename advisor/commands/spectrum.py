@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from advisor.arguments import ModelArgs
+from advisor.flags import option
 from tuner.errors import AdvisorError
 from tuner.fullrun.report import ADAPTER, FULL_MODEL
 from tuner.rundir import check_out_dir, write_json
-from tuner.spectrum.analysis import (
-    MODULE_TYPES,
-    SPECTRUM_JSON,
-    SPECTRUM_PNG,
-    Observation,
-    SpectrumReport,
-    is_adapter_dir,
-    is_model_dir,
-)
+from tuner.spectrum.rank import MODULE_TYPES
+from tuner.spectrum.report import SPECTRUM_JSON, SPECTRUM_PNG, Observation, SpectrumReport
+from tuner.spectrum.weights import is_adapter_dir, is_model_dir
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -26,16 +23,24 @@ MARKS = {True: "[green]✓[/]", False: "[red]✗[/]", None: "[dim]n/a[/]"}
 KIND_WORDS = {"adapter": "adapter", "merged": "merged model", "full": "fine-tuned model"}
 
 
-def spectrum(
-    *,
-    model: str,
-    adapter: Path | None = None,
-    merged: Path | None = None,
-    full_run: Path | None = None,
-    out: Path | None = None,
-    data_dir: str | None = None,
-    json_output: bool = False,
-) -> int:
+@dataclass(frozen=True, kw_only=True)
+class SpectrumArgs(ModelArgs):
+    """`advisor spectrum`'s options: each field is a flag, its docstring the flag's help (see advisor/flags.py).
+    --model is the base model; --data-dir, which every model command takes, is not read (no data is)."""
+
+    adapter: Path | None = option(None, metavar="DIR", one_of="source", required=True)
+    """a PEFT adapter directory"""
+    merged: Path | None = option(None, metavar="DIR", one_of="source", required=True)
+    """a model directory with an adapter merged in"""
+    full_run: Path | None = option(None, metavar="DIR", one_of="source", required=True)
+    """a run directory of advisor train: its model/ (full fine-tuning), else its adapter/"""
+    out: Path | None = option(None, metavar="DIR", shown_default="the adapter, merged model or run directory")
+    """where spectrum.json and spectrum.png go"""
+    json: bool = False
+    """print the spectrum as JSON on stdout"""
+
+
+def spectrum(args: SpectrumArgs) -> int:
     """Measure the rank of a fine-tuning's weight change ΔW, as Biderman et al. 2024 did.
 
     For each attention (q, k, v, o) and MLP (gate, up, down) projection of every decoder layer: the rank that
@@ -46,32 +51,34 @@ def spectrum(
     than the middle ones; each is checked here. Writes spectrum.json and spectrum.png into --out (default: the
     adapter, merged model or run directory).
     """
-    del data_dir  # every command takes it; the spectrum reads no data
     from rich.console import Console
 
-    from tuner.spectrum.analysis import adapter_spectrum, base_weights, model_spectrum, write_heatmap
+    from tuner.spectrum.adapter import adapter_spectrum
+    from tuner.spectrum.report import write_heatmap
+    from tuner.spectrum.tuned import model_spectrum
+    from tuner.spectrum.weights import base_weights
     from tuner.training.runtime import quiet_libraries
 
-    kind, directory, default_out = _source(adapter, merged, full_run)
-    out_dir = out if out is not None else default_out
+    kind, directory, default_out = _source(args.adapter, args.merged, args.full_run)
+    out_dir = args.out if args.out is not None else default_out
     check_out_dir(out_dir, "files")
     quiet_libraries()
-    with Console(stderr=True).status(f"reading the base model {model}") as status:
-        base = base_weights(model)
+    with Console(stderr=True).status(f"reading the base model {args.model}") as status:
+        base = base_weights(args.model)
 
         def notify(message: str) -> None:
             status.update(message)
 
         if kind == "adapter":
-            report = adapter_spectrum(directory, base, model, notify=notify)
+            report = adapter_spectrum(directory, base, args.model, notify=notify)
         else:
-            report = model_spectrum(directory, kind, base, model, notify=notify)
+            report = model_spectrum(directory, kind, base, args.model, notify=notify)
         out_dir.mkdir(parents=True, exist_ok=True)
         json_path, png_path = out_dir / SPECTRUM_JSON, out_dir / SPECTRUM_PNG
         status.update(f"drawing {png_path}")
         write_heatmap(report, png_path)
         write_json(json_path, report.to_json())
-    if json_output:
+    if args.json:
         import json
 
         payload = {**report.to_json(), "files": [str(json_path), str(png_path)]}
@@ -80,7 +87,7 @@ def spectrum(
     console = Console()
     lora = f", LoRA r={report.lora_rank}, alpha={report.lora_alpha:g}" if report.lora_rank is not None else ""
     dora = " (DoRA)" if report.dora else ""
-    console.print(f"ΔW of the {KIND_WORDS[kind]} {directory}{dora} against {model}{lora}", soft_wrap=True)
+    console.print(f"ΔW of the {KIND_WORDS[kind]} {directory}{dora} against {args.model}{lora}", soft_wrap=True)
     console.print(rank_table(report))
     console.print(type_table(report))
     console.print(observation_table(report.observations()))

@@ -4,35 +4,88 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from advisor.arguments import ModelArgs, positive, positive_number, rate, size
+from advisor.flags import option
+from tuner.defaults import DEFAULT_EPOCHS, MAX_BATCH_SIZE, MAX_SEQ_LEN, TASKS
 from tuner.errors import AdvisorError
 from tuner.fullrun.handover import Overrides
+from tuner.models.load import DEFAULT_MODEL
 from tuner.paper import MIN_IFT_EPOCHS
 
 if TYPE_CHECKING:
     from tuner.settings import RunSettings, StudySettings
 
 
-def train(
-    *,
-    from_run: Path | None = None,
-    preset: str | None = None,
-    overrides: Overrides | None = None,
-    out: Path | None = None,
-    data_dir: str | None = None,
-    save_steps: int = 200,
-    merge: bool = False,
-    score: bool = True,
-    eval_tasks: str | None = None,
-    eval_limit: int | None = None,
-    score_each_epoch: bool = False,
-    prompt_format: str = "chat",
-    allow_code_execution: bool = False,
-    memory_budget: str | None = None,
-    json_output: bool = False,
-) -> int:
+@dataclass(frozen=True, kw_only=True)
+class TrainArgs(ModelArgs):
+    """`advisor train`'s options: each field is a flag, its docstring the flag's help (see advisor/flags.py)."""
+
+    model: str | None = option(None, shown_default=DEFAULT_MODEL)  # the study's or preset's, else the built-in default
+    from_run: Path | None = option(None, name="--from", metavar="RUN_DIR", one_of="start")
+    """a finished study's run directory"""
+    preset: str | None = option(None, metavar="NAME_OR_PATH", one_of="start")
+    """a shipped preset's name or a file"""
+    task: str | None = option(None, choices=TASKS)
+    """what to learn"""
+    out: Path | None = option(None, shown_default="RUN_DIR/train")
+    """where the run goes"""
+    epochs: int | None = option(None, parse=positive, shown_default=DEFAULT_EPOCHS)
+    """passes over the data"""
+    learning_rate: float | None = option(None, parse=rate)
+    """peak learning rate"""
+    rank: int | None = option(None, parse=positive)
+    """LoRA rank"""
+    alpha: float | None = option(None, parse=positive_number, shown_default="2 x rank")
+    """LoRA alpha"""
+    targets: str | None = option(None, choices=("attention", "mlp", "all"))
+    """LoRA target modules"""
+    method: str | None = option(None, choices=("lora", "full"), shown_default="lora")
+    """lora, or full fine-tuning of every weight, the paper's reference"""
+    memory_budget: str | None = None
+    """e.g. 24GiB: refuse a run whose estimated step exceeds it"""
+    batch_size: int | None = option(None, parse=size(MAX_BATCH_SIZE))
+    """rows per optimizer step"""
+    seq_len: int | None = option(None, parse=size(MAX_SEQ_LEN))
+    """tokens per packed row"""
+    seed: int | None = option(None, shown_default="the study's, else 0")
+    """seed"""
+    train_examples: int | None = option(None, parse=positive)
+    """train on the first N examples only"""
+    data: str | None = None
+    """custom task: JSONL/JSON/CSV/Parquet file or hub dataset id"""
+    prompt_column: str | None = option(None, shown_default="prompt")
+    """custom task: instruction column"""
+    response_column: str | None = option(None, shown_default="response")
+    """custom task: answer column"""
+    save_steps: int = option(200, parse=positive)
+    """steps between checkpoints"""
+    merge: bool = False
+    """also save the base model with the adapter merged in"""
+    eval: bool = True
+    """do not score the trained adapter"""
+    eval_tasks: str | None = option(None, shown_default="forgetting + the task's")
+    """benchmarks to score"""
+    eval_limit: int | None = option(None, parse=positive, shown_default="all")
+    """items per benchmark"""
+    score_each_epoch: bool = False
+    """also score the adapter after every epoch"""
+    prompt_format: str = option("chat", choices=("chat", "plain"))
+    """GSM8K/HumanEval prompts"""
+    allow_code_execution: bool = False
+    """score HumanEval, running generated code in a sandbox"""
+    json: bool = False
+    """print the report as JSON on stdout"""
+
+    def overrides(self) -> Overrides:
+        """The settings given here that change the starting point (None keeps the study's or preset's)."""
+        return Overrides(**{field.name: getattr(self, field.name) for field in fields(Overrides)})
+
+
+def train(args: TrainArgs) -> int:
     """Train the recommended configuration for real: LoRA instruction tuning for whole epochs (4 by default,
     the paper's minimum), checkpointed every --save-steps steps and at each epoch's end.
 
@@ -56,31 +109,37 @@ def train(
     from tuner.fullrun.train import RunOptions, train_run
     from tuner.models.limits import check_fits_model
     from tuner.rundir import check_out_dir
+    from tuner.training.compilation import compile_mode
 
-    overrides = overrides or Overrides()
-    if (from_run is not None) + (preset is not None) > 1:
+    compile_mode()  # a bad ADVISOR_COMPILE is said before anything loads
+    overrides = args.overrides()
+    if (args.from_run is not None) + (args.preset is not None) > 1:
         raise AdvisorError("give one of --from RUN_DIR and --preset NAME, not both")
     study: StudySettings | None = None
-    if from_run is not None:
-        chosen, finished = preset_from_run(from_run)
+    if args.from_run is not None:
+        chosen, finished = preset_from_run(args.from_run)
         study = finished.settings
-        out = out or from_run / "train"
-    elif preset is not None:
-        chosen = load_preset(preset)
-        out = out or Path("runs") / f"train-{chosen.name}"
+        out = args.out or args.from_run / "train"
+    elif args.preset is not None:
+        chosen = load_preset(args.preset)
+        out = args.out or Path("runs") / f"train-{chosen.name}"
     else:
         chosen = explicit_preset(overrides)
-        out = out or Path("runs") / f"train-{overrides.task}"
+        out = args.out or Path("runs") / f"train-{overrides.task}"
     check_out_dir(out, "train")
     settings = preset_run_settings(chosen, overrides, study)
-    if memory_budget is not None:
-        _check_memory(settings, memory_budget)
-    mirror = resolve_data_dir(data_dir)
+    if args.memory_budget is not None:
+        _check_memory(settings, args.memory_budget)
+    mirror = resolve_data_dir(args.data_dir)
     try:
         scoring = None
-        if score:
-            scoring = scoring_settings(settings, eval_tasks, eval_limit, prompt_format, allow_code_execution)
-        options = RunOptions(save_steps=save_steps, scoring=scoring, score_each_epoch=score_each_epoch, merge=merge)
+        if args.eval:
+            scoring = scoring_settings(
+                settings, args.eval_tasks, args.eval_limit, args.prompt_format, args.allow_code_execution
+            )
+        options = RunOptions(
+            save_steps=args.save_steps, scoring=scoring, score_each_epoch=args.score_each_epoch, merge=args.merge
+        )
     except ValueError as error:
         raise AdvisorError(str(error)) from None
     recipe = settings.recipe
@@ -91,14 +150,14 @@ def train(
         sys.stderr.write(
             f"note: {epochs} epoch(s); Biderman et al. 2024 train LoRA IFT for at least {MIN_IFT_EPOCHS}\n"
         )
-    if score and settings.task == "code" and not allow_code_execution and eval_tasks is None:
+    if args.eval and settings.task == "code" and not args.allow_code_execution and args.eval_tasks is None:
         sys.stderr.write("note: HumanEval left out: it runs the model's code; pass --allow-code-execution\n")
-    reporter = TrainRichReporter(stderr, stderr if json_output else Console())
+    reporter = TrainRichReporter(stderr, stderr if args.json else Console())
     try:
         result = train_run(settings, out, data_dir=mirror, options=options, report=reporter)
     finally:
         reporter.close()
-    if json_output:
+    if args.json:
         sys.stdout.write(json.dumps(result.to_json(), indent=2, default=str) + "\n")
     return 0
 
@@ -106,7 +165,7 @@ def train(
 def _check_memory(settings: RunSettings, memory_budget: str) -> None:
     """AdvisorError when the run's estimated step exceeds the budget, before anything is written."""
     from tuner.memory.bounds import run_memory_refusal
-    from tuner.memory.estimate import parse_size
+    from tuner.memory.sizes import parse_size
     from tuner.training.runtime import pick_runtime
 
     try:

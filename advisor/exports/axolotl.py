@@ -15,7 +15,7 @@ from typing import Any
 
 from advisor.exports import base
 from advisor.presets import Preset
-from tuner.settings import LORAPLUS_LR_RATIO, PISSA_INIT
+from tuner.defaults import LORAPLUS_LR_RATIO, PISSA_INIT
 
 
 def axolotl_sections(preset: Preset) -> list[base.Section]:

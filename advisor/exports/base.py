@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from advisor.presets import Preset
+from tuner.defaults import ATTENTION_MODULES, LORAPLUS_LR_RATIO, MLP_MODULES, VARIANT_LABELS
 from tuner.models.load import hub_id
 from tuner.paper import PAPER
-from tuner.settings import ATTENTION_MODULES, LORAPLUS_LR_RATIO, MLP_MODULES, VARIANT_LABELS
 
 MODEL_PLACEHOLDER = "REPLACE_WITH_BASE_MODEL"
 DATA_PLACEHOLDER = "REPLACE_WITH_YOUR_DATASET"

@@ -13,7 +13,7 @@ from typing import Any
 
 from advisor.exports import base
 from advisor.presets import Preset
-from tuner.settings import LORAPLUS_LR_RATIO
+from tuner.defaults import LORAPLUS_LR_RATIO
 
 TEMPLATES = {
     "llama2": ("llama2", "Llama-2-chat's [INST] format: the base model's tokenizer has no chat template"),

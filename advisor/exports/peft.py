@@ -12,9 +12,9 @@ from typing import Any
 
 from advisor.exports import base
 from advisor.presets import Preset
+from tuner.defaults import LORAPLUS_LR_RATIO
 from tuner.errors import AdvisorError
 from tuner.models.load import hub_id
-from tuner.settings import LORAPLUS_LR_RATIO
 
 
 def write_peft(preset: Preset, path: Path, header: str) -> list[Path]:

@@ -17,7 +17,7 @@ from typing import Any
 
 from advisor.exports import base
 from advisor.presets import Preset
-from tuner.settings import ATTENTION_MODULES
+from tuner.defaults import ATTENTION_MODULES
 
 # torchtune builds models from its own builders; the ones for the paper's model, else an example to replace.
 _TORCHTUNE_LLAMA2_7B = {

@@ -110,6 +110,7 @@ def test_score_items_0_still_means_no_scoring():
     "args",
     [
         ["memory", "--budget", "200TiB"],
+        ["memory", "--memory-budget", "200TiB"],
         ["tune", "--memory-budget", "101TiB"],
         ["train", "--task", "math", "--memory-budget", "1000000GiB"],
     ],

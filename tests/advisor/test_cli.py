@@ -30,6 +30,7 @@ def common(data_dir, tmp_path):
         (["--budget", "1000"], "advisor: error: a study budget of 1,000 tokens is below one trial (16,384 tokens)"),
         (["--budget", "30 parsecs"], "advisor: error: --budget '30 parsecs': give positive training tokens"),
         (["--budget", "30m"], "advisor: error: --budget '30m': give positive training tokens"),
+        (["--search-budget", "30 parsecs"], "advisor: error: --search-budget '30 parsecs': give positive training"),
         (["--alpha", "twice"], "advisor: error: --alpha takes a positive number"),
     ],
 )
@@ -72,6 +73,22 @@ def test_argument_errors_are_one_line(capsys):
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and len(err.strip().splitlines()) == 1
     assert "argument --goal: must be between 0 and 1, got 1.5" in err
+
+
+@pytest.mark.parametrize(
+    ("command", "spellings", "field"),
+    [
+        ("tune", ("--search-budget", "--budget"), "search_budget"),
+        ("memory", ("--memory-budget", "--budget"), "memory_budget"),
+        ("tune", ("--memory-budget",), "memory_budget"),
+        ("train", ("--memory-budget",), "memory_budget"),
+    ],
+)
+def test_each_budget_has_one_name_and_the_old_spelling_still_works(command, spellings, field):
+    from advisor.cli import build_parser
+
+    for spelling in spellings:
+        assert getattr(build_parser().parse_args([command, spelling, "2h"]), field) == "2h"
 
 
 def test_json_prints_the_recommendation_on_stdout(tiny_model, data_dir, tmp_path):

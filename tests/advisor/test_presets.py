@@ -20,7 +20,9 @@ from advisor.presets import (
 from tests.tuner.memory.test_memory import SMOLLM2 as SMOLLM2_CONFIG
 from tuner.errors import AdvisorError
 from tuner.fullrun.handover import FinishedStudy
-from tuner.memory.estimate import GIB, ModelShape, TrainSetup, estimate, fits, parse_size
+from tuner.memory.estimate import ModelShape, TrainSetup, estimate
+from tuner.memory.report import fits
+from tuner.memory.sizes import GIB, parse_size
 from tuner.paper import MIN_IFT_EPOCHS, paper_learning_rate
 from tuner.records import Recommendation
 from tuner.settings import DataSettings, StudySettings, TrainBudget

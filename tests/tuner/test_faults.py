@@ -56,7 +56,7 @@ elif point == "between-trials":
         return ended
     module.run_claimed = run_claimed
 elif point == "recommendation":
-    import tuner.study.run as module
+    import tuner.study.summarise as module
     original_write_json = module.write_json
     def write_json(path, payload):
         if path.name == "recommendation.json":

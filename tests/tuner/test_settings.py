@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from tuner.settings import VARIANTS, DataSettings, LoraSettings, StudySettings, TrainBudget
+from tuner.defaults import VARIANTS
+from tuner.settings import DataSettings, LoraSettings, StudySettings, TrainBudget
 
 
 @pytest.mark.parametrize(

@@ -212,8 +212,8 @@ class RunEstimate:
     """Scoring the adapter and the base model (None when the study never priced its benchmarks)."""
 
     def describe(self) -> str:
-        """'About 8.3 h: 4 epochs of 7,412 examples (6.0M tokens at 200 tokens/s, as the study trained), then
-        about 25 min of scoring'."""
+        """'About 8.3 h: 5,929,600 training tokens over 7,412 examples (7.9 h at the study's speed), then about
+        25 min of scoring'."""
         total = self.train_seconds + (self.score_seconds or 0.0)
         text = (
             f"About {format_duration(total)}: {self.tokens:,} training tokens over {self.train_examples:,} examples"

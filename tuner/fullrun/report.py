@@ -6,6 +6,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tuner.defaults import VARIANT_LABELS
 from tuner.models.load import is_complete
 from tuner.records import RunReport, ScoreRow
 from tuner.rundir import write_json
@@ -18,7 +19,7 @@ from tuner.scoring.benchmarks import (
     score_change,
     stored_stderr,
 )
-from tuner.settings import VARIANT_LABELS, RunSettings
+from tuner.settings import RunSettings
 
 if TYPE_CHECKING:
     from tuner.scoring.benchmarks import EvalSettings

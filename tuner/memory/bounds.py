@@ -1,32 +1,20 @@
-"""The search space narrowed to a memory budget by the estimate, and the study run inside it (pure until run)."""
+"""The search space narrowed to a memory budget by the estimate, with the check each trial passes, and the full
+run's refusal under a budget (pure: the study applies them, tuner.study.setup)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from tuner.errors import AdvisorError
 from tuner.memory import estimate as memory
+from tuner.memory.report import feasible_text, memory_report, weights_refusal
+from tuner.memory.sizes import format_size
 from tuner.settings import LoraSettings, RunSettings, StudySettings
 from tuner.study.space import SearchSpace
 
-if TYPE_CHECKING:
-    from tuner.records import Recommendation
-    from tuner.study.run import Feasibility
-
-
-def run_budgeted_study(settings: StudySettings, run_dir: Path, **options: Any) -> Recommendation:
-    """Run (or resume) a study in the search space its memory budget allows; `options` go to run_study.
-
-    The space also holds any configuration the study starts from (`first_configurations`).
-    """
-    from tuner.study.run import run_study
-
-    space, feasible = memory_bounds(settings, options.pop("space", None))
-    for params in options.get("first_configurations") or []:
-        space = space.including(params)
-    return run_study(settings, run_dir, space=space, feasible=feasible, **options)
+Feasibility = Callable[[LoraSettings], "str | None"]
+"""Why an adapter configuration would not fit the memory budget, or None if it fits."""
 
 
 def memory_bounds(settings: StudySettings, space: SearchSpace | None = None) -> tuple[SearchSpace, Feasibility | None]:
@@ -50,18 +38,18 @@ def memory_bounds(settings: StudySettings, space: SearchSpace | None = None) -> 
         total = memory.estimate(shape, setup).total
         if total <= limit:
             return None
-        over = memory.format_size(limit)
-        return f"estimated {memory.format_size(total)} for r={lora.rank} on {lora.targets}, over {over}"
+        over = format_size(limit)
+        return f"estimated {format_size(total)} for r={lora.rank} on {lora.targets}, over {over}"
 
     fitting = [(r, t) for r in space.ranks for t in space.targets if feasible(LoraSettings(r, 2 * r, t)) is None]
     if not fitting:
-        refusal = memory.weights_refusal(shape, trial_setup, limit)
+        refusal = weights_refusal(shape, trial_setup, limit)
         if refusal:
             raise AdvisorError(refusal)
         smallest = replace(trial_setup, rank=min(space.ranks), targets="attention")
-        report = memory.memory_report(settings.model, shape, smallest, limit)
-        advice = memory.feasible_text(report).replace("\n", ";")
-        fits = memory.format_size(limit)
+        report = memory_report(settings.model, shape, smallest, limit)
+        advice = feasible_text(report).replace("\n", ";")
+        fits = format_size(limit)
         raise AdvisorError(f"no LoRA configuration fits {fits} at these trial settings. {advice}")
     ranks = tuple(sorted({r for r, _ in fitting}))
     targets = tuple(t for t in space.targets if t in {target for _, target in fitting})
@@ -86,9 +74,9 @@ def run_memory_refusal(settings: RunSettings, budget: int, device: str) -> str |
     if total <= budget:
         return None
     what = "full fine-tuning" if recipe.is_full else f"LoRA r={recipe.lora.rank} on {targets}"
-    text = f"{what} at {recipe.batch_size} x {recipe.seq_len} tokens needs an estimated {memory.format_size(total)}"
-    text += f" on {device}, over the budget of {memory.format_size(budget)}"
+    text = f"{what} at {recipe.batch_size} x {recipe.seq_len} tokens needs an estimated {format_size(total)}"
+    text += f" on {device}, over the budget of {format_size(budget)}"
     if recipe.is_full:
         lora = memory.estimate(shape, replace(setup, targets="all", rank=16)).total
-        text += f"; LoRA r=16 on all linear layers needs {memory.format_size(lora)}"
+        text += f"; LoRA r=16 on all linear layers needs {format_size(lora)}"
     return text

@@ -20,25 +20,23 @@ from __future__ import annotations
 
 import functools
 import math
-import re
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from typing import Any
 
+from tuner.defaults import ATTENTION_MODULES, MLP_MODULES, VARIANTS
 from tuner.errors import AdvisorError
-from tuner.settings import ATTENTION_MODULES, MLP_MODULES, VARIANTS
 
-GIB = 1 << 30
 DEVICES = ("cpu", "cuda")
 TARGETS = ("attention", "mlp", "all", "full")
 OPTIMIZERS = {"adamw": 2, "sgd": 0}
 """State tensors per trainable parameter."""
 RUNTIME_OVERHEAD = {"cpu": 200 << 20, "cuda": 0}
-"""Memory a step holds beyond the counted tensors. CPU: 200 MiB, the intercept of measured peaks against
-tokens per step (SmolLM2-135M, 256 to 2048 tokens; bench/memory_estimate.py): the autograd engine, oneDNN
-scratch space and the held-out batch. CUDA: not measured (no GPU was lent to calibrate it)."""
+"""Memory a step holds beyond the counted tensors: on the CPU the autograd engine, oneDNN scratch space and the
+held-out batch (the intercept of peaks against tokens per step, fitted by bench/memory_estimate.py); on CUDA none
+counted until that bench calibrates it there."""
 LOGIT_COPIES = 3
 """Vocabulary-sized float32 tensors per token alive at once at the loss: the logits, their log-softmax, and
-one gradient (measured: 3 copies fit every CPU configuration; the two gradients are never alive together)."""
+one gradient (the two gradients are never alive together; bench/memory_estimate.py checks the count)."""
 QLORA_BYTES_PER_PARAM = 0.5 + 0.5 / 64 * 1.0625
 """NF4 weights with double-quantised block constants (QLoRA, Dettmers et al. 2023): about 4.13 bits."""
 
@@ -115,7 +113,7 @@ class TrainSetup:
     quantized: bool = False
     """QLoRA: the frozen weights in 4-bit NF4."""
     variant: str = "lora"
-    """The LoRA variant (see tuner.settings.VARIANTS); DoRA and, on the CPU, PiSSA cost more than LoRA."""
+    """The LoRA variant (see tuner.defaults.VARIANTS); DoRA and, on the CPU, PiSSA cost more than LoRA."""
 
     def __post_init__(self) -> None:
         if self.device not in DEVICES:
@@ -207,7 +205,7 @@ def saved_per_token_layer(shape: ModelShape, setup: TrainSetup) -> float:
     to every head, its output and log-sum-exp; the MLP's gate output, its activation and the up projection.
     A trained linear layer also keeps its input (q/k/v share the attention norm's output, gate/up the MLP
     norm's); each adapter keeps its r-wide intermediate. PyTorch's fused attention keeps no heads x sequence
-    probabilities on either device (measured on CPU: the peak grows with tokens, barely with row length).
+    probabilities on either device, so nothing grows with the square of the row length.
     """
     h, q = shape.hidden, shape.heads * shape.head_dim
     saved = 2 * h + 2 + 4 * q + shape.heads + 3 * shape.intermediate
@@ -258,60 +256,6 @@ def estimate(shape: ModelShape, setup: TrainSetup) -> MemoryEstimate:
     )
 
 
-MAX_MEMORY_BUDGET = 100 << 40  # 100 TiB: past any one machine's memory, so a slip of the unit is refused
-_SIZE = re.compile(r"\s*([0-9]*\.?[0-9]+)\s*([KMGT]i?B?|B)?\s*", re.IGNORECASE)
-_UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-
-
-def parse_size(text: str) -> int:
-    """Bytes from '24GiB', '24G', '1.5 TiB' or '512MB' (binary units throughout); ValueError otherwise."""
-    match = _SIZE.fullmatch(text)
-    if not match:
-        raise ValueError(f"not a memory size: {text!r} (try 24GiB)")
-    unit = (match.group(2) or "").upper().rstrip("B").rstrip("I")
-    value = float(match.group(1)) * _UNITS[unit]
-    if value <= 0:
-        raise ValueError(f"a memory budget must be positive, got {text!r}")
-    if value > MAX_MEMORY_BUDGET:
-        raise ValueError(f"a memory budget of {text.strip()} is above {MAX_MEMORY_BUDGET >> 40} TiB: no machine has it")
-    return int(value)
-
-
-def format_size(value: float) -> str:
-    """Bytes as GiB (two decimals), MiB or KiB."""
-    if value >= GIB / 10:
-        return f"{value / GIB:.2f} GiB"
-    return f"{value / (1 << 20):.0f} MiB" if value >= 1 << 20 else f"{value / (1 << 10):.0f} KiB"
-
-
-RANKS = (256, 128, 64, 32, 16, 8)
-BATCHES = (32, 16, 8, 4, 2, 1)
-SEQ_LENS = (4096, 2048, 1024, 512, 256, 128)
-
-
-def fits(shape: ModelShape, setup: TrainSetup, budget: int) -> bool:
-    return estimate(shape, setup).total <= budget
-
-
-def largest_feasible(shape: ModelShape, setup: TrainSetup, budget: int) -> dict[str, Any]:
-    """Under a budget, without and with gradient checkpointing: the largest rank at the setup's batch and length,
-    the largest batch and the longest rows at its rank; and whether only QLoRA (4-bit weights) would fit."""
-    found: dict[str, Any] = {"budget_bytes": budget}
-    for checkpointing in (False, True):
-        base = replace(setup, gradient_checkpointing=checkpointing)
-        ranks = () if setup.targets == "full" else RANKS
-        found["with_checkpointing" if checkpointing else "without_checkpointing"] = {
-            "rank": next((r for r in ranks if fits(shape, replace(base, rank=r), budget)), None),
-            "batch": next((b for b in BATCHES if fits(shape, replace(base, batch=b), budget)), None),
-            "seq_len": next((n for n in SEQ_LENS if fits(shape, replace(base, seq_len=n), budget)), None),
-        }
-    smallest = replace(setup, gradient_checkpointing=True, rank=8, batch=1, seq_len=min(SEQ_LENS))
-    lora = setup.targets if setup.targets != "full" else "all"
-    found["smallest_fits"] = fits(shape, smallest, budget)
-    found["qlora_fits"] = fits(shape, replace(smallest, targets=lora, quantized=True), budget)
-    return found
-
-
 PARTS = ("weights", "trainable", "gradients", "optimizer", "activations", "logits", "overhead")
 
 
@@ -327,79 +271,3 @@ def model_shape(model: str) -> ModelShape:
         return ModelShape.from_config(model_config(resolve_model(model)))
     except ValueError as error:
         raise AdvisorError(f"{model}: {error}") from None
-
-
-def weights_refusal(shape: ModelShape, setup: TrainSetup, budget: int) -> str | None:
-    """Why a budget cannot hold even the model's weights, with what would fit instead; None when it can."""
-    weights = estimate(shape, setup).weights
-    if budget >= weights:
-        return None
-    smallest = replace(setup, rank=8, batch=1, seq_len=128, gradient_checkpointing=True)
-    needed = estimate(shape, smallest).total
-    qlora = estimate(shape, replace(smallest, quantized=True)).total
-    instead = f"QLoRA (4-bit weights, r=8, batch 1 x 128 tokens, checkpointing) needs {format_size(qlora)}" + (
-        " and fits" if qlora <= budget else ""
-    )
-    return (
-        f"a budget of {format_size(budget)} is below the model's weights alone ({format_size(weights)} on "
-        f"{setup.device}); the smallest LoRA setup needs {format_size(needed)}; {instead}"
-    )
-
-
-def memory_report(model: str, shape: ModelShape, setup: TrainSetup, budget: int | None) -> dict[str, Any]:
-    """The estimate, and under a budget whether it fits and the largest settings that do."""
-    report: dict[str, Any] = {
-        "model": model,
-        "shape": asdict(shape),
-        "parameters": shape.parameters(),
-        "setup": asdict(setup),
-        **estimate(shape, setup).as_dict(),
-    }
-    if budget is not None:
-        report["budget_bytes"] = budget
-        report["fits"] = report["total_bytes"] <= budget
-        report["largest_feasible"] = largest_feasible(shape, setup, budget)
-    return report
-
-
-GLIBC_RETAINED = 1.8
-"""glibc's default allocator kept up to this much more at the peak than the estimate (SmolLM2-135M: 4.52 GiB against
-2.62 predicted at r 16 all 4 x 256, 12.77 against 7.22 at r 16 attention 8 x 512; bench/memory_estimate.py
---allocators)."""
-
-
-def peak_meaning(device: str, allocator: str) -> str:
-    """What the estimate's total is a prediction of, on this device and with this process allocator."""
-    if device == "cuda":
-        return (
-            "the peak memory held by tensors (torch.cuda.max_memory_allocated); PyTorch's caching allocator "
-            "reserves somewhat more from the GPU, and nvidia-smi shows the reserved figure"
-        )
-    if allocator == "jemalloc":
-        return "the peak resident memory of a trial or `advisor train` started here (advisor runs with jemalloc)"
-    return (
-        "the peak resident memory with freed memory returned at once (trials under --memory-budget); glibc's "
-        f"default allocator keeps freed memory, so other runs here can peak up to {GLIBC_RETAINED:g}x higher: "
-        "install jemalloc (Debian: libjemalloc2), which advisor then runs with"
-    )
-
-
-def feasible_text(report: dict[str, Any]) -> str:
-    """Whether the setup fits the budget, and the largest settings that do."""
-    budget, found, setup = report["budget_bytes"], report["largest_feasible"], report["setup"]
-    verdict = "fits" if report["fits"] else "does not fit"
-    lines = [f"This setup {verdict} in {format_size(budget)}. Largest that fit:"]
-    for key, label in (("without_checkpointing", "without"), ("with_checkpointing", "with")):
-        options = found[key]
-        parts = []
-        if options["rank"] is not None:
-            parts.append(f"rank {options['rank']} at batch {setup['batch']} x {setup['seq_len']}")
-        if options["batch"] is not None:
-            parts.append(f"batch {options['batch']} x {setup['seq_len']}")
-        if options["seq_len"] is not None:
-            parts.append(f"{options['seq_len']} tokens at batch {setup['batch']}")
-        lines.append(f"  {label} gradient checkpointing: {'; '.join(parts) if parts else 'nothing'}")
-    if not found["smallest_fits"]:
-        qlora = "only QLoRA (4-bit weights) fits" if found["qlora_fits"] else "not even QLoRA fits"
-        lines.append(f"  at r=8, batch 1 x 128 tokens with checkpointing: {qlora}")
-    return "\n".join(lines)

@@ -68,8 +68,8 @@ class TaskScore:
 
 def batch_size_for(runtime: Runtime, generates: bool = False) -> int:
     """Requests per forward pass. On a CPU: 8 when scoring choices (compute-bound, where padding costs the most),
-    32 when generating (each new token reads every weight whatever the batch: 10 GSM8K items took 58 s at 8 and
-    32 s at 16 on this project's CPU). On a GPU: 32."""
+    32 when generating (each new token reads every weight whatever the batch, so a wider batch costs little more;
+    bench/eval_throughput.py). On a GPU: 32."""
     if runtime.is_cuda:
         return 32
     return 32 if generates else 8

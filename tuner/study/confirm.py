@@ -7,9 +7,9 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from tuner.defaults import CONFIRM_TRIALS
 from tuner.records import TrialRecord
 from tuner.scoring.benchmarks.roles import NOISE_SE
-from tuner.settings import CONFIRM_TRIALS
 from tuner.study.objective import objective_value
 
 RowLosses = Sequence[Sequence[float]]

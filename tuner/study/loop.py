@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tuner.study.retry import claim_in_slot_order
-from tuner.study.state import driver_url, is_finished
+from tuner.study.state import driver_url
+from tuner.study.trials import is_finished
 
 if TYPE_CHECKING:
     import optuna

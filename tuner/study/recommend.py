@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from tuner.defaults import VARIANT_LABELS
 from tuner.paper import FINDINGS, MIN_IFT_EPOCHS, paper_learning_rate
 from tuner.records import Recommendation, StudyScores, TrialRecord
-from tuner.settings import VARIANT_LABELS, StudySettings
+from tuner.settings import StudySettings
 from tuner.study.confirm import confirm_choice
 from tuner.study.space import SearchSpace, lora_from_params
 

@@ -12,8 +12,9 @@ from pathlib import Path
 from tuner.errors import AdvisorError
 from tuner.records import Recommendation, TrialRecord
 from tuner.rundir import write_json
-from tuner.study.state import StudyState, load_named_study, running_trials
+from tuner.study.state import StudyState, load_named_study
 from tuner.study.summary import TRIALS_DIR, pick_summary, study_scores, write_trials
+from tuner.study.trials import running_trials
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@ again in its slot (same configuration, same seed, before any later slot), and su
 failed trial's rungs. A resumed study thus makes the decisions the uninterrupted one makes.
 
 A slot is the trial's place among the study's first tries: trial numbers, less the retries before it. It seeds the
-trial's training and the sampler's draw for it (tuner.study.run), so a retry trains and draws as its original did.
+trial's training and the sampler's draw for it (tuner.study.search), so a retry trains and draws as its original did.
 """
 
 from __future__ import annotations

@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
+from tuner.defaults import TARGET_SETS, VARIANTS
 from tuner.paper import FIXED_ALPHA, paper_learning_rate
-from tuner.settings import TARGET_SETS, VARIANTS, LoraSettings
+from tuner.settings import LoraSettings
 
 if TYPE_CHECKING:
     import optuna

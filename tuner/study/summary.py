@@ -22,7 +22,8 @@ from tuner.scoring.benchmarks import (
 )
 from tuner.settings import StudySettings
 from tuner.study.reference import current_scores
-from tuner.study.state import StudyState, ended_trials, trial_record, trial_scores
+from tuner.study.state import StudyState
+from tuner.study.trials import ended_trials, trial_record, trial_scores
 
 if TYPE_CHECKING:
     import optuna

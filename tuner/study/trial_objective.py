@@ -5,21 +5,22 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tuner.defaults import CONFIRM_TRIALS, HALVING_RATE
 from tuner.events import Reporter, Stage, TrialEvaluated, TrialProgress, TrialScored, TrialStarted
 from tuner.faults import writing
 from tuner.scoring.benchmarks import LEARNING_TASK, forgetting_score
-from tuner.settings import CONFIRM_TRIALS, HALVING_RATE, LoraSettings, StudySettings
+from tuner.settings import LoraSettings, StudySettings
 from tuner.study.budget import Spent, describe_spent
 from tuner.study.confirm import worth_remeasuring
 from tuner.study.objective import forgetting_rise, objective_value
 from tuner.study.retry import trial_slot
 from tuner.study.space import SearchSpace, lora_from_params
-from tuner.study.state import TrialState, finished_trials, study_spent, trial_cost
+from tuner.study.state import study_spent
+from tuner.study.trials import TrialState, finished_trials, trial_cost
 
 if TYPE_CHECKING:
     import optuna
@@ -27,12 +28,10 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
     from tuner.data.prepare import StudyData
+    from tuner.memory.bounds import Feasibility
     from tuner.scoring.evaluation import TaskScore, TrialScorer
     from tuner.training.runtime import Runtime
     from tuner.training.trial import TrialResult
-
-Feasibility = Callable[[LoraSettings], "str | None"]
-"""Why an adapter configuration would not fit the memory budget, or None if it fits."""
 
 
 class TrialFailed(Exception):

@@ -26,14 +26,8 @@ from tuner.scoring.benchmarks import LEARNING_TASK, forgetting_score
 from tuner.settings import StudySettings
 from tuner.study.retry import INTERRUPTED  # the reason a watched trial ends with when its worker died
 from tuner.study.space import lora_from_params
-from tuner.study.state import (
-    StudyState,
-    is_interrupted,
-    load_named_study,
-    shown_url,
-    trial_cost,
-    trial_record,
-)
+from tuner.study.state import StudyState, load_named_study, shown_url
+from tuner.study.trials import is_interrupted, trial_cost, trial_record
 
 if TYPE_CHECKING:
     import optuna

@@ -55,12 +55,9 @@ class CompileCost:
 
 
 COSTS = {
-    # bench/trial_throughput.py --anchors compiled: SmolLM2-135M, LoRA r 16 all-linear, GSM8K, torch 2.13 float32
-    # on the project's 2-core CPU, cold cache: 15.1 s and 9.3 % at 4 x 512, 19.8 s and 8.1 % at 4 x 256; after the
-    # eager steps' fused norms and rotary embedding (training.fused_elementwise), on a slower host, 43.6 s and 6.0 %
-    # at 4 x 512 (the larger warm-up and the smaller saving taken).
+    # fitted by bench/trial_throughput.py --anchors compiled (cold cache; the largest warm-up, the smallest saving)
     "cpu": CompileCost(warmup_seconds=44.0, step_saving=0.06),
-    # Not measured (no GPU was lent): what inductor usually gives a small model's training step on a GPU.
+    # not fitted on a GPU yet (measured=False): what inductor usually gives a small model's training step there
     "cuda": CompileCost(warmup_seconds=60.0, step_saving=0.15, measured=False),
 }
 

@@ -3,12 +3,11 @@
 transformers' RMSNorm (Llama's, and the models that copy it: Qwen2, Mistral, SmolLM...) is six elementwise
 operations, each a pass over the hidden states that autograd then replays backward. Here the forward is one
 reduction and two passes, and the backward one reduction and three passes, from the saved input and the per-row
-reciprocal root. On SmolLM2-135M's 4 x 512 x 576 hidden states one norm's forward and backward took 24-25 ms on
-the project's 2-core CPU, and 9-10 ms this way: 61 norms a step, about 0.9 s of a 16-17 s step.
+reciprocal root. A CPU step is largely such passes over memory (bench/trial_throughput.py times the steps).
 
 The rotary embedding (x cos + rotate_half(x) sin, for the queries and the keys) negates and concatenates a copy
 of each before its three passes; here it is one product and two in-place multiply-adds on the halves, forward and
-backward: 15-16 ms a layer against 24-25 ms on the same shapes, about 0.27 s a step.
+backward.
 
 Both are installed for the length of a run (`fused_elementwise`), and only where the model computes exactly that
 (checked at install: Gemma's norm, which scales by 1 + weight, keeps its own). They serve training steps in

@@ -2,8 +2,8 @@
 fused multiply-add (torch.addmm_), instead of peft's three passes over the output (B's product, the scaling,
 the sum).
 
-The adapter's side path writes little arithmetic but a whole output-sized tensor three times over, forward and
-backward: on SmolLM2-135M's MLP (4 x 512 tokens x 1536 features) that was about 1.4 s of a 14 s CPU step. Here
+The adapter's side path holds little arithmetic but writes a whole output-sized tensor three times over, forward
+and backward, which on a CPU costs far more than the arithmetic (bench/trial_throughput.py times the steps). Here
 the scaling is applied inside the product (and in the backward pass to the rank-sized gradient), and the sum is
 written into the base output in place (a frozen layer's backward pass never needs its output).
 

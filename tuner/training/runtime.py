@@ -69,11 +69,10 @@ def jemalloc_environment(environ: Mapping[str, str]) -> dict[str, str] | None:
     """The environment that starts the advisor again with jemalloc preloaded, or None when it needs no restart
     (jemalloc already loaded, not installed, or ADVISOR_ALLOCATOR=glibc).
 
-    CPU training allocates and frees large activation buffers every step. glibc keeps much of what is freed
-    (LoRA r 16 on SmolLM2-135M at 4 x 256 tokens peaked at 4.52 GiB resident against 2.69 GiB with jemalloc),
-    and returning it at once (a fixed mmap threshold) costs a quarter of the speed; jemalloc returns it at
-    1.10x glibc's speed there (0.87x at 8 x 512, where glibc held 5.5 GiB more; bench/memory_estimate.py
-    --allocators), so the memory estimate holds for the run as it is started."""
+    CPU training allocates and frees large activation buffers every step. glibc keeps much of what is freed, and
+    returning it at once (a fixed mmap threshold) slows the steps; jemalloc returns it at about glibc's speed
+    (bench/memory_estimate.py --allocators compares the three), so the memory estimate holds for the run as it
+    is started."""
     if environ.get(ALLOCATOR_VARIABLE, "").lower() == "glibc" or allocator() == "jemalloc":
         return None
     library = find_jemalloc()
@@ -104,8 +103,8 @@ def return_freed_memory() -> bool:
     """Make glibc hand freed tensor memory back to the kernel (M_MMAP_THRESHOLD fixed at 64 KiB); False elsewhere.
 
     By default glibc raises its mmap threshold as large blocks are freed, so after the first step activation
-    buffers come from the heap and stay resident once freed: on this project's CPU machine LoRA r=16 on
-    SmolLM2-135M at 4 x 256 tokens peaked at 4.8 GB resident that way and 2.8 GB with the threshold fixed.
+    buffers come from the heap and stay resident once freed, far above the memory estimate
+    (bench/memory_estimate.py --allocators).
     """
     import ctypes
     import ctypes.util

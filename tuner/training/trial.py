@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from tuner.data.packing import IGNORE_INDEX, PackedRows
-from tuner.settings import LORAPLUS_LR_RATIO, LoraSettings, TrainBudget
+from tuner.defaults import LORAPLUS_LR_RATIO
+from tuner.settings import LoraSettings, TrainBudget
 from tuner.study.objective import DivergenceGuard
 from tuner.training.compilation import layer_compiler
 from tuner.training.fused_elementwise import fused_elementwise

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 from textual import on
@@ -16,7 +17,7 @@ DATA_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 class DataTree(DirectoryTree):
     """Directories, and only the files the study can read."""
 
-    def filter_paths(self, paths):  # type: ignore[no-untyped-def]
+    def filter_paths(self, paths: Iterable[Path]) -> Iterable[Path]:
         return [p for p in paths if p.is_dir() or p.suffix.lower() in DATA_SUFFIXES]
 
 

@@ -20,7 +20,7 @@ class GoalScreen(StepScreen):
     step_title = "4/4  Learn most or forget least, and how long may the study take?"
 
     def compose_step(self) -> ComposeResult:
-        choices = self.app.choices  # type: ignore[attr-defined]
+        choices = self.advisor_app.choices
         with RadioSet(id="goal"):
             for goal, label in GOALS.items():
                 yield RadioButton(f"{label} ({goal:g})", value=goal == choices.goal, name=str(goal))
@@ -41,7 +41,7 @@ class GoalScreen(StepScreen):
         return float(pressed.name) if pressed is not None and pressed.name else 0.5
 
     def advice_text(self) -> str:
-        return goal_advice(self._chosen_goal() if self.is_mounted else self.app.choices.goal)  # type: ignore[attr-defined]
+        return goal_advice(self._chosen_goal() if self.is_mounted else self.advisor_app.choices.goal)
 
     @on(RadioSet.Changed, "#goal")
     def goal_changed(self) -> None:
@@ -77,10 +77,10 @@ class GoalScreen(StepScreen):
         if isinstance(chosen, str):
             return chosen
         _, trial_tokens = chosen
-        self.app.choices = replace(  # type: ignore[attr-defined]
-            self.app.choices,
+        self.advisor_app.choices = replace(
+            self.advisor_app.choices,
             goal=self._chosen_goal(),
             study_budget=self.query_one("#study-budget", Input).value.strip(),
-            trial_tokens=trial_tokens,  # type: ignore[attr-defined]
+            trial_tokens=trial_tokens,
         )
         return None

@@ -16,7 +16,7 @@ class MemoryScreen(StepScreen):
     step_title = "3/4  How much memory may a trial use?"
 
     def compose_step(self) -> ComposeResult:
-        budget = self.app.choices.memory_budget or ""  # type: ignore[attr-defined]
+        budget = self.advisor_app.choices.memory_budget or ""
         yield Static("GPU memory, or RAM when training on CPU (e.g. 8GiB); empty for no limit", classes="field-label")
         yield Input(budget, placeholder="8GiB", id="budget")
         yield Static("", id="estimate")
@@ -35,20 +35,13 @@ class MemoryScreen(StepScreen):
     def estimate(self, budget: str) -> None:
         """The breakdown of a paper-default trial (r=16, all linear layers, 4 x 512) and, under a budget, what fits."""
         from tuner.errors import AdvisorError
-        from tuner.memory.estimate import (
-            PARTS,
-            TrainSetup,
-            estimate,
-            feasible_text,
-            format_size,
-            memory_report,
-            model_shape,
-            parse_size,
-        )
+        from tuner.memory.estimate import PARTS, TrainSetup, estimate, model_shape
+        from tuner.memory.report import feasible_text, memory_report
+        from tuner.memory.sizes import format_size, parse_size
 
         problem = ""  # a budget that does not parse is said once, where Next would say it
         try:
-            shape = model_shape(self.app.choices.model)  # type: ignore[attr-defined]
+            shape = model_shape(self.advisor_app.choices.model)
             setup = TrainSetup(rank=16, targets="all", batch=4, seq_len=512)
             figures = estimate(shape, setup).as_dict()
             lines = ["A trial at r=16 on all linear layers, batch 4 x 512 tokens, on CPU:"]
@@ -59,7 +52,7 @@ class MemoryScreen(StepScreen):
             except ValueError as error:
                 size, problem = None, str(error)
             if size is not None:
-                report = memory_report(self.app.choices.model, shape, setup, size)  # type: ignore[attr-defined]
+                report = memory_report(self.advisor_app.choices.model, shape, setup, size)
                 lines += ["", feasible_text(report)]
             message = "\n".join(lines)
         except (AdvisorError, ValueError) as error:
@@ -72,24 +65,26 @@ class MemoryScreen(StepScreen):
 
     def accept(self) -> str | None:
         from tuner.errors import AdvisorError
-        from tuner.memory.estimate import parse_size
+        from tuner.memory.sizes import parse_size
 
         budget = self.query_one("#budget", Input).value.strip() or None
         if budget is not None:
             try:
-                problem = too_small(self.app.choices.model, parse_size(budget))  # type: ignore[attr-defined]
+                problem = too_small(self.advisor_app.choices.model, parse_size(budget))
             except (AdvisorError, ValueError) as error:
                 return str(error)
             if problem is not None:
                 return problem
-        self.app.choices = replace(self.app.choices, memory_budget=budget)  # type: ignore[attr-defined]
+        self.advisor_app.choices = replace(self.advisor_app.choices, memory_budget=budget)
         return None
 
 
 def too_small(model: str, budget: int) -> str | None:
     """Why no trial of the study fits a memory budget (the smallest: r=8 on attention at the trial's batch 4 x 512
     tokens), or None when one does."""
-    from tuner.memory.estimate import TrainSetup, estimate, format_size, model_shape, weights_refusal
+    from tuner.memory.estimate import TrainSetup, estimate, model_shape
+    from tuner.memory.report import weights_refusal
+    from tuner.memory.sizes import format_size
 
     shape = model_shape(model)
     smallest = TrainSetup(rank=8, targets="attention", batch=4, seq_len=512)

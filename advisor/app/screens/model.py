@@ -27,7 +27,7 @@ class ModelScreen(StepScreen):
 
     def compose_step(self) -> ComposeResult:
         yield Static("Built-in name, hub id (org/name), local directory or .gguf file", classes="field-label")
-        yield Input(self.app.choices.model, id="model")  # type: ignore[attr-defined]
+        yield Input(self.advisor_app.choices.model, id="model")
         yield Static("", id="model-info")
 
     def on_mount(self) -> None:
@@ -88,5 +88,5 @@ class ModelScreen(StepScreen):
             return f"Checking {model} first; the next step opens when it is found."
         if self.problem is not None:
             return self.problem
-        self.app.choices = replace(self.app.choices, model=model)  # type: ignore[attr-defined]
+        self.advisor_app.choices = replace(self.advisor_app.choices, model=model)
         return None

@@ -11,7 +11,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Static
 
-from advisor.progress import recommendation_text
+from advisor.app.wording import recommendation_text
 from tuner.records import Recommendation
 
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
-from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Static
 
+from advisor.app.screens.base import AdvisorScreen
 
-class StepScreen(Screen[None]):
+
+class StepScreen(AdvisorScreen):
     """A wizard step; subclasses give `step_title`, `compose_step`, `advice_text` and `accept`."""
 
     CSS_PATH = "step.tcss"
@@ -70,7 +71,7 @@ class StepScreen(Screen[None]):
         error = self.accept()
         self.show_error(error or "")
         if error is None:
-            self.app.next_step()  # type: ignore[attr-defined]
+            self.advisor_app.next_step()
 
     def action_back(self) -> None:
         if len(self.app.screen_stack) > 2:

@@ -10,23 +10,23 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 from textual.worker import get_current_worker
 from textual_plotext import PlotextPlot
 
 from advisor.app.screens import LOSS_LINE
-from advisor.progress import describe_params, trial_outcome
+from advisor.app.screens.base import AdvisorScreen
+from advisor.app.wording import describe_params, trial_outcome
 from tuner import events
 from tuner.events import Event
 from tuner.records import Recommendation, TrialRecord
+from tuner.settings import StudySettings
 from tuner.study.budget import format_duration
 from tuner.study.watch import INTERRUPTED
 
@@ -58,7 +58,7 @@ class StudyEnded(Message):
         self.message = message
 
 
-class StudyScreen(Screen[None]):
+class StudyScreen(AdvisorScreen):
     CSS_PATH = "study.tcss"
     BINDINGS = [
         Binding("p", "pause", "Pause after trial"),
@@ -68,11 +68,11 @@ class StudyScreen(Screen[None]):
         Binding("enter", "recommendation", "Recommendation", priority=True),
     ]
 
-    def __init__(self, settings: Any, run_dir: Path, watch: tuple[str, str] | None = None) -> None:
+    def __init__(self, settings: StudySettings, run_dir: Path, watch: tuple[str, str] | None = None) -> None:
         super().__init__()
         self.settings = settings
         self.run_dir = run_dir
-        self.watch = watch
+        self.shared_study = watch
         """(storage URL, study name) of a study other processes run, watched here; None: this app runs it."""
         self.watched = f"study {watch[1]!r}" if watch is not None else ""
         """The watched study and its storage, as the status line names them."""
@@ -131,8 +131,8 @@ class StudyScreen(Screen[None]):
                 raise StudyStopped("paused after a finished trial")
 
         try:
-            allow = self.app.choices.allow_code_execution is True  # type: ignore[attr-defined]
-            runner = self.app.runner  # type: ignore[attr-defined]
+            allow = self.advisor_app.choices.allow_code_execution is True
+            runner = self.advisor_app.runner
             recommendation = runner(self.settings, self.run_dir, report, allow_code_execution=allow)
             self.post_message(StudyEnded(recommendation, "study finished"))
         except StudyStopped as stopped:
@@ -185,7 +185,7 @@ class StudyScreen(Screen[None]):
             self.total_trials, self.finished_trials = event.total_trials, event.finished_trials
             self.resumed_from = event.finished_trials
             self.spent_share = self.resumed_share = event.spent_share or 0.0
-            if self.watch is not None:
+            if self.shared_study is not None:
                 self.watched = event.run_dir
             self.show_stored_trials()
         elif isinstance(event, events.TrialStarted):
@@ -266,10 +266,10 @@ class StudyScreen(Screen[None]):
         self.recommendation = message.recommendation or self.recommendation
         table = self.query_one("#trials", DataTable)
         for key in list(table.rows):  # a trial cut short is not running any more: it runs again on resume
-            if self.watch is None and table.get_cell(key, "state") == "running":
+            if self.shared_study is None and table.get_cell(key, "state") == "running":
                 self._cell(int(key.value or 0), "state", "stopped")
         hint = "press Enter for the recommendation" if message.recommendation else "press r to resume"
-        if self.watch is not None and not message.recommendation:
+        if self.shared_study is not None and not message.recommendation:
             hint = "ctrl+q quits"
         self.query_one("#status", Static).update(f"{message.message}; {hint}")
         self.refresh_bindings()
@@ -277,7 +277,7 @@ class StudyScreen(Screen[None]):
     def show_status(self) -> None:
         if not self.running:
             return
-        if self.watch is not None:
+        if self.shared_study is not None:
             self.show_watch_status()
             return
         elapsed = time.monotonic() - self.started
@@ -352,10 +352,10 @@ class StudyScreen(Screen[None]):
     # -- actions ------------------------------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if self.watch is not None and action in ("pause", "stop", "resume"):
+        if self.shared_study is not None and action in ("pause", "stop", "resume"):
             return False  # other processes run the study: this app only watches it
         if action == "stop_watching":
-            return self.watch is not None and self.running
+            return self.shared_study is not None and self.running
         if action in ("pause", "stop"):
             return self.running
         if action == "resume":
@@ -383,8 +383,8 @@ class StudyScreen(Screen[None]):
         self.started = time.monotonic()
         self.resumed_from = self.finished_trials
         self.refresh_bindings()
-        if self.watch is not None:
-            self.watch_study(*self.watch)
+        if self.shared_study is not None:
+            self.watch_study(*self.shared_study)
         else:
             self.run_study()
 

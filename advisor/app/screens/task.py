@@ -20,7 +20,7 @@ class TaskScreen(StepScreen):
     step_title = "1/4  What should the model learn?"
 
     def compose_step(self) -> ComposeResult:
-        choices = self.app.choices  # type: ignore[attr-defined]
+        choices = self.advisor_app.choices
         with RadioSet(id="task"):
             for task, label in TASKS.items():
                 yield RadioButton(label, value=task == choices.task, name=task)
@@ -41,14 +41,14 @@ class TaskScreen(StepScreen):
             yield Static("", id="preview-text")
 
     def on_mount(self) -> None:
-        self.query_one("#custom").display = self.app.choices.task == "custom"  # type: ignore[attr-defined]
+        self.query_one("#custom").display = self.advisor_app.choices.task == "custom"
 
     def _chosen_task(self) -> str:
         pressed = self.query_one("#task", RadioSet).pressed_button
         return pressed.name if pressed is not None and pressed.name else "math"
 
     def advice_text(self) -> str:
-        return task_advice(self._chosen_task() if self.is_mounted else self.app.choices.task)  # type: ignore[attr-defined]
+        return task_advice(self._chosen_task() if self.is_mounted else self.advisor_app.choices.task)
 
     @on(RadioSet.Changed, "#task")
     def task_changed(self) -> None:
@@ -91,7 +91,7 @@ class TaskScreen(StepScreen):
                 task="custom", source=data, prompt_column=prompt_column, response_column=response_column.strip()
             )
             pairs = load_pairs(settings, None)
-            model = self.app.choices.model  # type: ignore[attr-defined]
+            model = self.advisor_app.choices.model
             tokenizer = tokenizer_if_quick(model)
             shown = []
             for pair in pairs.select(range(min(3, len(pairs)))):
@@ -109,12 +109,12 @@ class TaskScreen(StepScreen):
         """Code studies score HumanEval by running the model's code: ask once before going on."""
         from advisor.app.screens.question import QuestionScreen
 
-        if self._chosen_task() != "code" or self.app.choices.allow_code_execution is not None:  # type: ignore[attr-defined]
+        if self._chosen_task() != "code" or self.advisor_app.choices.allow_code_execution is not None:
             super().action_next()
             return
 
         def answered(allow: bool | None) -> None:
-            self.app.choices = replace(self.app.choices, allow_code_execution=bool(allow))  # type: ignore[attr-defined]
+            self.advisor_app.choices = replace(self.advisor_app.choices, allow_code_execution=bool(allow))
             super(TaskScreen, self).action_next()
 
         question = (
@@ -133,9 +133,9 @@ class TaskScreen(StepScreen):
             if not Path(data).expanduser().exists() and "/" not in data:
                 return f"No such file: {data}"
         prompt_column, response_column = self._columns()
-        app = self.app
-        app.choices = replace(  # type: ignore[attr-defined]
-            app.choices,  # type: ignore[attr-defined]
+        app = self.advisor_app
+        app.choices = replace(
+            app.choices,
             task=task,
             data=data if task == "custom" else None,
             prompt_column=prompt_column or "prompt",

@@ -15,20 +15,23 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
-from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Input, Label, ProgressBar, RichLog, Static
 from textual_plotext import PlotextPlot
 
 from advisor.app.screens import LOSS_LINE
+from advisor.app.screens.base import AdvisorScreen
+from advisor.app.wording import scores_text, train_start_text, train_summary
 from advisor.presets import preset_from_run
-from advisor.progress import scores_text, train_start_text
 from tuner import events
+from tuner.defaults import VARIANT_LABELS
 from tuner.events import TrainEvent
+from tuner.fullrun.checkpoints import SETTINGS_FILE
 from tuner.fullrun.handover import read_study, run_estimate
 from tuner.fullrun.report import REPORT_JSON as REPORT_FILE
-from tuner.fullrun.train import SETTINGS_FILE
+from tuner.fullrun.train import RunOptions
+from tuner.records import RunReport
 from tuner.scoring.benchmarks import study_benchmarks
-from tuner.settings import VARIANT_LABELS
+from tuner.settings import RunSettings
 
 PREFILL_SECONDS = 30 * 60
 """Where all examples (or all benchmark items) would take longer than this, the form starts with fewer."""
@@ -50,7 +53,7 @@ class TrainMessage(Message):
 class TrainEnded(Message):
     """The worker is done: with the report, stopped, or with an error to show."""
 
-    def __init__(self, report: dict[str, Any] | None, message: str) -> None:
+    def __init__(self, report: RunReport | None, message: str) -> None:
         super().__init__()
         self.report = report
         self.message = message
@@ -65,7 +68,7 @@ def _optional_count(text: str, what: str) -> int | None:
     return int(text)
 
 
-class TrainScreen(Screen[None]):
+class TrainScreen(AdvisorScreen):
     CSS_PATH = "train.tcss"
     BINDINGS = [
         Binding("ctrl+n", "start", "Start"),
@@ -81,7 +84,7 @@ class TrainScreen(Screen[None]):
         self.stop_requested = threading.Event()
         self.running = False
         self.curve: list[tuple[int, float]] = []
-        self.report: dict[str, Any] | None = None
+        self.report: RunReport | None = None
         self.preset, finished = preset_from_run(run_dir)
         self.study = finished.settings
         """The study's recommended preset and its settings: what Start trains, with the form's changes."""
@@ -192,7 +195,7 @@ class TrainScreen(Screen[None]):
             self.query_one("#eval-limit", Input).value = str(PREFILL_ITEMS)
 
     def _benchmarks(self) -> tuple[str, ...]:
-        allow = self.app.choices.allow_code_execution is True  # type: ignore[attr-defined]
+        allow = self.advisor_app.choices.allow_code_execution is True
         return study_benchmarks(self.study.task, allow)
 
     @on(Input.Changed)
@@ -210,7 +213,7 @@ class TrainScreen(Screen[None]):
     # -- the worker ---------------------------------------------------------------------------
 
     @work(thread=True, exclusive=True, exit_on_error=False)
-    def run_training(self, settings: Any, options: Any) -> None:
+    def run_training(self, settings: RunSettings, options: RunOptions) -> None:
         """Train (or resume) the full run; a stop request ends it at the next step."""
 
         def report(event: TrainEvent) -> None:
@@ -219,7 +222,7 @@ class TrainScreen(Screen[None]):
                 raise TrainingStopped("stopped; start again to resume from the last checkpoint")
 
         try:
-            trainer = self.app.trainer  # type: ignore[attr-defined]
+            trainer = self.advisor_app.trainer
             result = trainer(settings, self.run_dir / "train", options, report)
             self.post_message(TrainEnded(result, "full run finished"))
         except TrainingStopped as stopped:
@@ -259,8 +262,6 @@ class TrainScreen(Screen[None]):
 
     @on(TrainEnded)
     def train_ended(self, message: TrainEnded) -> None:
-        from advisor.progress import train_summary
-
         self.running = False
         self.report = message.report or self.report
         self.query_one("#status", Static).update(message.message)
@@ -296,14 +297,13 @@ class TrainScreen(Screen[None]):
         from advisor.presets import preset_run_settings
         from tuner.errors import AdvisorError
         from tuner.fullrun.handover import Overrides, scoring_settings
-        from tuner.fullrun.train import RunOptions
 
         try:
             epochs = _optional_count(self.query_one("#epochs", Input).value, "epochs")
             examples = _optional_count(self.query_one("#examples", Input).value, "training examples")
             limit = _optional_count(self.query_one("#eval-limit", Input).value, "items per benchmark")
             settings = preset_run_settings(self.preset, Overrides(epochs=epochs, train_examples=examples), self.study)
-            allow = self.app.choices.allow_code_execution is True  # type: ignore[attr-defined]
+            allow = self.advisor_app.choices.allow_code_execution is True
             options = RunOptions(scoring=scoring_settings(settings, limit=limit, allow_code_execution=allow))
         except (ValueError, AdvisorError) as error:
             self.query_one("#status", Static).update(f"[red]{error}[/red]")
@@ -342,9 +342,7 @@ class TrainScreen(Screen[None]):
         """The finished run's summary in the log."""
         import json
 
-        from advisor.progress import train_summary
         from tuner.errors import AdvisorError
-        from tuner.records import RunReport
 
         try:
             report = RunReport.from_json(json.loads((self.train_dir / REPORT_FILE).read_text(encoding="utf-8")))

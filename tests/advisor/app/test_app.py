@@ -25,8 +25,8 @@ from advisor.app.screens.study import StudyEvent, StudyScreen
 from advisor.app.screens.task import TaskScreen
 from advisor.app.screens.train import TrainScreen
 from tuner import events
+from tuner.defaults import MAX_BUDGET_TRIALS
 from tuner.records import Recommendation, RunReport
-from tuner.settings import MAX_BUDGET_TRIALS
 
 PARAMS = {"learning_rate": 1e-4, "rank": 16, "alpha_multiple": 2.0, "targets": "all"}
 

@@ -66,8 +66,9 @@ def test_the_same_seed_draws_the_same_report(capsys, gsm8k_report, tiny_model, d
 
 def test_adapter_and_tuned_model_are_columns_beside_the_base(capsys, tiny_model, tiny_adapter, data_dir):
     from advisor.commands.diversity import evaluate_diversity
+    from advisor.commands.evaluate import EvalArgs
 
-    code = evaluate_diversity(
+    args = EvalArgs(
         model=str(tiny_model),
         adapter=tiny_adapter,
         tuned=tiny_model,  # the base weights again: drawn with the same seed, the same answers
@@ -77,9 +78,9 @@ def test_adapter_and_tuned_model_are_columns_beside_the_base(capsys, tiny_model,
         limit=2,
         seed=3,
         data_dir=str(data_dir),
-        json_output=True,
-        max_new_tokens=8,
+        json=True,
     )
+    code = evaluate_diversity(args, max_new_tokens=8)
     results = json.loads(capsys.readouterr().out)["results"]["gsm8k"]
     assert code == 0 and list(results) == ["base", "adapter", "tuned"]
     assert results["tuned"] == results["base"]
@@ -88,8 +89,9 @@ def test_adapter_and_tuned_model_are_columns_beside_the_base(capsys, tiny_model,
 
 def test_table_has_a_row_per_k_and_a_column_per_model(capsys, tiny_model, data_dir):
     from advisor.commands.diversity import evaluate_diversity
+    from advisor.commands.evaluate import EvalArgs
 
-    code = evaluate_diversity(
+    args = EvalArgs(
         model=str(tiny_model),
         tuned=tiny_model,
         tasks="gsm8k",
@@ -97,8 +99,8 @@ def test_table_has_a_row_per_k_and_a_column_per_model(capsys, tiny_model, data_d
         temperature=0.7,
         limit=2,
         data_dir=str(data_dir),
-        max_new_tokens=4,
     )
+    code = evaluate_diversity(args, max_new_tokens=4)
     out = capsys.readouterr().out
     assert code == 0 and "GSM8K, 2 problems: 5 answers each at temperature 0.7" in out
     lines = out.splitlines()
@@ -114,8 +116,9 @@ def test_table_has_a_row_per_k_and_a_column_per_model(capsys, tiny_model, data_d
 
 def test_humaneval_answers_run_in_the_sandbox(capsys, tiny_model, data_dir):
     from advisor.commands.diversity import evaluate_diversity
+    from advisor.commands.evaluate import EvalArgs
 
-    code = evaluate_diversity(
+    args = EvalArgs(
         model=str(tiny_model),
         tasks="humaneval",
         samples=2,
@@ -123,9 +126,9 @@ def test_humaneval_answers_run_in_the_sandbox(capsys, tiny_model, data_dir):
         limit=1,
         allow_code_execution=True,
         data_dir=str(data_dir),
-        json_output=True,
-        max_new_tokens=8,
+        json=True,
     )
+    code = evaluate_diversity(args, max_new_tokens=8)
     result = json.loads(capsys.readouterr().out)["results"]["humaneval"]["base"]
     assert code == 0 and result["correct"] == [0] and 1 <= result["distinct"][0] <= 2  # random weights write no code
     assert result["distinct_answers"] is None

@@ -19,10 +19,11 @@ import pytest
 
 from advisor.commands.workers import WORKER_FLAG, worker_argv, worker_environments
 from tests.conftest import run_cli, tune_command
+from tuner.defaults import CONFIRM_TRIALS
 from tuner.records import Recommendation, TrialRecord
-from tuner.settings import CONFIRM_TRIALS
 from tuner.study.confirm import confirm_choice
-from tuner.study.state import StudyState, driver_url, finished_trials, trial_record
+from tuner.study.state import StudyState, driver_url
+from tuner.study.trials import finished_trials, trial_record
 
 GIVE_STORAGE = "give its --storage URL too"
 TRIAL = ["--trial-tokens", "4096", "--batch-size", "2", "--seq-len", "128"]

@@ -10,8 +10,9 @@ import yaml
 
 from advisor.exports import CONFIG_FILES, export_preset
 from advisor.presets import Preset, load_preset
+from tuner.defaults import VARIANTS
 from tuner.paper import PAPER
-from tuner.settings import VARIANTS, LoraSettings, TrainingRecipe
+from tuner.settings import LoraSettings, TrainingRecipe
 
 # A study's kind of result: attention only, a non-default dropout and warm-up, the built-in model.
 ATTENTION = Preset(

@@ -6,7 +6,7 @@ import pytest
 
 from advisor.exports import export_preset
 from tests.advisor.exports.shared import ATTENTION, PRESETS, VARIANT_PRESETS, check_header
-from tuner.settings import ATTENTION_MODULES
+from tuner.defaults import ATTENTION_MODULES
 
 
 def test_peft_readme_says_who_wrote_it_from_what_and_how_to_use_it(tmp_path):

@@ -140,7 +140,7 @@ def test_a_full_run_scores_the_base_before_training_rewrites_it(
 
 
 def test_a_checkpoint_cut_short_by_a_kill_is_skipped(tmp_path: Path) -> None:
-    from tuner.fullrun.train import latest_checkpoint
+    from tuner.fullrun.checkpoints import latest_checkpoint
 
     checkpoints = tmp_path / "checkpoints"
     for step in (4, 8):

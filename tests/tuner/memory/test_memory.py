@@ -15,10 +15,10 @@ from tuner.memory.estimate import (
     ModelShape,
     TrainSetup,
     estimate,
-    largest_feasible,
-    parse_size,
     trainable_parameters,
 )
+from tuner.memory.report import largest_feasible
+from tuner.memory.sizes import parse_size
 
 # A small Llama by hand: hidden 64, 2 layers, 4 heads of 16 (2 KV heads), MLP 128, vocabulary 1000, tied.
 SMALL = ModelShape(
@@ -166,12 +166,13 @@ def test_tune_under_a_budget_runs_only_what_fits(tiny_model, data_dir, tmp_path,
     assert "over" in feasible(LoraSettings(256, 512, "all"))
 
     import tuner.training.runtime
+    from tuner.study.options import StudyOptions
     from tuner.study.run import run_study
 
     returned = []  # fixing glibc's threshold would slow every later test in this process: record it instead
     monkeypatch.setattr(tuner.training.runtime, "return_freed_memory", lambda: returned.append(True) or True)
     run_dir = tmp_path / "run"
-    run_study(settings, run_dir, data_dir=data_dir, space=space, feasible=feasible, score_items=0)
+    run_study(settings, run_dir, StudyOptions(data_dir=data_dir, score_items=0))  # the study applies the budget
     trials = [json.loads(p.read_text()) for p in sorted((run_dir / "trials").glob("*.json"))]
     assert trials[0]["params"]["rank"] == 16  # the paper's r=256 setting was not enqueued: it does not fit
     assert all(t["params"]["rank"] in space.ranks for t in trials)

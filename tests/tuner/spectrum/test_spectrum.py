@@ -10,18 +10,10 @@ import pytest
 import torch
 
 from tuner.errors import AdvisorError
-from tuner.spectrum.analysis import (
-    SPECTRUM_VERSION,
-    MatrixSpectrum,
-    SpectrumReport,
-    StateDictWeights,
-    adapter_factors,
-    adapter_spectrum,
-    layer_module,
-    matrix_spectrum,
-    rank_for_variance,
-    write_heatmap,
-)
+from tuner.spectrum.adapter import adapter_factors, adapter_spectrum
+from tuner.spectrum.rank import MatrixSpectrum, layer_module, matrix_spectrum, rank_for_variance
+from tuner.spectrum.report import SPECTRUM_VERSION, SpectrumReport, write_heatmap
+from tuner.spectrum.weights import StateDictWeights
 
 
 @pytest.mark.parametrize(

@@ -6,8 +6,8 @@ import math
 
 import pytest
 
+from tuner.defaults import CONFIRM_TRIALS
 from tuner.records import TrialRecord
-from tuner.settings import CONFIRM_TRIALS
 from tuner.study.confirm import (
     NOISE_SE,
     Remeasured,

@@ -9,6 +9,7 @@ from wsgiref.util import setup_testing_defaults
 import pytest
 
 from tests.tuner.study.test_study import TINY_SPACE, settings
+from tuner.study.options import StudyOptions
 from tuner.study.run import run_study
 from tuner.study.state import default_storage, open_storage
 
@@ -32,7 +33,9 @@ def test_the_dashboard_reads_a_finished_study(backend, tiny_model, data_dir, tmp
     url = request.getfixturevalue("postgres_url") if backend == "postgresql" else None
     study = "dash" if url else None
     recommendation = run_study(
-        settings(tiny_model, 2), run_dir, data_dir=data_dir, space=TINY_SPACE, storage=url, study=study, score_items=0
+        settings(tiny_model, 2),
+        run_dir,
+        StudyOptions(data_dir=data_dir, space=TINY_SPACE, storage=url, study=study, score_items=0),
     )
     storage = open_storage(url or default_storage(run_dir))
     summaries = dashboard_get(storage, "/api/studies")["study_summaries"]

@@ -10,9 +10,9 @@ import pytest
 
 from tuner.settings import DataSettings, StudySettings, TrainBudget
 from tuner.study.budget import Spent, StudyBudget, describe_spent
+from tuner.study.options import halving_pruner
 from tuner.study.priors import starting_points, width_rate, width_rule
 from tuner.study.range_test import RangeResult, RangeTestPlan, analyse, search_range, smoothed
-from tuner.study.run import halving_pruner
 from tuner.study.space import SearchSpace, alpha_choice, lora_from_params, trial_params
 from tuner.study.trial_objective import Spending
 

@@ -17,14 +17,15 @@ from tests.conftest import tune_command
 from tuner.errors import AdvisorError
 from tuner.events import StudyFinished, TrialFinished, TrialStarted
 from tuner.settings import DataSettings, StudySettings, TrainBudget
+from tuner.study.options import StudyOptions
 from tuner.study.priors import width_rate
 from tuner.study.run import run_study
 from tuner.study.space import SearchSpace
 
 
-def run_study_json(*args, **options) -> dict:
-    """run_study's recommendation as recommendation.json holds it."""
-    return run_study(*args, **options).to_json()
+def run_study_json(settings: StudySettings, run_dir: Path, **options) -> dict:
+    """run_study's recommendation with these StudyOptions, as recommendation.json holds it."""
+    return run_study(settings, run_dir, StudyOptions(**options)).to_json()
 
 
 BUDGET = TrainBudget(train_tokens=4096, batch_size=2, seq_len=128, evaluations=2)
@@ -66,13 +67,13 @@ def test_three_trial_study_writes_trials_and_recommendation(tiny_model, data_dir
     assert sum(isinstance(e, TrialFinished) for e in events) == 3 and isinstance(events[-1], StudyFinished)
 
     # The same study with more trials resumes: the first three stay as they were, none is repeated.
-    run_study(settings(tiny_model, 5), run_dir, data_dir=data_dir, space=TINY_SPACE)
+    run_study(settings(tiny_model, 5), run_dir, StudyOptions(data_dir=data_dir, space=TINY_SPACE))
     resumed = records(run_dir)
     assert len(resumed) == 5 and resumed[:3] == trials
     assert len({json.dumps(t["params"], sort_keys=True) for t in resumed}) == 5
 
     with pytest.raises(AdvisorError, match="holds a study with other settings \\(goal differ\\)"):
-        run_study(settings(tiny_model, 5, goal=0.9), run_dir, data_dir=data_dir)
+        run_study(settings(tiny_model, 5, goal=0.9), run_dir, StudyOptions(data_dir=data_dir))
 
 
 def test_diverging_trial_is_pruned_with_its_reason(tiny_model, data_dir, tmp_path):
@@ -124,11 +125,11 @@ def test_killed_study_resumes_keeping_every_completed_trial(tiny_model, data_dir
 def test_storage_url_keeps_the_study_outside_the_run_directory(tiny_model, data_dir, tmp_path):
     import optuna
 
-    from tuner.study.run import study_name
+    from tuner.study.state import study_name
 
     url = f"sqlite:///{tmp_path / 'shared.db'}"
     run_dir = tmp_path / "run"
-    run_study(settings(tiny_model, 1), run_dir, data_dir=data_dir, storage=url)
+    run_study(settings(tiny_model, 1), run_dir, StudyOptions(data_dir=data_dir, storage=url))
     assert not (run_dir / "study.db").exists() and (run_dir / "recommendation.json").is_file()
     study = optuna.load_study(study_name=study_name(run_dir, external_storage=True), storage=url)
     assert [t.state.name for t in study.trials] == ["COMPLETE", "WAITING"]  # the second paper setting waits
@@ -159,7 +160,7 @@ def test_surviving_trials_are_scored_and_the_study_ends_with_a_pareto_front(tiny
 
     # Resumed, the base model is not scored again: its scores live in the study (and the cache).
     events.clear()
-    run_study(settings(tiny_model, 4), run_dir, report=events.append, **options)
+    run_study(settings(tiny_model, 4), run_dir, StudyOptions(report=events.append, **options))
     assert not any(isinstance(e, Stage) and "base model on the study" in e.message for e in events)
 
 
@@ -297,7 +298,7 @@ def test_each_searched_variant_gets_its_own_range_test_and_draws_from_its_range(
 def test_the_range_test_takes_at_most_a_quarter_of_a_token_budget(tiny_model, data_dir, tmp_path):
     from tuner.study.budget import StudyBudget
     from tuner.study.range_test import RangeTestPlan
-    from tuner.study.run import range_test_within_budget
+    from tuner.study.search import range_test_within_budget
 
     budget = StudyBudget(tokens=3 * BUDGET.train_tokens)  # 12,288 tokens: a quarter holds 24 steps of one 128-token row
     study = settings(tiny_model, 1000, search_budget=budget)
@@ -307,6 +308,6 @@ def test_the_range_test_takes_at_most_a_quarter_of_a_token_budget(tiny_model, da
     assert range_test_within_budget(plan, study, 4) is None  # under 8 steps each: the space's own rates
     assert range_test_within_budget(plan, settings(tiny_model, 4), 1) is plan  # no budget: as it is
     run_dir = tmp_path / "run"
-    run_study(study, run_dir, data_dir=data_dir, space=TINY_SPACE, score_items=0, range_test=plan)
+    run_study(study, run_dir, StudyOptions(data_dir=data_dir, space=TINY_SPACE, score_items=0, range_test=plan))
     found = json.loads((run_dir / "range_test.json").read_text())
     assert found["tokens"] <= budget.tokens // 4 and len(found["curve"]) <= 24

@@ -9,7 +9,8 @@ import optuna
 import pytest
 
 from tuner.study.loop import StudyLock, claim_trial, run_trials
-from tuner.study.state import StudyState, finished_trials, open_storage, requeue_interrupted
+from tuner.study.state import StudyState, open_storage, requeue_interrupted
+from tuner.study.trials import finished_trials
 
 
 def shared_study(url: str, name: str = "shared") -> optuna.Study:

@@ -7,9 +7,10 @@ import pytest
 from optuna.trial import TrialState
 
 from tuner.settings import TrainBudget
+from tuner.study.options import halving_pruner
 from tuner.study.retry import SLOT, add_retry, claim_in_slot_order, trial_slot
-from tuner.study.run import halving_pruner
-from tuner.study.state import ended_trials, requeue_interrupted, trial_record
+from tuner.study.state import requeue_interrupted
+from tuner.study.trials import ended_trials, trial_record
 
 BUDGET = TrainBudget(train_tokens=4096, batch_size=2, seq_len=128, evaluations=2)
 

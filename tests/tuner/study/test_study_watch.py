@@ -17,7 +17,8 @@ from tuner.settings import DataSettings, StudySettings, TrainBudget
 from tuner.study.budget import StudyBudget
 from tuner.study.recommend import recommend
 from tuner.study.space import SearchSpace
-from tuner.study.state import StudyState, TrialState, finished_trials, run_dir_name, shown_url, trial_record
+from tuner.study.state import StudyState, run_dir_name, shown_url
+from tuner.study.trials import TrialState, finished_trials, trial_record
 from tuner.study.watch import INTERRUPTED, StudyWatcher, open_watched
 
 BASE_LOSSES = {"target_loss": 2.0, "general_loss": 1.5}

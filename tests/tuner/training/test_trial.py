@@ -10,8 +10,9 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from tuner.data.prepare import prepare_study_data  # noqa: E402
+from tuner.defaults import LORAPLUS_LR_RATIO, VARIANTS  # noqa: E402
 from tuner.models.load import load_model, load_tokenizer, resolve_model  # noqa: E402
-from tuner.settings import LORAPLUS_LR_RATIO, VARIANTS, DataSettings, LoraSettings, TrainBudget  # noqa: E402
+from tuner.settings import DataSettings, LoraSettings, TrainBudget  # noqa: E402
 from tuner.training.runtime import pick_runtime  # noqa: E402
 from tuner.training.trial import (  # noqa: E402
     adapter_optimizer,

@@ -45,5 +45,5 @@ class Benchmark:
     """Scored by generating text (batched wider on a CPU), not by the likelihood of given choices."""
     item_cost: float = 100.0
     """Scoring one item costs about as much as LoRA training on this many tokens, on the same model and machine
-    (measured on the 2-core CPU with SmolLM2-135M: items/s in README.md's evaluation table against 200 training
-    tokens/s). With a trial's measured training speed it prices scoring before anything is timed."""
+    (from bench/eval_throughput.py's items per second against the training speed). With a trial's measured
+    training speed it prices scoring before anything is timed."""

@@ -1,8 +1,18 @@
-"""The headless display's words for the paper's comparisons: a change with its paired error, the reference arm."""
+"""The words the app and the CLI share for the paper's comparisons: a change with its paired error, the reference
+arm; and that they come without a terminal library."""
 
 from __future__ import annotations
 
-from advisor.progress import change_text, reference_lines
+import subprocess
+import sys
+
+from advisor.app.wording import change_text, reference_lines
+
+
+def test_the_wording_imports_neither_rich_nor_textual_nor_torch():
+    probe = "import sys, advisor.app.wording; print(*(m for m in ('rich', 'textual', 'torch') if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == []
 
 
 def test_a_paired_change_says_so_and_whether_it_is_beyond_noise():
