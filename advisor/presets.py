@@ -252,8 +252,9 @@ def preset_from_study(finished: FinishedStudy, name: str | None = None) -> Prese
     rec = finished.recommendation
     where = study_origin(rec.trial, rec.run_dir)  # where the study ran, as it recorded itself
     extra: dict[str, Any] = {"run_dir": rec.run_dir, "trial": rec.trial}
-    if rec.objective:
-        extra["objective"] = rec.objective
+    objective = rec.objective.to_json()
+    if objective:
+        extra["objective"] = objective
     return Preset(
         name=name or f"{rec.task}-study",
         task=rec.task,
@@ -264,7 +265,7 @@ def preset_from_study(finished: FinishedStudy, name: str | None = None) -> Prese
         notes=f"Recommended by {where}.",
         extra=extra,
         hardware="cpu" if (rec.runtime or "").startswith("CPU") else "gpu",
-        train_examples=(rec.data or {}).get("train_examples"),
+        train_examples=rec.data.train_examples if rec.data is not None else None,
     )
 
 

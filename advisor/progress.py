@@ -139,11 +139,11 @@ class RichReporter:
 
 def scores_plot(scores: StudyScores | None, console: Console) -> str | None:
     """The learning-vs-forgetting scatter of a study's scored trials, sized to the console; None without one."""
-    from tuner.scoring.plot import ScorePoint, terminal_plot
+    from tuner.scoring.plot import terminal_plot
 
     if not scores or not scores.points or len(scores.points) < 2 or scores.learning_benchmark is None:
         return None
-    points = [ScorePoint(**point) for point in scores.points]
+    points = list(scores.points)
     width = max(40, min(console.width, 100))
     title = BENCHMARKS[scores.learning_benchmark].title
     return terminal_plot(points, learning_name=title, width=width, height=20, color=console.is_terminal)

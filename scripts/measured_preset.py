@@ -25,6 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from advisor.presets import PRESETS_DIR, Preset, preset_from_run, write_preset  # noqa: E402 - checkout importable
 from tuner.errors import AdvisorError  # noqa: E402
+from tuner.records.reference import ReferenceSummary  # noqa: E402
 from tuner.scoring.benchmarks import BENCHMARKS  # noqa: E402
 
 
@@ -38,19 +39,18 @@ def change_text(figure: dict[str, Any]) -> str:
     )
 
 
-def reference_text(reference: dict[str, Any] | None) -> str:
+def reference_text(reference: ReferenceSummary | None) -> str:
     """The study's reference arm in a sentence: full fine-tuning's best rate and the LoRA - full gaps."""
     if not reference:
         return ""
     text = (
-        f" The study's reference arm trained every weight at {len(reference['runs'])} rates: full fine-tuning's best "
-        f"{reference['best_rate']:.3g}, LoRA's rate {reference['rate_ratio']:.3g}x it"
+        f" The study's reference arm trained every weight at {len(reference.runs)} rates: full fine-tuning's best "
+        f"{reference.best_rate:.3g}, LoRA's rate {reference.rate_ratio:.3g}x it"
     )
-    for key, label in (("general_score", "general score"), ("learning_score", "learning score")):
-        figure = reference.get(key)
-        if figure and figure.get("stderr") is not None:
-            verdict = "within noise" if figure.get("within_noise") else "beyond noise"
-            text += f"; {label} LoRA - full {figure['gap']:+.3f} ± {figure['stderr']:.3f} ({verdict})"
+    for figure, label in ((reference.general_score, "general score"), (reference.learning_score, "learning score")):
+        if figure is not None and figure.stderr is not None:
+            verdict = "within noise" if figure.within_noise else "beyond noise"
+            text += f"; {label} LoRA - full {figure.gap:+.3f} ± {figure.stderr:.3f} ({verdict})"
     return text + "."
 
 
@@ -69,7 +69,7 @@ def measured_preset(run_dir: Path, name: str, train_dir: Path | None = None) -> 
     scores = report.get("scoring") or {}
     items = scores.get("limit") if isinstance(scores, dict) else None
     benchmark = BENCHMARKS[report["learning_benchmark"]].title if report.get("learning_benchmark") else "learning"
-    objective = {key: float(objective) for key, objective in (rec.objective or {}).items() if key != "goal"}
+    objective = {key: float(objective) for key, objective in rec.objective.to_json().items() if key != "goal"}
     loss = {key: f"{objective.get(key, float('nan')):.4f}" for key in ("target_loss", "base_target_loss")}
     general = {key: f"{objective.get(key, float('nan')):.4f}" for key in ("general_loss", "base_general_loss")}
     study = (

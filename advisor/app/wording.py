@@ -11,6 +11,8 @@ from typing import Any
 
 from tuner.events import RunScored, TrainStarted, TrialScored
 from tuner.records import Recommendation, RunReport, StudyScores, TrialRecord
+from tuner.records.reference import ReferenceSummary
+from tuner.records.scores import ScoreChange
 from tuner.scoring.benchmarks import BENCHMARKS
 from tuner.scoring.benchmarks.roles import NOISE_SE
 from tuner.study.space import lora_from_params
@@ -43,14 +45,14 @@ def with_error(value: float, error: float | None, sign: str = "") -> str:
     return f"{value:{sign}.3f}" + (f" ± {error:.3f}" if error is not None else "")
 
 
-def change_text(name: str, figure: dict[str, Any]) -> str:
+def change_text(name: str, figure: ScoreChange) -> str:
     """'general mean 0.417 ± 0.082 (base 0.444 ± 0.083): -0.028 ± 0.041 paired, within noise' (paired: the change's
     error from the per-item differences on the same items)."""
-    paired = " paired" if figure.get("paired") else ""
-    change = with_error(figure["change"], figure.get("change_stderr"), "+") + paired
-    verdict = "within noise" if figure.get("within_noise") else "beyond noise (2 standard errors)"
-    base = with_error(figure["base"], figure.get("base_stderr"))
-    return f"{name} {with_error(figure['score'], figure.get('stderr'))} (base {base}): {change}, {verdict}"
+    paired = " paired" if figure.paired else ""
+    change = with_error(figure.change, figure.change_stderr, "+") + paired
+    verdict = "within noise" if figure.within_noise else "beyond noise (2 standard errors)"
+    base = with_error(figure.base, figure.base_stderr)
+    return f"{name} {with_error(figure.score, figure.stderr)} (base {base}): {change}, {verdict}"
 
 
 def scores_lines(scores: StudyScores | None, run_dir: str | None) -> list[str]:
@@ -62,13 +64,13 @@ def scores_lines(scores: StudyScores | None, run_dir: str | None) -> list[str]:
     if scores.base is None:
         return [f"  scores: none ({scores.note or plan.get('reason') or 'scoring is off'})"]
     lines = [f"  scores: {scores.items} items per benchmark ({plan.get('reason', '')})"]
-    pick = scores.pick or {}
-    if pick.get("general") or pick.get("learning"):
-        lines.append(f"  trial {pick['trial']} against the base model (± one standard error):")
-        if pick.get("general"):
-            lines.append(f"    {change_text('general mean', pick['general'])}")
-        if pick.get("learning"):
-            lines.append(f"    {change_text(BENCHMARKS[pick['learning']['benchmark']].title, pick['learning'])}")
+    pick = scores.pick
+    if pick is not None and (pick.general or pick.learning):
+        lines.append(f"  trial {pick.trial} against the base model (± one standard error):")
+        if pick.general:
+            lines.append(f"    {change_text('general mean', pick.general)}")
+        if pick.learning:
+            lines.append(f"    {change_text(BENCHMARKS[pick.learning.benchmark or ''].title, pick.learning)}")
     elif scores.base_general is not None:
         lines.append(
             f"  base model: general mean {scores.base_general:.3f}"
@@ -103,60 +105,59 @@ def recommendation_text(recommendation: Recommendation) -> str:
     return "\n".join(lines)
 
 
-def reference_lines(reference: dict[str, Any] | None) -> list[str]:
+def reference_lines(reference: ReferenceSummary | None) -> list[str]:
     """Full fine-tuning beside the pick: its rates, the ratio of the best rates (the paper's finding: about 10x),
     the held-out loss gaps, paired over the confirm rows where measured there, and the score gaps where its best
     run was scored."""
     if not reference:
         return []
     runs = ", ".join(
-        f"{run['rate']:.3g} "
-        + (f"{run['target_loss']:.4f}" if run.get("target_loss") is not None else "-")
-        + (" (stopped)" if run.get("stopped") else "")
-        for run in sorted(reference["runs"].values(), key=lambda run: run["rate"])
+        f"{run.rate:.3g} "
+        + (f"{run.target_loss:.4f}" if run.target_loss is not None else "-")
+        + (" (stopped)" if run.stopped else "")
+        for run in sorted(reference.runs.values(), key=lambda run: run.rate)
     )
     lines = [
         "  reference, full fine-tuning; held-out loss by rate:",
         f"    {runs}",
-        f"    LoRA's rate {reference['lora_rate']:.3g} / full's best {reference['best_rate']:.3g} = "
-        f"{reference['rate_ratio']:.3g}x",
+        f"    LoRA's rate {reference.lora_rate:.3g} / full's best {reference.best_rate:.3g} = "
+        f"{reference.rate_ratio:.3g}x",
         "    (LoRA Without Regret: about 10x; Biderman et al. 2024: 4-10x)",
     ]
-    for name, label in (("target_loss", "task"), ("general_loss", "general-text")):
-        figure = reference.get(name) or {}
-        confirm = figure.get("confirm")
+    for figure, label in ((reference.target_loss, "task"), (reference.general_loss, "general-text")):
+        confirm = figure.confirm
         if confirm:
-            verdict = "within noise" if abs(confirm["gap"]) <= NOISE_SE * confirm["stderr"] else "beyond noise"
+            verdict = "within noise" if abs(confirm.gap) <= NOISE_SE * confirm.stderr else "beyond noise"
             lines.append(
-                f"    {label} loss, LoRA - full: {confirm['gap']:+.4f} ± {confirm['stderr']:.4f}, "
-                f"{verdict} ({confirm['rows']} rows, paired)"
+                f"    {label} loss, LoRA - full: {confirm.gap:+.4f} ± {confirm.stderr:.4f}, "
+                f"{verdict} ({confirm.rows} rows, paired)"
             )
-        elif figure.get("gap") is not None:
-            lines.append(f"    {label} loss, LoRA - full: {figure['gap']:+.4f} (no confirm rows to pair)")
+        elif figure.gap is not None:
+            lines.append(f"    {label} loss, LoRA - full: {figure.gap:+.4f} (no confirm rows to pair)")
     return lines + reference_score_lines(reference)
 
 
-def reference_score_lines(reference: dict[str, Any]) -> list[str]:
+def reference_score_lines(reference: ReferenceSummary) -> list[str]:
     """Full fine-tuning's best run on the pick's benchmark items: its general and learning scores against the base
     model's, and LoRA's minus its own, each with its standard error (lines within 80 columns)."""
     scores = [
-        (BENCHMARKS[figure["benchmark"]].title if name == "learning_score" else "general", figure)
-        for name in ("general_score", "learning_score")
-        if (figure := reference.get(name))
+        (BENCHMARKS[figure.benchmark].title if figure.benchmark is not None else "general", figure)
+        for figure in (reference.general_score, reference.learning_score)
+        if figure is not None
     ]
     if not scores:
         return []
-    items = reference["score_items"]
-    lines = [f"    full fine-tuning (lr {reference['best_rate']:.3g}) against the base, {items} items per benchmark:"]
+    items = reference.score_items
+    lines = [f"    full fine-tuning (lr {reference.best_rate:.3g}) against the base, {items} items per benchmark:"]
     for title, figure in scores:
-        full = figure["full"]
-        change = with_error(full["change"], full.get("change_stderr"), "+") + (" paired" if full.get("paired") else "")
-        verdict = "within noise" if full.get("within_noise") else "beyond noise"
-        score = with_error(full["score"], full.get("stderr"))
-        lines.append(f"      {title} {score} (base {full['base']:.3f}): {change}, {verdict}")
+        full = figure.full
+        change = with_error(full.change, full.change_stderr, "+") + (" paired" if full.paired else "")
+        verdict = "within noise" if full.within_noise else "beyond noise"
+        score = with_error(full.score, full.stderr)
+        lines.append(f"      {title} {score} (base {full.base:.3f}): {change}, {verdict}")
     for title, figure in scores:
-        gap = with_error(figure["gap"], figure.get("stderr"), "+") + (" (paired)" if figure.get("paired") else "")
-        verdict = "within noise" if figure.get("within_noise") else "beyond noise"
+        gap = with_error(figure.gap, figure.stderr, "+") + (" (paired)" if figure.paired else "")
+        verdict = "within noise" if figure.within_noise else "beyond noise"
         named = "general score" if title == "general" else f"learning ({title})"
         lines.append(f"    {named}, LoRA - full: {gap}, {verdict}")
     return lines
@@ -179,14 +180,15 @@ def train_summary(report: RunReport) -> str:
     if report.scores:
         base, trained = report.scores["base"], report.scores["trained"]
         if "general" in noise:
-            lines.append(f"  {change_text('general mean (forgetting)', noise['general'])}")
+            lines.append(f"  {change_text('general mean (forgetting)', ScoreChange.from_json(noise['general']))}")
         elif base.general is not None and trained.general is not None:
             lines.append(
                 f"  general mean (forgetting): base {base.general:.3f}, trained {trained.general:.3f} "
                 f"({trained.general - base.general:+.3f})"
             )
         if "learning" in noise:
-            lines.append(f"  {change_text(f'{report.learning_benchmark} (learning)', noise['learning'])}")
+            learned = ScoreChange.from_json(noise["learning"])
+            lines.append(f"  {change_text(f'{report.learning_benchmark} (learning)', learned)}")
         elif base.learning is not None and trained.learning is not None:
             lines.append(
                 f"  {report.learning_benchmark} (learning): base {base.learning:.3f}, trained {trained.learning:.3f} "

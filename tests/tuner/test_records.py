@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from tuner.records import RECORD_VERSION, Recommendation, RunReport, ScoreRow, StudyScores, TrialRecord
+from tuner.records import RECORD_VERSION, DataSize, Recommendation, RunReport, ScoreRow, StudyScores, TrialRecord
 from tuner.settings import DataSettings, LoraSettings, RunSettings, StudySettings, TrainBudget, TrainingRecipe
 
 # Written by the version before typed records (no "version" key), as tuner/study/run.py wrote them then.
@@ -87,8 +87,113 @@ def test_files_from_before_versions_load_and_write_back_the_same_keys(record_typ
     record = record_type.from_json(old)
     written = record.to_json()
     assert written.pop("version") == RECORD_VERSION
+    if record_type is Recommendation:  # a point plotted before full fine-tuning was is not full fine-tuning
+        points = [{**point, "is_reference": False} for point in old["scores"]["points"]]
+        old = {**old, "scores": {**old["scores"], "points": points}}
     assert written == old
     assert record_type.from_json(record.to_json()) == record
+
+
+def change(score: float, base: float, benchmark: str | None = None) -> dict:
+    """A score against a baseline's as tuner.scoring.benchmarks.score_change writes it."""
+    figure = {
+        "score": score,
+        "stderr": 0.05,
+        "base": base,
+        "base_stderr": 0.05,
+        "change": score - base,
+        "change_stderr": 0.03,
+        "paired": True,
+        "within_noise": False,
+    }
+    return {"benchmark": benchmark, **figure} if benchmark else figure
+
+
+# As a study with scores, confirm rows and `--reference full` writes recommendation.json today.
+SCORED_RECOMMENDATION = {
+    **OLD_RECOMMENDATION,
+    "version": RECORD_VERSION,
+    "objective": {
+        "goal": 0.5,
+        "base_target_loss": 1.6,
+        "base_general_loss": 3.0,
+        "base_confirm_target_loss": 1.62,
+        "base_confirm_general_loss": 3.01,
+        "value": 1.2,
+        "target_loss": 1.19,
+        "general_loss": 3.02,
+        "forgetting_rise": 0.02,
+        "confirm_value": 1.21,
+        "confirm_rows": 16,
+        "confirm_within_noise": True,
+    },
+    "scores": {
+        **OLD_RECOMMENDATION["scores"],
+        "points": [
+            {"label": "base", "general": 0.4166, "learning": 0.0, "is_base": True, "is_reference": False},
+            {"label": "trial 1", "general": 0.5, "learning": 0.25, "is_base": False, "is_reference": False},
+            {"label": "full fine-tuning", "general": 0.45, "learning": 0.5, "is_base": False, "is_reference": True},
+        ],
+        "items": 4,
+        "pick": {
+            "trial": 1,
+            "items": 4,
+            "paired": True,
+            "general": change(0.5, 0.4166),
+            "learning": change(0.25, 0.0, "gsm8k"),
+        },
+    },
+    "data": {"train_examples": 7412, "train_tokens": 900000, "tokens_per_second": None},
+    "reference": {
+        "method": "full",
+        "runs": {"3e-05": {"rate": 3e-5, "target_loss": 1.1, "general_loss": 3.05, "stopped": None}},
+        "best_rate": 3e-5,
+        "lora_rate": 3e-4,
+        "rate_ratio": 10.0,
+        "target_loss": {
+            "lora": 1.19,
+            "full": 1.1,
+            "gap": 0.09,
+            "confirm": {"lora": 1.2, "full": 1.12, "gap": 0.08, "stderr": 0.01, "rows": 16},
+        },
+        "general_loss": {"lora": None, "full": 3.05},
+        "score_items": 4,
+        "general_score": {
+            "full": change(0.45, 0.4166),
+            "lora": 0.5,
+            "lora_stderr": 0.05,
+            "gap": 0.05,
+            "stderr": 0.04,
+            "paired": True,
+            "within_noise": True,
+        },
+        "learning_score": {
+            "benchmark": "gsm8k",
+            "full": change(0.5, 0.0),
+            "lora": 0.25,
+            "lora_stderr": 0.05,
+            "gap": -0.25,
+            "stderr": 0.06,
+            "paired": True,
+            "within_noise": False,
+        },
+    },
+}
+
+
+def test_a_scored_recommendation_reads_as_types_and_writes_back_the_same_file():
+    recommendation = Recommendation.from_json(SCORED_RECOMMENDATION)
+    assert recommendation.to_json() == SCORED_RECOMMENDATION
+    assert recommendation.objective.confirm_rows == 16 and recommendation.data == DataSize(7412, 900000, None)
+    pick = recommendation.scores.pick if recommendation.scores is not None else None
+    assert pick is not None and pick.learning is not None and pick.learning.benchmark == "gsm8k"
+    assert pick.general is not None and pick.general.benchmark is None and pick.general.change == 0.5 - 0.4166
+    reference = recommendation.reference
+    assert reference is not None and reference.runs["3e-05"].target_loss == 1.1
+    assert reference.target_loss.confirm is not None and reference.general_loss.gap is None
+    assert reference.learning_score is not None and reference.learning_score.full.score == 0.5
+    assert "gsm8k 0.250 (base 0.000)" in recommendation.headline()
+    assert Recommendation.from_json(recommendation.to_json()) == recommendation
 
 
 def test_typed_fields_read_back_as_types():

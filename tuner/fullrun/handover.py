@@ -230,8 +230,10 @@ def run_estimate(
     """The full run's duration from the study's data size and speeds; None where the study recorded neither."""
     from tuner.scoring.benchmarks import ADAPTER_OVERHEAD, item_count
 
-    data = recommendation.data or {}
-    speed, examples, tokens = data.get("tokens_per_second"), data.get("train_examples"), data.get("train_tokens")
+    data = recommendation.data
+    if data is None:
+        return None
+    speed, examples, tokens = data.tokens_per_second, data.train_examples, data.train_tokens
     if not speed or not examples or not tokens:
         return None
     used = min(train_examples or examples, examples)

@@ -7,11 +7,11 @@ matplotlib are imported inside the functions that use them.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from tuner.records.scores import ScorePoint
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -43,27 +43,6 @@ FULL_TERMINAL_KEYS = (
 # Terminal colours (256-colour codes): red+ base, blue+ front, grey trials, green+ full fine-tuning.
 BASE_COLOR, FRONT_COLOR, TRIAL_COLOR, FULL_COLOR = 9, 12, 8, 10
 MIN_TERMINAL_WIDTH, MIN_TERMINAL_HEIGHT = 30, 12
-
-
-@dataclass(frozen=True)
-class ScorePoint:
-    """One model on the learning-forgetting plane: the base model, a trained adapter, or full fine-tuning."""
-
-    label: str
-    """What the point is called on the plot, e.g. 'base' or 'trial 3'."""
-    general: float
-    """x: mean accuracy on HellaSwag, WinoGrande and ARC-Challenge (higher = forgot less)."""
-    learning: float
-    """y: the target-task score, e.g. GSM8K accuracy or HumanEval pass@1 (higher = learned more)."""
-    is_base: bool = False
-    """True for the base model, which is drawn apart and never on the Pareto front."""
-    is_reference: bool = False
-    """True for full fine-tuning (the reference LoRA is measured against): drawn apart, never on LoRA's front."""
-
-    def __post_init__(self) -> None:
-        for name, value in (("general", self.general), ("learning", self.learning)):
-            if not (math.isfinite(value) and 0.0 <= value <= 1.0):
-                raise ValueError(f"{name} score of {self.label!r} must be a finite accuracy in [0, 1], got {value}")
 
 
 def pareto_front(points: Sequence[ScorePoint]) -> list[ScorePoint]:

@@ -10,7 +10,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from tuner.records import RECORD_VERSION, _read
+from tuner.records.io import RECORD_VERSION, read_fields
 from tuner.settings import LoraSettings
 
 if TYPE_CHECKING:
@@ -110,7 +110,7 @@ class RangeResult:
 
     @classmethod
     def from_json(cls, payload: dict[str, Any]) -> RangeResult:
-        return cls(**_read(cls, payload, "range test"))
+        return cls(**read_fields(cls, payload, "range test"))
 
 
 def smoothed(losses: list[float], smoothing: float) -> list[float]:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import replace
 
 from tuner.defaults import VARIANT_LABELS
 from tuner.paper import FINDINGS, MIN_IFT_EPOCHS, paper_learning_rate
-from tuner.records import Recommendation, StudyScores, TrialRecord
+from tuner.records import ObjectiveSummary, Recommendation, StudyScores, TrialRecord
 from tuner.settings import StudySettings
 from tuner.study.confirm import confirm_choice
 from tuner.study.space import SearchSpace, lora_from_params
@@ -82,16 +82,24 @@ def recommend(
     if confirmation is not None:
         evidence["choice"] = confirmation.describe(settings.budget.eval_rows)
 
-    objective: dict[str, Any] = {"goal": settings.goal, **{f"base_{k}": v for k, v in base_losses.items()}}
+    objective = ObjectiveSummary(
+        goal=settings.goal,
+        base_target_loss=base_losses.get("target_loss"),
+        base_general_loss=base_losses.get("general_loss"),
+        base_confirm_target_loss=base_losses.get("confirm_target_loss"),
+        base_confirm_general_loss=base_losses.get("confirm_general_loss"),
+    )
     if best is not None:
-        objective.update(
+        objective = replace(
+            objective,
             value=best.value,
             target_loss=best.target_loss,
             general_loss=best.general_loss,
             forgetting_rise=best.forgetting_rise,
         )
     if confirmation is not None:
-        objective.update(
+        objective = replace(
+            objective,
             confirm_value=confirmation.objectives[confirmation.pick],
             confirm_rows=confirmation.rows,
             confirm_within_noise=confirmation.within_noise(),

@@ -11,10 +11,12 @@ gaps in learning and general score are paired over those items (the paper's Figu
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from tuner.paper import FULL_FT_LEARNING_RATE
+from tuner.records.reference import ConfirmGap, LossGap, ReferenceRun, ReferenceSummary, ScoreGap
+from tuner.records.scores import ScoreChange
 from tuner.scoring.benchmarks.roles import (
     forgetting_score,
     forgetting_stderr,
@@ -94,7 +96,7 @@ def reference_summary(
     lora_losses: tuple[float | None, float | None],
     lora_confirm: dict[str, Sequence[Sequence[float]]] | None = None,
     scores: ReferenceScores | None = None,
-) -> dict[str, Any] | None:
+) -> ReferenceSummary | None:
     """The reference beside the pick: each rate's final held-out losses, the best rate (lowest target loss among
     the runs that did not diverge), the ratio of LoRA's rate to it, and the gaps LoRA - full in target and general
     held-out loss (paired over the confirm rows with their standard errors where both were measured there) and,
@@ -103,69 +105,72 @@ def reference_summary(
     if best_key is None:
         return None
     best = runs[best_key]
-    summary: dict[str, Any] = {
-        "method": "full",
-        "runs": {
-            key: {k: run.get(k) for k in ("rate", "target_loss", "general_loss", "stopped")}
-            for key, run in runs.items()
-        },
-        "best_rate": best["rate"],
-        "lora_rate": lora_rate,
-        "rate_ratio": lora_rate / best["rate"],
-        "target_loss": {"lora": lora_losses[0], "full": best["target_loss"]},
-        "general_loss": {"lora": lora_losses[1], "full": best["general_loss"]},
-    }
-    for name, index in (("target_loss", 0), ("general_loss", 1)):
-        if lora_losses[index] is not None:
-            summary[name]["gap"] = lora_losses[index] - best[name]  # type: ignore[operator]
     confirm = best.get("confirm")
-    if lora_confirm and confirm:
-        for name, rows in (("target_loss", "target"), ("general_loss", "general")):
+    losses = {}
+    for name, index, rows in (("target_loss", 0, "target"), ("general_loss", 1, "general")):
+        lora = lora_losses[index]
+        confirmed = None
+        if lora_confirm and confirm:
             gap, error = paired_difference(lora_confirm[rows], confirm[rows])
-            summary[name]["confirm"] = {
-                "lora": mean_loss(lora_confirm[rows]),
-                "full": mean_loss(confirm[rows]),
-                "gap": gap,
-                "stderr": error,
-                "rows": len(confirm[rows]),
-            }
+            lora_mean, full_mean = mean_loss(lora_confirm[rows]), mean_loss(confirm[rows])
+            confirmed = ConfirmGap(lora_mean, full_mean, gap, error, len(confirm[rows]))
+        losses[name] = LossGap(lora, best[name], lora - best[name] if lora is not None else None, confirmed)
+    summary = ReferenceSummary(
+        runs={key: ReferenceRun(**{k: run.get(k) for k in RUN_FIELDS}) for key, run in runs.items()},
+        best_rate=best["rate"],
+        lora_rate=lora_rate,
+        rate_ratio=lora_rate / best["rate"],
+        target_loss=losses["target_loss"],
+        general_loss=losses["general_loss"],
+    )
     if scores is not None and rate_key(scores.rate) == best_key:
-        summary.update(score_gaps(scores))
+        general, learning = score_gaps(scores)
+        summary = replace(summary, score_items=scores.items, general_score=general, learning_score=learning)
     return summary
 
 
-def score_gaps(scores: ReferenceScores) -> dict[str, Any]:
+def score_gaps(scores: ReferenceScores) -> tuple[ScoreGap | None, ScoreGap | None]:
     """Full fine-tuning's general and learning scores against the base model's, and LoRA's minus full's, on the
-    same items: {'score_items', 'general_score', 'learning_score'}. Each score holds `full` (score_change: the
-    score and its change against the base, with standard errors), `lora`, and the `gap` LoRA - full with its
-    standard error, paired over the items where both kept theirs (else the two errors taken as independent)."""
+    same items. Each holds `full` (score_change: the score and its change against the base, with standard errors),
+    `lora`, and the `gap` LoRA - full with its standard error, paired over the items where both kept theirs (else
+    the two errors taken as independent); None where a model lacks the score."""
     models = {"full": scores.full, "lora": scores.lora, "base": scores.base}
     figures = {label: {name: float(score["score"]) for name, score in found.items()} for label, found in models.items()}
     errors = {label: {name: stored_stderr(score) for name, score in found.items()} for label, found in models.items()}
     full_paired = _paired(scores.full, scores.base)  # full - base, item by item
     gap_paired = _paired(scores.lora, scores.full)  # LoRA - full, item by item
-    summary: dict[str, Any] = {"score_items": scores.items}
+    general_gap = learning_gap = None
     general = {label: forgetting_score(found) for label, found in figures.items()}
     full, lora, base = general["full"], general["lora"], general["base"]
     if full is not None and lora is not None and base is not None:
         general_errors = {label: forgetting_stderr(found) for label, found in errors.items()}
-        summary["general_score"] = {
-            "full": score_change(
-                full, base, general_errors["full"], general_errors["base"], forgetting_stderr(full_paired)
-            ),
-            **_gap(lora, full, general_errors["lora"], general_errors["full"], forgetting_stderr(gap_paired)),
-        }
+        full_change = score_change(
+            full, base, general_errors["full"], general_errors["base"], forgetting_stderr(full_paired)
+        )
+        general_gap = _gap(
+            ScoreChange.from_json(full_change),
+            lora,
+            general_errors["lora"],
+            general_errors["full"],
+            forgetting_stderr(gap_paired),
+        )
     name = scores.learning_benchmark
     if name is not None and all(name in found for found in figures.values()):
         learned = {label: found[name] for label, found in figures.items()}
-        summary["learning_score"] = {
-            "benchmark": name,
-            "full": score_change(
-                learned["full"], learned["base"], errors["full"][name], errors["base"][name], full_paired.get(name)
+        full_change = score_change(
+            learned["full"], learned["base"], errors["full"][name], errors["base"][name], full_paired.get(name)
+        )
+        learning_gap = replace(
+            _gap(
+                ScoreChange.from_json(full_change),
+                learned["lora"],
+                errors["lora"][name],
+                errors["full"][name],
+                gap_paired.get(name),
             ),
-            **_gap(learned["lora"], learned["full"], errors["lora"][name], errors["full"][name], gap_paired.get(name)),
-        }
-    return summary
+            benchmark=name,
+        )
+    return general_gap, learning_gap
 
 
 def _paired(first: dict[str, dict[str, Any]], second: dict[str, dict[str, Any]]) -> dict[str, float | None]:
@@ -178,16 +183,9 @@ def _paired(first: dict[str, dict[str, Any]], second: dict[str, dict[str, Any]])
 
 
 def _gap(
-    lora: float, full: float, lora_error: float | None, full_error: float | None, paired: float | None
-) -> dict[str, Any]:
+    full: ScoreChange, lora: float, lora_error: float | None, full_error: float | None, paired: float | None
+) -> ScoreGap:
     """LoRA's score, and LoRA - full with its standard error (paired where given) and whether it is within noise:
     score_change with full fine-tuning as the baseline."""
-    change = score_change(lora, full, lora_error, full_error, paired)
-    return {
-        "lora": lora,
-        "lora_stderr": lora_error,
-        "gap": change["change"],
-        "stderr": change["change_stderr"],
-        "paired": change["paired"],
-        "within_noise": change["within_noise"],
-    }
+    change = ScoreChange.from_json(score_change(lora, full.score, lora_error, full_error, paired))
+    return ScoreGap(full, lora, lora_error, change.change, change.change_stderr, change.paired, change.within_noise)

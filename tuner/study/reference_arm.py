@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from tuner.events import Stage
 from tuner.records import Recommendation
+from tuner.records.reference import ReferenceSummary
 from tuner.scoring.benchmarks import LEARNING_TASK
 from tuner.study.reference import (
     ReferenceScores,
@@ -116,14 +117,14 @@ def run_reference_arm(study: Study, recommendation: Recommendation) -> None:
     state.reference_scores = {"rate": rate, **figures}
 
 
-def reference_beside(state: StudyState, recommendation: Recommendation) -> dict[str, Any] | None:
+def reference_beside(state: StudyState, recommendation: Recommendation) -> ReferenceSummary | None:
     """The reference arm's summary beside the recommended trial (None without a reference), with full fine-tuning's
     benchmark scores where its best run was scored on the pick's items."""
     runs = state.reference
     if not runs or recommendation.trial is None:
         return None
-    objective = recommendation.objective or {}
-    lora_losses = (objective.get("target_loss"), objective.get("general_loss"))
+    objective = recommendation.objective
+    lora_losses = (objective.target_loss, objective.general_loss)
     lora_confirm = (state.confirmed or {}).get(str(recommendation.trial))
     scores = None
     picked = pick_task_scores(state, recommendation.trial)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from tuner.defaults import CONFIRM_TRIALS, HALVING_RATE, VARIANT_LABELS
 from tuner.events import Stage, StudyFinished, TrialScored
-from tuner.records import Recommendation, TrialRecord
+from tuner.records import DataSize, Recommendation, TrialRecord
 from tuner.rundir import write_json
 from tuner.scoring.benchmarks import LEARNING_TASK, forgetting_score
 from tuner.study.budget import describe_spent
@@ -73,15 +73,11 @@ def summarise(study: Study) -> Recommendation:
         return recommendation
 
 
-def _data_size(study: Study, records: list[TrialRecord]) -> dict[str, Any]:
+def _data_size(study: Study, records: list[TrialRecord]) -> DataSize:
     """The study's training data and the trials' speed, from which a full run's duration is estimated."""
     speeds = sorted(r.tokens_per_second for r in records if r.tokens_per_second)  # pruned trials trained too
     data = study.inputs.data
-    return {
-        "train_examples": data.train_examples,
-        "train_tokens": data.train.tokens(),
-        "tokens_per_second": speeds[len(speeds) // 2] if speeds else None,
-    }
+    return DataSize(data.train_examples, data.train.tokens(), speeds[len(speeds) // 2] if speeds else None)
 
 
 def _search_evidence(study: Study) -> list[str]:

@@ -4,11 +4,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tuner.records import StudyScores, TrialRecord
+from tuner.records.scores import PickSummary, ScoreChange
 from tuner.rundir import write_json
 from tuner.scoring.benchmarks import (
     BENCHMARKS,
@@ -123,7 +124,7 @@ def study_scores(
     if len(points) > 1:
         title = f"{settings.task}: learning vs forgetting ({settings.model})"
         plot = write_png(points, run_dir / PLOT_FILE, learning_name=BENCHMARKS[learning].title, title=title).name
-    return replace(scores, pareto_front=front, plot=plot, points=[asdict(p) for p in points])
+    return replace(scores, pareto_front=front, plot=plot, points=points)
 
 
 def pick_task_scores(
@@ -155,18 +156,17 @@ def pick_summary(scores: StudyScores | None, trial: int | None) -> StudyScores |
     figures, errors = scores.trials[str(trial)], (scores.stderr or {}).get(str(trial), {})
     base, base_errors = scores.base or {}, (scores.stderr or {}).get("base", {})
     paired = (scores.paired_stderr or {}).get(str(trial))
-    summary: dict[str, Any] = {"trial": trial, "items": scores.items, "paired": paired is not None}
-    general, base_general = forgetting_score(figures), forgetting_score(base)
-    if general is not None and base_general is not None:
+    general = learning = None
+    general_score, base_general = forgetting_score(figures), forgetting_score(base)
+    if general_score is not None and base_general is not None:
         general_errors = (forgetting_stderr(errors), forgetting_stderr(base_errors))
-        summary["general"] = score_change(
-            general, base_general, *general_errors, forgetting_stderr(paired) if paired else None
+        general = ScoreChange.from_json(
+            score_change(general_score, base_general, *general_errors, forgetting_stderr(paired) if paired else None)
         )
     name = scores.learning_benchmark
     if name is not None and name in figures and name in base:
         paired_error = (paired or {}).get(name)
-        summary["learning"] = {
-            "benchmark": name,
-            **score_change(figures[name], base[name], errors.get(name), base_errors.get(name), paired_error),
-        }
+        change = score_change(figures[name], base[name], errors.get(name), base_errors.get(name), paired_error)
+        learning = replace(ScoreChange.from_json(change), benchmark=name)
+    summary = PickSummary(trial, scores.items, paired is not None, general, learning)
     return replace(scores, pick=summary)

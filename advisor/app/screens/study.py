@@ -328,11 +328,11 @@ class StudyScreen(AdvisorScreen):
 
         scores = recommendation.scores
         for point in (scores.points if scores else None) or []:
-            if point.get("is_base") or point.get("is_reference"):
-                marker = BASE_MARKER if point.get("is_base") else FULL_MARKER
-                self.marked[point["label"]] = (point["general"], point["learning"], marker)
+            if point.is_base or point.is_reference:
+                marker = BASE_MARKER if point.is_base else FULL_MARKER
+                self.marked[point.label] = (point.general, point.learning, marker)
             else:  # a trial, as the study scored it (the pick of a resumed study sent no TrialScored)
-                self.points.setdefault(point["label"], (point["general"], point["learning"]))
+                self.points.setdefault(point.label, (point.general, point.learning))
         if self.marked:
             self.draw_scatter()
 

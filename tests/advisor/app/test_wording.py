@@ -7,6 +7,8 @@ import subprocess
 import sys
 
 from advisor.app.wording import change_text, reference_lines
+from tuner.records.reference import ReferenceSummary
+from tuner.records.scores import ScoreChange
 
 
 def test_the_wording_imports_neither_rich_nor_textual_nor_torch():
@@ -18,15 +20,16 @@ def test_the_wording_imports_neither_rich_nor_textual_nor_torch():
 def test_a_paired_change_says_so_and_whether_it_is_beyond_noise():
     figure = {"score": 0.4, "stderr": 0.075, "base": 0.5, "base_stderr": 0.078, "change": -0.1}
     paired = {**figure, "change_stderr": 0.032, "paired": True, "within_noise": False}
-    assert change_text("general mean", paired) == (
+    assert change_text("general mean", ScoreChange.from_json(paired)) == (
         "general mean 0.400 ± 0.075 (base 0.500 ± 0.078): -0.100 ± 0.032 paired, beyond noise (2 standard errors)"
     )
     unpaired = {**figure, "change_stderr": 0.108, "paired": False, "within_noise": True}
-    assert change_text("general mean", unpaired).endswith(": -0.100 ± 0.108, within noise")
+    assert change_text("general mean", ScoreChange.from_json(unpaired)).endswith(": -0.100 ± 0.108, within noise")
 
 
 def test_the_reference_arm_gives_the_rate_ratio_and_the_loss_gaps():
     reference = {
+        "method": "full",
         "runs": {
             "0.0003": {"rate": 3e-4, "target_loss": 1.4826, "general_loss": 3.1, "stopped": None},
             "0.0001": {"rate": 1e-4, "target_loss": 1.4505, "general_loss": 3.0, "stopped": None},
@@ -39,11 +42,13 @@ def test_the_reference_arm_gives_the_rate_ratio_and_the_loss_gaps():
             "lora": 1.469,
             "full": 1.4505,
             "gap": 0.0185,
-            "confirm": {"gap": 0.02, "stderr": 0.004, "rows": 32},
+            "confirm": {"lora": 1.47, "full": 1.45, "gap": 0.02, "stderr": 0.004, "rows": 32},
         },
         "general_loss": {"lora": 2.95, "full": 3.0, "gap": -0.05},
     }
-    assert reference_lines(reference) == [
+    summary = ReferenceSummary.from_json(reference)
+    assert summary.to_json() == reference  # the file's keys and values, whole
+    assert reference_lines(summary) == [
         "  reference, full fine-tuning; held-out loss by rate:",
         "    0.0001 1.4505, 0.0003 1.4826, 0.001 - (stopped)",
         "    LoRA's rate 0.001 / full's best 0.0001 = 10x",
@@ -51,7 +56,7 @@ def test_the_reference_arm_gives_the_rate_ratio_and_the_loss_gaps():
         "    task loss, LoRA - full: +0.0200 ± 0.0040, beyond noise (32 rows, paired)",
         "    general-text loss, LoRA - full: -0.0500 (no confirm rows to pair)",
     ]
-    assert all(len(line) <= 80 for line in reference_lines(reference))
+    assert all(len(line) <= 80 for line in reference_lines(summary))
     assert reference_lines(None) == []
 
 
@@ -96,7 +101,8 @@ def test_the_reference_arm_gives_full_fine_tunings_scores_and_the_score_gaps_wit
             "within_noise": True,
         },
     }
-    lines = reference_lines(reference)
+    assert ReferenceSummary.from_json(reference).to_json() == {"method": "full", **reference}
+    lines = reference_lines(ReferenceSummary.from_json(reference))
     assert lines[-5:] == [
         "    full fine-tuning (lr 0.0001) against the base, 40 items per benchmark:",
         "      general 0.417 ± 0.080 (base 0.444): -0.027 ± 0.041 paired, within noise",
@@ -108,4 +114,4 @@ def test_the_reference_arm_gives_full_fine_tunings_scores_and_the_score_gaps_wit
     # Not scored (the pick had no scores): the loss lines alone.
     scored = ("score_items", "general_score", "learning_score")
     unscored = {key: value for key, value in reference.items() if key not in scored}
-    assert reference_lines(unscored) == lines[:-5]
+    assert reference_lines(ReferenceSummary.from_json(unscored)) == lines[:-5]

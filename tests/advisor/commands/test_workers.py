@@ -77,7 +77,7 @@ def check_finished(study: optuna.Study, trials: int, run_dir: Path) -> Recommend
     records = [TrialRecord.from_json(json.loads(p.read_text())) for p in sorted((run_dir / "trials").glob("*.json"))]
     complete = sorted((r for r in records if r.state == "COMPLETE"), key=lambda r: r.value)
     assert recommendation.trial in [r.number for r in complete[:CONFIRM_TRIALS]]
-    base_general = recommendation.objective.get("base_confirm_general_loss")
+    base_general = recommendation.objective.base_confirm_general_loss
     choice = confirm_choice(complete, 0.5, base_general)
     assert recommendation.trial == (choice.pick if choice is not None else complete[0].number)
     return recommendation

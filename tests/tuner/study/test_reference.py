@@ -35,16 +35,15 @@ def test_the_summary_takes_the_best_finished_rate_and_pairs_the_confirm_rows():
     }
     summary = reference_summary(runs, 3e-4, (1.20, 3.01), lora_rows)
     assert summary is not None
-    assert summary["best_rate"] == 3e-5 and summary["rate_ratio"] == pytest.approx(10.0)
-    assert summary["target_loss"]["gap"] == pytest.approx(0.10) and summary["general_loss"]["gap"] == pytest.approx(
-        -0.04
-    )
-    confirm = summary["target_loss"]["confirm"]
+    assert summary.best_rate == 3e-5 and summary.rate_ratio == pytest.approx(10.0)
+    assert summary.target_loss.gap == pytest.approx(0.10) and summary.general_loss.gap == pytest.approx(-0.04)
+    confirm = summary.target_loss.confirm
+    assert confirm is not None
     gap, error = paired_difference(lora_rows["target"], full_rows["target"])
-    assert (confirm["gap"], confirm["stderr"], confirm["rows"]) == (gap, error, 3) and gap == pytest.approx(2.5 / 30)
-    assert set(summary["runs"]["3e-05"]) == {"rate", "target_loss", "general_loss", "stopped"}  # no rows kept
+    assert (confirm.gap, confirm.stderr, confirm.rows) == (gap, error, 3) and gap == pytest.approx(2.5 / 30)
+    assert set(summary.to_json()["runs"]["3e-05"]) == {"rate", "target_loss", "general_loss", "stopped"}  # no rows kept
     # Without the pick's confirm rows, the gap is the held-out one alone; with no finished run, no summary.
-    assert "confirm" not in reference_summary(runs, 3e-4, (1.2, 3.01))["target_loss"]
+    assert reference_summary(runs, 3e-4, (1.2, 3.01)).target_loss.confirm is None  # type: ignore[union-attr]
     assert reference_summary({"1e-05": run(1e-5, None, None, stopped="out of memory")}, 3e-4, (1.2, 3.0)) is None
 
 
@@ -71,22 +70,24 @@ def test_the_summary_gives_full_fine_tunings_scores_and_the_score_gaps_paired_ov
     runs = {"3e-05": run(3e-5, 1.10, 3.05), "1e-05": run(1e-5, 1.30, 3.00)}
     scores = ReferenceScores(3e-5, 4, scored(FULL), scored(LORA), scored(BASE), "gsm8k")
     summary = reference_summary(runs, 3e-4, (1.20, 3.01), scores=scores)
-    assert summary is not None and summary["score_items"] == 4
+    assert summary is not None and summary.score_items == 4
 
-    learning = summary["learning_score"]
-    assert learning["benchmark"] == "gsm8k"
+    learning = summary.learning_score
+    assert learning is not None
+    assert learning.benchmark == "gsm8k"
     # Full fine-tuning learned 3 of 4 against the base model's none: +0.75, its error from the item differences.
-    full = learning["full"]
-    assert (full["score"], full["base"], full["change"]) == (0.75, 0.0, 0.75) and full["paired"]
+    full = learning.full
+    assert (full.score, full.base, full.change) == (0.75, 0.0, 0.75) and full.paired
     # Differences 1, 1, 0, 1: variance ((3 x 0.25^2 + 0.75^2) / 3) = 0.25, standard error sqrt(0.25 / 4) = 0.25.
-    assert full["change_stderr"] == pytest.approx(0.25) and not full["within_noise"]  # 0.75 > 2 x 0.25
+    assert full.change_stderr == pytest.approx(0.25) and not full.within_noise  # 0.75 > 2 x 0.25
     # LoRA - full on the same items: differences 0, -1, 0, -1, mean -0.5, paired error sqrt(1/3 / 4).
-    assert learning["lora"] == 0.25 and learning["gap"] == -0.5 and learning["paired"]
-    assert learning["stderr"] == pytest.approx((1 / 3 / 4) ** 0.5) and learning["within_noise"]
+    assert learning.lora == 0.25 and learning.gap == -0.5 and learning.paired
+    assert learning.stderr == pytest.approx((1 / 3 / 4) ** 0.5) and learning.within_noise
 
-    general = summary["general_score"]
+    general = summary.general_score
+    assert general is not None
     # Full fine-tuning lost one HellaSwag and one WinoGrande item: the general mean falls by (1/4 + 1/4) / 3.
-    assert general["full"]["change"] == pytest.approx(-1 / 6) and general["gap"] == pytest.approx(1 / 6)
+    assert general.full.change == pytest.approx(-1 / 6) and general.gap == pytest.approx(1 / 6)
     # LoRA - full item by item: HellaSwag 0, 0, 0, 1 and WinoGrande 1, 0, 0, 0 (each a paired error of 0.25),
     # ARC-Challenge all 0; the mean of three independent benchmarks: sqrt(0.25^2 + 0.25^2) / 3.
     per_benchmark = {
@@ -94,19 +95,20 @@ def test_the_summary_gives_full_fine_tunings_scores_and_the_score_gaps_paired_ov
         for name in ("hellaswag", "winogrande", "arc_challenge")
     }
     assert per_benchmark == pytest.approx({"hellaswag": 0.25, "winogrande": 0.25, "arc_challenge": 0.0})
-    assert general["stderr"] == pytest.approx(0.125**0.5 / 3) and general["paired"]
-    assert general["within_noise"]  # 1/6 <= 2 x 0.118
-    assert general["lora_stderr"] == pytest.approx(forgetting_stderr({n: 0.1 for n in per_benchmark}))
+    assert general.stderr == pytest.approx(0.125**0.5 / 3) and general.paired
+    assert general.within_noise  # 1/6 <= 2 x 0.118
+    assert general.lora_stderr == pytest.approx(forgetting_stderr({n: 0.1 for n in per_benchmark}))
 
     # Without item scores the errors are taken as independent; scores of a run that is not the best count not.
     unpaired = reference_summary(
         runs, 3e-4, (1.2, 3.01), scores=ReferenceScores(3e-5, 4, scored(FULL, False), scored(LORA), scored(BASE), None)
     )
-    assert "learning_score" not in unpaired and not unpaired["general_score"]["paired"]
+    assert unpaired is not None and unpaired.learning_score is None
+    assert unpaired.general_score is not None and not unpaired.general_score.paired
     independent = difference_stderr(*[forgetting_stderr({n: 0.1 for n in per_benchmark})] * 2)
-    assert unpaired["general_score"]["stderr"] == pytest.approx(independent)
+    assert unpaired.general_score.stderr == pytest.approx(independent)
     stale = ReferenceScores(1e-5, 4, scored(FULL), scored(LORA), scored(BASE), "gsm8k")
-    assert "general_score" not in reference_summary(runs, 3e-4, (1.2, 3.01), scores=stale)
+    assert reference_summary(runs, 3e-4, (1.2, 3.01), scores=stale).general_score is None  # type: ignore[union-attr]
 
 
 def test_stored_scores_count_while_they_belong_to_the_best_run_on_the_picks_items():
