@@ -29,8 +29,8 @@ TARGET_RATIO = 2.0
 def readme_command() -> tuple[dict[str, str], list[str]]:
     """The environment and arguments of the README's main command (its `advisor tune ...` part)."""
     for line in (ROOT / "README.md").read_text().splitlines():
-        if line.strip().startswith("$ pip install") and "advisor tune" in line:
-            part = next(piece for piece in line.split("&&") if "advisor tune" in piece)
+        if line.strip().startswith("$ ") and "advisor tune" in line:  # the quick start's first `advisor tune`
+            part = next(piece for piece in line.strip()[2:].split("&&") if "advisor tune" in piece)
             words = shlex.split(part)
             env = dict(word.split("=", 1) for word in words if re.match(r"^[A-Z_]+=", word))
             return env, [word for word in words if not re.match(r"^[A-Z_]+=", word)]

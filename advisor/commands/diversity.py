@@ -143,16 +143,7 @@ def evaluate_diversity(args: EvalArgs, max_new_tokens: int | None = None) -> int
         raise AdvisorError(f"adapter directory not found: {adapter}")
     if tuned is not None and not tuned.is_dir():
         raise AdvisorError(f"tuned model directory not found: {tuned}")
-    try:
-        settings = EvalSettings(
-            tasks=names,
-            limit=args.limit,
-            seed=args.seed,
-            prompt_format=args.prompt_format,
-            allow_code_execution=args.allow_code_execution,
-        )
-    except ValueError as error:
-        raise AdvisorError(str(error)) from None
+    settings = args.settings(names)
     mirror = resolve_data_dir(args.data_dir)
     source = resolve_model(model)
     tuned_source = resolve_model(str(tuned)) if tuned is not None else None

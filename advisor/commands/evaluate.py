@@ -49,6 +49,19 @@ class EvalArgs(ModelArgs):
     json: bool = False
     """print the scores as JSON on stdout"""
 
+    def settings(self, tasks: tuple[str, ...]) -> EvalSettings:
+        """What scoring `tasks` with these options means; a value it refuses is the one line the person sees."""
+        try:
+            return EvalSettings(
+                tasks=tasks,
+                limit=self.limit,
+                seed=self.seed,
+                prompt_format=self.prompt_format,
+                allow_code_execution=self.allow_code_execution,
+            )
+        except ValueError as error:
+            raise AdvisorError(str(error)) from None
+
 
 def _forgetting_row(scores: dict[str, TaskScore]) -> float | None:
     return forgetting_score({name: score.score for name, score in scores.items()})
@@ -196,16 +209,7 @@ def _score(args: EvalArgs) -> int:
     model, adapter, limit = args.model, args.adapter, args.limit
     if adapter is not None and not adapter.is_dir():
         raise AdvisorError(f"adapter directory not found: {adapter}")
-    try:
-        settings = EvalSettings(
-            tasks=chosen_tasks(args.tasks, args.allow_code_execution),
-            limit=limit,
-            seed=args.seed,
-            prompt_format=args.prompt_format,
-            allow_code_execution=args.allow_code_execution,
-        )
-    except ValueError as error:
-        raise AdvisorError(str(error)) from None
+    settings = args.settings(chosen_tasks(args.tasks, args.allow_code_execution))
     mirror = resolve_data_dir(args.data_dir)
     source = resolve_model(model)
     if args.tasks is None and not args.allow_code_execution:
