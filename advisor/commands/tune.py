@@ -169,9 +169,6 @@ def tune(args: TuneArgs, argv: Sequence[str] = ()) -> int:
     mirror = resolve_data_dir(args.data_dir)
     stderr = Console(stderr=True)
     reporter = RichReporter(stderr, stderr if args.json else Console())
-    # Named as the study's call below takes them.
-    storage, study, reference, score_items = args.storage, args.study, args.reference, args.score_items
-    allow_code_execution, range_test, worker_process = args.allow_code_execution, args.range_test, args.worker_process
     spawn = None
     workers = args.workers
     if workers > 1:
@@ -188,16 +185,16 @@ def tune(args: TuneArgs, argv: Sequence[str] = ()) -> int:
     try:
         options = StudyOptions(
             data_dir=mirror,
-            storage=storage,
+            storage=args.storage,
             space=space,
             report=reporter,
-            allow_code_execution=allow_code_execution,
-            score_items=score_items,
+            allow_code_execution=args.allow_code_execution,
+            score_items=args.score_items,
             first_configurations=tuple(first),
-            range_test=RangeTestPlan() if range_test else None,
-            reference=reference,
-            study=study,
-            worker=worker_process,
+            range_test=RangeTestPlan() if args.range_test else None,
+            reference=args.reference,
+            study=args.study,
+            worker=args.worker_process,
             spawn=spawn,
         )
         recommendation = run_study(settings, out, options)

@@ -116,7 +116,8 @@ def _difference(after: float | None, before: float | None) -> float | None:
 
 
 def _plot(settings: RunSettings, out_dir: Path, rows: dict[str, ScoreRow], learning: str | None) -> Path | None:
-    from tuner.scoring.plot import ScorePoint, write_png
+    from tuner.records import ScorePoint
+    from tuner.scoring.plot import write_png
 
     points = [
         ScorePoint(label, row.general, row.learning, is_base=label == "base")

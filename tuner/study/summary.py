@@ -64,7 +64,8 @@ def study_scores(
     """The study's scores: the base model, the trials that were scored (or the pick, scored after the search),
     each with its standard error, their Pareto front and the plot (with full fine-tuning's best run where the
     reference arm scored it)."""
-    from tuner.scoring.plot import ScorePoint, pareto_front, write_png
+    from tuner.records import ScorePoint
+    from tuner.scoring.plot import pareto_front, write_png
 
     base, plan, pick = state.base_scores, state.score_plan, state.pick_scores or {}
     if base is None or ((plan or {}).get("mode") == "pick" and "scores" not in pick):

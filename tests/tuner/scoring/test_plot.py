@@ -8,7 +8,8 @@ import struct
 import optuna
 import pytest
 
-from tuner.scoring.plot import FULL_MARKER, ScorePoint, learning_figure, pareto_front, terminal_plot, write_png
+from tuner.records import ScorePoint
+from tuner.scoring.plot import FULL_MARKER, learning_figure, pareto_front, terminal_plot, write_png
 
 BASE = ScorePoint("base", 0.70, 0.05, is_base=True)  # the best general score: on the front if it counted
 TABLE = [
