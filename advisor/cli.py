@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple, NoReturn
 
+from advisor.commands.data import DataArgs, data
 from advisor.commands.evaluate import EvalArgs, evaluate
 from advisor.commands.export import ExportArgs, export
 from advisor.commands.memory import MemoryArgs, memory
@@ -53,6 +54,7 @@ COMMANDS = {
         "search LoRA settings with short real trials",
         "finished trials are saved, run the same command to resume",
     ),
+    "data": Command(DataArgs, data, "show a dataset's format, trained tokens and rendered examples"),
     "eval": Command(EvalArgs, evaluate, "score a model or adapter on learning and forgetting benchmarks"),
     "memory": Command(MemoryArgs, memory, "estimate training memory and what fits a budget"),
     "train": Command(

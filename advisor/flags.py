@@ -46,6 +46,8 @@ class Flag:
     """The flag must be given; in a one_of group, one of the group must."""
     hidden: bool = False
     """Left out of the help (an option for the program's own use)."""
+    positional: bool = False
+    """An argument given by place, not by name (`advisor data FILE`): required unless the field has a default."""
     shown_default: object = None
     """What the help names as the default where the field's own is None (decided later: a preset's, else this)."""
     fill: Mapping[str, str] = dataclasses.field(default_factory=dict)
@@ -92,6 +94,12 @@ def add_flags(parser: argparse.ArgumentParser, record: type) -> None:
                 settings["default"] = default
             if flag.one_of is None and (flag.required or default is dataclasses.MISSING):
                 settings["required"] = True
+        if flag.positional:
+            names = [settings.pop("dest")]
+            settings.pop("required", None)
+            if default is not dataclasses.MISSING:
+                settings["nargs"] = "?"
+            settings.setdefault("metavar", field.name.upper())
         target.add_argument(*names, **settings)
 
 

@@ -28,6 +28,7 @@ from advisor.app.wording import (
 )
 from tuner.events import (
     CheckpointSaved,
+    DataFound,
     EpochEvaluated,
     Event,
     RunScored,
@@ -75,6 +76,8 @@ class RichReporter:
         if isinstance(event, Stage):
             if self.console.is_terminal:  # in a log, only outcomes: an error stays the one line on stderr
                 self.console.print(f"[dim]{event.message}...[/dim]")
+        elif isinstance(event, DataFound):
+            self.console.print(f"data: {event.summary}", markup=False, highlight=False, soft_wrap=True)
         elif isinstance(event, StudyStarted):
             self.progress.start()
             if event.spent_share is not None:  # a budgeted study: the bar is the budget, in per cent
@@ -191,6 +194,8 @@ class TrainRichReporter:
         if isinstance(event, Stage):
             if self.console.is_terminal:
                 self.progress.console.print(f"[dim]{event.message}...[/dim]")
+        elif isinstance(event, DataFound):
+            self.progress.console.print(f"data: {event.summary}", markup=False, highlight=False, soft_wrap=True)
         elif isinstance(event, TrainStarted):
             self.progress.start()
             self.progress.console.print(train_start_text(event))

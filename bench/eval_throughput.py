@@ -100,7 +100,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="also print the figures as one JSON line")
     args = parser.parse_args()
     os.environ.setdefault("TQDM_DISABLE", "1")
-    from tuner.data.prepare import resolve_data_dir
+    from tuner.data.load import resolve_data_dir
 
     data_dir = resolve_data_dir(None)
     if data_dir is None:

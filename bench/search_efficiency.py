@@ -31,8 +31,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tuner.data.encode import encode_pairs
+from tuner.data.load import resolve_data_dir
 from tuner.data.packing import PackedRows, pack
-from tuner.data.prepare import encode_pairs, prepare_study_data, resolve_data_dir
+from tuner.data.prepare import prepare_study_data
 from tuner.models.load import DEFAULT_MODEL, load_model, load_tokenizer, model_config, model_identity, resolve_model
 from tuner.settings import DataSettings, LoraSettings, Packing, TrainBudget
 from tuner.study.confirm import mean_loss

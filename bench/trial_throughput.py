@@ -45,8 +45,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tuner.data.encode import Example, task_examples
+from tuner.data.load import resolve_data_dir
 from tuner.data.packing import IGNORE_INDEX
-from tuner.data.prepare import Example, StudyData, pack_study_data, resolve_data_dir, task_examples
+from tuner.data.prepare import StudyData, pack_study_data
 from tuner.models.load import DEFAULT_MODEL, load_model, load_tokenizer, loadable_location, resolve_model
 from tuner.settings import DataSettings, LoraSettings, TrainBudget
 from tuner.training.runtime import Runtime, allocator, pick_runtime, quiet_libraries, restart_with_jemalloc

@@ -6,6 +6,10 @@ from __future__ import annotations
 from tuner.paper import MIN_IFT_EPOCHS
 
 TASKS = ("code", "math", "custom")
+DATA_FORMATS = ("auto", "messages", "sharegpt", "alpaca", "prompt-completion", "columns", "text")
+"""What --format takes (tuner.data.formats reads each): 'auto' finds the format from the data's columns."""
+REGIMES = ("ift", "cpt")
+"""Instruction tuning (loss on the responses) and continued pretraining (loss on every token)."""
 """The tasks a study or a full run trains for."""
 
 # Defaults and bounds, for `advisor tune`, `advisor train` and the app alike.

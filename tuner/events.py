@@ -27,6 +27,13 @@ class Stage:
 
 
 @dataclass(frozen=True)
+class DataFound:
+    """What the task's data is, said once before anything trains (tuner.data.preview.summary_line)."""
+
+    summary: str
+
+
+@dataclass(frozen=True)
 class TrialStarted:
     number: int
     index: int
@@ -86,7 +93,15 @@ class StudyFinished:
 
 
 Event = (
-    StudyStarted | Stage | TrialStarted | TrialProgress | TrialEvaluated | TrialScored | TrialFinished | StudyFinished
+    StudyStarted
+    | Stage
+    | DataFound
+    | TrialStarted
+    | TrialProgress
+    | TrialEvaluated
+    | TrialScored
+    | TrialFinished
+    | StudyFinished
 )
 Reporter = Callable[[Event], None]
 
@@ -141,7 +156,9 @@ class TrainFinished:
     report: RunReport
 
 
-TrainEvent = Stage | TrainStarted | TrainProgress | CheckpointSaved | EpochEvaluated | RunScored | TrainFinished
+TrainEvent = (
+    Stage | DataFound | TrainStarted | TrainProgress | CheckpointSaved | EpochEvaluated | RunScored | TrainFinished
+)
 TrainReporter = Callable[[TrainEvent], None]
 
 

@@ -17,6 +17,7 @@ from typing import Any
 from tuner.defaults import (
     ATTENTION_MODULES,
     CONFIRM_ROWS,
+    DATA_FORMATS,
     DEFAULT_BATCH_SIZE,
     DEFAULT_EPOCHS,
     DEFAULT_GOAL,
@@ -30,6 +31,7 @@ from tuner.defaults import (
     METHODS,
     MLP_MODULES,
     PISSA_INIT,
+    REGIMES,
     TARGET_SETS,
     TASKS,
     VARIANT_LABELS,
@@ -122,10 +124,19 @@ class DataSettings:
     """Custom task: the column holding the answer to learn."""
     seed: int = 0
     """Seed of the shuffle that decides the held-out split (and, in a study, the sampler and each trial)."""
+    format: str = "auto"
+    """Custom task: the data's format (tuner.data.formats), or 'auto': found from the columns."""
+    regime: str | None = None
+    """'ift' (loss on the responses), 'cpt' (loss on every token); None: cpt for plain text, ift otherwise."""
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
             raise ValueError(f"task must be one of {', '.join(TASKS)}, got {self.task!r}")
+        for name, value, allowed in (("format", self.format, DATA_FORMATS), ("regime", self.regime, REGIMES)):
+            if value not in allowed and not (name == "regime" and value is None):
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+        if self.format != "auto" and self.task != "custom":
+            raise ValueError(f"--format names the format of your own data (--task custom), not the {self.task} data's")
         if self.task == "custom" and not self.source:
             raise ValueError("the custom task needs --data: a JSONL, JSON, CSV or Parquet file, or a hub dataset id")
 
@@ -249,13 +260,16 @@ class TrainBudget:
 
 
 def _data_fields(data: DataSettings) -> dict[str, object]:
-    """DataSettings in the flat shape settings.json and stored identities have always had."""
-    return {
+    """DataSettings in the flat shape settings.json and stored identities have always had (format and regime only
+    where set, so a study from before them keeps its identity)."""
+    fields: dict[str, object] = {
         "seed": data.seed,
         "data": data.source,
         "prompt_column": data.prompt_column,
         "response_column": data.response_column,
     }
+    extra = {"format": data.format if data.format != "auto" else None, "regime": data.regime}
+    return {**fields, **{key: value for key, value in extra.items() if value is not None}}
 
 
 def _data_from(fields: dict[str, Any]) -> DataSettings:
@@ -265,6 +279,8 @@ def _data_from(fields: dict[str, Any]) -> DataSettings:
         prompt_column=fields.get("prompt_column", "prompt"),
         response_column=fields.get("response_column", "response"),
         seed=int(fields.get("seed", 0)),
+        format=fields.get("format", "auto"),
+        regime=fields.get("regime"),
     )
 
 

@@ -31,6 +31,10 @@ class Choices:
     data: str | None = None
     prompt_column: str = "prompt"
     response_column: str = "response"
+    data_format: str = "auto"
+    """Own data: its format (tuner.data.formats.FORMATS), or 'auto' to find it from the columns."""
+    regime: str | None = None
+    """Own data: 'ift' (loss on the responses) or 'cpt' (loss on every token); None: cpt for plain text, else ift."""
     model: str = DEFAULT_MODEL
     memory_budget: str | None = None
     goal: float = DEFAULT_GOAL

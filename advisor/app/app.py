@@ -30,7 +30,7 @@ def run_tuner(
     settings: StudySettings, run_dir: Path, report: Callable[[Event], None], allow_code_execution: bool = False
 ) -> Recommendation:
     """The real study, as `advisor tune` runs it: the search space its memory budget allows."""
-    from tuner.data.prepare import resolve_data_dir
+    from tuner.data.load import resolve_data_dir
     from tuner.study.options import StudyOptions
     from tuner.study.run import run_study
 
@@ -44,7 +44,7 @@ def run_trainer(
     settings: RunSettings, out_dir: Path, options: RunOptions, report: Callable[[TrainEvent], None]
 ) -> RunReport:
     """The real full run, as `advisor train` runs it."""
-    from tuner.data.prepare import resolve_data_dir
+    from tuner.data.load import resolve_data_dir
     from tuner.fullrun.train import train_run
 
     return train_run(settings, out_dir, data_dir=resolve_data_dir(None), options=options, report=report)
@@ -131,7 +131,15 @@ class AdvisorApp(App[None]):
         from tuner.memory.sizes import parse_size
 
         choices = self.choices
-        data = DataSettings(choices.task, choices.data, choices.prompt_column, choices.response_column)
+        own = choices.task == "custom"  # the format and regime are the own data's: the tasks' data has its own
+        data = DataSettings(
+            choices.task,
+            choices.data,
+            choices.prompt_column,
+            choices.response_column,
+            format=choices.data_format if own else "auto",
+            regime=choices.regime if own else None,
+        )
         spend = StudyBudget.parse(choices.study_budget, "the study budget") if choices.study_budget else None
         return StudySettings(
             model=choices.model,

@@ -127,7 +127,7 @@ def evaluate_diversity(args: EvalArgs, max_new_tokens: int | None = None) -> int
     from rich.console import Console
 
     from advisor.commands.evaluate import load_adapter
-    from tuner.data.prepare import resolve_data_dir
+    from tuner.data.load import resolve_data_dir
     from tuner.models.load import load_model, load_tokenizer, resolve_model
     from tuner.scoring.sampling import draw_samples
     from tuner.training.runtime import pick_runtime, quiet_libraries

@@ -199,7 +199,7 @@ def _score(args: EvalArgs) -> int:
     """The scores of --model, and of --adapter beside it: a table, or JSON on stdout."""
     from rich.console import Console
 
-    from tuner.data.prepare import resolve_data_dir
+    from tuner.data.load import resolve_data_dir
     from tuner.models.load import load_model, load_tokenizer, loaded_identity, resolve_model
     from tuner.scoring.cache import ScoreCache
     from tuner.scoring.evaluation import score_model

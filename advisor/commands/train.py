@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from advisor.arguments import ModelArgs, positive, positive_number, rate, size
 from advisor.flags import option
-from tuner.defaults import DEFAULT_EPOCHS, MAX_BATCH_SIZE, MAX_SEQ_LEN, TASKS
+from tuner.defaults import DATA_FORMATS, DEFAULT_EPOCHS, MAX_BATCH_SIZE, MAX_SEQ_LEN, REGIMES, TASKS
 from tuner.errors import AdvisorError
 from tuner.fullrun.handover import Overrides
 from tuner.models.load import DEFAULT_MODEL
@@ -61,6 +61,10 @@ class TrainArgs(ModelArgs):
     """custom task: instruction column"""
     response_column: str | None = option(None, shown_default="response")
     """custom task: answer column"""
+    format: str | None = option(None, choices=DATA_FORMATS, shown_default="the study's, else auto")
+    """custom task: the data's format (auto: found from its columns)"""
+    regime: str | None = option(None, choices=REGIMES, shown_default="the study's, else cpt for plain text, else ift")
+    """ift: loss on the responses; cpt: continued pretraining, loss on every token"""
     save_steps: int = option(200, parse=positive)
     """steps between checkpoints"""
     merge: bool = False
@@ -104,7 +108,7 @@ def train(args: TrainArgs) -> int:
 
     from advisor.presets import explicit_preset, load_preset, preset_from_run, preset_run_settings
     from advisor.progress import TrainRichReporter
-    from tuner.data.prepare import resolve_data_dir
+    from tuner.data.load import resolve_data_dir
     from tuner.fullrun.handover import scoring_settings
     from tuner.fullrun.train import RunOptions, train_run
     from tuner.models.limits import check_fits_model

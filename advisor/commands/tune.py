@@ -11,6 +11,7 @@ from pathlib import Path
 from advisor.arguments import ModelArgs, non_negative, positive, probability, size
 from advisor.flags import option
 from tuner.defaults import (
+    DATA_FORMATS,
     DEFAULT_BATCH_SIZE,
     DEFAULT_GOAL,
     DEFAULT_SEQ_LEN,
@@ -20,6 +21,7 @@ from tuner.defaults import (
     MAX_BATCH_SIZE,
     MAX_BUDGET_TRIALS,
     MAX_SEQ_LEN,
+    REGIMES,
     TASKS,
     VARIANTS,
 )
@@ -72,6 +74,10 @@ class TuneArgs(ModelArgs):
     """custom task: instruction column"""
     response_column: str = "response"
     """custom task: answer column"""
+    format: str = option("auto", choices=DATA_FORMATS)
+    """custom task: the data's format (auto: found from its columns; see `advisor data FILE`)"""
+    regime: str | None = option(None, choices=REGIMES, shown_default="cpt for plain text, else ift")
+    """ift: loss on the responses; cpt: continued pretraining, loss on every token"""
     allow_code_execution: bool = False
     """code task: score trials on HumanEval, running the generated code in a sandbox"""
     memory_budget: str | None = None
@@ -111,7 +117,7 @@ def tune(args: TuneArgs, argv: Sequence[str] = ()) -> int:
 
     from advisor.presets import load_preset
     from advisor.progress import RichReporter
-    from tuner.data.prepare import resolve_data_dir
+    from tuner.data.load import resolve_data_dir
     from tuner.memory.sizes import parse_size
     from tuner.models.limits import check_fits_model
     from tuner.rundir import check_out_dir
@@ -153,6 +159,8 @@ def tune(args: TuneArgs, argv: Sequence[str] = ()) -> int:
             prompt_column=args.prompt_column,
             response_column=args.response_column,
             seed=args.seed,
+            format=args.format,
+            regime=args.regime,
         )
         settings = StudySettings(
             model=model,

@@ -12,7 +12,7 @@ import io
 import json
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,16 @@ class FileTable:
     path: Path
     columns: dict[str, list[Any]]
     row_count: int
+    lines: tuple[int, ...] | None = None
+    """Each row's line in the file (JSON objects one after another), else None: rows are named by their number."""
+    unit: str = "row"
+    """What a row is called where `lines` is None: 'row' (CSV, Parquet) or 'item' (a JSON array's)."""
+
+    def where(self, index: int) -> str:
+        """The row at a 0-based index as an error names it: 'line 12', 'item 3' or 'row 4' (data rows from 1)."""
+        if self.lines is not None:
+            return f"line {self.lines[index]:,}"
+        return f"{self.unit} {index + 1:,}"
 
     def rows(self) -> list[dict[str, Any]]:
         """Each row as a dict holding every column, as `datasets` gives a row."""
@@ -67,32 +77,6 @@ def read_table(path: Path) -> FileTable:
     return table
 
 
-def read_pairs(path: Path, prompt_column: str, response_column: str) -> tuple[list[str], list[str]]:
-    """The file's prompts and responses as text, in file order; rows where either is null are left out.
-
-    Raises an AdvisorError when a column is missing or no row has both a non-empty prompt and response.
-    """
-    table = read_table(path)
-    rows = f"its {table.row_count:,} rows read have" if table.row_count != 1 else "its 1 row read has"
-    missing = [name for name in (prompt_column, response_column) if name not in table.columns]
-    if missing:
-        raise AdvisorError(
-            f"{path} has no usable rows: {rows} no column {', '.join(repr(name) for name in missing)}; its columns "
-            f"are {', '.join(table.columns) or 'none'} (name them with --prompt-column and --response-column)"
-        )
-    prompts, responses = [], []
-    for prompt, response in zip(table.columns[prompt_column], table.columns[response_column], strict=True):
-        if prompt is not None and response is not None:
-            prompts.append(str(prompt))
-            responses.append(str(response))
-    if not any(prompt.strip() and response.strip() for prompt, response in zip(prompts, responses, strict=True)):
-        every = f"all {table.row_count:,} rows read have" if table.row_count != 1 else rows
-        raise AdvisorError(
-            f"{path} has no usable rows: {every} an empty or null {prompt_column!r} or {response_column!r}"
-        )
-    return prompts, responses
-
-
 def _utf8_text(path: Path, data: bytes) -> str:
     """The file's text without a leading byte-order mark, or an error at the first byte that is not UTF-8."""
     try:
@@ -116,7 +100,7 @@ def _json_table(path: Path, text: str) -> FileTable:
         for index, item in enumerate(document, start=1):
             if not isinstance(item, dict):
                 raise AdvisorError(f"cannot read {path}: item {index:,} of the array is {_kind(item)}, not an object")
-        return _records_table(path, document)
+        return replace(_records_table(path, document), unit="item")
     records, problem = _json_lines(text)
     if problem is not None:
         # Not one object per line: the objects may be spread over lines (as `datasets` accepts), else the line
@@ -132,7 +116,8 @@ def _json_table(path: Path, text: str) -> FileTable:
     for line, record in records:
         if not isinstance(record, dict):
             raise AdvisorError(f"cannot read {path}: line {line}: expected a JSON object, found {_kind(record)}")
-    return _records_table(path, [record for _, record in records])
+    table = _records_table(path, [record for _, record in records])
+    return replace(table, lines=tuple(line for line, _ in records))
 
 
 def _json_lines(text: str) -> tuple[list[tuple[int, Any]], tuple[int, json.JSONDecodeError] | None]:

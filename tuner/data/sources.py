@@ -1,5 +1,6 @@
-"""Where each task's (prompt, response) pairs come from: its hub datasets and its files in the local mirror, and
-how a row of each becomes a pair; local files are read here without `datasets` (tuner.data.files)."""
+"""Where each task's examples come from: its hub datasets and its files in the local mirror, and how a row of each
+becomes a (prompt, response) pair; a user's own file is read in its format (tuner.data.formats), here without
+`datasets` (tuner.data.files)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tuner.data.files import SUFFIXES, read_pairs, read_table
+from tuner.data.files import SUFFIXES, FileTable, read_table
+from tuner.data.formats import Records, Table, read_records
 from tuner.errors import AdvisorError
 from tuner.settings import DataSettings
 
@@ -83,28 +85,36 @@ TASK_SOURCES: dict[str, dict[str, list[Source]]] = {
 }
 
 
-def _mirror_pairs(path: Path, source: Source) -> tuple[list[str], list[str]]:
+def _mirror_pairs(path: Path, source: Source) -> list[Pair]:
     """One mirror file's pairs in file order."""
     try:
-        pairs = [source.to_pair(row) for row in read_table(path).rows() if source.keep is None or source.keep(row)]
+        return [source.to_pair(row) for row in read_table(path).rows() if source.keep is None or source.keep(row)]
     except KeyError as missing:
         raise AdvisorError(f"dataset {source.location} has no column {missing}") from None
-    return [pair["prompt"] for pair in pairs], [pair["response"] for pair in pairs]
 
 
-def local_pairs(settings: DataSettings, data_dir: Path | None) -> tuple[list[str], list[str]] | None:
-    """The prompts and responses of a local file or the mirror, read and checked without `datasets` (None: the hub)."""
+def pair_records(pairs: list[Pair]) -> Records:
+    """(prompt, response) pairs as one-turn conversations."""
+    return Records("columns", tuple((("user", p["prompt"]), ("assistant", p["response"])) for p in pairs))
+
+
+def file_records(table: FileTable, settings: DataSettings) -> Records:
+    """A local file's rows in the format named (or found from its columns)."""
+    named = Table(str(table.path), table.columns, table.row_count, table.where)
+    return read_records(named, settings.format, settings.prompt_column, settings.response_column)
+
+
+def local_records(settings: DataSettings, data_dir: Path | None) -> Records | None:
+    """The examples of a local file or the mirror, in file order, read and checked without `datasets` (None: the
+    hub)."""
     if settings.task == "custom":
         path = Path(str(settings.source)).expanduser()
         if not (path.exists() or path.suffix.lower() in SUFFIXES):
             return None
-        return read_pairs(path, settings.prompt_column, settings.response_column)
+        return file_records(read_table(path), settings)
     if data_dir is None:
         return None
-    prompts: list[str] = []
-    responses: list[str] = []
+    pairs: list[Pair] = []
     for source in TASK_SOURCES[settings.task]["mirror"]:
-        more_prompts, more_responses = _mirror_pairs(data_dir / source.location, source)
-        prompts += more_prompts
-        responses += more_responses
-    return prompts, responses
+        pairs += _mirror_pairs(data_dir / source.location, source)
+    return pair_records(pairs)

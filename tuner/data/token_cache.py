@@ -18,15 +18,15 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-ENCODING_VERSION = 1
-"""Part of every key: bump it when data.prepare.format_pair or encode_pair_ids change what they produce from the same
-texts and tokenizer, so that no file written before is read after."""
+ENCODING_VERSION = 2
+"""Part of every key: bump it when tuner.data.render or data.prepare.encode_texts change what they produce from the
+same texts and tokenizer, so that no file written before is read after."""
 
 CACHE_DIR = "tokens"
 """The folder under the advisor's cache (tuner.models.load.cache_root)."""
 
-Encoded = tuple[list[list[int]], list[int]]
-"""Token ids per item, and per item how many of its first tokens are prompt (0 for plain text)."""
+Encoded = tuple[list[list[int]], list[list[bool]]]
+"""Token ids per item, and per token whether it carries loss."""
 
 
 def tokenizer_identity(tokenizer: PreTrainedTokenizerBase) -> str | None:
@@ -54,7 +54,7 @@ def cached_encoding(
 ) -> Encoded:
     """`encode()`'s result for these texts and this tokenizer, read from the cache when an earlier call wrote it.
 
-    `kind` names what the texts are ("pairs", "general"); `texts` are the columns the encoding reads, whole.
+    `kind` names what the texts are ("chat", "text", "general"); `texts` are the columns the encoding reads, whole.
     """
     from tuner.models.load import cache_root
 
@@ -86,31 +86,33 @@ def _read(path: Path) -> Encoded | None:
 
     try:
         with np.load(path, allow_pickle=False) as stored:
-            ids, lengths, prompt_lengths = stored["ids"], stored["lengths"], stored["prompt_lengths"]
+            ids, lengths, trained = stored["ids"], stored["lengths"], stored["trained"]
     except Exception:  # noqa: BLE001 (a missing, truncated or foreign file is a miss: np.load raises several types)
         return None
-    if len(lengths) != len(prompt_lengths) or int(lengths.sum()) != len(ids):
+    if int(lengths.sum()) != len(ids) or len(trained) != len(ids):
         return None
-    flat, items, start = ids.tolist(), [], 0
+    flat, flags, items, masks, start = ids.tolist(), trained.astype(bool).tolist(), [], [], 0
     for length in lengths.tolist():
         items.append(flat[start : start + length])
+        masks.append(flags[start : start + length])
         start += length
-    return items, prompt_lengths.tolist()
+    return items, masks
 
 
 def _write(path: Path, encoded: Encoded) -> None:
     """Write atomically (a unique temporary file renamed over the name), so concurrent workers never read half."""
     import numpy as np
 
-    items, prompt_lengths = encoded
+    items, masks = encoded
     lengths = np.fromiter((len(item) for item in items), dtype=np.int64, count=len(items))
     flat = np.fromiter((token for item in items for token in item), dtype=np.int32, count=int(lengths.sum()))
+    trained = np.fromiter((flag for mask in masks for flag in mask), dtype=np.uint8, count=int(lengths.sum()))
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".npz")
         try:
             with os.fdopen(handle, "wb") as out:
-                np.savez(out, ids=flat, lengths=lengths, prompt_lengths=np.asarray(prompt_lengths, dtype=np.int64))
+                np.savez(out, ids=flat, lengths=lengths, trained=trained)
             os.replace(temporary, path)
         except BaseException:
             Path(temporary).unlink(missing_ok=True)

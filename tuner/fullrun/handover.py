@@ -102,6 +102,8 @@ class Overrides:
     data: str | None = None
     prompt_column: str | None = None
     response_column: str | None = None
+    format: str | None = None
+    regime: str | None = None
     method: str | None = None
     """'lora' or 'full' (full fine-tuning, the paper's reference); None keeps the starting point's (LoRA)."""
 
@@ -160,6 +162,8 @@ def run_settings(
             prompt_column=overrides.prompt_column or (study_data.prompt_column if study_data else "prompt"),
             response_column=overrides.response_column or (study_data.response_column if study_data else "response"),
             seed=overrides.seed if overrides.seed is not None else (study_data.seed if study_data else 0),
+            format=overrides.format or (study_data.format if study_data else "auto"),
+            regime=overrides.regime or (study_data.regime if study_data else None),
         )
         return RunSettings(
             model=overrides.model or model, data=data, recipe=changed, train_examples=overrides.train_examples

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tuner.errors import AdvisorError
-from tuner.events import Stage, TrainFinished, TrainReporter, ignore
+from tuner.events import DataFound, Stage, TrainFinished, TrainReporter, ignore
 from tuner.fullrun.checkpoints import CHECKPOINTS, check_identity
 from tuner.fullrun.report import ADAPTER, FULL_MODEL, MERGED, run_report
 from tuner.fullrun.scores import EpochScorer, final_scores, run_scorer
@@ -77,6 +77,7 @@ def train_run(
     from peft import PeftModel, get_peft_model
 
     from tuner.data.prepare import prepare_study_data
+    from tuner.data.preview import summary_line
     from tuner.models.load import hub_id, load_model, load_tokenizer, loaded_identity, resolve_model, write_directory
     from tuner.rundir import run_dir_lock
     from tuner.training.fused_lora import fuse_lora_forwards
@@ -100,6 +101,8 @@ def train_run(
         report(Stage(f"preparing {settings.task} data"))
         packing = settings.recipe.packing()
         data = prepare_study_data(settings.data, packing, tokenizer, data_dir, settings.train_examples)
+        if data.counts is not None:
+            report(DataFound(summary_line(data.counts, packing.seq_len)))
     out_dir.mkdir(parents=True, exist_ok=True)
     with run_dir_lock(out_dir):
         check_identity(out_dir, settings)

@@ -7,12 +7,13 @@ from __future__ import annotations
 import contextlib
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tuner.data.encode import DATA_FILE
 from tuner.errors import AdvisorError
-from tuner.events import Stage, StudyStarted
+from tuner.events import DataFound, Stage, StudyStarted
 from tuner.memory.bounds import memory_bounds
 from tuner.rundir import run_dir_lock, write_json
 from tuner.study.loop import StudyLock
@@ -75,6 +76,8 @@ def set_up(study: Study) -> Iterator[None]:
         (run_dir / TRIALS_DIR).mkdir(exist_ok=True)
         if not options.worker:
             write_json(run_dir / "settings.json", {**settings.to_json(), "storage": options.storage or "study.db"})
+            if study.inputs.data.counts is not None:  # the format found and what was trained on, for the exports
+                write_json(run_dir / DATA_FILE, asdict(study.inputs.data.counts))
             write_trials(run_dir, study.optuna_study)
         finished = len(finished_trials(study.optuna_study))
         spending = Spending(settings, study.optuna_study)
@@ -109,17 +112,21 @@ def _check_stored(study: Study, name: str, storage: optuna.storages.RDBStorage |
 
 def _prepare_inputs(study: Study) -> StudyInputs:
     """The model's source, identity and width, its tokenizer, and the task and general text packed once."""
-    from tuner.data.prepare import pair_columns, prepare_study_data
+    from tuner.data.load import task_records
+    from tuner.data.prepare import prepare_study_data
+    from tuner.data.preview import summary_line
     from tuner.models.load import load_tokenizer, model_config, model_identity, resolve_model
 
     settings, options = study.settings, study.options
     quiet_libraries()
     source = resolve_model(settings.model)
-    pair_columns(settings.data, options.data_dir)  # the data's own errors before any loading (read once per process)
+    task_records(settings.data, options.data_dir)  # the data's own errors before any loading (read once per process)
     options.report(Stage(f"loading tokenizer of {source.describe()}"))
     tokenizer = load_tokenizer(source)
     options.report(Stage(f"preparing {settings.task} data"))
     data = prepare_study_data(settings.data, settings.budget.packing(), tokenizer, options.data_dir)
+    if data.counts is not None:
+        options.report(DataFound(summary_line(data.counts, data.train.seq_len)))
     config = model_config(source)
     width = next(
         (config[key] for key in ("hidden_size", "n_embd", "d_model") if isinstance(config.get(key), int)), None

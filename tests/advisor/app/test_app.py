@@ -578,7 +578,8 @@ async def test_own_data_fields_show_at_80x24(tmp_path: Path):
         await pilot.press("down", "down", "enter")  # my own data
         await pilot.pause()
         buttons = app.screen.query_one("#buttons").region
-        for field in ("#data", "#browse", "#prompt-column", "#response-column", "#preview"):
+        assert not app.screen.query_one("#column-fields").display  # only for the columns format (test_own_data.py)
+        for field in ("#data", "#browse", "#data-format", "#regime", "#preview"):
             region = app.screen.query_one(field).region
             assert region.height == 3 and region.bottom <= buttons.y, (field, region)
 

@@ -5,22 +5,26 @@ from pathlib import Path
 
 import pytest
 
+from tuner.data.encode import encode_pairs, format_pair
+from tuner.data.load import load_records, resolve_data_dir
 from tuner.data.packing import IGNORE_INDEX
-from tuner.data.prepare import (
-    HELLASWAG_RESERVED_FROM,
-    encode_pairs,
-    format_pair,
-    general_texts,
-    load_pairs,
-    prepare_study_data,
-    resolve_data_dir,
-)
+from tuner.data.prepare import HELLASWAG_RESERVED_FROM, general_texts, prepare_study_data
 from tuner.errors import AdvisorError
 from tuner.settings import DataSettings, Packing
 
 
 def settings(task: str = "math", data: str | None = None, **kwargs) -> DataSettings:
     return DataSettings(task=task, source=data, **kwargs)
+
+
+def load_pairs(data: DataSettings, data_dir: Path | None) -> dict[str, list[str]]:
+    """The records of one-turn conversations as prompt and response columns."""
+    records = load_records(data, data_dir)
+    assert all(len(turns) == 2 for turns in records.conversations)
+    return {
+        "prompt": [turns[0][1] for turns in records.conversations],
+        "response": [turns[1][1] for turns in records.conversations],
+    }
 
 
 @pytest.fixture(scope="module")
@@ -32,14 +36,14 @@ def tokenizer(tiny_model: Path):
 
 def test_math_mirror_is_gsm8k_train_without_calculator_notes(data_dir):
     pairs = load_pairs(settings("math"), data_dir)
-    assert len(pairs) == 7473
+    assert len(pairs["prompt"]) == 7473
     assert all("<<" not in r for r in pairs["response"][:200])
     assert any("####" in r for r in pairs["response"][:10])
 
 
 def test_code_mirror_holds_alpaca_evol_and_only_mbpp_training_ids(data_dir):
     pairs = load_pairs(settings("code"), data_dir)
-    assert len(pairs) == 2017 + 1966 + 1953 + 464  # MBPP task ids 511-974
+    assert len(pairs["prompt"]) == 2017 + 1966 + 1953 + 464  # MBPP task ids 511-974
     mbpp_prompts = [p for p in pairs["prompt"] if "Your code should pass these tests:" in p]
     assert len(mbpp_prompts) == 464
     scored = json.loads((data_dir / "mbpp" / "mbpp.jsonl").read_text().splitlines()[10])  # task 11, scored
@@ -118,7 +122,7 @@ def test_custom_csv_with_named_columns(tmp_path, tokenizer):
     pairs = load_pairs(
         settings("custom", data=str(tmp_path / "mine.csv"), prompt_column="question", response_column="reply"), None
     )
-    assert len(pairs) == 300 and set(pairs.column_names) == {"prompt", "response"}
+    assert len(pairs["prompt"]) == 300 and pairs["response"][0].count(" ") == 2
 
 
 @pytest.mark.parametrize(
@@ -127,7 +131,7 @@ def test_custom_csv_with_named_columns(tmp_path, tokenizer):
         (
             '{"q": "a", "a": "b"}\n',
             "d.jsonl",
-            r"no usable rows: its 1 row read has no column 'prompt', 'response'; its columns are q, a",
+            r"holds none of the formats read: its columns are q, a; expected messages, conversations, ",
         ),
         ("{not json\n", "d.jsonl", r"cannot read .*d.jsonl"),
         ("x", "d.txt", r"expected a .jsonl, .json, .csv or .parquet file"),

@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import run_cli
-from tuner.data.files import read_pairs
-from tuner.data.prepare import load_pairs
+from tuner.data.load import load_records
 from tuner.errors import AdvisorError
 from tuner.settings import DataSettings
 
@@ -34,7 +33,7 @@ def hf_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def load_error(path: Path, hf_cache: Path, **columns: str) -> str:
     """The one-line message of loading `path` as custom data, after checking the load left the cache empty."""
     with pytest.raises(AdvisorError) as raised:
-        load_pairs(DataSettings("custom", source=str(path), **columns), None)
+        load_records(DataSettings("custom", source=str(path), **columns), None)
     assert list(hf_cache.rglob("*")) == []
     message = str(raised.value)
     assert len(message.splitlines()) == 1
@@ -87,7 +86,7 @@ def test_rows_without_a_prompt_and_a_response_are_no_usable_rows(tmp_path, hf_ca
     path = tmp_path / "empty-answers.jsonl"
     path.write_text(jsonl({"prompt": "a", "response": ""}, {"prompt": "b", "response": None}, {"prompt": " "}))
     assert load_error(path, hf_cache) == (
-        f"{path} has no usable rows: all 3 rows read have an empty or null 'prompt' or 'response'"
+        f"{path} has no usable rows: every one of its 3 rows has an empty or null prompt or response"
     )
 
 
@@ -95,20 +94,23 @@ def test_missing_columns_are_no_usable_rows_and_the_file_columns_are_listed(tmp_
     path = tmp_path / "renamed.jsonl"
     path.write_text(jsonl({"question": "a", "answer": "b"}, {"question": "c", "answer": "d"}))
     assert load_error(path, hf_cache) == (
-        f"{path} has no usable rows: its 2 rows read have no column 'prompt', 'response'; its columns are "
-        "question, answer (name them with --prompt-column and --response-column)"
+        f"{path} holds none of the formats read: its columns are question, answer; expected messages, "
+        "conversations, instruction/output, prompt/completion, prompt/response or text (name other columns with "
+        "--prompt-column and --response-column)"
     )
-    assert "no column 'reply'" in load_error(path, hf_cache, prompt_column="question", response_column="reply")
+    assert load_error(path, hf_cache, prompt_column="question", response_column="reply") == (
+        f"{path} has no column 'reply'; its columns are question, answer"
+    )
 
 
 def test_a_good_file_keeps_its_rows_and_order_and_leaves_no_cache(tmp_path, hf_cache):
     path = tmp_path / "pairs.jsonl"
     rows = [{"prompt": f"Say {i}", "response": f"{i}" if i else ""} for i in range(5)]
     path.write_text(jsonl(*rows[:2]) + "\n" + jsonl(*rows[2:], {"prompt": "no answer", "response": None}))
-    in_file_order = ([r["prompt"] for r in rows], [r["response"] for r in rows])  # the null answer left out
-    assert read_pairs(path, "prompt", "response") == in_file_order
-    pairs = load_pairs(DataSettings("custom", source=str(path)), None)
-    assert sorted(zip(pairs["prompt"], pairs["response"], strict=True)) == list(zip(*in_file_order, strict=True))
+    in_file_order = [(("user", r["prompt"]), ("assistant", r["response"])) for r in rows[1:]]  # no empty answer
+    records = load_records(DataSettings("custom", source=str(path)), None)
+    assert records.format == "columns" and records.skipped == 2
+    assert sorted(records.conversations) == sorted(in_file_order)
     assert list(hf_cache.rglob("*")) == []
 
 
@@ -116,8 +118,8 @@ def test_a_bad_file_is_refused_before_datasets_is_imported(tmp_path):
     path = tmp_path / "broken.jsonl"
     path.write_text('{"prompt": "a", "response": "b"}\n{oops\n')
     probe = (
-        "import sys\nfrom tuner.data.prepare import load_pairs\nfrom tuner.settings import DataSettings\n"
-        f"try:\n    load_pairs(DataSettings('custom', source={str(path)!r}), None)\n"
+        "import sys\nfrom tuner.data.load import load_records\nfrom tuner.settings import DataSettings\n"
+        f"try:\n    load_records(DataSettings('custom', source={str(path)!r}), None)\n"
         "except Exception as error:\n    print(type(error).__name__, error)\n"
         "print('LOADED', *(m for m in ('datasets', 'torch', 'transformers') if m in sys.modules))"
     )
