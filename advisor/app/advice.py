@@ -47,9 +47,13 @@ class Choices:
     """Whether HumanEval may run the model's code (asked once, when the task is code); None: not asked yet."""
 
 
-def task_advice(task: str) -> str:
-    """Why instruction data, and what the paper measured for this task."""
-    lines = [f"Instruction fine-tuning, not continued pretraining: {FINDINGS['epochs']}."]
+def task_advice(task: str, data_format: str = "auto", regime: str | None = None) -> str:
+    """Why instruction data (or what continued pretraining costs, where the data is plain text or every token is
+    asked to train), and what the paper measured for this task."""
+    if task == "custom" and (regime == "cpt" or (regime is None and data_format == "text")):
+        lines = [f"Continued pretraining: every token trains. {FINDINGS['cpt'][0].upper()}{FINDINGS['cpt'][1:]}."]
+    else:
+        lines = [f"Instruction fine-tuning, not continued pretraining: {FINDINGS['epochs']}."]
     start = (
         "the study starts from a rate for your model's width (LoRA Without Regret's 10x rule) and searches around it"
     )

@@ -105,6 +105,8 @@ class TaskScreen(StepScreen):
         """The data error of the last preview, and what it read: Next refuses those choices."""
         self.columns_asked = False
         """A preview found none of the formats in the file's columns: its two column fields stay shown."""
+        self.found_format: tuple[PreviewKey, str] | None = None
+        """The format the last good preview found, and what it read: the advice follows it."""
 
     def compose_step(self) -> ComposeResult:
         choices = self.advisor_app.choices
@@ -152,7 +154,18 @@ class TaskScreen(StepScreen):
         )
 
     def advice_text(self) -> str:
-        return task_advice(self._chosen_task() if self.is_mounted else self.advisor_app.choices.task)
+        if not self.is_mounted:
+            choices = self.advisor_app.choices
+            return task_advice(choices.task, choices.data_format, choices.regime)
+        key = self._data_choices()
+        _, data_format, regime, _, _ = key
+        if self.found_format is not None and self.found_format[0] == key:
+            data_format = self.found_format[1]  # what the preview of these choices found
+        return task_advice(self._chosen_task(), data_format, regime)
+
+    @on(Select.Changed, "#regime")
+    def regime_changed(self) -> None:
+        self.show_advice()
 
     @on(RadioSet.Changed, "#task")
     def task_changed(self) -> None:
@@ -166,6 +179,7 @@ class TaskScreen(StepScreen):
         _, data_format, _, prompt_column, response_column = self._data_choices()
         named = (prompt_column, response_column) != ("prompt", "response")
         self.query_one("#column-fields").display = data_format == "columns" or self.columns_asked or named
+        self.show_advice()
 
     @on(Button.Pressed, "#browse")
     def browse(self, event: Button.Pressed) -> None:
@@ -228,6 +242,8 @@ class TaskScreen(StepScreen):
         format)."""
         shown = self.query_one("#preview-text", Static)
         self.preview_failure = (key, error) if error else None
+        self.found_format = (key, preview.format) if preview is not None else None
+        self.show_advice()
         if preview is not None:
             shown.update(preview_content(preview))
         else:

@@ -81,6 +81,12 @@ async def test_a_text_file_previews_as_continued_pretraining(tiny_model: Path, t
         shown = await preview(app, pilot, data)
         assert shown.plain.startswith("3 examples of plain text; continued pretraining: loss on every token")
         assert [span.startswith("Note ") for span in trained_spans(shown)] == [True, True]
+        advice = app.screen.query_one("#advice", Static)  # the paper's other regime, and what it measured there
+        assert "Continued pretraining: every token trains." in str(advice.render())
+        assert "GSM8K 0.187" in str(advice.render())
+        app.screen.query_one("#regime", Select).value = "ift"  # refused at the preview: plain text has no answers
+        await settle(app, pilot)
+        assert "Instruction fine-tuning, not continued pretraining" in str(advice.render())
 
 
 async def test_columns_that_match_no_format_ask_for_their_names_then_preview(tiny_model: Path, tmp_path: Path):
