@@ -175,3 +175,19 @@ def test_format_and_regime_are_checked_and_kept_out_of_old_identities():
         DataSettings("math", format="alpaca")
     assert "format" not in _data_fields(DataSettings("math")) and "regime" not in _data_fields(DataSettings("math"))
     assert _data_fields(DataSettings("custom", source="x", format="text", regime="cpt"))["regime"] == "cpt"
+
+
+def test_a_hub_dataset_is_read_in_its_format_with_rows_named_by_number(monkeypatch):
+    import datasets
+
+    from tuner.data import load
+
+    rows = [
+        {"conversations": [{"from": "human", "value": f"Q{i}"}, {"from": "gpt", "value": f"A{i}"}]} for i in range(3)
+    ]
+    monkeypatch.setattr(load, "load_hub", lambda source: datasets.Dataset.from_list(rows))
+    records = load_records(DataSettings("custom", source="someone/chats"), None)
+    assert records.format == "sharegpt" and sorted(records.conversations)[0] == (("user", "Q0"), ("assistant", "A0"))
+    rows.append({"conversations": [{"from": "human", "value": "Q"}]})
+    with pytest.raises(AdvisorError, match=r"^someone/chats: row 4: the conversation has no assistant turn"):
+        load_records(DataSettings("custom", source="someone/chats"), None)
