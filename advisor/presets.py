@@ -6,12 +6,15 @@ through `advisor export`) can start from. Shipped presets live in the repository
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tuner.defaults import DEFAULT_MAX_GRAD_NORM, TASKS
+from tuner.data.encode import DATA_FILE
+from tuner.data.formats import FORMATS
+from tuner.defaults import DEFAULT_MAX_GRAD_NORM, REGIMES, TASKS
 from tuner.errors import AdvisorError
 from tuner.fullrun.handover import FinishedStudy, Overrides, read_study, run_settings, study_origin
 from tuner.memory.sizes import format_size, parse_size
@@ -54,6 +57,11 @@ class Preset:
     train_examples: int | None = None
     """The training examples the preset was sized for: tools that count warm-up in steps get
     `warmup_steps()` for this many (None: an export says how to count them for your data)."""
+    data_format: str | None = None
+    """The training data's format (one of tuner.data.formats.FORMATS), which exports set in each tool's own dataset
+    keys; None: not known (a shipped preset, or a study from before studies recorded it)."""
+    regime: str = "ift"
+    """'ift' (loss on the responses) or 'cpt' (continued pretraining: loss on every token); see REGIMES."""
 
     def __post_init__(self) -> None:
         if not self.name or any(c in self.name for c in "/\\") or self.name.startswith("."):
@@ -68,6 +76,12 @@ class Preset:
             raise ValueError(f"train_examples must be at least 1, got {self.train_examples}")
         if self.memory_budget is not None:
             parse_size(self.memory_budget)  # ValueError naming the bad size
+        if self.data_format is not None and self.data_format not in FORMATS:
+            raise ValueError(f"data_format must be one of {', '.join(FORMATS)}, got {self.data_format!r}")
+        if self.regime not in REGIMES:
+            raise ValueError(f"regime must be one of {', '.join(REGIMES)}, got {self.regime!r}")
+        if self.data_format == "text" and self.regime == "ift":
+            raise ValueError("data_format text is plain text, with no responses to learn: its regime is cpt")
 
     @property
     def on_cpu(self) -> bool:
@@ -104,6 +118,10 @@ class Preset:
             flat.pop("extra")
         if flat["train_examples"] is None:
             flat.pop("train_examples")
+        if flat["data_format"] is None:
+            flat.pop("data_format")  # written only where it is known, as no shipped preset knows it
+        if flat["regime"] == "ift":
+            flat.pop("regime")  # instruction tuning, as every preset from before regimes existed
         extra = flat.pop("extra", None)
         if extra:
             flat["extra"] = extra  # provenance details last
@@ -153,9 +171,21 @@ def preset_from_dict(fields: Any, where: str = "preset") -> Preset:
         }
         text = {
             name: None if fields[name] is None else str(fields[name])
-            for name in ("name", "task", "model", "memory_budget", "source", "notes", "hardware")
+            for name in (
+                "name",
+                "task",
+                "model",
+                "memory_budget",
+                "source",
+                "notes",
+                "hardware",
+                "data_format",
+                "regime",
+            )
             if name in fields
         }
+        if text.get("data_format") == "text" and "regime" not in fields:
+            text["regime"] = "cpt"  # plain text trains as continued pretraining, as the engine reads it
         switches = {name: _switch(fields, name, where) for name in ("gradient_checkpointing",) if name in fields}
         if fields.get("train_examples") is not None:
             switches["train_examples"] = _number(fields, "train_examples", int, where)
@@ -266,7 +296,28 @@ def preset_from_study(finished: FinishedStudy, name: str | None = None) -> Prese
         extra=extra,
         hardware="cpu" if (rec.runtime or "").startswith("CPU") else "gpu",
         train_examples=rec.data.train_examples if rec.data is not None else None,
+        **study_data(finished.run_dir),
     )
+
+
+def study_data(run_dir: Path) -> dict[str, str]:
+    """The data format and regime a study recorded in its run directory's data.json (tuner.data.encode.DATA_FILE);
+    none for a study from before it was written. AdvisorError for an unreadable one."""
+    path = Path(run_dir) / DATA_FILE
+    if not path.is_file():
+        return {}
+    try:
+        counts = json.loads(path.read_text(encoding="utf-8"))
+        found = {"data_format": counts["format"], "regime": counts["regime"]}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise AdvisorError(f"cannot read {path}: {error}") from None
+    except KeyError as missing:
+        raise AdvisorError(f"{path} has no {missing.args[0]!r}: not a study's record of its data") from None
+    except TypeError:
+        raise AdvisorError(f"{path} does not hold a mapping: not a study's record of its data") from None
+    if found["data_format"] not in FORMATS or found["regime"] not in REGIMES:
+        raise AdvisorError(f"{path}: format {found['data_format']!r} with regime {found['regime']!r} is not one known")
+    return {name: str(value) for name, value in found.items()}
 
 
 def preset_from_run(run_dir: Path) -> tuple[Preset, FinishedStudy]:

@@ -7,8 +7,15 @@ shipped preset is exported in the tool's format, and scripts/export_checks/check
 loads each file through the tool's own parser or validator (no training) and reads back what the tool built:
 learning rate, adapter, epochs, warm-up, precision, device and gradient checkpointing, compared with the preset's.
 
+Besides the shipped presets (which know no data format), BASE+FORMAT rows export a shipped preset as a study's preset
+that knows its data's format (--data-formats, on --data-base): conversations and plain text (continued pretraining)
+by default. For those the checker also reads the tool's dataset config back (its reader for the format, and which
+tokens carry the loss) and, where the tool can read a record without the data file, passes one of the format's
+example records through the tool's own reader.
+
     python scripts/validate_exports.py                    # every tool (the first run installs them: minutes)
     python scripts/validate_exports.py --tools trl,peft   # what the test suite runs
+    python scripts/validate_exports.py --data-formats messages,sharegpt,alpaca,columns,prompt-completion,text
     python scripts/validate_exports.py --json results.json
 
 A GPU preset on a machine without a GPU is parsed with the tool's bf16/GPU availability check patched to pass
@@ -29,7 +36,7 @@ import sys
 import sysconfig
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +45,9 @@ sys.path.insert(0, str(ROOT))
 
 from advisor.exports import EXPORT_FORMATS, FORMATS, export_preset  # noqa: E402 - after the checkout is importable
 from advisor.exports.base import expected_settings  # noqa: E402
-from advisor.presets import load_preset, shipped_presets  # noqa: E402
+from advisor.presets import Preset, load_preset, shipped_presets  # noqa: E402
+from tuner.data.formats import EXAMPLES  # noqa: E402
+from tuner.data.formats import FORMATS as DATA_FORMATS  # noqa: E402
 from tuner.errors import AdvisorError  # noqa: E402
 from tuner.models.load import cache_root  # noqa: E402
 
@@ -47,6 +56,10 @@ NOTE_WIDTH = 160
 """The table's notes are cut at this many characters."""
 CHECK_TIMEOUT = 900
 """Seconds one tool's checker may take for every preset (imports included)."""
+DATA_BASE = "math-cpu"
+"""The shipped preset the data-format rows are made from (on a CPU: nothing patched)."""
+DEFAULT_DATA_FORMATS = ("messages", "text")
+"""The data formats validated by default: conversations, and plain text (continued pretraining)."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +73,9 @@ class Tool:
     version: str
     installs: tuple[tuple[str, ...], ...]
     """pip install argument lists, run in order in the tool's environment."""
+    reads_data: bool = True
+    """Whether the tool's file holds dataset settings, which its checker must read back (PEFT's adapter config
+    holds none: its README says the format)."""
 
     @property
     def checker(self) -> Path:
@@ -74,7 +90,7 @@ TOOLS: dict[str, Tool] = {
     tool.format: tool
     for tool in sorted(
         (
-            Tool("peft", "peft", "0.21.2", (("peft==0.21.2",),)),
+            Tool("peft", "peft", "0.21.2", (("peft==0.21.2",),), reads_data=False),
             Tool("trl", "trl", "1.16.0", (("trl==1.16.0",),)),
             # LLaMA-Factory's web UI, audio and vision packages (gradio, torchaudio, torchvision, av, modelscope) are
             # left out: its argument parser needs none of them, and torchaudio would pull another torch.
@@ -128,6 +144,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tools", default=",".join(TOOLS), help="comma-separated formats (default: all)")
     parser.add_argument("--presets", default=None, help="comma-separated shipped presets (default: all)")
+    parser.add_argument(
+        "--data-formats",
+        default=",".join(DEFAULT_DATA_FORMATS),
+        help=f"comma-separated data formats, each exported from --data-base as a preset that knows it "
+        f"({', '.join(DATA_FORMATS)}; default: %(default)s; '' for none)",
+    )
+    parser.add_argument("--data-base", default=DATA_BASE, help="the shipped preset of the data-format rows")
     parser.add_argument("--venvs", type=Path, default=None, help="where the environments are kept (default: cache)")
     parser.add_argument("--fresh", action="store_true", help="rebuild the environments")
     parser.add_argument("--json", type=Path, default=None, help="also write the results as JSON here")
@@ -203,11 +226,24 @@ def installed_version(python: Path, package: str) -> str:
     return done.stdout.strip() or "?"
 
 
-def jobs_for(tool: Tool, presets: list[str], out: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Each preset exported for the tool: the checker's jobs, and the results of presets the export refused."""
+def data_preset(base: str, data_format: str) -> Preset:
+    """The shipped preset BASE as a study's preset that knows its data is in DATA_FORMAT (plain text: continued
+    pretraining)."""
+    regime = "cpt" if data_format == "text" else "ift"
+    return replace(load_preset(base), name=f"{base}+{data_format}", data_format=data_format, regime=regime)
+
+
+def presets_to_check(names: list[str], data_formats: list[str], base: str) -> dict[str, Preset]:
+    """The shipped presets by name, then BASE+FORMAT for each data format."""
+    chosen = {name: load_preset(name) for name in names}
+    return chosen | {f"{base}+{fmt}": data_preset(base, fmt) for fmt in data_formats}
+
+
+def jobs_for(tool: Tool, presets: dict[str, Preset], out: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Each preset exported for the tool: the checker's jobs, and the results of presets the export refused. A preset
+    that knows its data format brings one example record of it (tuner.data.formats.EXAMPLES) for the tool's reader."""
     jobs, refused = [], []
-    for name in presets:
-        preset = load_preset(name)
+    for name, preset in presets.items():
         directory = out / tool.format / name
         try:
             export_preset(preset, tool.format, directory, origin=f"shipped preset {name}")
@@ -215,7 +251,10 @@ def jobs_for(tool: Tool, presets: list[str], out: Path) -> tuple[list[dict[str, 
             refused.append({"preset": name, "loads": False, "message": f"not exported: {error}", "mismatches": {}})
             continue
         file = directory / EXPORT_FORMATS[tool.format].file_name
-        jobs.append({"preset": name, "dir": str(directory), "file": str(file), "expected": expected_settings(preset)})
+        job = {"preset": name, "dir": str(directory), "file": str(file), "expected": expected_settings(preset)}
+        if preset.data_format is not None:
+            job["example"] = json.loads(EXAMPLES[preset.data_format])
+        jobs.append(job)
     return jobs, refused
 
 
@@ -246,7 +285,11 @@ def run_checker(tool: Tool, python: Path, jobs: list[dict[str, Any]], out: Path)
             results[result["preset"]] = result
     tail = (stderr.strip().splitlines() or ["no output"])[-1][:300]
     for job in jobs:
-        results.setdefault(job["preset"], {"preset": job["preset"], "loads": False, "message": f"checker: {tail}"})
+        result = results.setdefault(
+            job["preset"], {"preset": job["preset"], "loads": False, "message": f"checker: {tail}"}
+        )
+        if tool.reads_data and "example" in job and result["loads"] and "loss" not in result.get("checked", ()):
+            result["mismatches"]["loss"] = [job["expected"]["loss"], "not read back by the checker"]
     return [results[job["preset"]] for job in jobs]
 
 
@@ -276,15 +319,20 @@ def table(rows: list[dict[str, Any]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     chosen = [name.strip() for name in args.tools.split(",") if name.strip()]
-    presets = [name.strip() for name in args.presets.split(",")] if args.presets else shipped_presets()
+    names = [name.strip() for name in args.presets.split(",")] if args.presets else shipped_presets()
+    data_formats = [name.strip() for name in args.data_formats.split(",") if name.strip()]
     unknown = [name for name in chosen if name not in TOOLS]
-    missing = [name for name in presets if name not in shipped_presets()]
-    if unknown or missing or not chosen:
+    missing = [name for name in [*names, args.data_base] if name not in shipped_presets()]
+    strange = [name for name in data_formats if name not in DATA_FORMATS]
+    if unknown or missing or strange or not chosen:
         what = f"unknown tool {unknown[0]!r} (known: {', '.join(TOOLS)})" if unknown else "no tools given"
         if missing:
             what = f"no shipped preset {missing[0]!r} (shipped: {', '.join(shipped_presets())})"
+        if strange:
+            what = f"unknown data format {strange[0]!r} (known: {', '.join(DATA_FORMATS)})"
         print(f"validate_exports: {what}", file=sys.stderr)
         return 2
+    presets = presets_to_check(names, data_formats, args.data_base)
     venvs = args.venvs or cache_root() / "export-venvs"
     rows: list[dict[str, Any]] = []
     timings: list[str] = []

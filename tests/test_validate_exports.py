@@ -24,10 +24,19 @@ def test_every_tool_loads_every_shipped_preset_and_sets_its_values(tmp_path, cap
     status = script.main(["--venvs", str(VENVS), "--json", str(results)])
     rows = json.loads(results.read_text(encoding="utf-8"))["rows"]
     assert status == 0, capsys.readouterr().out
+    data_rows = [f"{script.DATA_BASE}+{fmt}" for fmt in ("messages", "text")]  # conversations; continued pretraining
     assert {(row["tool"], row["preset"]) for row in rows} == {
-        (tool, preset) for tool in script.TOOLS for preset in script.shipped_presets()
+        (tool, preset) for tool in script.TOOLS for preset in [*script.shipped_presets(), *data_rows]
     }
     assert all(row["loads"] and not row["mismatches"] for row in rows)
+    # Each tool but PEFT (whose adapter config holds no data settings) read the data rows' dataset config back.
+    read = {(row["tool"], row["preset"]): set(row["checked"]) for row in rows if row["preset"] in data_rows}
+    assert all("loss" in checked for (tool, _), checked in read.items() if tool != "peft")
+    assert all(
+        "data_format" in read[tool, preset]
+        for tool in ("axolotl", "llama-factory", "torchtune")
+        for preset in data_rows
+    )
     cpu = [row for row in rows if row["preset"].endswith("-cpu")]
     assert cpu and all(not any("patched" in note for note in row["notes"]) for row in cpu)  # nothing patched on CPU
     assert "| trl | 1.16.0 | math-cpu | yes | yes | - |" in capsys.readouterr().out
@@ -63,6 +72,7 @@ def test_the_trl_environment_imports_this_pythons_peft_after_its_own_packages():
             "unknown tool 'unsloth' (known: peft, axolotl, llama-factory, trl, torchtune, litgpt)",
         ),
         (["--presets", "math-1tb"], "no shipped preset 'math-1tb'"),
+        (["--data-formats", "messages,xml"], "unknown data format 'xml' (known: messages, sharegpt, alpaca"),
     ],
 )
 def test_bad_arguments_get_one_line_and_status_2(argv, message, capsys):

@@ -6,15 +6,21 @@ are `peft_use_rslora`, `peft_use_dora`, `peft_init_lora_weights` (passed to PEFT
 (the legacy `flash_attention` / `sdp_attention` flags are deprecated), `bf16`, `fp16` and `gradient_checkpointing` in
 `utils/schemas/config.py`, `resolve_dtype` and `choose_device` in `utils/config/__init__.py` (no device key: CUDA
 where present, else the CPU), the `lora_*_kernel` switches the schema turns on (Triton kernels) and the chat
-templates of `utils/schemas/enums.py` (`ChatTemplate`: `tokenizer_default`, `jinja`; none for Llama-2).
+templates of `utils/schemas/enums.py` (`ChatTemplate`: `tokenizer_default`, `jinja`; none for Llama-2). Dataset
+keys from `utils/schemas/datasets.py` (`SFTDataset`: `field_messages`, `message_property_mappings`, `roles`,
+`roles_to_train`, `train_on_eos`, `field`; `UserDefinedPrompterType`) and their readers: `prompt_strategies/`
+`chat_template.py`, `completion.py` and `user_defined.py` (a mapping as `type`), and `utils/data/wrappers.py`'s
+`DATASET_HANDLERS` for `alpaca`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from advisor.exports import base
+from advisor.exports import base, data
+from advisor.exports.templates import LLAMA2_CHAT_TEMPLATE, USER_TURNS
 from advisor.presets import Preset
+from tuner.data.formats import ROLES
 from tuner.defaults import LORAPLUS_LR_RATIO, PISSA_INIT
 
 
@@ -35,20 +41,7 @@ def axolotl_sections(preset: Preset) -> list[base.Section]:
     return [
         ("Base model (hub id or local path).", {"base_model": base.model_or_placeholder(preset)}),
         ("LoRA adapter (lora_target_linear: every linear layer but the output head) and its variant, if any.", adapter),
-        (
-            base.note(
-                "Data: fill in your dataset's path. type chat_template reads conversations (a messages list of "
-                "role/content turns), formats them with the chat template below and trains on the assistant's "
-                f"turns only, as LoRA Advisor does. {_template_note(preset)} Rows are packed to sequence_len."
-            ),
-            {
-                "datasets": [{"path": base.DATA_PLACEHOLDER, "type": "chat_template"}],
-                **_chat_template(preset),
-                "sequence_len": preset.recipe.seq_len,
-                "sample_packing": True,
-                "output_dir": f"./outputs/{preset.name}",
-            },
-        ),
+        _data_section(preset),
         (base.note(_hardware_note(preset)), _hardware(preset)),
         (
             "Training: one optimizer step = micro_batch_size x gradient_accumulation_steps rows.",
@@ -66,20 +59,112 @@ def axolotl_sections(preset: Preset) -> list[base.Section]:
     ]
 
 
-LLAMA2_CHAT_TEMPLATE = (
-    "{% if messages[0]['role'] == 'system' %}{% set loop_messages = messages[1:] %}"
-    "{% set system_message = messages[0]['content'] %}{% else %}{% set loop_messages = messages %}"
-    "{% set system_message = false %}{% endif %}{% for message in loop_messages %}"
-    "{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
-    "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}"
-    "{% if loop.index0 == 0 and system_message != false %}"
-    "{% set content = '<<SYS>>\\n' + system_message + '\\n<</SYS>>\\n\\n' + message['content'] %}"
-    "{% else %}{% set content = message['content'] %}{% endif %}"
-    "{% if message['role'] == 'user' %}{{ bos_token + '[INST] ' + content.strip() + ' [/INST]' }}"
-    "{% elif message['role'] == 'assistant' %}{{ ' '  + content.strip() + ' ' + eos_token }}{% endif %}{% endfor %}"
-)
-"""Llama-2-chat's chat template (meta-llama/Llama-2-7b-chat-hf's tokenizer_config.json): the base model's
-tokenizer has none, and axolotl names none for Llama-2."""
+def _data_section(preset: Preset) -> base.Section:
+    """The data section: the dataset in the reader for its format, the chat template, row length and packing."""
+    keys = {
+        **_chat_template(preset),
+        "sequence_len": preset.recipe.seq_len,
+        "sample_packing": True,
+        "output_dir": f"./outputs/{preset.name}",
+    }
+    if preset.data_format is None:
+        text = (
+            "Data: fill in your dataset's path. type chat_template reads conversations (a messages list of "
+            "role/content turns), formats them with the chat template below and trains on the assistant's "
+            f"turns only, as LoRA Advisor does. {_template_note(preset)} Rows are packed to sequence_len."
+        )
+        return base.note(text), {"datasets": [{"path": base.DATA_PLACEHOLDER, "type": "chat_template"}], **keys}
+    fmt, every = preset.data_format, data.every_token(preset)
+    template = (
+        _template_note(preset)
+        if fmt in data.CONVERSATIONS
+        else "chat_template below is the model's own, which axolotl sets on the tokenizer."
+    )
+    loss = (
+        "train_on_inputs: the loss on every token (continued pretraining)."
+        if fmt == "text"
+        else _LOSS_NOTES[fmt in data.CONVERSATIONS, every].replace("ANSWER", data.answer(preset))
+    )
+    text = (
+        f"Data: fill in your dataset's path. {_format_note(preset)} {loss} {template} Rows are packed to sequence_len."
+    )
+    return base.note(text), {"datasets": [_dataset(preset)], "train_on_inputs": every, **keys}
+
+
+_LOSS_NOTES = {
+    (True, False): "roles_to_train assistant, with train_on_inputs false: the loss on the assistant turns (and "
+    "their end-of-turn tokens) only, as LoRA Advisor trains them.",
+    (True, True): "train_on_inputs, every role in roles_to_train and train_on_eos all: the loss on every turn's "
+    "text and end-of-turn token (continued pretraining; axolotl leaves the template's role headers out).",
+    (False, False): "train_on_inputs false: the loss on ANSWER only, as LoRA Advisor trains it.",
+    (False, True): "train_on_inputs: the loss on every token, prompts too (continued pretraining).",
+}
+"""(conversations?, every token?) -> where the loss is taken, in words."""
+
+
+def _dataset(preset: Preset) -> dict[str, Any]:
+    """The datasets entry that reads the preset's data format (axolotl's docs/dataset-formats)."""
+    fmt, every = preset.data_format, data.every_token(preset)
+    if fmt in data.CONVERSATIONS:
+        sharegpt = fmt == "sharegpt"
+        entry: dict[str, Any] = {
+            "path": base.DATA_PLACEHOLDER,
+            "type": "chat_template",
+            "field_messages": "conversations" if sharegpt else "messages",
+            "message_property_mappings": {"role": "from", "content": "value"} if sharegpt else _OPENAI,
+            "roles_to_train": list(ROLES) if every else ["assistant"],
+        }
+        if sharegpt:
+            entry["roles"] = data.sharegpt_roles()
+        return entry | ({"train_on_eos": "all"} if every else {})
+    if fmt == "alpaca":
+        return {"path": base.DATA_PLACEHOLDER, "type": "alpaca"}
+    if fmt == "text":
+        return {"path": base.DATA_PLACEHOLDER, "type": "completion", "field": "text"}
+    prompt, answer = data.PAIR_COLUMNS[fmt or ""]
+    turn = USER_TURNS.get(base.model_family(preset) or "", "{instruction}") if fmt == "columns" else "{instruction}"
+    user_defined = {"field_instruction": prompt, "field_output": answer, "format": turn, "no_input_format": turn}
+    return {"path": base.DATA_PLACEHOLDER, "type": user_defined}
+
+
+_OPENAI = {"role": "role", "content": "content"}
+
+
+def _format_note(preset: Preset) -> str:
+    """How axolotl reads the preset's data format, in words."""
+    fmt = preset.data_format
+    if fmt == "columns":
+        known = base.model_family(preset) in USER_TURNS
+        return (
+            "axolotl has no reader for two named columns: a user-defined type reads prompt as the instruction and "
+            "response as the output (write your column names there) into format, "
+            + (
+                "the chat template's text up to the assistant's answer, as LoRA Advisor renders the pair; the "
+                "answer ends with EOS."
+                if known
+                else "which holds the prompt alone: write your model's chat format around {instruction} (format "
+                "and no_input_format)."
+            )
+        )
+    return FORMAT_NOTES[fmt or ""]
+
+
+FORMAT_NOTES = {
+    "messages": "type chat_template reads conversations (field_messages, role/content turns) and formats them with "
+    "the chat template below.",
+    "sharegpt": "type chat_template reads ShareGPT conversations: from/value turns (message_property_mappings), "
+    "their from values mapped to roles as LoRA Advisor reads them (roles), formatted with the chat template below.",
+    "alpaca": "type alpaca reads Alpaca records (instruction, input, output) into axolotl's Alpaca prompt ('Below is "
+    "an instruction that describes a task...'), not the chat template LoRA Advisor renders them with.",
+    "prompt-completion": "a user-defined type reads prompt as the instruction and completion as the output, format "
+    "{instruction}: the prompt followed by the completion and EOS as plain text, as LoRA Advisor trains plain "
+    "strings (message-list prompts and completions need writing as a messages conversation).",
+    "text": "type completion reads the text column (field) and splits each document into sequence_len pieces, as "
+    "LoRA Advisor does.",
+}
+"""How axolotl reads each data format (columns: _format_note)."""
+
+
 LORA_KERNELS = ("lora_mlp_kernel", "lora_qkv_kernel", "lora_o_kernel", "lora_embedding_kernel")
 """axolotl's fused LoRA kernels: Triton (GPU) kernels its schema turns on for a LoRA adapter unless set."""
 
@@ -172,6 +257,7 @@ AXOLOTL = base.ExportFormat(
     file_name="axolotl.yaml",
     usage="axolotl train {file}",
     fill_in="datasets (the path of your data, as conversations for type chat_template)",
+    fill_in_data="datasets' path (your data, in the format its section names)",
     carried=base.EVERY_FIELD,
     write=base.yaml_writer(axolotl_sections),
     read=read_axolotl,

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from advisor.exports.data import data_lines, loss_mode
 from advisor.presets import Preset
 from tuner.defaults import ATTENTION_MODULES, LORAPLUS_LR_RATIO, MLP_MODULES, VARIANT_LABELS
 from tuner.models.load import hub_id
@@ -78,6 +79,8 @@ class ExportFormat:
     the header says so."""
     variant_notes: Mapping[str, str] = field(default_factory=dict)
     """Variant -> a sentence the header adds for it (how the tool saves it, or how to get it without a key)."""
+    fill_in_data: str | None = None
+    """What the user fills in for a preset that knows its data format, where it differs from `fill_in`."""
 
     def __post_init__(self) -> None:
         missing = [name for name in ADAPTER if name not in self.carried]
@@ -106,13 +109,14 @@ class ExportFormat:
             f"{recipe.learning_rate:g} (cosine, {recipe.warmup_ratio:.0%} warm-up), {recipe.epochs} epochs, batch "
             f"{recipe.batch_size} x {recipe.seq_len} tokens{budget}.",
             *self.variant_lines(preset),
+            *data_lines(preset),
             f"Base model: {model}.",
             f"Numbers ({preset.source}): {preset.notes or 'no notes given.'}",
             f"Research: {PAPER}: alpha = 2r, all linear layers, rank 256 where memory allows, at least 4 epochs "
             "of instruction tuning, weight decay 0, gradient clipping 1.0. The paper trained with decoupled LionW; "
             "these settings assume AdamW, every tool's default.",
             "Use: " + self.usage.format(file=file_name, dir="this directory"),
-            "Fill in before training: " + self.fill_in + ".",
+            "Fill in before training: " + self.fill_in_for(preset) + ".",
         ]
         if beside:
             lines.append("The full preset, with its provenance, is beside this file in preset.yaml.")
@@ -126,6 +130,10 @@ class ExportFormat:
             )
             for line in lines
         )
+
+    def fill_in_for(self, preset: Preset) -> str:
+        """What the user fills in before training with this preset's export."""
+        return self.fill_in_data if self.fill_in_data and preset.data_format is not None else self.fill_in
 
     def variant_lines(self, preset: Preset) -> list[str]:
         """The header's line on the preset's LoRA variant: set in the tool's own key, or not there to be set."""
@@ -212,9 +220,11 @@ def module_names(targets: str) -> list[str]:
 
 def expected_settings(preset: Preset) -> dict[str, Any]:
     """What a tool's own parser must read from an export of the preset: the values compared by
-    scripts/validate_exports.py (learning rate, adapter, epochs, warm-up, precision, device, checkpointing)."""
+    scripts/validate_exports.py (learning rate, adapter, epochs, warm-up, precision, device, checkpointing, and where
+    the preset knows its data, its format and which tokens carry the loss)."""
     recipe = preset.recipe
     lora = recipe.lora
+    data = {} if preset.data_format is None else {"data_format": preset.data_format, "loss": loss_mode(preset)}
     return {
         "learning_rate": recipe.learning_rate,
         "rank": lora.rank,
@@ -231,6 +241,7 @@ def expected_settings(preset: Preset) -> dict[str, Any]:
         "precision": precision(preset),
         "gradient_checkpointing": preset.gradient_checkpointing,
         "family": model_family(preset),
+        **data,
     }
 
 

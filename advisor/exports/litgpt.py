@@ -6,7 +6,11 @@ with none of rsLoRA, DoRA, PiSSA or LoRA+: a preset with a variant exports as pl
 finetune_lora's `validate_args` refuses train.max_norm and train.lr_warmup_fraction, and its `get_lr_scheduler`
 divides by train.lr_warmup_steps (optimizer steps), so the warm-up is a step count; it has no setting for gradient
 clipping, gradient checkpointing (only its multi-device sharding checkpoints activations) or attention (PyTorch's
-SDPA, `litgpt/model.py`). Prompt styles by name from `litgpt/prompts.py` (`llama2`, `smollm2`).
+SDPA, `litgpt/model.py`). Prompt styles by name from `litgpt/prompts.py` (`llama2`, `smollm2`). Data: finetune_lora
+reads `litgpt.data.JSON` (`data/json_data.py`: instruction, optional input, output records; `mask_prompt` keeps the
+prompt out of the loss) and has no loader for conversations; `litgpt.data.TextFiles` feeds `litgpt pretrain` only
+(its batches are token tensors, not the input_ids / labels finetune_lora's loop reads), so plain text goes through
+JSON with the `Default` prompt style, which adds nothing around an empty instruction.
 scripts/export_checks/check_litgpt.py loads the file with LitGPT's own command line and finetune_lora's checks.
 """
 
@@ -14,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from advisor.exports import base
+from advisor.exports import base, data
 from advisor.presets import Preset
 from tuner.models.load import hub_id
 
@@ -64,12 +68,64 @@ def _train_note(preset: Preset) -> str:
     )
 
 
+def _data_section(preset: Preset) -> base.Section:
+    """The data section: LitGPT's JSON loader (instruction / input / output records), with the prompt masked from
+    the loss for instruction tuning and a prompt style for the model."""
+    style = PROMPT_STYLES.get(base.model_family(preset) or "")
+    styled = (
+        f"prompt_style is LitGPT's {style!r}, the model's chat format."
+        if style
+        else "prompt_style is left to LitGPT's default ('alpaca'): set your model's chat format."
+    )
+    fmt = preset.data_format
+    args: dict[str, Any] = {"json_path": base.DATA_PLACEHOLDER, "val_split_fraction": 0.05}
+    if fmt is None:
+        text = "Data: fill in your JSON file (instruction / input / output records); " + styled
+        return _note(text), {"data": {"class_path": "litgpt.data.JSON", "init_args": {**args, **_style(style)}}}
+    if fmt == "text":
+        styled = "prompt_style litgpt.prompts.Default adds nothing around the empty instruction."
+        loss = "mask_prompt false: the loss on every token (continued pretraining)."
+        prompt: dict[str, Any] = {"prompt_style": {"class_path": "litgpt.prompts.Default"}}
+    else:
+        every = data.every_token(preset)
+        what = "every token, prompts too (continued pretraining)" if every else f"{data.answer(preset)} only"
+        loss = f"mask_prompt {str(not every).lower()}: the loss on {what}."
+        prompt = _style(style)
+    text = f"Data: fill in your JSON file: {FORMAT_NOTES[fmt]} {loss} {styled}"
+    init = {**args, "mask_prompt": not data.every_token(preset), **prompt}
+    return _note(text), {"data": {"class_path": "litgpt.data.JSON", "init_args": init}}
+
+
+def _style(style: str | None) -> dict[str, Any]:
+    return {"prompt_style": style} if style else {}
+
+
+FORMAT_NOTES = {
+    "messages": "LitGPT has no loader for conversations: finetune_lora reads one instruction and one output per "
+    "record (litgpt.data.JSON), so write each conversation as its last assistant turn (output) and the turns "
+    "before it (instruction), or train it with another tool.",
+    "sharegpt": "LitGPT has no loader for conversations: finetune_lora reads one instruction and one output per "
+    "record (litgpt.data.JSON), so write each conversation as its last gpt turn (output) and the turns before it "
+    "(instruction), or train it with another tool.",
+    "alpaca": "Alpaca records (instruction, input, output), which litgpt.data.JSON reads as they are. Only LitGPT's "
+    "'alpaca' prompt style writes the input: with a chat style (below), join each input to its instruction "
+    "(instruction, a blank line, input), as LoRA Advisor renders it.",
+    "columns": "litgpt.data.JSON reads instruction / output records: write prompt as instruction and response as "
+    "output.",
+    "prompt-completion": "litgpt.data.JSON reads instruction / output records: write prompt as instruction and "
+    "completion as output (plain strings; the prompt style formats the instruction as a chat turn, where LoRA "
+    "Advisor trains plain strings as raw text).",
+    "text": "finetune_lora reads instruction / output records (litgpt.data.TextFiles feeds litgpt pretrain, which "
+    "trains every weight, not LoRA): write each document as {'instruction': '', 'output': TEXT}.",
+}
+"""What each data format is to LitGPT's finetune_lora."""
+
+
 def litgpt_sections(preset: Preset) -> list[base.Section]:
     """litgpt-lora.yaml's sections: checkpoint, precision, LoRA, data, training, optimizer."""
     lora = preset.recipe.lora
     attention = lora.targets in ("attention", "all")
     model = hub_id(preset.model)
-    style = PROMPT_STYLES.get(base.model_family(preset) or "")
     return [
         (
             "The model as `litgpt download HUB_ID` stores it.",
@@ -93,26 +149,7 @@ def litgpt_sections(preset: Preset) -> list[base.Section]:
                 "lora_head": False,
             },
         ),
-        (
-            _note(
-                "Data: fill in your JSON file (instruction / input / output records); "
-                + (
-                    f"prompt_style is LitGPT's {style!r}, the model's chat format."
-                    if style
-                    else "prompt_style is left to LitGPT's default ('alpaca'): set your model's chat format."
-                )
-            ),
-            {
-                "data": {
-                    "class_path": "litgpt.data.JSON",
-                    "init_args": {
-                        "json_path": base.DATA_PLACEHOLDER,
-                        "val_split_fraction": 0.05,
-                        **({"prompt_style": style} if style else {}),
-                    },
-                }
-            },
-        ),
+        _data_section(preset),
         (
             _train_note(preset),
             {
@@ -178,6 +215,9 @@ LITGPT = base.ExportFormat(
     usage="litgpt finetune_lora --config {file}",
     fill_in="data.init_args.json_path (your data); run `litgpt download MODEL` for checkpoint_dir; recount "
     "train.lr_warmup_steps for your data (its comment says how)",
+    fill_in_data="data.init_args.json_path, your data written as instruction / output records (LitGPT has no LoRA "
+    "loader for conversations or plain text: the data section says how to write them); run `litgpt download "
+    "MODEL` for checkpoint_dir; recount train.lr_warmup_steps for your data (its comment says how)",
     # no variant (LitGPT has plain LoRA only), no warm-up share (a step count, which needs the data's size), no
     # gradient checkpointing (finetune_lora has no setting for it)
     carried=(*base.ADAPTER, *base.TRAINING, "hardware"),

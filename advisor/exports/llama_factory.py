@@ -4,14 +4,20 @@ Key names from LLaMA-Factory's `hparams/finetuning_args.py` and `examples/train_
 variants are `use_rslora`, `use_dora`, `pissa_init` (with `pissa_iter` and `pissa_convert`) and `loraplus_lr_ratio`.
 Checked against LLaMA-Factory 0.9.5: `hparams/model_args.py` (`flash_attn`, `disable_gradient_checkpointing`),
 `hparams/parser.py` (`get_train_args`, unknown keys refused), `data/template.py` (the `llama2` and `smollm2`
-templates) and transformers' `TrainingArguments` (`bf16`, `use_cpu`, `warmup_ratio`).
+templates) and transformers' `TrainingArguments` (`bf16`, `use_cpu`, `warmup_ratio`). A preset that knows its data
+format gets a dataset_info.json beside the file, in the keys of `data/parser.py` (`DatasetAttr`: `file_name`,
+`formatting`, `columns`, `tags`) and `data/converter.py`; `stage: pt` for plain text (`data/processor/pretrain.py`
+reads the first prompt's text), `train_on_prompt` for continued pretraining on the rest (`hparams/parser.py` takes
+it, and `neat_packing`, for sft only) and `template: empty` (`data/template.py`) for plain prompt/completion.
 """
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
-from advisor.exports import base
+from advisor.exports import base, data
 from advisor.presets import Preset
 from tuner.defaults import LORAPLUS_LR_RATIO
 
@@ -36,9 +42,14 @@ def llama_factory_sections(preset: Preset) -> list[base.Section]:
     return [
         (
             base.note(
-                "model, with PyTorch's SDPA attention (neat_packing below keeps packed examples apart under it with "
-                f"a block-diagonal mask). Gradient checkpointing {checkpointing}: LLaMA-Factory turns it "
-                "on unless disable_gradient_checkpointing is true."
+                "model, with PyTorch's SDPA attention ("
+                + (
+                    "stage pt packs documents into rows, without neat_packing, which LLaMA-Factory takes for sft only"
+                    if _stage(preset) == "pt"
+                    else "neat_packing below keeps packed examples apart under it with a block-diagonal mask"
+                )
+                + f"). Gradient checkpointing {checkpointing}: LLaMA-Factory turns it on unless "
+                "disable_gradient_checkpointing is true."
             ),
             {
                 "model_name_or_path": base.model_or_placeholder(preset),
@@ -49,7 +60,7 @@ def llama_factory_sections(preset: Preset) -> list[base.Section]:
         (
             "method (lora_target: all = every linear layer but the output head) and the LoRA variant, if any",
             {
-                "stage": "sft",
+                "stage": _stage(preset),
                 "do_train": True,
                 "finetuning_type": "lora",
                 "lora_rank": lora.rank,
@@ -59,20 +70,7 @@ def llama_factory_sections(preset: Preset) -> list[base.Section]:
                 **_VARIANT_KEYS.get(lora.variant, {}),
             },
         ),
-        (
-            base.note(
-                "dataset: fill in your dataset (its name in data/dataset_info.json). "
-                + _template_note(preset)
-                + " neat_packing packs rows without attention across examples."
-            ),
-            {
-                "dataset": base.DATA_PLACEHOLDER,
-                **_template(preset),
-                "cutoff_len": preset.recipe.seq_len,
-                "packing": True,
-                "neat_packing": True,
-            },
-        ),
+        _dataset_section(preset),
         ("output", {"output_dir": f"saves/{preset.name}"}),
         (
             base.note(
@@ -94,6 +92,120 @@ def llama_factory_sections(preset: Preset) -> list[base.Section]:
             },
         ),
     ]
+
+
+def _stage(preset: Preset) -> str:
+    """'pt' (pre-training: every token of each document) for plain text, else 'sft'."""
+    return "pt" if preset.data_format == "text" else "sft"
+
+
+def _dataset_section(preset: Preset) -> base.Section:
+    """The dataset section: a dataset name to fill in for an unknown format, else the entry in the dataset_info.json
+    written beside the file."""
+    keys: dict[str, Any] = {"cutoff_len": preset.recipe.seq_len, "packing": True}
+    fmt = preset.data_format
+    if fmt is None:
+        text = (
+            "dataset: fill in your dataset (its name in data/dataset_info.json). "
+            + _template_note(preset)
+            + " neat_packing packs rows without attention across examples."
+        )
+        return base.note(text), {"dataset": base.DATA_PLACEHOLDER, **_template(preset), **keys, "neat_packing": True}
+    if fmt == "text":
+        loss = (
+            "stage pt: the loss on every token (continued pretraining); documents are joined and cut into rows of "
+            "cutoff_len tokens."
+        )
+    elif data.every_token(preset):
+        loss = "stage sft with train_on_prompt: the loss on every token, prompts too (continued pretraining)."
+    else:
+        loss = f"stage sft: the loss on {data.answer(preset)} only (train_on_prompt false, LLaMA-Factory's default)."
+    template = {"template": "empty"} if fmt == "prompt-completion" else _template(preset)
+    parts = [
+        f"dataset: {DATASET_NAME}, the entry in {DATASET_INFO} beside this file (dataset_dir . is this directory: "
+        f"run llamafactory-cli in it); fill in its file_name, your data's path.",
+        FORMAT_NOTES[fmt],
+        loss,
+        *([] if fmt in ("prompt-completion", "text") else [_template_note(preset)]),
+        *([] if fmt == "text" else ["neat_packing packs rows without attention across examples."]),
+    ]
+    text = " ".join(parts)
+    keys |= {"neat_packing": True} if fmt != "text" else {}
+    keys |= {"train_on_prompt": True} if data.every_token(preset) and fmt != "text" else {}
+    return base.note(text), {"dataset": DATASET_NAME, "dataset_dir": ".", **template, **keys}
+
+
+DATASET_NAME = "advisor_data"
+"""The entry of the dataset_info.json written beside llama-factory.yaml, which its `dataset` names."""
+DATASET_INFO = "dataset_info.json"
+FORMAT_NOTES = {
+    "messages": "Your data: conversations in a messages column, read with sharegpt formatting and OpenAI's "
+    "role/content tags (LLaMA-Factory's data/README.md), tool turns as observations.",
+    "sharegpt": "Your data: ShareGPT conversations, LLaMA-Factory's sharegpt formatting (from/value; human, gpt, "
+    "system, observation, function_call): turns must alternate human (or observation) and gpt (or function_call) "
+    "after an optional system turn, and a row with other from values is skipped with a warning.",
+    "alpaca": "Your data: Alpaca records, LLaMA-Factory's alpaca formatting: the user turn is the instruction with "
+    "the input on the next line (remove query where your records have no input).",
+    "columns": "Your data: prompt/response columns, read with alpaca formatting, prompt as the instruction and "
+    "response as the output (write your column names there).",
+    "prompt-completion": "Your data: prompt/completion as plain strings, read with alpaca formatting (prompt as the "
+    "instruction, completion as the output) and template empty: the prompt followed by the completion as plain "
+    "text, as LoRA Advisor trains them (the empty template adds no end-of-sequence token). Message-list prompts "
+    "and completions need writing as a messages conversation.",
+    "text": "Your data: plain text in a text column, read with alpaca formatting as the prompt, which stage pt trains "
+    "on as documents.",
+}
+"""What each data format is to LLaMA-Factory."""
+_COLUMNS = {
+    "alpaca": {"prompt": "instruction", "query": "input", "response": "output"},
+    "columns": {"prompt": "prompt", "response": "response"},
+    "prompt-completion": {"prompt": "prompt", "response": "completion"},
+    "text": {"prompt": "text"},
+}
+_TAGS = {
+    "messages": {
+        "role_tag": "role",
+        "content_tag": "content",
+        "user_tag": "user",
+        "assistant_tag": "assistant",
+        "system_tag": "system",
+        "observation_tag": "tool",
+    },
+    "sharegpt": {
+        "role_tag": "from",
+        "content_tag": "value",
+        "user_tag": "human",
+        "assistant_tag": "gpt",
+        "system_tag": "system",
+        "observation_tag": "observation",
+        "function_tag": "function_call",
+    },
+}
+
+
+def dataset_entry(preset: Preset) -> dict[str, Any]:
+    """The dataset_info.json entry for the preset's data format: file_name, formatting, columns and tags, as
+    LLaMA-Factory's data/parser.py DatasetAttr reads them."""
+    fmt = preset.data_format or ""
+    if fmt in _TAGS:
+        column = "messages" if fmt == "messages" else "conversations"
+        return {
+            "file_name": base.DATA_PLACEHOLDER,
+            "formatting": "sharegpt",
+            "columns": {"messages": column},
+            "tags": _TAGS[fmt],
+        }
+    return {"file_name": base.DATA_PLACEHOLDER, "formatting": "alpaca", "columns": _COLUMNS[fmt]}
+
+
+def write_llama_factory(preset: Preset, path: Path, header: str) -> list[Path]:
+    """llama-factory.yaml, and dataset_info.json beside it for a preset that knows its data format."""
+    written = base.yaml_writer(llama_factory_sections)(preset, path, header)
+    if preset.data_format is not None:
+        info = path.with_name(DATASET_INFO)
+        info.write_text(json.dumps({DATASET_NAME: dataset_entry(preset)}, indent=2) + "\n", encoding="utf-8")
+        written.append(info)
+    return written
 
 
 def _template(preset: Preset) -> dict[str, Any]:
@@ -156,8 +268,9 @@ LLAMA_FACTORY = base.ExportFormat(
     file_name="llama-factory.yaml",
     usage="llamafactory-cli train {file}",
     fill_in="dataset (its name in your dataset_info.json)",
+    fill_in_data=f"file_name in {DATASET_INFO} beside this file (your data's path)",
     carried=base.EVERY_FIELD,
-    write=base.yaml_writer(llama_factory_sections),
+    write=write_llama_factory,
     read=read_llama_factory,
     detect=is_llama_factory,
     detect_order=20,

@@ -10,8 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from advisor.exports import base
+from advisor.exports import base, data
 from advisor.presets import Preset
+from tuner.data.formats import FORMAT_NAMES
 from tuner.defaults import LORAPLUS_LR_RATIO
 from tuner.errors import AdvisorError
 from tuner.models.load import hub_id
@@ -68,8 +69,29 @@ def peft_readme(preset: Preset, header: str) -> str:
             else "| precision | bf16 on one GPU (model loaded with dtype=torch.bfloat16), SDPA attention |\n"
         )
         + f"| gradient checkpointing | {'on' if preset.gradient_checkpointing else 'off'} |\n"
+        + _data_rows(preset)
         + _VARIANT_README.get(preset.recipe.lora.variant, "")
     )
+
+
+def _data_rows(preset: Preset) -> str:
+    """The table's rows on the data's format and which tokens carry the loss (none for an unknown format)."""
+    fmt = preset.data_format
+    if fmt is None:
+        return ""
+    if data.every_token(preset):
+        how = "labels = input_ids: every token (continued pretraining)"
+    elif fmt in data.CONVERSATIONS:
+        how = (
+            "the assistant turns only: render each conversation with the chat template and set every other token's "
+            "label to -100 (TRL's SFTTrainer: assistant_only_loss=True)"
+        )
+    else:
+        how = (
+            f"{data.answer(preset)} only: the prompt, rendered with the chat template as a user turn, gets labels "
+            "-100 (TRL's SFTTrainer: completion_only_loss=True)"
+        )
+    return f"| data | {FORMAT_NAMES[fmt]} (LoRA Advisor's {fmt!r} format) |\n| loss | {how} |\n"
 
 
 _VARIANT_README = {

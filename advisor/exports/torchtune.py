@@ -6,7 +6,9 @@ adapters by alpha / r only and initialises them as LoRA, and its recipe's optimi
 and LoRA+ export as plain LoRA and the header says so. Device, dtype and activation checkpointing/offloading are
 what `recipes/lora_finetune_single_device.py` reads (`utils.get_device`, `training.get_dtype`: 'fp32' or 'bf16');
 prompt templates are `torchtune.models.llama2.Llama2ChatTemplate` and `torchtune.data.ChatMLTemplate`; torchtune
-has no attention setting (`modules/attention_utils.py`: SDPA, flex attention for packed rows on CUDA).
+has no attention setting (`modules/attention_utils.py`: SDPA, flex attention for packed rows on CUDA). Dataset
+builders from `torchtune/datasets/` (`chat_dataset`, `instruct_dataset`, `alpaca_dataset`, `text_completion_dataset`)
+and their message transforms in `data/_messages.py` (`OpenAIToMessages`, `ShareGPTToMessages`).
 scripts/export_checks/check_torchtune.py loads the file with `tune validate` and the recipe's own code.
 """
 
@@ -15,7 +17,7 @@ from __future__ import annotations
 import textwrap
 from typing import Any
 
-from advisor.exports import base
+from advisor.exports import base, data
 from advisor.presets import Preset
 from tuner.defaults import ATTENTION_MODULES
 
@@ -126,19 +128,8 @@ def torchtune_sections(preset: Preset) -> list[base.Section]:
             },
         ),
         (
-            "Data: fill in your dataset; packed rows of tokenizer.max_seq_len tokens.",
-            {
-                "dataset": {
-                    "_component_": "torchtune.datasets.instruct_dataset",
-                    "source": base.DATA_PLACEHOLDER,
-                    "split": "train",
-                    "train_on_input": False,
-                    "packed": True,
-                },
-                "seed": None,
-                "shuffle": True,
-                "batch_size": preset.recipe.batch_size,
-            },
+            _data_note(preset),
+            {"dataset": _dataset(preset), "seed": None, "shuffle": True, "batch_size": preset.recipe.batch_size},
         ),
         (
             _note(
@@ -190,6 +181,74 @@ def torchtune_sections(preset: Preset) -> list[base.Section]:
             },
         ),
     ]
+
+
+def _dataset(preset: Preset) -> dict[str, Any]:
+    """The dataset builder for the preset's data format, with its columns and where the loss is taken; an
+    instruct_dataset for an unknown format."""
+    fmt, every = preset.data_format, data.every_token(preset)
+    source = {"source": base.DATA_PLACEHOLDER, "split": "train"}
+    if fmt == "text":
+        return {"_component_": f"{_DATASETS}.text_completion_dataset", **source, "column": "text", "packed": True}
+    if fmt in data.CONVERSATIONS:
+        reader = {
+            "_component_": f"{_DATASETS}.chat_dataset",
+            **source,
+            "conversation_column": "messages" if fmt == "messages" else "conversations",
+            "conversation_style": "openai" if fmt == "messages" else "sharegpt",
+        }
+    elif fmt == "alpaca":
+        reader = {"_component_": f"{_DATASETS}.alpaca_dataset", **source, "column_map": _ALPACA}
+    elif fmt is not None:
+        prompt, answer = data.PAIR_COLUMNS[fmt]
+        reader = {
+            "_component_": f"{_DATASETS}.instruct_dataset",
+            **source,
+            "column_map": {"input": prompt, "output": answer},
+        }
+    else:
+        reader = {"_component_": f"{_DATASETS}.instruct_dataset", **source}
+    return {**reader, "train_on_input": every, "packed": True}
+
+
+_DATASETS = "torchtune.datasets"
+_ALPACA = {"instruction": "instruction", "input": "input", "output": "output"}
+FORMAT_NOTES = {
+    "messages": "chat_dataset reads conversations in OpenAI's style (role/content turns in the messages column) "
+    "and formats them with the tokenizer's chat format (torchtune has no role for tool turns: its tool results are "
+    "ipython messages).",
+    "sharegpt": "chat_dataset reads ShareGPT conversations (from/value turns in the conversations column); "
+    "torchtune's ShareGPTToMessages knows the from values system, human and gpt only.",
+    "alpaca": "alpaca_dataset reads Alpaca records (column_map: instruction, input, output) into the original "
+    "Alpaca prompt ('Below is an instruction that describes a task...'), which torchtune applies whatever the "
+    "tokenizer's prompt template, not the chat template LoRA Advisor renders them with.",
+    "columns": "instruct_dataset reads prompt/response columns (column_map: prompt as input, response as output; "
+    "write your column names there) as a user turn and an assistant turn in the tokenizer's chat format, as LoRA "
+    "Advisor renders the pair.",
+    "prompt-completion": "instruct_dataset reads prompt/completion (column_map: prompt as input, completion as "
+    "output) as a user turn and an assistant turn in the tokenizer's chat format: LoRA Advisor trains plain strings "
+    "as raw text, and torchtune has no reader for that besides text_completion_dataset, which trains on the prompt "
+    "too.",
+    "text": "text_completion_dataset reads plain text (column text), each document ending with EOS and split across "
+    "packed rows, as LoRA Advisor splits it.",
+}
+"""How torchtune's dataset builders read each data format."""
+
+
+def _data_note(preset: Preset) -> str:
+    """The data section's comment: what to fill in, the builder for the format and where the loss is taken."""
+    opening = "Data: fill in your dataset; packed rows of tokenizer.max_seq_len tokens."
+    fmt = preset.data_format
+    if fmt is None:
+        return opening
+    if fmt == "text":
+        loss = "The loss on every token (continued pretraining)."
+    elif data.every_token(preset):
+        loss = "train_on_input: the loss on every token, prompts too (continued pretraining)."
+    else:
+        loss = f"train_on_input false: the loss on {data.answer(preset)} only, as LoRA Advisor trains it."
+    where = "source is a hub dataset id, or json (or csv, parquet) with data_files: your file."
+    return _note(f"{opening} {where} {FORMAT_NOTES[fmt]} {loss}")
 
 
 def _hardware_text(preset: Preset) -> str:

@@ -2,15 +2,22 @@
 
 Key names from TRL's `SFTConfig`, `ModelConfig` and `ScriptArguments` (what `trl sft` parses). `ModelConfig` has
 `use_rslora` and `use_dora`, which `get_peft_config` passes to PEFT's LoraConfig; it has no PiSSA initialisation
-and `trl sft` no LoRA+ optimizer, so those export as plain LoRA and the header says so.
+and `trl sft` no LoRA+ optimizer, so those export as plain LoRA and the header says so. Data keys from TRL 1.16's
+`SFTConfig` (`assistant_only_loss`, `completion_only_loss`, `dataset_text_field`, `packing_strategy`,
+`chat_template_path`) and `trainer/sft_trainer.py`: a .jinja `chat_template_path` is read as the template,
+`maybe_convert_to_chatml` renames ShareGPT's keys but not its roles, and `assistant_only_loss` needs
+`{% generation %}` markers, which `chat_template_utils.get_training_chat_template` adds only to templates it knows.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from advisor.exports import base
+from advisor.exports import base, data
+from advisor.exports.templates import TEMPLATE_NAMES, training_template
 from advisor.presets import Preset
+from tuner.data.formats import SHAREGPT_ROLES
 
 
 def trl_sections(preset: Preset) -> list[base.Section]:
@@ -36,16 +43,7 @@ def trl_sections(preset: Preset) -> list[base.Section]:
                 **({f"use_{lora.variant}": True} if lora.variant in ("rslora", "dora") else {}),
             },
         ),
-        (
-            "Data (trl.ScriptArguments, SFTConfig): fill in dataset_name. With packing, max_length is the row length.\n"
-            + _template_note(preset),
-            {
-                "dataset_name": base.DATA_PLACEHOLDER,
-                "max_length": preset.recipe.seq_len,
-                "packing": True,
-                **_chat_template(preset),
-            },
-        ),
+        _data_section(preset),
         (
             "Training (trl.SFTConfig). transformers 5 dropped warmup_ratio: warmup_steps below 1 is the share of\n"
             "the steps (with transformers 4, write warmup_ratio instead). Precision, device and gradient\n"
@@ -68,6 +66,96 @@ def trl_sections(preset: Preset) -> list[base.Section]:
             },
         ),
     ]
+
+
+def _data_section(preset: Preset) -> base.Section:
+    """The data section: the dataset, row length and packing; for a known format, where the loss is taken and the
+    chat template."""
+    keys: dict[str, Any] = {"dataset_name": base.DATA_PLACEHOLDER, "max_length": preset.recipe.seq_len, "packing": True}
+    opening = "Data (trl.ScriptArguments, SFTConfig): fill in dataset_name. With packing, max_length is the row length."
+    fmt = preset.data_format
+    if fmt is None:
+        return f"{opening}\n{_template_note(preset)}", {**keys, **_chat_template(preset)}
+    key = "assistant_only_loss" if fmt in data.CONVERSATIONS else "completion_only_loss"
+    if data.every_token(preset):
+        keys["packing_strategy"] = "bfd_split"
+        loss = (
+            f"{key} false: the loss on every token{'' if fmt == 'text' else ', prompts too'} (continued pretraining). "
+            "packing_strategy bfd_split: what does not fit a row goes on in another, as LoRA Advisor splits it."
+        )
+    elif fmt in data.CONVERSATIONS:
+        loss = "assistant_only_loss: the loss on the assistant turns only. " + _marked_template_note(preset)
+    else:
+        loss = "completion_only_loss: the loss on the completion only (TRL's default for prompt/completion, set here)."
+    if fmt == "text":
+        template: dict[str, Any] = {"dataset_text_field": "text"}
+        paragraphs = [opening, FORMAT_NOTES[fmt], loss]
+    elif _marked(preset):
+        template = {"chat_template_path": TRAINING_TEMPLATE}
+        paragraphs = [opening, FORMAT_NOTES[fmt], loss]
+    else:
+        template = _chat_template(preset)
+        paragraphs = [opening, FORMAT_NOTES[fmt], loss, _template_note(preset)]
+    return base.note(*paragraphs), {**keys, key: not data.every_token(preset), **template}
+
+
+TRAINING_TEMPLATE = "chat-template.jinja"
+"""The file beside trl-sft.yaml holding the model's chat template with {% generation %} markers."""
+_ROLES = ", ".join(f"{value!r}: {role!r}" for value, role in SHAREGPT_ROLES.items())
+FORMAT_NOTES = {
+    "messages": "Your data: conversations in a messages column (role/content turns), TRL's conversational format, "
+    "formatted with the chat template.",
+    "sharegpt": "Your data: ShareGPT conversations. TRL renames conversations/from/value to messages/role/content "
+    "itself (maybe_convert_to_chatml) but keeps ShareGPT's role names, which the chat template does not know: map "
+    "them first, dataset.map(lambda row: {'messages': [{'role': ROLES[turn['from']], 'content': turn['value']} for "
+    "turn in row['conversations']]}, remove_columns=['conversations']) with ROLES = {" + _ROLES + "}.",
+    "alpaca": "Your data: Alpaca records, which TRL does not read: write each as a conversational prompt/completion, "
+    "prompt [{'role': 'user', 'content': instruction + '\\n\\n' + input}] and completion [{'role': 'assistant', "
+    "'content': output}], as LoRA Advisor renders them.",
+    "columns": "Your data: prompt/response columns; TRL reads prompt/completion: write each row as a conversational "
+    "prompt/completion, prompt [{'role': 'user', 'content': PROMPT}] and completion [{'role': 'assistant', 'content': "
+    "RESPONSE}], so that the chat template formats them as LoRA Advisor does (plain strings train as raw text).",
+    "prompt-completion": "Your data: TRL's own prompt/completion format. Plain strings train as the prompt followed by "
+    "the completion, message lists through the chat template, as LoRA Advisor trains them.",
+    "text": "Your data: plain text in a text column (dataset_text_field), TRL's language-modelling format: each "
+    "document ends with EOS, and documents are packed into rows of max_length tokens.",
+}
+"""What each data format is to TRL, and how to convert the ones it does not read."""
+
+
+def _marked(preset: Preset) -> bool:
+    """Whether chat-template.jinja goes beside the file: assistant-only loss, for a model whose template is known."""
+    return (
+        preset.data_format in data.CONVERSATIONS
+        and not data.every_token(preset)
+        and training_template(base.model_family(preset)) is not None
+    )
+
+
+def _marked_template_note(preset: Preset) -> str:
+    """What assistant_only_loss needs of the chat template, and where this export's comes from."""
+    if _marked(preset):
+        return (
+            f"It needs a chat template with {{% generation %}} markers: chat_template_path is {TRAINING_TEMPLATE} "
+            f"beside this file, {TEMPLATE_NAMES[base.model_family(preset) or '']} with the markers around each "
+            "assistant turn and its end-of-turn token (TRL reads it from where trl sft runs: run it in this directory)."
+        )
+    return (
+        "It needs a chat template with {% generation %} markers: TRL 1.16 swaps in a marked copy of the templates it "
+        "knows (Llama 3, Qwen 2.5 and 3, Gemma, Phi-3 and a few more) and otherwise stops with 'The chat template is "
+        "not training-compatible': then give chat_template_path a .jinja file with the markers, or set "
+        "assistant_only_loss false, which trains on every token."
+    )
+
+
+def write_trl(preset: Preset, path: Path, header: str) -> list[Path]:
+    """trl-sft.yaml, and chat-template.jinja beside it where the loss is on the assistant turns of a known model."""
+    written = base.yaml_writer(trl_sections)(preset, path, header)
+    template = training_template(base.model_family(preset)) if _marked(preset) else None
+    if template is not None:
+        written.append(path.with_name(TRAINING_TEMPLATE))
+        written[-1].write_text(template, encoding="utf-8")
+    return written
 
 
 LLAMA2_CHAT = "meta-llama/Llama-2-7b-chat-hf"
@@ -123,7 +211,7 @@ TRL = base.ExportFormat(
     usage="trl sft --config {file}",
     fill_in="dataset_name (a hub dataset id or a local path)",
     carried=base.EVERY_FIELD,
-    write=base.yaml_writer(trl_sections),
+    write=write_trl,
     read=read_trl,
     detect=is_trl,
     detect_order=40,

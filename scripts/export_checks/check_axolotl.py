@@ -6,6 +6,11 @@ The file is read as `axolotl train` reads it (yaml.safe_load into a DictDefault)
 given `choose_device` and `resolve_dtype`, the parts of `normalize_config` that pick the device and the dtype
 (the rest of it loads the model's config from the hub). The values come back from the validated config, and the
 chat template from what axolotl's `get_chat_template` resolves.
+
+For a preset that knows its data format, the validated dataset entry says which reader axolotl picks (its `type`:
+chat_template with its message mappings, alpaca, completion, or a user-defined mapping, which axolotl's own
+`UserDefinedDatasetConfig` must take) and train_on_inputs / roles_to_train where the loss is taken; a user-defined
+format is applied to the example record.
 """
 
 from __future__ import annotations
@@ -40,9 +45,6 @@ def family_of(cfg: Any) -> tuple[str | None, str]:
     """The chat template's model family as axolotl resolves it (None: none found), and how it was read."""
     from axolotl.utils.chat_templates import get_chat_template
 
-    types = sorted({str(dataset.get("type")) for dataset in cfg.datasets or ()})
-    if types != ["chat_template"]:
-        return f"dataset type {','.join(types)}", f"datasets are of type {types}, not chat_template"
     choice = str(getattr(cfg.chat_template, "value", cfg.chat_template))
     if choice == "tokenizer_default":
         model = str(cfg.base_model).lower()
@@ -131,7 +133,38 @@ def check(job: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         f"fp16={cfg.fp16}, tf32={cfg.tf32}); hardware read from the dtype, axolotl having no device key",
         how,
     ]
-    return values, notes
+    data, said = data_values(job, cfg)
+    return values | data, notes + said
+
+
+def data_values(job: dict[str, Any], cfg: Any) -> tuple[dict[str, Any], list[str]]:
+    """The format axolotl's dataset entry reads and where it takes the loss, from the validated config."""
+    if common.data_format(job) is None:
+        return {}, []
+    (dataset,) = cfg.datasets
+    kind = dataset.get("type")
+    responses = not cfg.train_on_inputs
+    if kind == "chat_template":
+        mappings = dict(dataset.get("message_property_mappings") or {})
+        found = {"role": "messages", "from": "sharegpt"}.get(mappings.get("role"), f"chat_template {mappings}")
+        trained = list(dataset.get("roles_to_train") or ["assistant"])  # the chat_template loader's default
+        responses = responses and trained == ["assistant"]
+        how = f"roles_to_train {trained}, train_on_eos {dataset.get('train_on_eos')}, roles {dataset.get('roles')}"
+    elif isinstance(kind, dict):
+        from axolotl.prompt_strategies.user_defined import UserDefinedDatasetConfig
+
+        prompter = UserDefinedDatasetConfig(**dict(kind))  # what axolotl's user_defined loader builds from it
+        answer = prompter.field_output
+        found = {"response": "columns", "completion": "prompt-completion"}.get(answer, f"user-defined {answer}")
+        example = job["example"]
+        prompt = prompter.no_input_format.format(instruction=example[prompter.field_instruction])
+        how = f"user-defined: the example's prompt renders as {prompt!r}, then its {answer} and EOS"
+    else:
+        found = {"alpaca": "alpaca", "completion": "text"}.get(str(kind), f"type {kind}")
+        how = f"type {kind}" + (f", field {dataset.get('field')}" if kind == "completion" else "")
+        responses = responses and kind != "completion"  # a completion dataset trains on every token
+    loss = "responses" if responses else "all"
+    return {"data_format": found, "loss": loss}, [f"data: {how}; train_on_inputs {cfg.train_on_inputs}"]
 
 
 if __name__ == "__main__":

@@ -7,6 +7,11 @@ the optimizer and get_lr_scheduler. The values are read back from those objects.
 The data file is the one thing filled in, as the export's header asks: a two-record JSON file in a temporary folder
 (`--data.init_args.json_path`), since litgpt.data.JSON refuses a path that does not exist.
 
+For a preset that knows its data format, the data file holds the job's example record written as the export's data
+comment says (instruction / output), and LitGPT's own SFTDataset, with the data module's prompt style and
+mask_prompt, builds its labels (on a character tokenizer): where the loss is taken is read from which of them are
+kept from it. LitGPT's JSON loader reads one record shape whatever the format, so no format is read back.
+
 Named check_litgpt.py, not litgpt.py: a script's folder comes first on sys.path, so a litgpt.py here would shadow
 the litgpt package it imports."""
 
@@ -73,10 +78,50 @@ def targets(names: set[str]) -> str:
     )
 
 
+def record_of(example: dict[str, Any]) -> dict[str, str]:
+    """An example record of any format as the instruction / output record the export's data comment asks for."""
+    if "conversations" in example or "messages" in example:
+        turns = example.get("messages") or [
+            {"role": "assistant" if t["from"] == "gpt" else t["from"], "content": t["value"]}
+            for t in example["conversations"]
+        ]
+        last = max(i for i, turn in enumerate(turns) if turn["role"] == "assistant")
+        return {"instruction": "\n".join(t["content"] for t in turns[:last]), "output": turns[last]["content"]}
+    if "instruction" in example:
+        return example
+    if "text" in example:
+        return {"instruction": "", "output": example["text"]}
+    return {"instruction": example["prompt"], "output": example.get("completion", example.get("response"))}
+
+
+class CharTokenizer:
+    """Stands in for LitGPT's Tokenizer in SFTDataset: one id per character, BOS 1 and EOS 2 as asked."""
+
+    def encode(self, text: str, bos: bool | None = None, eos: bool = False, max_length: int = -1) -> torch.Tensor:
+        ids = ([1] if bos is not False else []) + [ord(c) for c in text] + ([2] if eos else [])
+        return torch.tensor(ids[:max_length] if max_length > 0 else ids, dtype=torch.int)
+
+
+def data_values(job: dict[str, Any], data: Any, record: dict[str, str]) -> tuple[dict[str, Any], list[str]]:
+    """Where the loss falls on the example record, by LitGPT's SFTDataset with the parsed data module's settings."""
+    from litgpt.data import SFTDataset
+
+    item = SFTDataset([record], CharTokenizer(), data.prompt_style, mask_prompt=data.mask_prompt)[0]
+    masked = (item["labels"] == -100).tolist()
+    prompt = data.prompt_style.apply(prompt=record["instruction"], **record)
+    note = (
+        f"data: {type(data).__name__}, mask_prompt {data.mask_prompt}, prompt style "
+        f"{type(data.prompt_style).__name__}: the example's prompt renders as {prompt!r}, {sum(masked)} of "
+        f"{len(masked)} tokens kept from the loss"
+    )
+    return {"loss": common.loss_of(masked)}, [note]
+
+
 def check(job: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    records = [record_of(job["example"])] * 2 if "example" in job else DATA
     with tempfile.TemporaryDirectory() as folder:
         data_file = Path(folder) / "data.json"
-        data_file.write_text(json.dumps(DATA), encoding="utf-8")
+        data_file.write_text(json.dumps(records), encoding="utf-8")
         args = parsed_arguments(job["file"], data_file)
     train, evaluation = args["train"], args["eval"]
     finetune_lora.validate_args(train, evaluation)
@@ -142,6 +187,10 @@ def check(job: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         got["family"] = style
     if DTYPES.get(base_dtype) != got["precision"]:
         notes.append(f"the model's base weights are {base_dtype}, not {precision}")
+    if common.data_format(job) is not None:
+        values, said = data_values(job, data, records[0])
+        got |= values
+        notes += said
     return got, notes
 
 

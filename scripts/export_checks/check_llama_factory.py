@@ -5,6 +5,11 @@ The file is read as `llamafactory-cli train FILE` reads it (`hparams.parser.read
 `get_train_args` with unknown keys refused (ALLOW_EXTRA_ARGS unset), and its template looked up in LLaMA-Factory's
 template registry, as `get_template_and_fix_tokenizer` does before training. The values come back from the
 argument objects LLaMA-Factory built.
+
+For a preset that knows its data format, the dataset_info.json beside the file is read by LLaMA-Factory's own
+`data.parser.get_dataset_list` (the entry the file's `dataset` names, in its `dataset_dir`), and the job's example
+record goes through the converter for its formatting (`data.converter.get_dataset_converter`), as loading the
+data file would; where the loss is taken is read from the stage and train_on_prompt.
 """
 
 from __future__ import annotations
@@ -74,6 +79,8 @@ def check(job: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
                 "TrainingArguments.__post_init__ that refuses bf16 without a GPU)"
             )
         model_args, data_args, training_args, finetuning_args, _ = get_train_args()  # reads sys.argv's YAML
+        data, said = data_values(job, data_args, finetuning_args.stage)  # dataset_dir is relative to job["dir"]
+    notes += said
 
     if data_args.template is not None and data_args.template not in TEMPLATES:
         raise ValueError(f"Template {data_args.template} does not exist.")  # get_template_and_fix_tokenizer's refusal
@@ -103,7 +110,11 @@ def check(job: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
             training_args.gradient_checkpointing or not model_args.disable_gradient_checkpointing
         ),
         "family": data_args.template,
+        **data,
     }
+    if data_args.template == "empty":  # plain prompt/completion: no chat format, by design
+        del values["family"]
+        notes.append("template empty: the prompt and completion as plain text (no chat format, no family)")
     if finetuning_args.lora_target != ["all"]:
         values["target_modules"] = list(finetuning_args.lora_target)
     notes.append(
@@ -121,6 +132,43 @@ def check(job: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         "family is the template name"
     )
     return values, notes
+
+
+ALPACA_FORMATS = {
+    ("instruction", "input", "output"): "alpaca",
+    ("prompt", None, "response"): "columns",
+    ("prompt", None, "completion"): "prompt-completion",
+    ("text", None, None): "text",
+}
+"""LoRA Advisor's format by the alpaca formatting's (prompt, query, response) columns."""
+SHAREGPT_FORMATS = {("messages", "role"): "messages", ("conversations", "from"): "sharegpt"}
+"""LoRA Advisor's format by the sharegpt formatting's (messages column, role tag)."""
+
+
+def data_values(job: dict[str, Any], data_args: Any, stage: str) -> tuple[dict[str, Any], list[str]]:
+    """The format LLaMA-Factory reads the dataset in and where it takes the loss, with the example converted."""
+    if common.data_format(job) is None:
+        return {}, []
+    from llamafactory.data.converter import get_dataset_converter
+    from llamafactory.data.parser import get_dataset_list
+
+    (attr,) = get_dataset_list(data_args.dataset, data_args.dataset_dir)
+    if attr.formatting == "sharegpt":
+        found = SHAREGPT_FORMATS.get((attr.messages, attr.role_tag), f"sharegpt {attr.messages}/{attr.role_tag}")
+    else:
+        columns = (attr.prompt, attr.query, attr.response)
+        found = ALPACA_FORMATS.get(columns, f"{attr.formatting} {columns}")
+    converted = get_dataset_converter(attr.formatting, attr, data_args)(job["example"])
+    prompt, response = converted["_prompt"], converted["_response"]
+    if not prompt or (stage == "sft" and not response):
+        raise ValueError(f"the {attr.formatting} converter left the example empty: {converted}")
+    loss = "all" if stage == "pt" or data_args.train_on_prompt else "responses"
+    turns = [f"{turn['role']}: {turn['content']!r}" for turn in prompt + response]
+    note = (
+        f"dataset {attr.dataset_name!r} from {attr.load_from} via dataset_info.json ({attr.formatting}); stage "
+        f"{stage}, train_on_prompt {data_args.train_on_prompt}; the example converts to {'; '.join(turns)}"
+    )
+    return {"data_format": found, "loss": loss}, [note]
 
 
 if __name__ == "__main__":

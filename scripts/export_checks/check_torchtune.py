@@ -3,12 +3,18 @@ signature), then through lora_finetune_single_device's own code: the recipe's __
 checkpointing and offloading, epochs), the model builder on the meta device under the recipe's dtype, the optimizer
 and the learning-rate scheduler; the values are read back from those objects. See common.py for the protocol.
 
+For a preset that knows its data format, the dataset builder is instantiated by name from the config (with
+torchtune's dataset classes, which would load the data file, swapped for a stand-in that keeps their arguments), and
+the message transform it built is applied to the job's example record: the format is read from the builder and its
+arguments, where the loss is taken from which messages the transform masks.
+
 Named check_torchtune.py, not torchtune.py: a script's folder comes first on sys.path, so a torchtune.py here
 would shadow the torchtune package it imports."""
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import inspect
 import io
 import runpy
@@ -125,7 +131,56 @@ def check(job: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     }
     if PRECISIONS.get(base_dtype) != got["precision"]:
         notes.append(f"the model's base weights are {base_dtype}, not the recipe's dtype {recipe._dtype}")
-    return got, notes
+    data, said = data_values(job, cfg)
+    return got | data, notes + said
+
+
+class Kept:
+    """Stands in for a torchtune dataset class: keeps the arguments it was built with, loads nothing."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.args, self.kwargs = args, kwargs
+
+
+class StubTokenizer:
+    """What a dataset builder asks of the tokenizer before loading data: the packed row length."""
+
+    max_seq_len = 512
+
+
+BUILDERS = ("_chat", "_instruct", "_alpaca", "_text_completion")
+"""torchtune.datasets' builder modules, whose dataset classes are swapped for Kept."""
+
+
+def data_values(job: dict[str, Any], cfg: Any) -> tuple[dict[str, Any], list[str]]:
+    """The format torchtune's dataset builder reads and where its message transform takes the loss."""
+    if common.data_format(job) is None:
+        return {}, []
+    with ExitStack() as stack:
+        for module in BUILDERS:
+            for name in ("SFTDataset", "PackedDataset", "TextCompletionDataset"):
+                target = f"torchtune.datasets.{module}.{name}"
+                if hasattr(importlib.import_module(target.rsplit(".", 1)[0]), name):
+                    stack.enter_context(mock.patch(target, Kept))
+        built = config.instantiate(cfg.dataset, StubTokenizer())
+    kept = built.args[0] if built.args and isinstance(built.args[0], Kept) else built  # PackedDataset(dataset, ...)
+    builder = cfg.dataset._component_.rsplit(".", 1)[-1]
+    if builder == "text_completion_dataset":
+        column = kept.kwargs["column"]
+        return {"data_format": "text" if column == "text" else f"text column {column}", "loss": "all"}, [
+            f"data: {builder} on column {column!r}, add_eos {kept.kwargs.get('add_eos')}, packed {cfg.dataset.packed}"
+        ]
+    transform = kept.kwargs["message_transform"]
+    messages = transform(job["example"])["messages"]
+    styles = {"OpenAIToMessages": "messages", "ShareGPTToMessages": "sharegpt", "AlpacaToMessages": "alpaca"}
+    found = styles.get(type(transform).__name__)
+    if found is None:
+        answer = (cfg.dataset.get("column_map") or {}).get("output", "output")
+        found = {"response": "columns", "completion": "prompt-completion"}.get(answer, f"{builder} {answer}")
+    turns = [f"{m.role}{' (masked)' if m.masked else ''}: {m.text_content!r}" for m in messages]
+    return {"data_format": found, "loss": common.loss_of([m.masked for m in messages])}, [
+        f"data: {builder} with {type(transform).__name__}; the example becomes {'; '.join(turns)}"
+    ]
 
 
 if __name__ == "__main__":

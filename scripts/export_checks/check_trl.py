@@ -1,10 +1,16 @@
 """TRL's check: trl-sft.yaml parsed by `trl sft`'s own parser (TrlParser over ScriptArguments, SFTConfig, ModelConfig
 and DatasetMixtureConfig, unknown keys refused), the LoRA config built by TRL's get_peft_config, and the values
-read back from those objects. See common.py for the protocol."""
+read back from those objects. See common.py for the protocol.
+
+For a preset that knows its data format, where the loss is taken is read from SFTConfig (TRL finds the format from
+the data's columns: conversations, prompt/completion or text), and a .jinja chat_template_path is checked as
+SFTTrainer would use it with assistant_only_loss: TRL's has_generation_markers must find the markers, and the
+example conversation rendered through transformers' render_jinja_template must mark its assistant turns."""
 
 from __future__ import annotations
 
 from contextlib import ExitStack
+from pathlib import Path
 from typing import Any
 from unittest import mock
 
@@ -61,7 +67,61 @@ def check(job: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     }
     if model.attn_implementation != "sdpa":
         notes.append(f"attention: {model.attn_implementation}")
-    return got, notes
+    data, said = data_values(job, training)
+    return got | data, notes + said
+
+
+SHAREGPT_ROLES = {"human": "user", "gpt": "assistant", "system": "system"}
+"""The role mapping the export's comment asks for before TRL reads ShareGPT data (for the example's turns)."""
+
+
+def data_values(job: dict[str, Any], training: Any) -> tuple[dict[str, Any], list[str]]:
+    """Where SFTConfig takes the loss for the job's data format, and a note on the data keys it holds."""
+    fmt = common.data_format(job)
+    if fmt is None:
+        return {}, []
+    if fmt in ("messages", "sharegpt"):
+        loss = "responses" if training.assistant_only_loss else "all"
+    elif fmt == "text":
+        loss = "all" if not training.completion_only_loss else "responses"
+    else:  # prompt/completion: None is TRL's default, the completion only
+        loss = "all" if training.completion_only_loss is False else "responses"
+    notes = [
+        f"data: assistant_only_loss {training.assistant_only_loss}, completion_only_loss "
+        f"{training.completion_only_loss}, dataset_text_field {training.dataset_text_field!r}, packing "
+        f"{training.packing} ({training.packing_strategy}), chat_template_path {training.chat_template_path}"
+    ]
+    if fmt == "text" and training.dataset_text_field != "text":
+        raise ValueError(f"dataset_text_field is {training.dataset_text_field!r}, not the text column")
+    template = training.chat_template_path
+    if template and template.endswith((".jinja", ".j2")):
+        notes.append(marked_template(Path(job["dir"]) / template, job))
+    return {"loss": loss}, notes
+
+
+def marked_template(path: Path, job: dict[str, Any]) -> str:
+    """Check a chat template file as assistant_only_loss uses it; RuntimeError where it would not mark the turns."""
+    from transformers.utils.chat_template_utils import render_jinja_template
+    from trl.chat_template_utils import has_generation_markers
+
+    template = path.read_text(encoding="utf-8")
+    if not has_generation_markers(template):
+        raise RuntimeError(f"{path.name}: TRL finds no {{% generation %}} markers in it")
+    example = job["example"]
+    if "messages" in example:
+        turns = example["messages"]
+    else:
+        turns = [{"role": SHAREGPT_ROLES[t["from"]], "content": t["value"]} for t in example["conversations"]]
+    rendered, spans = render_jinja_template(
+        [turns], chat_template=template, return_assistant_tokens_mask=True, bos_token="<s>", eos_token="</s>"
+    )
+    marked = [rendered[0][start:end] for start, end in spans[0]]
+    answers = [turn["content"] for turn in turns if turn["role"] == "assistant"]
+    if len(marked) != len(answers) or not all(
+        answer.strip() in span for answer, span in zip(answers, marked, strict=True)
+    ):
+        raise RuntimeError(f"{path.name} marks {marked!r}, not the assistant turns {answers!r}")
+    return f"{path.name}: TRL's has_generation_markers finds the markers; the example's assistant turns: {marked!r}"
 
 
 if __name__ == "__main__":

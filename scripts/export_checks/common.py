@@ -4,7 +4,10 @@ A checker is `python scripts/export_checks/check_TOOL.py JOBS.json` (check_: a f
 would shadow its package). JOBS.json is a list of jobs, one per exported preset:
 {"preset": name, "dir": the export directory, "file": the tool's file in it, "expected": base.expected_settings()}.
 The checker loads each file through the tool's own parser, reads the values back from the objects the tool built
-(never from the raw YAML) and prints one JSON line per job: {"preset", "loads", "message", "mismatches", "notes"}.
+(never from the raw YAML) and prints one JSON line per job: {"preset", "loads", "message", "mismatches", "notes",
+"checked"} (checked: the names of the values compared). A job whose preset knows its data format also holds
+"example", one record of that format, and expects "data_format" and "loss" ('responses' or 'all') back where the tool
+can say them.
 """
 
 from __future__ import annotations
@@ -44,6 +47,16 @@ def one_value(**found: set[Any]) -> dict[str, Any]:
     return {name: next(iter(values)) for name, values in found.items()}
 
 
+def data_format(job: dict[str, Any]) -> str | None:
+    """The data format the job's preset knows (None: none, as the shipped presets)."""
+    return job["expected"].get("data_format")
+
+
+def loss_of(masked: list[bool]) -> str:
+    """'all' where no token of an example is kept from the loss, 'responses' where some are (the prompt's)."""
+    return "responses" if any(masked) else "all"
+
+
 def first_line(error: BaseException) -> str:
     """An error as one line: its type and the first line of its message."""
     text = str(error).strip().splitlines()
@@ -66,4 +79,5 @@ def run(check: Check) -> None:
             result["loads"] = True
             result["mismatches"] = mismatches(job["expected"], got)
             result["notes"] = notes
+            result["checked"] = sorted(got)
         print(json.dumps(result), flush=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,7 @@ from advisor.presets import (
     write_preset,
 )
 from tests.tuner.memory.test_memory import SMOLLM2 as SMOLLM2_CONFIG
+from tuner.data.encode import DATA_FILE, ExampleCounts
 from tuner.errors import AdvisorError
 from tuner.fullrun.handover import FinishedStudy
 from tuner.memory.estimate import ModelShape, TrainSetup, estimate
@@ -165,6 +168,12 @@ def test_a_variant_round_trips_and_a_preset_without_one_is_plain_lora(tmp_path):
         (GOOD + "hardware: tpu\n", "hardware must be one of gpu, cpu, got 'tpu'"),
         (GOOD + "gradient_checkpointing: sometimes\n", "gradient_checkpointing must be true or false"),
         (GOOD + "train_examples: 0\n", "train_examples must be at least 1, got 0"),
+        (
+            GOOD + "data_format: xml\n",
+            "data_format must be one of messages, sharegpt, alpaca, prompt-completion, columns, text, got 'xml'",
+        ),
+        (GOOD + "regime: rl\n", "regime must be one of ift, cpt, got 'rl'"),
+        (GOOD + "data_format: text\nregime: ift\n", "data_format text is plain text, with no responses to learn"),
     ],
 )
 def test_malformed_presets_give_one_clear_line(tmp_path, text, message):
@@ -227,3 +236,67 @@ def test_a_study_recommendation_becomes_a_study_preset():
     assert (recipe.learning_rate, recipe.batch_size, recipe.seq_len, recipe.warmup_ratio) == (3e-4, 8, 256, 0.05)
     assert preset.source == "study" and preset.memory_budget == "8.00GiB" and "trial 3" in preset.notes
     assert preset.extra == {"run_dir": "runs/math", "trial": 3}
+
+
+def test_data_format_and_regime_round_trip_and_are_written_only_where_known(tmp_path):
+    (tmp_path / "plain.yaml").write_text(GOOD, encoding="utf-8")
+    plain = load_preset(str(tmp_path / "plain.yaml"))
+    assert (plain.data_format, plain.regime) == (None, "ift")
+    assert "data_format" not in preset_yaml(plain) and "regime" not in preset_yaml(plain)  # as the shipped presets
+    chat = replace(plain, data_format="sharegpt")
+    assert yaml.safe_load(preset_yaml(chat))["data_format"] == "sharegpt" and "regime" not in preset_yaml(chat)
+    for preset in (chat, replace(plain, data_format="text", regime="cpt"), replace(chat, regime="cpt")):
+        assert load_preset(str(write_preset(preset, tmp_path / "copy.yaml"))) == preset
+    (tmp_path / "text.yaml").write_text(GOOD + "data_format: text\n", encoding="utf-8")
+    assert load_preset(str(tmp_path / "text.yaml")).regime == "cpt"  # plain text trains every token unless told
+
+
+def finished_study(run_dir: Path) -> FinishedStudy:
+    """A finished math study on the built-in model, run in RUN_DIR."""
+    recommendation = {
+        "task": "math",
+        "model": "smollm2-135m-instruct",
+        "trial": 3,
+        "learning_rate": 3e-4,
+        "rank": 64,
+        "alpha": 128.0,
+        "targets": "all",
+        "epochs": 4,
+        "run_dir": str(run_dir),
+        "target_modules": ["q_proj"],
+        "objective": {},
+        "trials": {},
+        "evidence": {},
+    }
+    budget = TrainBudget(train_tokens=4096, batch_size=8, seq_len=256, warmup_ratio=0.05)
+    settings = StudySettings(model="smollm2-135m-instruct", data=DataSettings("math"), trials=4, budget=budget)
+    return FinishedStudy(Recommendation.from_json(recommendation), settings, run_dir)
+
+
+@pytest.mark.parametrize(("data_format", "regime"), [("sharegpt", "ift"), ("text", "cpt"), ("messages", "cpt")])
+def test_a_study_preset_takes_its_data_format_and_regime_from_the_run_directorys_data_json(
+    tmp_path, data_format, regime
+):
+    before = preset_from_study(finished_study(tmp_path))  # a study from before studies wrote data.json
+    assert (before.data_format, before.regime) == (None, "ift")
+    counts = ExampleCounts(data_format, regime, 10, 0, 10, 0, 0, 1000, 400, 0)
+    (tmp_path / DATA_FILE).write_text(json.dumps(asdict(counts)), encoding="utf-8")
+    preset = preset_from_study(finished_study(tmp_path))
+    assert (preset.data_format, preset.regime) == (data_format, regime)
+    assert preset_from_dict(yaml.safe_load(preset_yaml(preset))) == preset
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("{", "cannot read"),
+        ("[]", "does not hold a mapping: not a study's record of its data"),
+        ('{"format": "messages"}', "has no 'regime'"),
+        ('{"format": "xml", "regime": "ift"}', "format 'xml' with regime 'ift' is not one known"),
+    ],
+)
+def test_a_malformed_data_json_gives_one_clear_line(tmp_path, text, message):
+    (tmp_path / DATA_FILE).write_text(text, encoding="utf-8")
+    with pytest.raises(AdvisorError) as raised:
+        preset_from_study(finished_study(tmp_path))
+    assert message in str(raised.value) and DATA_FILE in str(raised.value) and "\n" not in str(raised.value)

@@ -46,6 +46,11 @@ VARIANT_PRESETS = {
     for variant in VARIANTS
     if variant != "lora"
 }
+# A study's preset that knows its data: conversations (instruction tuning) and plain text (continued pretraining),
+# on the built-in model (SmolLM2, whose chat template the exports know) and on Llama-2 (whose base has none).
+MESSAGES = replace(load_preset("math-cpu"), name="custom-messages", task="custom", data_format="messages")
+TEXT = replace(MESSAGES, name="custom-text", data_format="text", regime="cpt")
+LLAMA2_MESSAGES = replace(load_preset("math-24gib"), name="llama2-messages", data_format="messages")
 PRESETS = {
     "math-24gib": load_preset("math-24gib"),
     "code-80gib": load_preset("code-80gib"),
