@@ -155,3 +155,25 @@ def test_ift_on_plain_text_is_refused_in_one_line(tmp_path, tokenizer):
     settings = write(tmp_path / "docs.jsonl", {"text": "Just text."})
     with pytest.raises(AdvisorError, match="is plain text, with no responses to learn: --regime ift needs"):
         counted_examples(DataSettings("custom", source=settings.source, regime="ift"), 64, tokenizer, None)
+
+
+def test_a_conversation_packed_after_another_sees_only_itself(tmp_path, tiny_model, tokenizer):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from tuner.training.attention import packed_attention
+
+    first = [{"role": r, "content": t} for r, t in TURNS]
+    second = [{"role": "user", "content": "Name a colour."}, {"role": "assistant", "content": "Blue."}]
+    settings = write(tmp_path / "two.jsonl", {"messages": first}, {"messages": second})
+    examples, _ = counted_examples(DataSettings("custom", source=settings.source, seed=0), 512, tokenizer, None)
+    total = sum(len(ids) for ids, _ in examples)
+    row = pack(examples, total)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model).eval()
+    with torch.no_grad(), packed_attention(model):
+        packed = model(
+            input_ids=torch.tensor(row.input_ids), position_ids=torch.tensor(row.position_ids), use_cache=False
+        ).logits[0]
+        start = len(examples[0][0])
+        alone = model(input_ids=torch.tensor([examples[1][0]]), use_cache=False).logits[0]
+    torch.testing.assert_close(packed[start:], alone, rtol=1e-4, atol=1e-5)
