@@ -18,7 +18,7 @@ from tuner.defaults import DEFAULT_MAX_GRAD_NORM, REGIMES, TASKS
 from tuner.errors import AdvisorError
 from tuner.fullrun.handover import FinishedStudy, Overrides, read_study, run_settings, study_origin
 from tuner.memory.sizes import format_size, parse_size
-from tuner.settings import LoraSettings, RunSettings, StudySettings, TrainingRecipe
+from tuner.settings import DataSettings, LoraSettings, RunSettings, StudySettings, TrainingRecipe
 
 PRESETS_DIR = Path(__file__).resolve().parents[1] / "presets"
 """The shipped presets (the repository's presets/ folder)."""
@@ -28,6 +28,9 @@ HARDWARE = ("gpu", "cpu")
 attention from it in each tool's own keys."""
 """Where a preset's numbers come from: the paper's settings, our own measured runs, or one study's result."""
 PRESET_SUFFIXES = (".yaml", ".yml")
+DEFAULT_COLUMNS = (DataSettings.prompt_column, DataSettings.response_column)
+"""The columns format's prompt and response column names where a study names none (--prompt-column and
+--response-column's defaults)."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,9 @@ class Preset:
     keys; None: not known (a shipped preset, or a study from before studies recorded it)."""
     regime: str = "ift"
     """'ift' (loss on the responses) or 'cpt' (continued pretraining: loss on every token); see REGIMES."""
+    columns: tuple[str, str] | None = None
+    """The prompt and response column names of data_format 'columns' data, where the study named its own (None: the
+    DEFAULT_COLUMNS), which exports set in each tool's own column keys."""
 
     def __post_init__(self) -> None:
         if not self.name or any(c in self.name for c in "/\\") or self.name.startswith("."):
@@ -82,6 +88,11 @@ class Preset:
             raise ValueError(f"regime must be one of {', '.join(REGIMES)}, got {self.regime!r}")
         if self.data_format == "text" and self.regime == "ift":
             raise ValueError("data_format text is plain text, with no responses to learn: its regime is cpt")
+        if self.columns is not None:
+            if len(self.columns) != 2 or not all(isinstance(name, str) and name.strip() for name in self.columns):
+                raise ValueError(f"columns must be the prompt and response column names, got {list(self.columns)!r}")
+            if self.data_format != "columns":
+                raise ValueError(f"columns names the columns of data_format columns, not of {self.data_format}")
 
     @property
     def on_cpu(self) -> bool:
@@ -122,6 +133,10 @@ class Preset:
             flat.pop("data_format")  # written only where it is known, as no shipped preset knows it
         if flat["regime"] == "ift":
             flat.pop("regime")  # instruction tuning, as every preset from before regimes existed
+        if flat["columns"] is None:
+            flat.pop("columns")  # written only where a study named its own
+        else:
+            flat["columns"] = list(flat["columns"])
         extra = flat.pop("extra", None)
         if extra:
             flat["extra"] = extra  # provenance details last
@@ -189,6 +204,8 @@ def preset_from_dict(fields: Any, where: str = "preset") -> Preset:
         switches = {name: _switch(fields, name, where) for name in ("gradient_checkpointing",) if name in fields}
         if fields.get("train_examples") is not None:
             switches["train_examples"] = _number(fields, "train_examples", int, where)
+        if fields.get("columns") is not None:
+            switches["columns"] = _columns(fields["columns"], where)
         extra = fields.get("extra") or {}
         if not isinstance(extra, dict):
             raise AdvisorError(f"{where}: 'extra' must be a mapping")
@@ -196,6 +213,16 @@ def preset_from_dict(fields: Any, where: str = "preset") -> Preset:
         return Preset(recipe=recipe, extra=extra, **text, **switches)  # type: ignore[arg-type]
     except ValueError as error:
         raise AdvisorError(f"{where}: {error}") from None
+
+
+def _columns(value: Any, where: str) -> tuple[str, str]:
+    """The columns field as a pair of names, or AdvisorError naming it."""
+    named = isinstance(value, list) and all(isinstance(name, str) and name.strip() for name in value)
+    if not named or len(value) != 2:
+        raise AdvisorError(
+            f"{where}: columns must be the prompt and response column names, [PROMPT, RESPONSE], got {value!r}"
+        )
+    return value[0], value[1]
 
 
 def _switch(fields: dict[str, Any], name: str, where: str) -> bool:
@@ -285,6 +312,7 @@ def preset_from_study(finished: FinishedStudy, name: str | None = None) -> Prese
     objective = rec.objective.to_json()
     if objective:
         extra["objective"] = objective
+    data = study_data(finished.run_dir)
     return Preset(
         name=name or f"{rec.task}-study",
         task=rec.task,
@@ -296,8 +324,15 @@ def preset_from_study(finished: FinishedStudy, name: str | None = None) -> Prese
         extra=extra,
         hardware="cpu" if (rec.runtime or "").startswith("CPU") else "gpu",
         train_examples=rec.data.train_examples if rec.data is not None else None,
-        **study_data(finished.run_dir),
+        **data,
+        columns=study_columns(finished.settings, data.get("data_format")),
     )
+
+
+def study_columns(settings: StudySettings, data_format: str | None) -> tuple[str, str] | None:
+    """The prompt and response columns a study of data_format 'columns' data read, where not the DEFAULT_COLUMNS."""
+    columns = (settings.data.prompt_column, settings.data.response_column)
+    return columns if data_format == "columns" and columns != DEFAULT_COLUMNS else None
 
 
 def study_data(run_dir: Path) -> dict[str, str]:

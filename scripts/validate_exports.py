@@ -11,7 +11,9 @@ Besides the shipped presets (which know no data format), BASE+FORMAT rows export
 that knows its data's format (--data-formats, on --data-base): conversations and plain text (continued pretraining)
 by default. For those the checker also reads the tool's dataset config back (its reader for the format, and which
 tokens carry the loss) and, where the tool can read a record without the data file, passes one of the format's
-example records through the tool's own reader.
+example records through the tool's own reader. The columns row names its columns question and answer (NAMED_COLUMNS),
+as a study given --prompt-column question --response-column answer does: each tool that names the columns must read
+those names back, and its reader must find the example's values under them.
 
     python scripts/validate_exports.py                    # every tool (the first run installs them: minutes)
     python scripts/validate_exports.py --tools trl,peft   # what the test suite runs
@@ -45,7 +47,7 @@ sys.path.insert(0, str(ROOT))
 
 from advisor.exports import EXPORT_FORMATS, FORMATS, export_preset  # noqa: E402 - after the checkout is importable
 from advisor.exports.base import expected_settings  # noqa: E402
-from advisor.presets import Preset, load_preset, shipped_presets  # noqa: E402
+from advisor.presets import DEFAULT_COLUMNS, Preset, load_preset, shipped_presets  # noqa: E402
 from tuner.data.formats import EXAMPLES  # noqa: E402
 from tuner.data.formats import FORMATS as DATA_FORMATS  # noqa: E402
 from tuner.errors import AdvisorError  # noqa: E402
@@ -60,6 +62,9 @@ DATA_BASE = "math-cpu"
 """The shipped preset the data-format rows are made from (on a CPU: nothing patched)."""
 DEFAULT_DATA_FORMATS = ("messages", "text")
 """The data formats validated by default: conversations, and plain text (continued pretraining)."""
+NAMED_COLUMNS = ("question", "answer")
+"""The columns row's prompt and response column names: not the defaults, so that the row checks that each export
+carries a study's own names."""
 
 
 @dataclass(frozen=True)
@@ -228,9 +233,21 @@ def installed_version(python: Path, package: str) -> str:
 
 def data_preset(base: str, data_format: str) -> Preset:
     """The shipped preset BASE as a study's preset that knows its data is in DATA_FORMAT (plain text: continued
-    pretraining)."""
+    pretraining; columns: named NAMED_COLUMNS)."""
     regime = "cpt" if data_format == "text" else "ift"
-    return replace(load_preset(base), name=f"{base}+{data_format}", data_format=data_format, regime=regime)
+    columns = NAMED_COLUMNS if data_format == "columns" else None
+    return replace(
+        load_preset(base), name=f"{base}+{data_format}", data_format=data_format, regime=regime, columns=columns
+    )
+
+
+def example_record(preset: Preset) -> dict[str, Any]:
+    """One record of the preset's data format (tuner.data.formats.EXAMPLES), under its own column names."""
+    record = json.loads(EXAMPLES[preset.data_format or ""])
+    if preset.data_format == "columns":
+        names = preset.columns or DEFAULT_COLUMNS
+        return {name: record[default] for default, name in zip(DEFAULT_COLUMNS, names, strict=True)}
+    return record
 
 
 def presets_to_check(names: list[str], data_formats: list[str], base: str) -> dict[str, Preset]:
@@ -253,7 +270,7 @@ def jobs_for(tool: Tool, presets: dict[str, Preset], out: Path) -> tuple[list[di
         file = directory / EXPORT_FORMATS[tool.format].file_name
         job = {"preset": name, "dir": str(directory), "file": str(file), "expected": expected_settings(preset)}
         if preset.data_format is not None:
-            job["example"] = json.loads(EXAMPLES[preset.data_format])
+            job["example"] = example_record(preset)
         jobs.append(job)
     return jobs, refused
 

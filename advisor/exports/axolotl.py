@@ -121,7 +121,7 @@ def _dataset(preset: Preset) -> dict[str, Any]:
         return {"path": base.DATA_PLACEHOLDER, "type": "alpaca"}
     if fmt == "text":
         return {"path": base.DATA_PLACEHOLDER, "type": "completion", "field": "text"}
-    prompt, answer = data.PAIR_COLUMNS[fmt or ""]
+    prompt, answer = data.pair_columns(preset)
     turn = USER_TURNS.get(base.model_family(preset) or "", "{instruction}") if fmt == "columns" else "{instruction}"
     user_defined = {"field_instruction": prompt, "field_output": answer, "format": turn, "no_input_format": turn}
     return {"path": base.DATA_PLACEHOLDER, "type": user_defined}
@@ -135,9 +135,10 @@ def _format_note(preset: Preset) -> str:
     fmt = preset.data_format
     if fmt == "columns":
         known = base.model_family(preset) in USER_TURNS
+        prompt, response = data.pair_columns(preset)
         return (
-            "axolotl has no reader for two named columns: a user-defined type reads prompt as the instruction and "
-            "response as the output (write your column names there) into format, "
+            f"axolotl has no reader for two named columns: a user-defined type reads {prompt} as the instruction and "
+            f"{response} as the output ({data.columns_origin(preset)}) into format, "
             + (
                 "the chat template's text up to the assistant's answer, as LoRA Advisor renders the pair; the "
                 "answer ends with EOS."

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from advisor.exports.data import data_lines, loss_mode
+from advisor.exports.data import data_lines, loss_mode, pair_columns
 from advisor.presets import Preset
 from tuner.defaults import ATTENTION_MODULES, LORAPLUS_LR_RATIO, MLP_MODULES, VARIANT_LABELS
 from tuner.models.load import hub_id
@@ -221,10 +221,12 @@ def module_names(targets: str) -> list[str]:
 def expected_settings(preset: Preset) -> dict[str, Any]:
     """What a tool's own parser must read from an export of the preset: the values compared by
     scripts/validate_exports.py (learning rate, adapter, epochs, warm-up, precision, device, checkpointing, and where
-    the preset knows its data, its format and which tokens carry the loss)."""
+    the preset knows its data, its format and which tokens carry the loss, and the columns format's column names)."""
     recipe = preset.recipe
     lora = recipe.lora
     data = {} if preset.data_format is None else {"data_format": preset.data_format, "loss": loss_mode(preset)}
+    if preset.data_format == "columns":
+        data["columns"] = list(pair_columns(preset))
     return {
         "learning_rate": recipe.learning_rate,
         "rank": lora.rank,

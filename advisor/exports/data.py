@@ -7,7 +7,9 @@ export module sets them in its tool's own dataset keys, in the words shared here
 
 from __future__ import annotations
 
-from advisor.presets import Preset
+from collections.abc import Mapping
+
+from advisor.presets import DEFAULT_COLUMNS, Preset
 from tuner.data.formats import FORMAT_NAMES, SHAREGPT_ROLES
 
 CONVERSATIONS = ("messages", "sharegpt")
@@ -16,10 +18,11 @@ PAIRS = ("alpaca", "columns", "prompt-completion")
 """Formats holding one prompt and one answer per row."""
 PAIR_COLUMNS = {
     "alpaca": ("instruction", "output"),
-    "columns": ("prompt", "response"),
+    "columns": DEFAULT_COLUMNS,
     "prompt-completion": ("prompt", "completion"),
 }
-"""Each pair format's prompt and answer columns (columns: --prompt-column and --response-column's defaults)."""
+"""Each pair format's prompt and answer columns (columns: --prompt-column and --response-column's defaults, where
+the preset names none: see pair_columns)."""
 LOSS_MODES = ("responses", "all")
 """Which tokens carry the loss, as scripts/validate_exports.py compares it: the answers (the assistant turns, the
 output, the response or the completion) or every token."""
@@ -35,10 +38,32 @@ def loss_mode(preset: Preset) -> str:
     return "all" if every_token(preset) else "responses"
 
 
+def pair_columns(preset: Preset) -> tuple[str, str]:
+    """The prompt and answer columns of the preset's pair format: the study's own names for the columns format where
+    it named them, else the format's (PAIR_COLUMNS)."""
+    if preset.data_format == "columns" and preset.columns is not None:
+        return preset.columns
+    return PAIR_COLUMNS[preset.data_format or ""]
+
+
+def named_columns(preset: Preset) -> bool:
+    """Whether the preset's columns format names columns of its own, not the defaults."""
+    return preset.data_format == "columns" and pair_columns(preset) != DEFAULT_COLUMNS
+
+
+def columns_origin(preset: Preset) -> str:
+    """Where the columns format's names in an export come from, in words: the study's, or defaults to replace."""
+    return (
+        "the study's --prompt-column and --response-column"
+        if named_columns(preset)
+        else "write your column names there"
+    )
+
+
 def answer(preset: Preset) -> str:
     """What instruction tuning trains on, in words: the assistant turns, or the pair's answer column."""
     if preset.data_format in PAIR_COLUMNS:
-        return f"the {PAIR_COLUMNS[preset.data_format][1]}"
+        return f"the {pair_columns(preset)[1]}"
     return "the assistant turns"
 
 
@@ -49,15 +74,38 @@ def loss_text(preset: Preset) -> str:
     return f"{answer(preset)} only (instruction tuning)"
 
 
+def format_name(preset: Preset) -> str:
+    """The preset's data format in words (tuner.data.formats.FORMAT_NAMES), the columns format's with its names."""
+    if named_columns(preset):
+        return "{}/{} columns".format(*pair_columns(preset))
+    return FORMAT_NAMES[preset.data_format or ""]
+
+
 def data_lines(preset: Preset) -> list[str]:
     """The header's line on the data: its format and where the loss is taken (none for an unknown format)."""
     if preset.data_format is None:
         return []
     columns = " (the default --prompt-column and --response-column)" if preset.data_format == "columns" else ""
-    return [
-        f"Data: {FORMAT_NAMES[preset.data_format]}{columns}, LoRA Advisor's {preset.data_format!r} format; the loss "
-        f"on {loss_text(preset)}."
-    ]
+    if named_columns(preset):
+        columns = " (the study's --prompt-column and --response-column)"
+    fmt = f"LoRA Advisor's {preset.data_format!r} format"
+    return [f"Data: {format_name(preset)}{columns}, {fmt}; the loss on {loss_text(preset)}."]
+
+
+def format_note(notes: Mapping[str, str], preset: Preset) -> str:
+    """A tool's note on the preset's data format; the columns format's is a template, filled with the column names
+    ({prompt}, {response}; {PROMPT}, {RESPONSE} for a row's values) and where they come from ({origin})."""
+    text = notes[preset.data_format or ""]
+    if preset.data_format != "columns":
+        return text
+    prompt, response = pair_columns(preset)
+    return text.format(
+        prompt=prompt,
+        response=response,
+        PROMPT=prompt.upper(),
+        RESPONSE=response.upper(),
+        origin=columns_origin(preset),
+    )
 
 
 def sharegpt_roles() -> dict[str, list[str]]:

@@ -91,7 +91,7 @@ def _data_section(preset: Preset) -> base.Section:
         what = "every token, prompts too (continued pretraining)" if every else f"{data.answer(preset)} only"
         loss = f"mask_prompt {str(not every).lower()}: the loss on {what}."
         prompt = _style(style)
-    text = f"Data: fill in your JSON file: {FORMAT_NOTES[fmt]} {loss} {styled}"
+    text = f"Data: fill in your JSON file: {data.format_note(FORMAT_NOTES, preset)} {loss} {styled}"
     init = {**args, "mask_prompt": not data.every_token(preset), **prompt}
     return _note(text), {"data": {"class_path": "litgpt.data.JSON", "init_args": init}}
 
@@ -110,8 +110,8 @@ FORMAT_NOTES = {
     "alpaca": "Alpaca records (instruction, input, output), which litgpt.data.JSON reads as they are. Only LitGPT's "
     "'alpaca' prompt style writes the input: with a chat style (below), join each input to its instruction "
     "(instruction, a blank line, input), as LoRA Advisor renders it.",
-    "columns": "litgpt.data.JSON reads instruction / output records: write prompt as instruction and response as "
-    "output.",
+    "columns": "litgpt.data.JSON reads instruction / output records: write {prompt} as instruction and {response} "
+    "as output.",
     "prompt-completion": "litgpt.data.JSON reads instruction / output records: write prompt as instruction and "
     "completion as output (plain strings; the prompt style formats the instruction as a chat turn, where LoRA "
     "Advisor trains plain strings as raw text).",

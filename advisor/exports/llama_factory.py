@@ -124,7 +124,7 @@ def _dataset_section(preset: Preset) -> base.Section:
     parts = [
         f"dataset: {DATASET_NAME}, the entry in {DATASET_INFO} beside this file (dataset_dir . is this directory: "
         f"run llamafactory-cli in it); fill in its file_name, your data's path.",
-        FORMAT_NOTES[fmt],
+        data.format_note(FORMAT_NOTES, preset),
         loss,
         *([] if fmt in ("prompt-completion", "text") else [_template_note(preset)]),
         *([] if fmt == "text" else ["neat_packing packs rows without attention across examples."]),
@@ -146,8 +146,8 @@ FORMAT_NOTES = {
     "after an optional system turn, and a row with other from values is skipped with a warning.",
     "alpaca": "Your data: Alpaca records, LLaMA-Factory's alpaca formatting: the user turn is the instruction with "
     "the input on the next line (remove query where your records have no input).",
-    "columns": "Your data: prompt/response columns, read with alpaca formatting, prompt as the instruction and "
-    "response as the output (write your column names there).",
+    "columns": "Your data: {prompt}/{response} columns, read with alpaca formatting, {prompt} as the instruction and "
+    "{response} as the output ({origin}).",
     "prompt-completion": "Your data: prompt/completion as plain strings, read with alpaca formatting (prompt as the "
     "instruction, completion as the output) and template empty: the prompt followed by the completion as plain "
     "text, as LoRA Advisor trains them (the empty template adds no end-of-sequence token). Message-list prompts "
@@ -158,7 +158,6 @@ FORMAT_NOTES = {
 """What each data format is to LLaMA-Factory."""
 _COLUMNS = {
     "alpaca": {"prompt": "instruction", "query": "input", "response": "output"},
-    "columns": {"prompt": "prompt", "response": "response"},
     "prompt-completion": {"prompt": "prompt", "response": "completion"},
     "text": {"prompt": "text"},
 }
@@ -194,6 +193,13 @@ def dataset_entry(preset: Preset) -> dict[str, Any]:
             "formatting": "sharegpt",
             "columns": {"messages": column},
             "tags": _TAGS[fmt],
+        }
+    if fmt == "columns":
+        prompt, response = data.pair_columns(preset)
+        return {
+            "file_name": base.DATA_PLACEHOLDER,
+            "formatting": "alpaca",
+            "columns": {"prompt": prompt, "response": response},
         }
     return {"file_name": base.DATA_PLACEHOLDER, "formatting": "alpaca", "columns": _COLUMNS[fmt]}
 

@@ -12,7 +12,6 @@ from typing import Any
 
 from advisor.exports import base, data
 from advisor.presets import Preset
-from tuner.data.formats import FORMAT_NAMES
 from tuner.defaults import LORAPLUS_LR_RATIO
 from tuner.errors import AdvisorError
 from tuner.models.load import hub_id
@@ -91,7 +90,7 @@ def _data_rows(preset: Preset) -> str:
             f"{data.answer(preset)} only: the prompt, rendered with the chat template as a user turn, gets labels "
             "-100 (TRL's SFTTrainer: completion_only_loss=True)"
         )
-    return f"| data | {FORMAT_NAMES[fmt]} (LoRA Advisor's {fmt!r} format) |\n| loss | {how} |\n"
+    return f"| data | {data.format_name(preset)} (LoRA Advisor's {fmt!r} format) |\n| loss | {how} |\n"
 
 
 _VARIANT_README = {

@@ -200,7 +200,7 @@ def _dataset(preset: Preset) -> dict[str, Any]:
     elif fmt == "alpaca":
         reader = {"_component_": f"{_DATASETS}.alpaca_dataset", **source, "column_map": _ALPACA}
     elif fmt is not None:
-        prompt, answer = data.PAIR_COLUMNS[fmt]
+        prompt, answer = data.pair_columns(preset)
         reader = {
             "_component_": f"{_DATASETS}.instruct_dataset",
             **source,
@@ -222,8 +222,8 @@ FORMAT_NOTES = {
     "alpaca": "alpaca_dataset reads Alpaca records (column_map: instruction, input, output) into the original "
     "Alpaca prompt ('Below is an instruction that describes a task...'), which torchtune applies whatever the "
     "tokenizer's prompt template, not the chat template LoRA Advisor renders them with.",
-    "columns": "instruct_dataset reads prompt/response columns (column_map: prompt as input, response as output; "
-    "write your column names there) as a user turn and an assistant turn in the tokenizer's chat format, as LoRA "
+    "columns": "instruct_dataset reads {prompt}/{response} columns (column_map: {prompt} as input, {response} as "
+    "output; {origin}) as a user turn and an assistant turn in the tokenizer's chat format, as LoRA "
     "Advisor renders the pair.",
     "prompt-completion": "instruct_dataset reads prompt/completion (column_map: prompt as input, completion as "
     "output) as a user turn and an assistant turn in the tokenizer's chat format: LoRA Advisor trains plain strings "
@@ -248,7 +248,7 @@ def _data_note(preset: Preset) -> str:
     else:
         loss = f"train_on_input false: the loss on {data.answer(preset)} only, as LoRA Advisor trains it."
     where = "source is a hub dataset id, or json (or csv, parquet) with data_files: your file."
-    return _note(f"{opening} {where} {FORMAT_NOTES[fmt]} {loss}")
+    return _note(f"{opening} {where} {data.format_note(FORMAT_NOTES, preset)} {loss}")
 
 
 def _hardware_text(preset: Preset) -> str:

@@ -87,15 +87,16 @@ def _data_section(preset: Preset) -> base.Section:
         loss = "assistant_only_loss: the loss on the assistant turns only. " + _marked_template_note(preset)
     else:
         loss = "completion_only_loss: the loss on the completion only (TRL's default for prompt/completion, set here)."
+    note = data.format_note(FORMAT_NOTES, preset)
     if fmt == "text":
         template: dict[str, Any] = {"dataset_text_field": "text"}
-        paragraphs = [opening, FORMAT_NOTES[fmt], loss]
+        paragraphs = [opening, note, loss]
     elif _marked(preset):
         template = {"chat_template_path": TRAINING_TEMPLATE}
-        paragraphs = [opening, FORMAT_NOTES[fmt], loss]
+        paragraphs = [opening, note, loss]
     else:
         template = _chat_template(preset)
-        paragraphs = [opening, FORMAT_NOTES[fmt], loss, _template_note(preset)]
+        paragraphs = [opening, note, loss, _template_note(preset)]
     return base.note(*paragraphs), {**keys, key: not data.every_token(preset), **template}
 
 
@@ -112,9 +113,10 @@ FORMAT_NOTES = {
     "alpaca": "Your data: Alpaca records, which TRL does not read: write each as a conversational prompt/completion, "
     "prompt [{'role': 'user', 'content': instruction + '\\n\\n' + input}] and completion [{'role': 'assistant', "
     "'content': output}], as LoRA Advisor renders them.",
-    "columns": "Your data: prompt/response columns; TRL reads prompt/completion: write each row as a conversational "
-    "prompt/completion, prompt [{'role': 'user', 'content': PROMPT}] and completion [{'role': 'assistant', 'content': "
-    "RESPONSE}], so that the chat template formats them as LoRA Advisor does (plain strings train as raw text).",
+    "columns": "Your data: {prompt}/{response} columns; TRL reads prompt/completion: write each row as a "
+    "conversational prompt/completion, prompt [{{'role': 'user', 'content': {PROMPT}}}] and completion [{{'role': "
+    "'assistant', 'content': {RESPONSE}}}], so that the chat template formats them as LoRA Advisor does (plain "
+    "strings train as raw text).",
     "prompt-completion": "Your data: TRL's own prompt/completion format. Plain strings train as the prompt followed by "
     "the completion, message lists through the chat template, as LoRA Advisor trains them.",
     "text": "Your data: plain text in a text column (dataset_text_field), TRL's language-modelling format: each "

@@ -144,6 +144,7 @@ def data_values(job: dict[str, Any], cfg: Any) -> tuple[dict[str, Any], list[str
     (dataset,) = cfg.datasets
     kind = dataset.get("type")
     responses = not cfg.train_on_inputs
+    named: dict[str, Any] = {}  # the columns format's column names, as axolotl's reader takes them
     if kind == "chat_template":
         mappings = dict(dataset.get("message_property_mappings") or {})
         found = {"role": "messages", "from": "sharegpt"}.get(mappings.get("role"), f"chat_template {mappings}")
@@ -155,16 +156,19 @@ def data_values(job: dict[str, Any], cfg: Any) -> tuple[dict[str, Any], list[str
 
         prompter = UserDefinedDatasetConfig(**dict(kind))  # what axolotl's user_defined loader builds from it
         answer = prompter.field_output
-        found = {"response": "columns", "completion": "prompt-completion"}.get(answer, f"user-defined {answer}")
+        columns = [prompter.field_instruction, answer]
+        # Two columns other than prompt/completion are LoRA Advisor's columns format, under the study's names.
+        found = "prompt-completion" if columns == ["prompt", "completion"] else "columns"
+        named = {"columns": columns} if found == "columns" else {}
         example = job["example"]
         prompt = prompter.no_input_format.format(instruction=example[prompter.field_instruction])
-        how = f"user-defined: the example's prompt renders as {prompt!r}, then its {answer} and EOS"
+        how = f"user-defined: the example's prompt renders as {prompt!r}, then its {answer} {example[answer]!r} and EOS"
     else:
         found = {"alpaca": "alpaca", "completion": "text"}.get(str(kind), f"type {kind}")
         how = f"type {kind}" + (f", field {dataset.get('field')}" if kind == "completion" else "")
         responses = responses and kind != "completion"  # a completion dataset trains on every token
     loss = "responses" if responses else "all"
-    return {"data_format": found, "loss": loss}, [f"data: {how}; train_on_inputs {cfg.train_on_inputs}"]
+    return {"data_format": found, "loss": loss, **named}, [f"data: {how}; train_on_inputs {cfg.train_on_inputs}"]
 
 
 if __name__ == "__main__":

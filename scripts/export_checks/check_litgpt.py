@@ -78,8 +78,9 @@ def targets(names: set[str]) -> str:
     )
 
 
-def record_of(example: dict[str, Any]) -> dict[str, str]:
-    """An example record of any format as the instruction / output record the export's data comment asks for."""
+def record_of(example: dict[str, Any], columns: list[str] | None = None) -> dict[str, str]:
+    """An example record of any format as the instruction / output record the export's data comment asks for (the
+    columns format's from its prompt and response columns, `columns`)."""
     if "conversations" in example or "messages" in example:
         turns = example.get("messages") or [
             {"role": "assistant" if t["from"] == "gpt" else t["from"], "content": t["value"]}
@@ -91,6 +92,8 @@ def record_of(example: dict[str, Any]) -> dict[str, str]:
         return example
     if "text" in example:
         return {"instruction": "", "output": example["text"]}
+    if columns is not None:
+        return {"instruction": example[columns[0]], "output": example[columns[1]]}
     return {"instruction": example["prompt"], "output": example.get("completion", example.get("response"))}
 
 
@@ -118,7 +121,7 @@ def data_values(job: dict[str, Any], data: Any, record: dict[str, str]) -> tuple
 
 
 def check(job: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    records = [record_of(job["example"])] * 2 if "example" in job else DATA
+    records = [record_of(job["example"], job["expected"].get("columns"))] * 2 if "example" in job else DATA
     with tempfile.TemporaryDirectory() as folder:
         data_file = Path(folder) / "data.json"
         data_file.write_text(json.dumps(records), encoding="utf-8")

@@ -153,11 +153,15 @@ def data_values(job: dict[str, Any], data_args: Any, stage: str) -> tuple[dict[s
     from llamafactory.data.parser import get_dataset_list
 
     (attr,) = get_dataset_list(data_args.dataset, data_args.dataset_dir)
+    named: dict[str, Any] = {}  # the columns format's column names, as LLaMA-Factory's converter reads them
     if attr.formatting == "sharegpt":
         found = SHAREGPT_FORMATS.get((attr.messages, attr.role_tag), f"sharegpt {attr.messages}/{attr.role_tag}")
     else:
         columns = (attr.prompt, attr.query, attr.response)
-        found = ALPACA_FORMATS.get(columns, f"{attr.formatting} {columns}")
+        # Two columns, with no query, other than the formats' own are LoRA Advisor's columns format, named by a study.
+        found = ALPACA_FORMATS.get(columns) or ("columns" if attr.prompt and attr.response and not attr.query else "")
+        found = found or f"{attr.formatting} {columns}"
+        named = {"columns": [attr.prompt, attr.response]} if found == "columns" else {}
     converted = get_dataset_converter(attr.formatting, attr, data_args)(job["example"])
     prompt, response = converted["_prompt"], converted["_response"]
     if not prompt or (stage == "sft" and not response):
@@ -168,7 +172,7 @@ def data_values(job: dict[str, Any], data_args: Any, stage: str) -> tuple[dict[s
         f"dataset {attr.dataset_name!r} from {attr.load_from} via dataset_info.json ({attr.formatting}); stage "
         f"{stage}, train_on_prompt {data_args.train_on_prompt}; the example converts to {'; '.join(turns)}"
     )
-    return {"data_format": found, "loss": loss}, [note]
+    return {"data_format": found, "loss": loss, **named}, [note]
 
 
 if __name__ == "__main__":

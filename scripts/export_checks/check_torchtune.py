@@ -174,11 +174,15 @@ def data_values(job: dict[str, Any], cfg: Any) -> tuple[dict[str, Any], list[str
     messages = transform(job["example"])["messages"]
     styles = {"OpenAIToMessages": "messages", "ShareGPTToMessages": "sharegpt", "AlpacaToMessages": "alpaca"}
     found = styles.get(type(transform).__name__)
+    named: dict[str, Any] = {}  # the columns format's column names, as the transform read the example by them
     if found is None:
-        answer = (cfg.dataset.get("column_map") or {}).get("output", "output")
-        found = {"response": "columns", "completion": "prompt-completion"}.get(answer, f"{builder} {answer}")
+        column_map = cfg.dataset.get("column_map") or {}
+        columns = [column_map.get("input", "input"), column_map.get("output", "output")]
+        # Two columns other than prompt/completion are LoRA Advisor's columns format, under the study's names.
+        found = "prompt-completion" if columns == ["prompt", "completion"] else "columns"
+        named = {"columns": columns} if found == "columns" else {}
     turns = [f"{m.role}{' (masked)' if m.masked else ''}: {m.text_content!r}" for m in messages]
-    return {"data_format": found, "loss": common.loss_of([m.masked for m in messages])}, [
+    return {"data_format": found, "loss": common.loss_of([m.masked for m in messages]), **named}, [
         f"data: {builder} with {type(transform).__name__}; the example becomes {'; '.join(turns)}"
     ]
 

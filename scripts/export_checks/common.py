@@ -7,7 +7,7 @@ The checker loads each file through the tool's own parser, reads the values back
 (never from the raw YAML) and prints one JSON line per job: {"preset", "loads", "message", "mismatches", "notes",
 "checked"} (checked: the names of the values compared). A job whose preset knows its data format also holds
 "example", one record of that format, and expects "data_format" and "loss" ('responses' or 'all') back where the tool
-can say them.
+can say them; for the columns format, "columns" (the prompt and response column names) too where the tool names them.
 """
 
 from __future__ import annotations

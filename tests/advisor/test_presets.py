@@ -135,6 +135,7 @@ def test_a_learning_rate_written_without_a_dot_still_reads_as_a_number(tmp_path)
 
 
 GOOD = "name: mine\ntask: math\nlora: {rank: 16, alpha: 32, targets: all}\nlearning_rate: 1.0e-4\n"
+COLUMNS = GOOD.replace("task: math", "task: custom") + "data_format: columns\n"
 
 
 def test_a_variant_round_trips_and_a_preset_without_one_is_plain_lora(tmp_path):
@@ -174,6 +175,14 @@ def test_a_variant_round_trips_and_a_preset_without_one_is_plain_lora(tmp_path):
         ),
         (GOOD + "regime: rl\n", "regime must be one of ift, cpt, got 'rl'"),
         (GOOD + "data_format: text\nregime: ift\n", "data_format text is plain text, with no responses to learn"),
+        (COLUMNS + "columns: question\n", "columns must be the prompt and response column names, [PROMPT, RESPONSE]"),
+        (COLUMNS + "columns: [question, ' ']\n", "columns must be the prompt and response column names"),
+        (COLUMNS + "columns: [q, a, b]\n", "columns must be the prompt and response column names"),
+        (COLUMNS + "columns: [question, 7]\n", "columns must be the prompt and response column names"),
+        (
+            GOOD + "data_format: messages\ncolumns: [question, answer]\n",
+            "columns names the columns of data_format columns, not of messages",
+        ),
     ],
 )
 def test_malformed_presets_give_one_clear_line(tmp_path, text, message):
@@ -251,8 +260,17 @@ def test_data_format_and_regime_round_trip_and_are_written_only_where_known(tmp_
     assert load_preset(str(tmp_path / "text.yaml")).regime == "cpt"  # plain text trains every token unless told
 
 
-def finished_study(run_dir: Path) -> FinishedStudy:
-    """A finished math study on the built-in model, run in RUN_DIR."""
+def test_a_studys_own_column_names_round_trip_and_are_written_only_where_set(tmp_path):
+    (tmp_path / "default.yaml").write_text(COLUMNS, encoding="utf-8")
+    default = load_preset(str(tmp_path / "default.yaml"))
+    assert default.columns is None and "columns" not in yaml.safe_load(preset_yaml(default))
+    named = replace(default, columns=("question", "answer"))
+    assert yaml.safe_load(preset_yaml(named))["columns"] == ["question", "answer"]
+    assert load_preset(str(write_preset(named, tmp_path / "copy.yaml"))) == named
+
+
+def finished_study(run_dir: Path, data: DataSettings | None = None) -> FinishedStudy:
+    """A finished math study on the built-in model, run in RUN_DIR (or one on DATA)."""
     recommendation = {
         "task": "math",
         "model": "smollm2-135m-instruct",
@@ -269,7 +287,8 @@ def finished_study(run_dir: Path) -> FinishedStudy:
         "evidence": {},
     }
     budget = TrainBudget(train_tokens=4096, batch_size=8, seq_len=256, warmup_ratio=0.05)
-    settings = StudySettings(model="smollm2-135m-instruct", data=DataSettings("math"), trials=4, budget=budget)
+    data = data or DataSettings("math")
+    settings = StudySettings(model="smollm2-135m-instruct", data=data, trials=4, budget=budget)
     return FinishedStudy(Recommendation.from_json(recommendation), settings, run_dir)
 
 
@@ -283,6 +302,26 @@ def test_a_study_preset_takes_its_data_format_and_regime_from_the_run_directorys
     (tmp_path / DATA_FILE).write_text(json.dumps(asdict(counts)), encoding="utf-8")
     preset = preset_from_study(finished_study(tmp_path))
     assert (preset.data_format, preset.regime) == (data_format, regime)
+    assert preset_from_dict(yaml.safe_load(preset_yaml(preset))) == preset
+
+
+@pytest.mark.parametrize(
+    ("data_format", "prompt_column", "response_column", "columns"),
+    [
+        ("columns", "question", "answer", ("question", "answer")),
+        ("columns", "prompt", "answer", ("prompt", "answer")),
+        ("columns", "prompt", "response", None),  # the defaults: written as before
+        ("messages", "question", "answer", None),  # the columns of another format's data: not its columns
+    ],
+)
+def test_a_study_preset_takes_the_column_names_its_study_read(
+    tmp_path, data_format, prompt_column, response_column, columns
+):
+    data = DataSettings("custom", "qa.jsonl", prompt_column, response_column, format=data_format)
+    counts = ExampleCounts(data_format, "ift", 10, 0, 10, 0, 0, 1000, 400, 0)
+    (tmp_path / DATA_FILE).write_text(json.dumps(asdict(counts)), encoding="utf-8")
+    preset = preset_from_study(finished_study(tmp_path, data))
+    assert (preset.data_format, preset.columns) == (data_format, columns)
     assert preset_from_dict(yaml.safe_load(preset_yaml(preset))) == preset
 
 

@@ -12,6 +12,7 @@ import yaml
 from advisor.exports import CONFIG_FILES, DATA_PLACEHOLDER, FORMATS, carried_fields, export_preset, read_export
 from advisor.exports.base import expected_settings
 from advisor.exports.data import sharegpt_roles
+from advisor.presets import load_preset
 from tests.advisor.exports.shared import LLAMA2_MESSAGES, MESSAGES, PRESETS, TEXT, comments, exported_fields
 from tuner.data.formats import FORMATS as DATA_FORMATS
 
@@ -249,3 +250,48 @@ def test_a_preset_that_knows_no_format_writes_no_data_files(tmp_path, fmt):
         [CONFIG_FILES[fmt], "preset.yaml", *(["README.md"] if fmt == "peft" else [])]
     )
     assert "data_format" not in expected_settings(PRESETS["math-24gib"])
+
+
+QUESTIONS = replace(MESSAGES, name="custom-questions", data_format="columns", columns=("question", "answer"))
+"""A study's preset whose columns data named its own columns (--prompt-column question --response-column answer)."""
+
+
+def test_each_tool_reads_the_studys_own_column_names(tmp_path):
+    exported_fields(tmp_path / "lf", "llama-factory", QUESTIONS)
+    assert dataset_info(tmp_path / "lf")["columns"] == {"prompt": "question", "response": "answer"}
+    axolotl = exported_fields(tmp_path / "ax", "axolotl", QUESTIONS)["datasets"][0]["type"]
+    assert (axolotl["field_instruction"], axolotl["field_output"]) == ("question", "answer")
+    torchtune = exported_fields(tmp_path / "tt", "torchtune", QUESTIONS)["dataset"]
+    assert torchtune["column_map"] == {"input": "question", "output": "answer"}
+    export_preset(QUESTIONS, "litgpt", tmp_path / "lg", origin="a test")
+    assert "write question as instruction and answer as output" in comments(tmp_path / "lg" / "litgpt-lora.yaml")
+    export_preset(QUESTIONS, "trl", tmp_path / "trl", origin="a test")
+    said = comments(tmp_path / "trl" / "trl-sft.yaml")
+    assert "Your data: question/answer columns" in said and "'content': QUESTION}]" in said
+    assert expected_settings(QUESTIONS)["columns"] == ["question", "answer"]
+
+
+def flat_comments(path):
+    """A file's text as one line: its comment marks and line breaks gone (the export wraps its comments)."""
+    return " ".join(line.lstrip("# ").strip() for line in path.read_text(encoding="utf-8").splitlines())
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_an_export_names_the_studys_columns_and_never_asks_for_them(tmp_path, fmt):
+    export_preset(QUESTIONS, fmt, tmp_path, origin="a test")
+    flat = flat_comments(tmp_path / ("README.md" if fmt == "peft" else CONFIG_FILES[fmt]))
+    assert "Data: question/answer columns (the study's --prompt-column and --response-column)" in flat
+    assert "prompt/response" not in flat and "write your column names" not in flat
+    assert load_preset(str(tmp_path / "preset.yaml")).columns == ("question", "answer")
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_the_default_column_names_export_as_a_preset_that_names_none(tmp_path, fmt):
+    unnamed = replace(MESSAGES, data_format="columns")
+    export_preset(unnamed, fmt, tmp_path / "unnamed", origin="a test")
+    export_preset(replace(unnamed, columns=("prompt", "response")), fmt, tmp_path / "named", origin="a test")
+    for written in (tmp_path / "unnamed").iterdir():
+        if written.name != "preset.yaml":
+            assert written.read_bytes() == (tmp_path / "named" / written.name).read_bytes()
+    headed = "README.md" if fmt == "peft" else CONFIG_FILES[fmt]
+    assert "(the default --prompt-column and --response-column)" in flat_comments(tmp_path / "unnamed" / headed)
