@@ -48,6 +48,9 @@ def encode_pairs(
 
 def _labels(input_ids: list[int], trained: list[bool]) -> list[int]:
     """The loss targets of one example's ids: IGNORE_INDEX where a token carries no loss."""
+    first = trained.index(True) if True in trained else len(trained)
+    if trained.count(True) == len(trained) - first:  # one answer at the end (every pair): no loop in Python
+        return [IGNORE_INDEX] * first + input_ids[first:]
     return [token if flag else IGNORE_INDEX for token, flag in zip(input_ids, trained, strict=True)]
 
 
@@ -115,7 +118,7 @@ def encode_records(tokenizer: PreTrainedTokenizerBase, records: Records) -> tupl
         ids, masks, untemplated[0] = encode_conversations(tokenizer, records.conversations, records.templated)
         return ids, masks
 
-    key = [json.dumps(conversation, ensure_ascii=False) for conversation in records.conversations]
+    key = [json.dumps(records.conversations, ensure_ascii=False)]  # one string: the digest of every turn in order
     kind = "chat" if records.templated else "completion"
     encoded = cached_encoding(kind, (key,), tokenizer, encode_chat)
     if not records.templated:
@@ -139,22 +142,23 @@ def counted_examples(
     regime = regime_of(settings, records)
     (input_ids, masks), untemplated = encode_records(tokenizer, records)
     examples: list[Example] = []
-    dropped = truncated = 0
+    dropped = truncated = trained = 0
     for ids, mask in zip(input_ids, masks, strict=True):
         if regime == "cpt":
             truncated += len(ids) > seq_len
             for start in range(0, len(ids), seq_len):
                 piece = ids[start : start + seq_len]
                 examples.append((piece, [IGNORE_INDEX, *piece[1:]]))
+                trained += len(piece) - 1
             continue
         first = mask.index(True) if True in mask else len(ids)
         if first >= min(seq_len, len(ids)):
             dropped += 1
             continue
         truncated += len(ids) > seq_len
+        trained += mask[:seq_len].count(True)
         examples.append((ids, _labels(ids, mask)))
     tokens = sum(min(len(ids), seq_len) for ids, _ in examples)
-    trained = sum(sum(1 for label in labels[:seq_len] if label != IGNORE_INDEX) for _, labels in examples)
     counts = ExampleCounts(
         records.format,
         regime,
