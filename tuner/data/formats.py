@@ -151,7 +151,8 @@ def _matches(name: str, columns: dict[str, list[Any]], prompt_column: str, respo
 
 
 def _turn_keys(values: list[Any]) -> set[str]:
-    """Whether a conversations column holds role/content turns (OpenAI's keys under ShareGPT's column name)."""
+    """The keys of the first turn in a conversations column ({role, content} where it has both: OpenAI's turns under
+    ShareGPT's column name)."""
     for value in values:
         if isinstance(value, list) and value and isinstance(value[0], dict):
             keys = set(value[0])
