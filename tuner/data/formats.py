@@ -6,6 +6,7 @@ Pure: no torch, no `datasets`, no tokenizer. Rendering and the loss mask are tun
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -296,9 +297,16 @@ def _read_prompt_completion(table: Table, index: int, _prompt: str, _response: s
 def _conversation(
     table: Table, index: int, value: Any, role_key: str, text_key: str, roles: dict[str, str] | None
 ) -> Conversation | None:
+    where = f"{table.name}: {table.where(index)}"
+    if isinstance(value, str) and value.lstrip().startswith("["):  # a CSV cell holds the turns as JSON text
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as error:
+            raise AdvisorError(
+                f"{where}: the conversation is not valid JSON: {error.msg} (column {error.colno})"
+            ) from None
     if value is None or (isinstance(value, list) and not value):
         return None
-    where = f"{table.name}: {table.where(index)}"
     turns = _turns(where, value, role_key, text_key, roles, "conversation")
     if not any(role == "assistant" for role, _ in turns):
         raise AdvisorError(f"{where}: the conversation has no assistant turn: nothing to learn")

@@ -191,3 +191,18 @@ def test_a_hub_dataset_is_read_in_its_format_with_rows_named_by_number(monkeypat
     rows.append({"conversations": [{"from": "human", "value": "Q"}]})
     with pytest.raises(AdvisorError, match=r"^someone/chats: row 4: the conversation has no assistant turn"):
         load_records(DataSettings("custom", source="someone/chats"), None)
+
+
+def test_a_csv_cell_holding_the_turns_as_json_is_read_as_a_conversation(tmp_path):
+    import csv
+
+    path = tmp_path / "chat.csv"
+    with path.open("w", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow(["messages"])
+        writer.writerow([json.dumps([USER, ASSISTANT])])
+        writer.writerow(['[{"role": "user", "content": "Hi"}'])
+    settings = DataSettings("custom", source=str(path))
+    assert error(settings) == f"{path}: row 2: the conversation is not valid JSON: Expecting ',' delimiter (column 35)"
+    path.write_text(path.read_text().splitlines()[0] + "\n" + path.read_text().splitlines()[1] + "\n")
+    assert read(settings).conversations == ((("user", "Hi"), ("assistant", "Hello!")),)
