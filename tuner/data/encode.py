@@ -29,14 +29,6 @@ Example = tuple[list[int], list[int]]
 """One tokenised example: input ids and labels (IGNORE_INDEX on the prompt)."""
 
 
-def format_pair(tokenizer: PreTrainedTokenizerBase | None, prompt: str, response: str) -> tuple[str, str]:
-    """The prompt text (up to where the answer starts) and the response text, through the chat template if any
-    (without a tokenizer: the plain instruction format, as the app's preview shows it before a model loads)."""
-    segments, _ = render_segments(tokenizer, (("user", prompt), ("assistant", response)))
-    first = next(index for index, (_, trained) in enumerate(segments) if trained)
-    return "".join(text for text, _ in segments[:first]), "".join(text for text, _ in segments[first:])
-
-
 def encode_pairs(
     tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str], responses: Sequence[str]
 ) -> tuple[list[list[int]], list[list[int]]]:

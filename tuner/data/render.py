@@ -79,9 +79,8 @@ def _template_segments(tokenizer: Any, conversation: Conversation) -> list[Segme
                 continue
             before = render(index, True) if index else ""
             through = full if index == len(messages) - 1 else render(index + 1, False)
-            if not (len(before) >= position and full.startswith(through) and through.startswith(before)):
-                return None
-            if not full.startswith(before) or len(through) <= len(before):
+            # A growing prefix: what came before, then this turn, then the rest (full.startswith(before) follows).
+            if not (position <= len(before) < len(through) and through.startswith(before) and full.startswith(through)):
                 return None
             segments += [(full[position : len(before)], False), (full[len(before) : len(through)], True)]
             position = len(through)

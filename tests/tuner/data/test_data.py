@@ -5,10 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from tuner.data.encode import encode_pairs, format_pair
+from tuner.data.encode import encode_pairs
 from tuner.data.load import load_records, resolve_data_dir
 from tuner.data.packing import IGNORE_INDEX
 from tuner.data.prepare import HELLASWAG_RESERVED_FROM, general_texts, prepare_study_data
+from tuner.data.render import render_segments
 from tuner.errors import AdvisorError
 from tuner.settings import DataSettings, Packing
 
@@ -57,7 +58,7 @@ def test_shuffle_is_deterministic(data_dir):
 
 
 def test_chat_template_formats_and_prompt_tokens_carry_no_loss(tokenizer):
-    prompt_text, response_text = format_pair(tokenizer, "What is 2+2?", "4")
+    (prompt_text, _), (response_text, _) = render_segments(tokenizer, (("user", "What is 2+2?"), ("assistant", "4")))[0]
     assert prompt_text.endswith("<|im_start|>assistant\n") and response_text == "4<|im_end|>\n"
     (ids,), (labels,) = encode_pairs(tokenizer, ["What is 2+2?"], ["4"])
     prompt_len = len(tokenizer(prompt_text, add_special_tokens=False)["input_ids"])

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tuner.data.encode import counted_examples, format_pair
+from tuner.data.encode import counted_examples
 from tuner.data.packing import IGNORE_INDEX, pack
 from tuner.data.preview import preview_data, preview_lines
 from tuner.data.render import DEFAULT_TEMPLATE, encode_conversations, render_segments
@@ -61,7 +61,7 @@ def test_each_assistant_turn_and_only_those_carry_loss_as_the_template_writes_th
 
 
 def test_a_single_turn_pair_is_encoded_as_before(tokenizer):
-    prompt, response = format_pair(tokenizer, "What is 2+2?", "4")
+    (prompt, _), (response, _) = render_segments(tokenizer, (("user", "What is 2+2?"), ("assistant", "4")))[0]
     assert prompt.endswith("<|im_start|>assistant\n") and response == "4<|im_end|>\n"
     (ids,), (mask,), _ = encode_conversations(tokenizer, [(("user", "What is 2+2?"), ("assistant", "4"))])
     prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
