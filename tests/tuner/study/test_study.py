@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -92,6 +93,18 @@ def test_diverging_trial_is_pruned_with_its_reason(tiny_model, data_dir, tmp_pat
     assert "diverged" in rec["evidence"]["learning_rate"]
 
 
+def running_trials(database: Path, after: int) -> int:
+    """Trials numbered above `after` that the study's SQLite file holds as running (0 while it is locked)."""
+    import sqlite3
+
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=0.1)) as connection:
+            query = "SELECT COUNT(*) FROM trials WHERE state = 'RUNNING' AND number > ?"
+            return connection.execute(query, (after,)).fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
 def test_killed_study_resumes_keeping_every_completed_trial(tiny_model, data_dir, tmp_path):
     run_dir = tmp_path / "run"
     options = ["--trials", "4", "--trial-tokens", "65536", "--batch-size", "4", "--seq-len", "128", "--json"]
@@ -102,7 +115,9 @@ def test_killed_study_resumes_keeping_every_completed_trial(tiny_model, data_dir
     while not (run_dir / "trials" / "trial_0000.json").exists():
         assert process.poll() is None and time.monotonic() < deadline, "the study never finished a trial"
         time.sleep(0.05)
-    time.sleep(0.5)  # into the next trial
+    while not running_trials(run_dir / "study.db", after=0):  # killed inside the next trial, not between two
+        assert process.poll() is None and time.monotonic() < deadline, "the study never started a second trial"
+        time.sleep(0.05)
     process.send_signal(signal.SIGKILL)
     process.wait()
     before = records(run_dir)
