@@ -126,9 +126,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(name: str, record: Any, argv: Sequence[str] | None) -> int:
-    """Run command `name` on its record; tune also gets its own arguments, which its worker processes run again."""
-    if name == "tune":
-        return tune(record, _after_command(sys.argv[1:] if argv is None else argv, "tune"))
+    """Run command `name` on its record; tune and train also get their own arguments, which their worker processes
+    (tune's) and ranks (train's) run again."""
+    if name in ("tune", "train"):  # their worker processes and ranks run the same arguments again
+        return COMMANDS[name].function(record, _after_command(sys.argv[1:] if argv is None else argv, name))
     return COMMANDS[name].function(record)
 
 

@@ -124,6 +124,8 @@ class Preset:
             recipe["lora"].pop("variant")  # plain LoRA, as every preset from before variants existed
         if recipe["method"] == "lora":
             recipe.pop("method")  # presets are LoRA recipes; a full run's settings are only ever given by hand
+        if recipe["quantize"] is None:
+            recipe.pop("quantize")  # 16-bit, as every preset from before QLoRA
         flat = {"name": fields.pop("name"), "task": fields.pop("task"), **recipe, **fields}
         if not flat["extra"]:
             flat.pop("extra")
@@ -209,7 +211,10 @@ def preset_from_dict(fields: Any, where: str = "preset") -> Preset:
         extra = fields.get("extra") or {}
         if not isinstance(extra, dict):
             raise AdvisorError(f"{where}: 'extra' must be a mapping")
-        recipe = TrainingRecipe(lora=adapter, **numbers)
+        quantize = fields.get("quantize")
+        if quantize is not None and not isinstance(quantize, str):
+            raise AdvisorError(f"{where}: quantize must be nf4 (QLoRA) or absent, got {quantize!r}")
+        recipe = TrainingRecipe(lora=adapter, quantize=quantize, **numbers)
         return Preset(recipe=recipe, extra=extra, **text, **switches)  # type: ignore[arg-type]
     except ValueError as error:
         raise AdvisorError(f"{where}: {error}") from None
@@ -323,6 +328,7 @@ def preset_from_study(finished: FinishedStudy, name: str | None = None) -> Prese
         notes=f"Recommended by {where}.",
         extra=extra,
         hardware="cpu" if (rec.runtime or "").startswith("CPU") else "gpu",
+        gradient_checkpointing=rec.gradient_checkpointing,
         train_examples=rec.data.train_examples if rec.data is not None else None,
         **data,
         columns=study_columns(finished.settings, data.get("data_format")),

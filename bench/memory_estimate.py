@@ -11,7 +11,10 @@ within 10 %.
 glibc with freed memory returned at once (a fixed 64 KiB mmap threshold, what a trial under --memory-budget
 uses where jemalloc is missing) and jemalloc.
 
-    python bench/memory_estimate.py [--model M] [--allocators] [--json]
+`--modes` also measures QLoRA (nf4: the linear weights in 4-bit NF4), gradient checkpointing (ckpt) and both on a few
+configurations (all four by default).
+
+    python bench/memory_estimate.py [--model M] [--modes 16bit,nf4,ckpt,nf4+ckpt] [--allocators] [--json]
 """
 
 from __future__ import annotations
@@ -40,6 +43,10 @@ CONFIGS = [  # rank, targets, batch, sequence length
     (16, "all", 8, 128),
     (8, "all", 2, 256),
 ]
+MODE_CONFIGS = [(16, "all", 4, 256), (256, "all", 4, 256), (16, "all", 8, 512), (64, "mlp", 2, 1024)]
+"""The configurations measured in the other modes (--modes): QLoRA's 4-bit weights, gradient checkpointing, both."""
+MODES = {"16bit": {}, "nf4": {"quantized": True}, "ckpt": {"gradient_checkpointing": True}}
+MODES["nf4+ckpt"] = {**MODES["nf4"], **MODES["ckpt"]}
 ALLOCATOR_CONFIGS = [(16, "all", 4, 256), (256, "all", 4, 256), (16, "attention", 8, 512)]
 TARGET_ERROR = 0.10
 
@@ -48,7 +55,7 @@ def probe(
     model: str, config: tuple[int, str, int, int], env: dict[str, str], *extra: str, steps: int = 2
 ) -> dict[str, object]:
     """One configuration measured by tuner.memory.probe in a fresh process with this environment."""
-    rank, targets, batch, seq_len = config
+    rank, targets, batch, seq_len = config[:4]
     command = [sys.executable, "-m", "tuner.memory.probe", "--model", model, "--rank", str(rank)]
     command += ["--targets", targets, "--batch", str(batch), "--seq-len", str(seq_len), "--steps", str(steps), *extra]
     done = subprocess.run(command, capture_output=True, text=True, check=False, env={**env, "TQDM_DISABLE": "1"})
@@ -88,7 +95,15 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="a model name or directory (default: the built-in model)")
     parser.add_argument("--allocators", action="store_true", help="also compare CPU allocators side by side")
     parser.add_argument("--json", action="store_true", help="also print the figures as one JSON line")
+    parser.add_argument(
+        "--modes",
+        default="16bit,nf4,ckpt,nf4+ckpt",
+        help="which of 16bit (every configuration), nf4 (QLoRA), ckpt (gradient checkpointing), nf4+ckpt to measure",
+    )
     args = parser.parse_args()
+    modes = [mode.strip() for mode in args.modes.split(",") if mode.strip()]
+    if not modes or any(mode not in MODES for mode in modes):
+        parser.error(f"--modes takes {', '.join(MODES)}, got {args.modes!r}")
     import torch
 
     from tuner.models.load import DEFAULT_MODEL, model_config, resolve_model
@@ -99,18 +114,22 @@ def main() -> None:
     env = advisor_environment()
     rows = []
     reserved_column = f" {'reserved':>11s} {'error':>7s}" if device == "cuda" else ""
-    print(f"{'config':28s} {'predicted':>11s} {'measured':>11s} {'error':>7s}{reserved_column}")
+    print(f"{'config':36s} {'predicted':>11s} {'measured':>11s} {'error':>7s}{reserved_column}")
     allocator = None
-    for rank, targets, batch, seq_len in CONFIGS:
-        setup = TrainSetup(device=device, rank=rank, targets=targets, batch=batch, seq_len=seq_len)
+    runs = [(mode, config) for mode in modes for config in (CONFIGS if mode == "16bit" else MODE_CONFIGS)]
+    for mode, (rank, targets, batch, seq_len) in runs:
+        setup = TrainSetup(device=device, rank=rank, targets=targets, batch=batch, seq_len=seq_len, **MODES[mode])
         predicted = estimate(shape, setup).total
-        figures = probe(model, (rank, targets, batch, seq_len), env)
+        flags = ["--quantize", "nf4"] if setup.quantized else []
+        flags += ["--gradient-checkpointing"] if setup.gradient_checkpointing else []
+        figures = probe(model, (rank, targets, batch, seq_len), env, *flags)
         allocator = figures["allocator"]
         actual = int(figures["measured_bytes"])  # type: ignore[arg-type]
         error = predicted / actual - 1
-        label = f"r={rank} {targets} {batch}x{seq_len}"
-        line = f"{label:28s} {format_size(predicted):>11s} {format_size(actual):>11s} {error:+7.1%}"
+        label = f"{mode} r={rank} {targets} {batch}x{seq_len}"
+        line = f"{label:36s} {format_size(predicted):>11s} {format_size(actual):>11s} {error:+7.1%}"
         row = {"config": label, "predicted_bytes": predicted, "measured_bytes": actual, "error": error}
+        row["tokens_per_second"] = figures["tokens_per_second"]
         if figures.get("reserved_bytes"):
             reserved = int(figures["reserved_bytes"])  # type: ignore[arg-type]
             row |= {"reserved_bytes": reserved, "reserved_error": predicted / reserved - 1}

@@ -5,7 +5,7 @@ Each tool gets a throwaway virtual environment, pinned to the version named belo
 Python that runs this script, a venv's included (torch is not installed twice), cached under the advisor's cache. Every
 shipped preset is exported in the tool's format, and scripts/export_checks/check_TOOL.py, run inside that environment,
 loads each file through the tool's own parser or validator (no training) and reads back what the tool built:
-learning rate, adapter, epochs, warm-up, precision, device and gradient checkpointing, compared with the preset's.
+learning rate, adapter, epochs, warm-up, precision, device, checkpointing and quantisation, compared with the preset's.
 
 Besides the shipped presets (which know no data format), BASE+FORMAT rows export a shipped preset as a study's preset
 that knows its data's format (--data-formats, on --data-base): conversations and plain text (continued pretraining)
@@ -15,9 +15,15 @@ example records through the tool's own reader. The columns row names its columns
 as a study given --prompt-column question --response-column answer does: each tool that names the columns must read
 those names back, and its reader must find the example's values under them.
 
+BASE+qlora rows (--qlora) export a shipped preset as a QLoRA preset (quantize: nf4). Each checker reads back the
+quantisation the tool would load the model with (its own BitsAndBytesConfig set-up, torchtune's NF4 weights, LitGPT's
+bitsandbytes plugin, PEFT's README code): 4-bit NF4, double quantised, computing in the preset's precision, or for
+every other row 16 bits (None).
+
     python scripts/validate_exports.py                    # every tool (the first run installs them: minutes)
     python scripts/validate_exports.py --tools trl,peft   # what the test suite runs
     python scripts/validate_exports.py --data-formats messages,sharegpt,alpaca,columns,prompt-completion,text
+    python scripts/validate_exports.py --qlora math-24gib,code-80gib   # more QLoRA rows ('' for none)
     python scripts/validate_exports.py --json results.json
 
 A GPU preset on a machine without a GPU is parsed with the tool's bf16/GPU availability check patched to pass
@@ -62,6 +68,8 @@ DATA_BASE = "math-cpu"
 """The shipped preset the data-format rows are made from (on a CPU: nothing patched)."""
 DEFAULT_DATA_FORMATS = ("messages", "text")
 """The data formats validated by default: conversations, and plain text (continued pretraining)."""
+DEFAULT_QLORA = ("math-24gib",)
+"""The QLoRA rows' shipped presets by default: a GPU's (LitGPT refuses QLoRA on a CPU: its bitsandbytes needs CUDA)."""
 NAMED_COLUMNS = ("question", "answer")
 """The columns row's prompt and response column names: not the defaults, so that the row checks that each export
 carries a study's own names."""
@@ -156,6 +164,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         f"({', '.join(DATA_FORMATS)}; default: %(default)s; '' for none)",
     )
     parser.add_argument("--data-base", default=DATA_BASE, help="the shipped preset of the data-format rows")
+    qlora = "comma-separated shipped presets, each also exported as a QLoRA preset (default: %(default)s; '' for none)"
+    parser.add_argument("--qlora", default=",".join(DEFAULT_QLORA), help=qlora)
     parser.add_argument("--venvs", type=Path, default=None, help="where the environments are kept (default: cache)")
     parser.add_argument("--fresh", action="store_true", help="rebuild the environments")
     parser.add_argument("--json", type=Path, default=None, help="also write the results as JSON here")
@@ -241,6 +251,12 @@ def data_preset(base: str, data_format: str) -> Preset:
     )
 
 
+def qlora_preset(base: str) -> Preset:
+    """The shipped preset BASE as a QLoRA preset: its adapter trained on 4-bit NF4 base weights."""
+    preset = load_preset(base)
+    return replace(preset, name=f"{base}+qlora", recipe=replace(preset.recipe, quantize="nf4"))
+
+
 def example_record(preset: Preset) -> dict[str, Any]:
     """One record of the preset's data format (tuner.data.formats.EXAMPLES), under its own column names."""
     record = json.loads(EXAMPLES[preset.data_format or ""])
@@ -250,10 +266,11 @@ def example_record(preset: Preset) -> dict[str, Any]:
     return record
 
 
-def presets_to_check(names: list[str], data_formats: list[str], base: str) -> dict[str, Preset]:
-    """The shipped presets by name, then BASE+FORMAT for each data format."""
+def presets_to_check(names: list[str], data_formats: list[str], base: str, qlora: list[str]) -> dict[str, Preset]:
+    """The shipped presets by name, then BASE+FORMAT for each data format, then QLORA+qlora for each of QLORA."""
     chosen = {name: load_preset(name) for name in names}
-    return chosen | {f"{base}+{fmt}": data_preset(base, fmt) for fmt in data_formats}
+    chosen |= {f"{base}+{fmt}": data_preset(base, fmt) for fmt in data_formats}
+    return chosen | {f"{name}+qlora": qlora_preset(name) for name in qlora}
 
 
 def jobs_for(tool: Tool, presets: dict[str, Preset], out: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -338,8 +355,9 @@ def main(argv: list[str] | None = None) -> int:
     chosen = [name.strip() for name in args.tools.split(",") if name.strip()]
     names = [name.strip() for name in args.presets.split(",")] if args.presets else shipped_presets()
     data_formats = [name.strip() for name in args.data_formats.split(",") if name.strip()]
+    qlora = [name.strip() for name in args.qlora.split(",") if name.strip()]
     unknown = [name for name in chosen if name not in TOOLS]
-    missing = [name for name in [*names, args.data_base] if name not in shipped_presets()]
+    missing = [name for name in [*names, args.data_base, *qlora] if name not in shipped_presets()]
     strange = [name for name in data_formats if name not in DATA_FORMATS]
     if unknown or missing or strange or not chosen:
         what = f"unknown tool {unknown[0]!r} (known: {', '.join(TOOLS)})" if unknown else "no tools given"
@@ -349,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
             what = f"unknown data format {strange[0]!r} (known: {', '.join(DATA_FORMATS)})"
         print(f"validate_exports: {what}", file=sys.stderr)
         return 2
-    presets = presets_to_check(names, data_formats, args.data_base)
+    presets = presets_to_check(names, data_formats, args.data_base, qlora)
     venvs = args.venvs or cache_root() / "export-venvs"
     rows: list[dict[str, Any]] = []
     timings: list[str] = []

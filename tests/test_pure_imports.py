@@ -12,6 +12,8 @@ import pytest
 HEAVY = ("torch", "transformers", "peft", "lm_eval", "textual", "datasets")
 PURE = (
     "tuner.settings",
+    "tuner.trial_budget",
+    "tuner.models.quantize",
     "tuner.defaults",
     "tuner.study.space",
     "tuner.study.priors",

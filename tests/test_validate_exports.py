@@ -25,10 +25,13 @@ def test_every_tool_loads_every_shipped_preset_and_sets_its_values(tmp_path, cap
     rows = json.loads(results.read_text(encoding="utf-8"))["rows"]
     assert status == 0, capsys.readouterr().out
     data_rows = [f"{script.DATA_BASE}+{fmt}" for fmt in ("messages", "text")]  # conversations; continued pretraining
+    qlora_rows = ["math-24gib+qlora"]  # the paper's Llama-2-7B with its base weights in 4-bit NF4
     assert {(row["tool"], row["preset"]) for row in rows} == {
-        (tool, preset) for tool in script.TOOLS for preset in [*script.shipped_presets(), *data_rows]
+        (tool, preset) for tool in script.TOOLS for preset in [*script.shipped_presets(), *data_rows, *qlora_rows]
     }
     assert all(row["loads"] and not row["mismatches"] for row in rows)
+    # Every tool read the quantisation back from what it would load the model with: NF4 for QLoRA, else 16 bits.
+    assert all("quantize" in row["checked"] for row in rows)
     # Each tool but PEFT (whose adapter config holds no data settings) read the data rows' dataset config back.
     read = {(row["tool"], row["preset"]): set(row["checked"]) for row in rows if row["preset"] in data_rows}
     assert all("loss" in checked for (tool, _), checked in read.items() if tool != "peft")
@@ -73,6 +76,7 @@ def test_the_trl_environment_imports_this_pythons_peft_after_its_own_packages():
         ),
         (["--presets", "math-1tb"], "no shipped preset 'math-1tb'"),
         (["--data-formats", "messages,xml"], "unknown data format 'xml' (known: messages, sharegpt, alpaca"),
+        (["--qlora", "math-24gib,math-1tb"], "no shipped preset 'math-1tb'"),
     ],
 )
 def test_bad_arguments_get_one_line_and_status_2(argv, message, capsys):
@@ -86,3 +90,18 @@ def test_a_mismatch_is_shown_with_both_values():
     row = {"tool": "trl", "version": "1", "preset": "p", "loads": True, "message": "", "notes": []}
     text = script.table([{**row, "mismatches": {"precision": ["fp32", "bf16"]}}])
     assert "no: precision 'fp32' -> 'bf16'" in text
+
+
+def test_the_checkers_read_nf4_only_for_double_quantised_nf4_computing_in_the_presets_precision():
+    common = load_script("export_checks/common")
+    assert common.four_bit("nf4", True, "torch.bfloat16", "bf16") == "nf4"
+    assert (
+        common.four_bit("fp4", True, "torch.bfloat16", "bf16")
+        == "4-bit fp4, double quantisation True, computing in bf16"
+    )
+    assert common.four_bit("nf4", False, "torch.bfloat16", "bf16") != "nf4"
+    assert (
+        common.four_bit("nf4", True, "torch.float32", "bf16")
+        == "4-bit nf4, double quantisation True, computing in fp32"
+    )
+    assert common.bnb_quantize(None, "bf16") is None  # no BitsAndBytesConfig: 16 bits

@@ -49,6 +49,11 @@ FINDINGS = {
         f"less than instruction tuning; where you have instructions and answers, instruction tuning is the better "
         f"use of LoRA ({PAPER})"
     ),
+    "qlora": (
+        "QLoRA trains the adapter on 4-bit NF4 weights with double-quantised constants, about a quarter of the "
+        "16-bit weights' memory; Dettmers et al. 2023 matched 16-bit LoRA on their benchmarks, but the 4-bit "
+        "base is a slightly different model, so its trials measure it, not the 16-bit one"
+    ),
     "forgetting": (
         "LoRA learns less than full fine-tuning but forgets less; forgetting grows with the amount "
         f"of training and is larger for code than for math ({PAPER})"

@@ -3,9 +3,9 @@ settings, the full run's settings and the preset (their defaults, bounds and cho
 
     DataSettings      task, data source, columns, seed of the shuffle and split
     LoraSettings      rank, alpha, targets, dropout, variant
-    TrainingRecipe    LoraSettings + rate, epochs, batch, row length, warm-up, clipping
-    TrainBudget       one trial: tokens, batch, row length, warm-up, clipping, evaluations
-    StudySettings     model + DataSettings + TrainBudget + trials, goal, memory budget, study budget
+    TrainingRecipe    LoraSettings + rate, epochs, batch, row length, warm-up, clipping, quantisation
+    TrainBudget       one trial: tokens, batch, row length, warm-up, clipping, evaluations (tuner.trial_budget)
+    StudySettings     model + DataSettings + TrainBudget + trials, goal, memory and study budgets, quantisation
     RunSettings       model + DataSettings + TrainingRecipe + training examples
 """
 
@@ -16,7 +16,6 @@ from typing import Any
 
 from tuner.defaults import (
     ATTENTION_MODULES,
-    CONFIRM_ROWS,
     DATA_FORMATS,
     DEFAULT_BATCH_SIZE,
     DEFAULT_EPOCHS,
@@ -24,13 +23,10 @@ from tuner.defaults import (
     DEFAULT_MAX_GRAD_NORM,
     DEFAULT_SEQ_LEN,
     DEFAULT_WARMUP_RATIO,
-    EVAL_ROWS,
-    HALVING_RATE,
-    MAX_BATCH_SIZE,
-    MAX_SEQ_LEN,
     METHODS,
     MLP_MODULES,
     PISSA_INIT,
+    QUANTIZE_MODES,
     REGIMES,
     TARGET_SETS,
     TASKS,
@@ -38,6 +34,19 @@ from tuner.defaults import (
     VARIANTS,
 )
 from tuner.study.budget import StudyBudget
+from tuner.trial_budget import Packing, TrainBudget, check_step_shape
+
+__all__ = [
+    "DataSettings",
+    "LoraSettings",
+    "Packing",
+    "RunSettings",
+    "StudySettings",
+    "TrainBudget",
+    "TrainingRecipe",
+    "check_quantize_mode",
+    "check_step_shape",
+]
 
 
 @dataclass(frozen=True)
@@ -84,30 +93,15 @@ class LoraSettings:
         }.get(self.variant, {})
 
 
-@dataclass(frozen=True)
-class Packing:
-    """How examples become packed rows and a held-out split: the row length, one step's rows, held-out rows."""
-
-    seq_len: int
-    """Tokens per packed row."""
-    batch_size: int
-    """Rows one optimizer step needs (the data must give at least one batch)."""
-    eval_rows: int = EVAL_ROWS
-    """Packed rows in each held-out set (target and general text)."""
-    confirm_rows: int = 0
-    """Packed rows in each confirm set, taken from the end of the examples (0: none; the training set is then
-    exactly what it was before confirm sets existed)."""
-
-
-def check_step_shape(batch_size: int, seq_len: int, warmup_ratio: float, max_grad_norm: float) -> None:
-    """ValueError for a batch, row length, warm-up share or clipping norm that no run can use."""
-    for name, value, most in (("batch_size", batch_size, MAX_BATCH_SIZE), ("seq_len", seq_len, MAX_SEQ_LEN)):
-        if not 1 <= value <= most:
-            raise ValueError(f"{name} must be between 1 and {most:,}, got {value}")
-    if not 0.0 <= warmup_ratio < 1.0:
-        raise ValueError(f"warmup_ratio must be in [0, 1), got {warmup_ratio}")
-    if max_grad_norm <= 0:
-        raise ValueError(f"max_grad_norm must be positive, got {max_grad_norm}")
+def check_quantize_mode(quantize: str | None, method: str, allowed: tuple[str, ...] = QUANTIZE_MODES) -> None:
+    """ValueError for a quantisation no run takes, or QLoRA asked of full fine-tuning."""
+    if quantize is not None and quantize not in allowed:
+        raise ValueError(f"quantize must be one of {', '.join(allowed)}, got {quantize!r}")
+    if method == "full" and quantize not in (None, "none"):
+        raise ValueError(
+            "QLoRA trains an adapter on frozen 4-bit weights; full fine-tuning trains every weight, which cannot be "
+            "4-bit: drop --quantize, or use --method lora"
+        )
 
 
 @dataclass(frozen=True)
@@ -165,6 +159,8 @@ class TrainingRecipe:
     """Gradient clipping."""
     method: str = "lora"
     """'lora' (the adapter in `lora`) or 'full' (every weight trained; `lora` is then unused)."""
+    quantize: str | None = None
+    """'nf4': the adapter trains on the base model's weights in 4-bit NF4 (QLoRA); None: in 16 bits."""
 
     def __post_init__(self) -> None:
         if not 0 < self.learning_rate < 1:
@@ -176,6 +172,9 @@ class TrainingRecipe:
             raise ValueError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
         if self.method == "full" and self.lora.variant != "lora":
             raise ValueError(f"{VARIANT_LABELS[self.lora.variant]} is a LoRA variant: full fine-tuning has none")
+        check_quantize_mode(self.quantize, self.method, allowed=("nf4",))
+        if self.quantize is not None and self.lora.variant == "pissa":
+            raise ValueError("PiSSA rewrites the base weights it starts from, which QLoRA keeps in 4 bits: drop one")
 
     @property
     def is_full(self) -> bool:
@@ -185,78 +184,6 @@ class TrainingRecipe:
     def packing(self) -> Packing:
         """Rows of the recipe's length, batches of its size, the default held-out rows."""
         return Packing(self.seq_len, self.batch_size)
-
-
-@dataclass(frozen=True)
-class TrainBudget:
-    """How much one trial trains and how often it is evaluated."""
-
-    train_tokens: int
-    """Training tokens per trial (every token is real: rows are packed, never padded)."""
-    batch_size: int = DEFAULT_BATCH_SIZE
-    """Rows per optimizer step."""
-    seq_len: int = DEFAULT_SEQ_LEN
-    """Tokens per packed row."""
-    warmup_ratio: float = DEFAULT_WARMUP_RATIO
-    """Share of steps spent warming up."""
-    max_grad_norm: float = DEFAULT_MAX_GRAD_NORM
-    """Gradient clipping."""
-    evaluations: int = 4
-    """Held-out evaluations per trial at most: the rungs of successive halving, the last at the final step."""
-    eval_rows: int = EVAL_ROWS
-    """Packed rows in each held-out set (target and general)."""
-    confirm_rows: int | None = None
-    """Packed rows in each confirm set, on which the best trials are re-measured (0: none; None: sized to the
-    trial, see confirm_set_rows)."""
-
-    def __post_init__(self) -> None:
-        check_step_shape(self.batch_size, self.seq_len, self.warmup_ratio, self.max_grad_norm)
-        for name in ("evaluations", "eval_rows"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.confirm_rows is not None and self.confirm_rows < 0:
-            raise ValueError(f"confirm_rows must be 0 or more, got {self.confirm_rows}")
-        if self.train_tokens < self.tokens_per_step():
-            raise ValueError(
-                f"a trial budget of {self.train_tokens} tokens is below one optimizer step "
-                f"({self.batch_size} rows x {self.seq_len} tokens = {self.tokens_per_step()}); "
-                "a trial needs at least one step before its evaluation"
-            )
-
-    def packing(self) -> Packing:
-        """Rows of the trial's length, batches of its size, its held-out and confirm rows."""
-        return Packing(self.seq_len, self.batch_size, self.eval_rows, self.confirm_set_rows())
-
-    def confirm_set_rows(self) -> int:
-        """Rows of each confirm set: as given, else half the rows a trial trains on (re-measuring a trial then
-        costs about a third of its training: a forward pass is a third of a training step), at least the
-        ranking rows and at most CONFIRM_ROWS."""
-        if self.confirm_rows is not None:
-            return self.confirm_rows
-        return min(CONFIRM_ROWS, max(self.eval_rows, self.steps() * self.batch_size // 2))
-
-    def tokens_per_step(self) -> int:
-        """Tokens consumed by one optimizer step."""
-        return self.batch_size * self.seq_len
-
-    def steps(self) -> int:
-        """Optimizer steps that fit in the token budget."""
-        return self.train_tokens // self.tokens_per_step()
-
-    def warmup_steps(self) -> int:
-        """Linear warm-up steps before the cosine decay."""
-        return round(self.warmup_ratio * self.steps())
-
-    def eval_steps(self) -> list[int]:
-        """The rungs of successive halving: steps r, 2r, 4r, ... and the last step, after which the held-out sets
-        are evaluated and a trial is kept or pruned; the first rung lies past the warm-up."""
-        steps = self.steps()
-        first_allowed = self.warmup_steps() + 1  # losses mid-warm-up rank learning rates poorly
-        for count in range(min(self.evaluations, steps), 0, -1):
-            first = steps // HALVING_RATE ** (count - 1)
-            if count == 1 or first >= first_allowed:
-                return sorted({*(first * HALVING_RATE**k for k in range(count - 1)), steps})
-        return [steps]
 
 
 def _data_fields(data: DataSettings) -> dict[str, object]:
@@ -302,8 +229,12 @@ class StudySettings:
     """Bytes a trial may use (GPU memory, or RAM on CPU); configurations estimated above it are not run."""
     search_budget: StudyBudget | None = None
     """Training tokens or seconds the whole study may spend (None: `trials` trials, however long they take)."""
+    quantize: str | None = None
+    """The base model's weights in the trials (QUANTIZE_MODES); None: 16-bit, or 4-bit NF4 (QLoRA) where only that
+    fits the memory budget."""
 
     def __post_init__(self) -> None:
+        check_quantize_mode(self.quantize, "lora")
         if self.memory_budget is not None and self.memory_budget < 1:
             raise ValueError(f"memory budget must be positive, got {self.memory_budget}")
         if self.trials < 1:
@@ -333,6 +264,7 @@ class StudySettings:
             **_data_fields(self.data),
             "memory_budget": self.memory_budget,
             **({"search_budget": self.search_budget.to_json()} if self.search_budget is not None else {}),
+            **({"quantize": self.quantize} if self.quantize is not None else {}),  # where given: older studies resume
         }
 
     @classmethod
@@ -346,6 +278,7 @@ class StudySettings:
             goal=float(fields.get("goal", DEFAULT_GOAL)),
             memory_budget=fields.get("memory_budget"),
             search_budget=StudyBudget.from_json(fields["search_budget"]) if fields.get("search_budget") else None,
+            quantize=fields.get("quantize"),
         )
 
     def identity(self) -> dict[str, object]:
@@ -390,6 +323,8 @@ class RunSettings:
             recipe.pop("method")
             if recipe["lora"]["variant"] == "lora":
                 recipe["lora"].pop("variant")
+        if recipe["quantize"] is None:  # 16-bit, as every run from before QLoRA
+            recipe.pop("quantize")
         return {
             "task": self.data.task,
             "model": self.model,

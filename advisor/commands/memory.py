@@ -11,7 +11,15 @@ from advisor.flags import option
 from tuner.defaults import MAX_BATCH_SIZE, MAX_SEQ_LEN
 from tuner.errors import AdvisorError
 from tuner.memory.estimate import PARTS, TrainSetup, model_shape
-from tuner.memory.report import feasible_text, memory_report, peak_meaning, weights_refusal
+from tuner.memory.report import (
+    FSDP_GPUS,
+    feasible_text,
+    memory_options,
+    memory_report,
+    options_text,
+    peak_meaning,
+    weights_refusal,
+)
 from tuner.memory.sizes import format_size, parse_size
 from tuner.models.limits import check_fits_model
 from tuner.training.runtime import allocator
@@ -33,6 +41,10 @@ class MemoryArgs(ModelArgs):
     """tokens per row"""
     gradient_checkpointing: bool = False
     """recompute activations per layer"""
+    quantize: str = option("none", choices=("none", "nf4"))
+    """nf4: QLoRA, the frozen weights in 4-bit NF4"""
+    nproc: int = option(FSDP_GPUS, parse=positive)
+    """GPUs full fine-tuning is sharded over with FSDP, in the options under a budget"""
     memory_budget: str | None = option(None, aliases=("--budget",))
     """memory budget, e.g. 24GiB (GPU memory, or RAM on CPU)"""
     json: bool = False
@@ -58,6 +70,7 @@ def memory(args: MemoryArgs) -> int:
             batch=args.batch,
             seq_len=args.seq,
             gradient_checkpointing=args.gradient_checkpointing,
+            quantized=args.quantize == "nf4",
         )
         budget_bytes = parse_size(args.memory_budget) if args.memory_budget is not None else None
     except ValueError as error:
@@ -71,11 +84,13 @@ def memory(args: MemoryArgs) -> int:
     report = {
         **memory_report(args.model, shape, setup, budget_bytes),
         "total_is": peak_meaning(args.device, allocator()),
+        "options": memory_options(shape, setup, budget_bytes, args.nproc),
     }
     if args.json:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
         return 0
     what = "full fine-tuning" if args.targets == "full" else f"LoRA r={args.rank} on {args.targets}"
+    what = what.replace("LoRA", "QLoRA", 1) if setup.quantized else what
     console = Console()
     console.print(f"{args.model}: {what}, batch {args.batch} x {args.seq} tokens on {args.device}")
     table = Table(box=box.SIMPLE_HEAD)
@@ -88,4 +103,6 @@ def memory(args: MemoryArgs) -> int:
     console.print(f"The total is {report['total_is']}.")
     if budget_bytes is not None:
         console.print(feasible_text(report))
+        console.print(f"Ways to train at batch {args.batch} x {args.seq} tokens:", highlight=False)
+        console.print(options_text(report["options"]), highlight=False)
     return 0

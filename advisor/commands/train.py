@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -65,6 +67,16 @@ class TrainArgs(ModelArgs):
     """custom task: the data's format (auto: found from its columns)"""
     regime: str | None = option(None, choices=REGIMES, shown_default="the study's, else cpt for plain text, else ift")
     """ift: loss on the responses; cpt: continued pretraining, loss on every token"""
+    quantize: str | None = option(None, choices=("none", "nf4"), shown_default="the study's or preset's, else none")
+    """nf4: QLoRA, the adapter trained on the base model's weights in 4-bit NF4 (bitsandbytes)"""
+    gradient_checkpointing: bool = False
+    """recompute each layer's activations in the backward pass: less memory, slower steps"""
+    nproc: int = option(1, parse=positive)
+    """processes training the run on this machine: one per GPU (DDP over NCCL), or CPU processes (gloo)"""
+    nnodes: int = option(1, parse=positive)
+    """machines training the run, each running this same command (torchrun's c10d rendezvous)"""
+    rdzv_endpoint: str | None = option(None, metavar="HOST:PORT")
+    """with --nnodes above 1: where the machines meet (a port on the first machine)"""
     save_steps: int = option(200, parse=positive)
     """steps between checkpoints"""
     merge: bool = False
@@ -89,7 +101,7 @@ class TrainArgs(ModelArgs):
         return Overrides(**{field.name: getattr(self, field.name) for field in fields(Overrides)})
 
 
-def train(args: TrainArgs) -> int:
+def train(args: TrainArgs, argv: Sequence[str] = ()) -> int:
     """Train the recommended configuration for real: LoRA instruction tuning for whole epochs (4 by default,
     the paper's minimum), checkpointed every --save-steps steps and at each epoch's end.
 
@@ -109,6 +121,7 @@ def train(args: TrainArgs) -> int:
     from advisor.presets import explicit_preset, load_preset, preset_from_run, preset_run_settings
     from advisor.progress import TrainRichReporter
     from tuner.data.load import resolve_data_dir
+    from tuner.fullrun.distributed import LAUNCHED, Launch, launch, ranks
     from tuner.fullrun.handover import scoring_settings
     from tuner.fullrun.train import RunOptions, train_run
     from tuner.models.limits import check_fits_model
@@ -132,8 +145,14 @@ def train(args: TrainArgs) -> int:
         out = args.out or Path("runs") / f"train-{overrides.task}"
     check_out_dir(out, "train")
     settings = preset_run_settings(chosen, overrides, study)
+    checkpointing = args.gradient_checkpointing or chosen.gradient_checkpointing
     if args.memory_budget is not None:
-        _check_memory(settings, args.memory_budget)
+        _check_memory(settings, args.memory_budget, checkpointing)
+    if settings.recipe.quantize is not None:
+        from tuner.models.quantize import check_quantize
+        from tuner.training.runtime import pick_runtime
+
+        check_quantize(pick_runtime().device.type)  # before the data is prepared
     mirror = resolve_data_dir(args.data_dir)
     try:
         scoring = None
@@ -142,13 +161,27 @@ def train(args: TrainArgs) -> int:
                 settings, args.eval_tasks, args.eval_limit, args.prompt_format, args.allow_code_execution
             )
         options = RunOptions(
-            save_steps=args.save_steps, scoring=scoring, score_each_epoch=args.score_each_epoch, merge=args.merge
+            save_steps=args.save_steps,
+            scoring=scoring,
+            score_each_epoch=args.score_each_epoch,
+            merge=args.merge,
+            gradient_checkpointing=checkpointing,
         )
     except ValueError as error:
         raise AdvisorError(str(error)) from None
     recipe = settings.recipe
     check_fits_model(settings.model, seq_len=recipe.seq_len, rank=None if recipe.is_full else recipe.lora.rank)
+    plan = Launch(args.nproc, args.nnodes, args.rdzv_endpoint)
+    if plan.world > 1 and LAUNCHED not in os.environ:  # this process launches the ranks, which train
+        import torch
+
+        gpus = torch.cuda.device_count()
+        plan.check(recipe.batch_size, gpus, os.cpu_count() or 1)
+        return launch(["train", *argv], plan, gpus)
     stderr = Console(stderr=True)
+    if not ranks().main:  # another rank trains its part, silently; rank 0 reports
+        train_run(settings, out, data_dir=mirror, options=options)
+        return 0
     if settings.recipe.epochs < MIN_IFT_EPOCHS:
         epochs = settings.recipe.epochs
         sys.stderr.write(
@@ -161,12 +194,14 @@ def train(args: TrainArgs) -> int:
         result = train_run(settings, out, data_dir=mirror, options=options, report=reporter)
     finally:
         reporter.close()
+    if result is None:
+        return 0
     if args.json:
         sys.stdout.write(json.dumps(result.to_json(), indent=2, default=str) + "\n")
     return 0
 
 
-def _check_memory(settings: RunSettings, memory_budget: str) -> None:
+def _check_memory(settings: RunSettings, memory_budget: str, gradient_checkpointing: bool) -> None:
     """AdvisorError when the run's estimated step exceeds the budget, before anything is written."""
     from tuner.memory.bounds import run_memory_refusal
     from tuner.memory.sizes import parse_size
@@ -176,6 +211,6 @@ def _check_memory(settings: RunSettings, memory_budget: str) -> None:
         budget = parse_size(memory_budget)
     except ValueError as error:
         raise AdvisorError(f"--memory-budget: {error}") from None
-    refusal = run_memory_refusal(settings, budget, pick_runtime().device.type)
+    refusal = run_memory_refusal(settings, budget, pick_runtime().device.type, gradient_checkpointing)
     if refusal is not None:
         raise AdvisorError(refusal)

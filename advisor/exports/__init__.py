@@ -71,7 +71,7 @@ def export_format(fmt: str) -> ExportFormat:
 
 def carried_fields(preset: Preset, fmt: str) -> dict[str, Any]:
     """The preset's values for the fields a format carries (what reading its export back should give: a variant
-    the tool has no setting for reads back as plain LoRA)."""
+    the tool has no setting for reads back as plain LoRA; `quantize` is 'nf4' for QLoRA, None for 16 bits)."""
     chosen = export_format(fmt)
     variant = preset.recipe.lora.variant
     values = {
@@ -87,6 +87,7 @@ def carried_fields(preset: Preset, fmt: str) -> dict[str, Any]:
         "variant": variant if variant in chosen.variants else "lora",
         "hardware": preset.hardware,
         "gradient_checkpointing": preset.gradient_checkpointing,
+        "quantize": preset.recipe.quantize,
     }
     return {name: values[name] for name in chosen.carried}
 

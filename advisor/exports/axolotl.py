@@ -2,8 +2,10 @@
 
 Key names from axolotl's pydantic schema (`src/axolotl/utils/schemas/{config,peft,training}.py`); the variants
 are `peft_use_rslora`, `peft_use_dora`, `peft_init_lora_weights` (passed to PEFT's LoraConfig as is, in
-`src/axolotl/loaders/adapter.py`) and `loraplus_lr_ratio`. Checked against axolotl 0.19: `attn_implementation`
-(the legacy `flash_attention` / `sdp_attention` flags are deprecated), `bf16`, `fp16` and `gradient_checkpointing` in
+`src/axolotl/loaders/adapter.py`) and `loraplus_lr_ratio`; QLoRA is `adapter: qlora` with `load_in_4bit`
+(`utils/schemas/peft.py` refuses qlora without it; `loaders/model.py` then loads NF4 with double quantisation,
+computing in the training dtype). Checked against axolotl 0.19: `attn_implementation` (the legacy
+`flash_attention` / `sdp_attention` flags are deprecated), `bf16`, `fp16` and `gradient_checkpointing` in
 `utils/schemas/config.py`, `resolve_dtype` and `choose_device` in `utils/config/__init__.py` (no device key: CUDA
 where present, else the CPU), the `lora_*_kernel` switches the schema turns on (Triton kernels) and the chat
 templates of `utils/schemas/enums.py` (`ChatTemplate`: `tokenizer_default`, `jinja`; none for Llama-2). Dataset
@@ -28,7 +30,8 @@ def axolotl_sections(preset: Preset) -> list[base.Section]:
     """axolotl.yaml's sections: base model, adapter, data, hardware, training."""
     lora = preset.recipe.lora
     adapter: dict[str, Any] = {
-        "adapter": "lora",
+        "adapter": "qlora" if preset.recipe.quantize else "lora",
+        **({"load_in_4bit": True} if preset.recipe.quantize else {}),
         "lora_r": lora.rank,
         "lora_alpha": base.whole(lora.alpha),
         "lora_dropout": lora.dropout,
@@ -40,7 +43,7 @@ def axolotl_sections(preset: Preset) -> list[base.Section]:
     adapter.update(_VARIANT_KEYS.get(lora.variant, {}))
     return [
         ("Base model (hub id or local path).", {"base_model": base.model_or_placeholder(preset)}),
-        ("LoRA adapter (lora_target_linear: every linear layer but the output head) and its variant, if any.", adapter),
+        (_adapter_note(preset), adapter),
         _data_section(preset),
         (base.note(_hardware_note(preset)), _hardware(preset)),
         (
@@ -57,6 +60,18 @@ def axolotl_sections(preset: Preset) -> list[base.Section]:
             },
         ),
     ]
+
+
+def _adapter_note(preset: Preset) -> str:
+    """The adapter section's comment: what lora_target_linear adapts, and for QLoRA how axolotl quantises."""
+    if preset.recipe.quantize is None:
+        return "LoRA adapter (lora_target_linear: every linear layer but the output head) and its variant, if any."
+    return base.note(
+        "QLoRA adapter: adapter qlora with load_in_4bit loads the base model's linear layers through bitsandbytes "
+        "in 4-bit NF4 with double quantisation (axolotl's own QLoRA settings, which bnb_config_kwargs would "
+        f"override), computing in {base.compute_dtype_text(preset)}; lora_target_linear: every linear layer but "
+        "the output head; and its variant, if any."
+    )
 
 
 def _data_section(preset: Preset) -> base.Section:
@@ -244,7 +259,24 @@ def read_axolotl(fields: dict[str, Any]) -> dict[str, Any]:
         # float32 (bf16 and fp16 off) is a CPU preset's: axolotl has no device key; bf16 'auto' (its default) is a GPU's
         "hardware": "cpu" if fields.get("bf16", "auto") is False and not fields.get("fp16") else "gpu",
         "gradient_checkpointing": bool(fields.get("gradient_checkpointing", False)),  # axolotl's default: off
+        "quantize": _quantize_of(fields),
     }
+
+
+def _quantize_of(fields: dict[str, Any]) -> str | None:
+    """'nf4' for axolotl's QLoRA (adapter qlora, load_in_4bit: NF4 with double quantisation unless
+    bnb_config_kwargs changes it), None for 16-bit LoRA; TypeError for any other quantisation."""
+    adapter = fields.get("adapter")
+    if adapter != "qlora":
+        if fields.get("load_in_4bit") or fields.get("load_in_8bit"):
+            raise TypeError(f"adapter {adapter} on quantised weights: LoRA Advisor's presets are 16-bit or QLoRA")
+        return None
+    if not fields.get("load_in_4bit"):
+        raise TypeError("adapter qlora without load_in_4bit: true, which axolotl refuses")
+    overrides = fields.get("bnb_config_kwargs") or {}
+    if overrides.get("bnb_4bit_quant_type", "nf4") != "nf4" or not overrides.get("bnb_4bit_use_double_quant", True):
+        raise TypeError(f"bnb_config_kwargs {overrides}: LoRA Advisor's QLoRA is NF4 with double quantisation")
+    return "nf4"
 
 
 def is_axolotl(fields: dict[str, Any]) -> bool:

@@ -24,9 +24,10 @@ TRAINING = ("learning_rate", "epochs", "batch_size", "seq_len")
 HARDWARE_FIELDS = ("hardware", "gradient_checkpointing")
 """Where and how the preset trains: every format with training settings sets both explicitly in its tool's keys
 (precision and device from `hardware`)."""
-EVERY_FIELD = (*ADAPTER, *TRAINING, "warmup_ratio", "variant", *HARDWARE_FIELDS)
+EVERY_FIELD = (*ADAPTER, *TRAINING, "warmup_ratio", "variant", *HARDWARE_FIELDS, "quantize")
 """Every preset field an export can carry: the adapter, the training settings, the warm-up share, the LoRA
-variant (carried by the formats whose tool has a setting for one), the hardware and gradient checkpointing."""
+variant (carried by the formats whose tool has a setting for one), the hardware, gradient checkpointing and the
+base weights' quantisation (QLoRA's 'nf4', or None: 16-bit)."""
 VARIANT_TEXT = {
     "rslora": "rank-stabilised LoRA (scaling alpha / sqrt(r))",
     "dora": "DoRA (weight-decomposed LoRA)",
@@ -34,6 +35,8 @@ VARIANT_TEXT = {
     "loraplus": f"LoRA+ (B's learning rate {LORAPLUS_LR_RATIO}x A's)",
 }
 """What each LoRA variant is, as export headers say it."""
+QLORA_TEXT = "QLoRA: the base model's linear layers in 4-bit NF4 with double quantisation (Dettmers et al. 2023)"
+"""What a QLoRA preset's base weights are, as export headers say it (the only quantisation a preset has: 'nf4')."""
 
 Section = tuple[str, dict[str, Any]]
 """One part of a YAML export: its comment (may be empty) and its keys."""
@@ -81,6 +84,9 @@ class ExportFormat:
     """Variant -> a sentence the header adds for it (how the tool saves it, or how to get it without a key)."""
     fill_in_data: str | None = None
     """What the user fills in for a preset that knows its data format, where it differs from `fill_in`."""
+    qlora_note: str = ""
+    """A sentence the header adds for a QLoRA preset: how the tool quantises, or (a format that does not carry
+    `quantize`) where the user sets it up."""
 
     def __post_init__(self) -> None:
         missing = [name for name in ADAPTER if name not in self.carried]
@@ -109,6 +115,7 @@ class ExportFormat:
             f"{recipe.learning_rate:g} (cosine, {recipe.warmup_ratio:.0%} warm-up), {recipe.epochs} epochs, batch "
             f"{recipe.batch_size} x {recipe.seq_len} tokens{budget}.",
             *self.variant_lines(preset),
+            *self.quantize_lines(preset),
             *data_lines(preset),
             f"Base model: {model}.",
             f"Numbers ({preset.source}): {preset.notes or 'no notes given.'}",
@@ -149,6 +156,18 @@ class ExportFormat:
                 line += f" Plain LoRA with alpha = {lora.alpha * math.sqrt(lora.rank):.4g} scales as rsLoRA does."
         note = self.variant_notes.get(lora.variant)
         return [f"{line} {note}" if note else line]
+
+    def quantize_lines(self, preset: Preset) -> list[str]:
+        """The header's line on QLoRA (none for a 16-bit preset): set in the tool's own keys, or where to set it."""
+        if preset.recipe.quantize is None:
+            return []
+        where = f", set in {self.tool}'s own keys below." if "quantize" in self.carried else "."
+        return [f"{QLORA_TEXT}, computing in {compute_dtype_text(preset)}{where} {self.qlora_note}".rstrip()]
+
+
+def compute_dtype_text(preset: Preset) -> str:
+    """The dtype the 4-bit layers compute in, in words: the preset's own precision."""
+    return "float32 (on the CPU)" if preset.on_cpu else "bf16"
 
 
 def variant_of(flags: Mapping[str, bool]) -> str:
@@ -220,8 +239,9 @@ def module_names(targets: str) -> list[str]:
 
 def expected_settings(preset: Preset) -> dict[str, Any]:
     """What a tool's own parser must read from an export of the preset: the values compared by
-    scripts/validate_exports.py (learning rate, adapter, epochs, warm-up, precision, device, checkpointing, and where
-    the preset knows its data, its format and which tokens carry the loss, and the columns format's column names)."""
+    scripts/validate_exports.py (learning rate, adapter, epochs, warm-up, precision, device, checkpointing, the
+    quantisation: 'nf4' for QLoRA, None for 16 bits; and where the preset knows its data, its format and which
+    tokens carry the loss, and the columns format's column names)."""
     recipe = preset.recipe
     lora = recipe.lora
     data = {} if preset.data_format is None else {"data_format": preset.data_format, "loss": loss_mode(preset)}
@@ -243,6 +263,7 @@ def expected_settings(preset: Preset) -> dict[str, Any]:
         "precision": precision(preset),
         "gradient_checkpointing": preset.gradient_checkpointing,
         "family": model_family(preset),
+        "quantize": recipe.quantize,
         **data,
     }
 

@@ -1,8 +1,10 @@
 """LitGPT: litgpt-lora.yaml, run with `litgpt finetune_lora --config`.
 
 Key names from LitGPT 0.5.13's `litgpt/args.py`, `litgpt/finetune/lora.py` and
-`config_hub/finetune/llama-3.2-1B/lora.yaml`. LitGPT's LoRA (`litgpt/lora.py`) is plain LoRA, scaled by alpha / r,
-with none of rsLoRA, DoRA, PiSSA or LoRA+: a preset with a variant exports as plain LoRA and the header says so.
+`config_hub/finetune/llama-3.2-1B/lora.yaml`; QLoRA is setup's `quantize: bnb.nf4-dq` (`finetune/lora.py`: with
+a '-true' precision, which becomes `BitsandbytesPrecision`'s dtype, and bitsandbytes' PagedAdamW). LitGPT's LoRA
+(`litgpt/lora.py`) is plain LoRA, scaled by alpha / r, with none of rsLoRA, DoRA, PiSSA or LoRA+: a preset with a
+variant exports as plain LoRA and the header says so.
 finetune_lora's `validate_args` refuses train.max_norm and train.lr_warmup_fraction, and its `get_lr_scheduler`
 divides by train.lr_warmup_steps (optimizer steps), so the warm-up is a step count; it has no setting for gradient
 clipping, gradient checkpointing (only its multi-device sharding checkpoints activations) or attention (PyTorch's
@@ -24,6 +26,9 @@ from tuner.models.load import hub_id
 
 PRECISIONS = {"cpu": "32-true", "gpu": "bf16-true"}
 """The preset's hardware as LitGPT's precision (Lightning Fabric picks the device: CUDA where present)."""
+QLORA_QUANTIZE = "bnb.nf4-dq"
+"""QLoRA as finetune_lora's `quantize` choice: bitsandbytes NF4 with double quantisation (Lightning's
+BitsandbytesPrecision), computing in the precision's dtype, which must then be a '-true' one, not mixed."""
 PROMPT_STYLES = {"llama2": "llama2", "smollm2": "smollm2"}
 """Each model family's chat format as LitGPT's prompt style (litgpt/prompts.py's names)."""
 
@@ -45,8 +50,19 @@ def _precision_note(preset: Preset) -> str:
         if preset.gradient_checkpointing
         else "this preset trains without it, as it was sized"
     )
+    qlora = (
+        [
+            f"quantize {QLORA_QUANTIZE}: QLoRA, the linear layers in 4-bit NF4 with double quantisation (bitsandbytes, "
+            f"through Lightning's BitsandbytesPrecision), computing in {base.compute_dtype_text(preset)}: "
+            "finetune_lora refuses quantisation with a mixed precision. It then trains with bitsandbytes' PagedAdamW "
+            "(the optimizer's lr and weight_decay below)."
+        ]
+        if preset.recipe.quantize
+        else []
+    )
     return _note(
         where,
+        *qlora,
         "LitGPT's finetune_lora has no setting for gradient checkpointing (only its multi-device sharding "
         f"checkpoints activations): {sized}. It has none for gradient clipping either (its validate_args refuses "
         "train.max_norm): it trains unclipped, not at the paper's 1.0. Nor for attention: it uses PyTorch's SDPA.",
@@ -134,7 +150,14 @@ def litgpt_sections(preset: Preset) -> list[base.Section]:
                 "out_dir": f"out/finetune/{preset.name}",
             },
         ),
-        (_precision_note(preset), {"precision": PRECISIONS[preset.hardware], "devices": 1}),
+        (
+            _precision_note(preset),
+            {
+                "precision": PRECISIONS[preset.hardware],
+                "devices": 1,
+                **({"quantize": QLORA_QUANTIZE} if preset.recipe.quantize else {}),
+            },
+        ),
         (
             "LoRA: query, key, value and projection are attention's q/k/v/o_proj; lora_mlp the MLP.",
             {
@@ -200,7 +223,28 @@ def read_litgpt(fields: dict[str, Any]) -> dict[str, Any]:
         "batch_size": base.as_int(train["global_batch_size"]),
         "seq_len": base.as_int(train["max_seq_length"]),
         "hardware": hardware,
+        "quantize": _quantize_of(fields.get("quantize")),
     }
+
+
+def _quantize_of(quantize: Any) -> str | None:
+    """'nf4' for finetune_lora's bnb.nf4-dq, None for none; TypeError for another quantisation."""
+    if quantize is None:
+        return None
+    if quantize != QLORA_QUANTIZE:
+        raise TypeError(f"quantize {quantize}: LoRA Advisor's QLoRA is {QLORA_QUANTIZE} (NF4, double quantised)")
+    return "nf4"
+
+
+def litgpt_refusal(preset: Preset) -> str | None:
+    """Lightning Fabric refuses LitGPT's bitsandbytes quantisation off CUDA, so a CPU QLoRA preset cannot go there."""
+    if preset.recipe.quantize is not None and preset.on_cpu:
+        return (
+            "LitGPT quantises through Lightning's bitsandbytes plugin, which Fabric refuses without a CUDA GPU "
+            "('Bitsandbytes is only supported on CUDA GPUs'), so a CPU QLoRA preset cannot be exported to LitGPT: "
+            "export it with --hardware gpu"
+        )
+    return None
 
 
 def is_litgpt(fields: dict[str, Any]) -> bool:
@@ -220,9 +264,10 @@ LITGPT = base.ExportFormat(
     "MODEL` for checkpoint_dir; recount train.lr_warmup_steps for your data (its comment says how)",
     # no variant (LitGPT has plain LoRA only), no warm-up share (a step count, which needs the data's size), no
     # gradient checkpointing (finetune_lora has no setting for it)
-    carried=(*base.ADAPTER, *base.TRAINING, "hardware"),
+    carried=(*base.ADAPTER, *base.TRAINING, "hardware", "quantize"),
     write=base.yaml_writer(litgpt_sections),
     read=read_litgpt,
     detect=is_litgpt,
     detect_order=90,  # checkpoint_dir is a common name: tried after every other tool's keys
+    refusal=litgpt_refusal,
 )

@@ -4,11 +4,14 @@ Key names from LLaMA-Factory's `hparams/finetuning_args.py` and `examples/train_
 variants are `use_rslora`, `use_dora`, `pissa_init` (with `pissa_iter` and `pissa_convert`) and `loraplus_lr_ratio`.
 Checked against LLaMA-Factory 0.9.5: `hparams/model_args.py` (`flash_attn`, `disable_gradient_checkpointing`),
 `hparams/parser.py` (`get_train_args`, unknown keys refused), `data/template.py` (the `llama2` and `smollm2`
-templates) and transformers' `TrainingArguments` (`bf16`, `use_cpu`, `warmup_ratio`). A preset that knows its data
-format gets a dataset_info.json beside the file, in the keys of `data/parser.py` (`DatasetAttr`: `file_name`,
-`formatting`, `columns`, `tags`) and `data/converter.py`; `stage: pt` for plain text (`data/processor/pretrain.py`
-reads the first prompt's text), `train_on_prompt` for continued pretraining on the rest (`hparams/parser.py` takes
-it, and `neat_packing`, for sft only) and `template: empty` (`data/template.py`) for plain prompt/completion.
+templates), `QuantizationArguments` in `hparams/model_args.py` (`quantization_bit`, `quantization_method`,
+`quantization_type`, `double_quantization`, which `model/model_utils/quantization.py` makes a BitsAndBytesConfig
+computing in the training dtype) and transformers' `TrainingArguments` (`bf16`, `use_cpu`, `warmup_ratio`). A preset
+that knows its data format gets a dataset_info.json beside the file, in the keys of `data/parser.py` (`DatasetAttr`:
+`file_name`, `formatting`, `columns`, `tags`) and `data/converter.py`; `stage: pt` for plain text
+(`data/processor/pretrain.py` reads the first prompt's text), `train_on_prompt` for continued pretraining on the rest
+(`hparams/parser.py` takes it, and `neat_packing`, for sft only) and `template: empty` (`data/template.py`) for plain
+prompt/completion.
 """
 
 from __future__ import annotations
@@ -49,12 +52,13 @@ def llama_factory_sections(preset: Preset) -> list[base.Section]:
                     else "neat_packing below keeps packed examples apart under it with a block-diagonal mask"
                 )
                 + f"). Gradient checkpointing {checkpointing}: LLaMA-Factory turns it on unless "
-                "disable_gradient_checkpointing is true."
+                "disable_gradient_checkpointing is true." + _quantization_note(preset)
             ),
             {
                 "model_name_or_path": base.model_or_placeholder(preset),
                 "flash_attn": "sdpa",
                 "disable_gradient_checkpointing": not preset.gradient_checkpointing,
+                **(QLORA_KEYS if preset.recipe.quantize else {}),
             },
         ),
         (
@@ -92,6 +96,29 @@ def llama_factory_sections(preset: Preset) -> list[base.Section]:
             },
         ),
     ]
+
+
+QLORA_KEYS: dict[str, Any] = {
+    "quantization_bit": 4,
+    "quantization_method": "bnb",
+    "quantization_type": "nf4",
+    "double_quantization": True,
+}
+"""QLoRA in LLaMA-Factory's QuantizationArguments (`hparams/model_args.py`): bitsandbytes on the fly, NF4, double
+quantisation; each is LLaMA-Factory's default but quantization_bit, and set all the same, as every export sets what
+the preset says."""
+
+
+def _quantization_note(preset: Preset) -> str:
+    """The model comment's sentence on QLoRA (none for a 16-bit preset)."""
+    if preset.recipe.quantize is None:
+        return ""
+    # with bf16 off, LLaMA-Factory picks the compute dtype by the device (patcher.py: infer_optim_dtype)
+    compute = "bf16" if not preset.on_cpu else "float32 on a machine without a GPU (LLaMA-Factory picks it by device)"
+    return (
+        " quantization_bit 4 with bitsandbytes, NF4 and double_quantization: QLoRA, the base model's linear layers "
+        f"in 4-bit NF4, computing in {compute}."
+    )
 
 
 def _stage(preset: Preset) -> str:
@@ -260,7 +287,21 @@ def read_llama_factory(fields: dict[str, Any]) -> dict[str, Any]:
         # LLaMA-Factory's own defaults where a file leaves them out: on a GPU, gradient checkpointing on
         "hardware": "cpu" if fields.get("use_cpu") else "gpu",
         "gradient_checkpointing": not fields.get("disable_gradient_checkpointing", False),
+        "quantize": _quantize_of(fields),
     }
+
+
+def _quantize_of(fields: dict[str, Any]) -> str | None:
+    """'nf4' for LLaMA-Factory's 4-bit bitsandbytes NF4 with double quantisation (its defaults where a key is left
+    out), None without quantization_bit; TypeError for any other quantisation."""
+    bits = fields.get("quantization_bit")
+    if bits is None:
+        return None
+    settings = {key: fields.get(key, default) for key, default in QLORA_KEYS.items()}  # the rest default as ours
+    settings["quantization_bit"] = base.as_int(bits)
+    if settings != QLORA_KEYS:
+        raise TypeError(f"{settings}: LoRA Advisor's QLoRA is 4-bit bitsandbytes NF4 with double quantisation")
+    return "nf4"
 
 
 def is_llama_factory(fields: dict[str, Any]) -> bool:

@@ -2,7 +2,8 @@
 
 Key names from PEFT's `LoraConfig`: the variants are `use_rslora`, `use_dora` and `init_lora_weights`
 ("pissa_niter_4"); LoRA+ is an optimizer (`peft.optimizers.create_loraplus_optimizer`), not a config key, so
-README.md shows it. JSON has no comments, so the header goes into README.md beside it.
+README.md shows it, and so does QLoRA's 4-bit base model (transformers' `BitsAndBytesConfig`, PEFT's
+`prepare_model_for_kbit_training`). JSON has no comments, so the header goes into README.md beside it.
 """
 
 from __future__ import annotations
@@ -42,20 +43,17 @@ def write_peft(preset: Preset, path: Path, header: str) -> list[Path]:
 
 def peft_readme(preset: Preset, header: str) -> str:
     """README.md beside adapter_config.json: the header, how to load it, and the training settings it lacks."""
-    model = hub_id(preset.model) or base.MODEL_PLACEHOLDER
+    qlora = preset.recipe.quantize is not None
     return (
-        f"# LoRA adapter config: {preset.name}\n\n"
+        f"# {'QLoRA' if qlora else 'LoRA'} adapter config: {preset.name}\n\n"
         + "\n".join(f"    {line}" for line in header.splitlines())
         + "\n\nadapter_config.json holds the adapter (rank, alpha, target modules, dropout, and rsLoRA, DoRA or PiSSA "
         "where the preset has one); JSON has no comments, "
-        "so the provenance is here and in preset.yaml. Train with your own loop or the Hugging Face Trainer:\n\n"
-        "```python\n"
-        "from peft import LoraConfig, get_peft_model\n"
-        "from transformers import AutoModelForCausalLM\n\n"
-        'config = LoraConfig.from_pretrained("THIS_DIRECTORY")\n'
-        f'model = get_peft_model(AutoModelForCausalLM.from_pretrained("{model}"), config)\n'
-        "```\n\n"
-        "Training settings the adapter config does not carry:\n\n"
+        "so the provenance is here and in preset.yaml. "
+        + ("QLoRA's 4-bit base model is no adapter setting: the code below loads it. " if qlora else "")
+        + "Train with your own loop or the Hugging Face Trainer:\n\n"
+        + (_qlora_snippet(preset) if qlora else _lora_snippet(preset))
+        + "\nTraining settings the adapter config does not carry:\n\n"
         "| setting | value |\n|---|---|\n"
         f"| learning rate | {preset.recipe.learning_rate:g} (cosine schedule) |\n"
         f"| warm-up | {preset.recipe.warmup_ratio:.0%} of the steps |\n"
@@ -67,10 +65,60 @@ def peft_readme(preset: Preset, header: str) -> str:
             if preset.on_cpu
             else "| precision | bf16 on one GPU (model loaded with dtype=torch.bfloat16), SDPA attention |\n"
         )
+        + (f"| quantisation | {_QLORA_ROW.format(compute=base.compute_dtype_text(preset))} |\n" if qlora else "")
         + f"| gradient checkpointing | {'on' if preset.gradient_checkpointing else 'off'} |\n"
         + _data_rows(preset)
         + _VARIANT_README.get(preset.recipe.lora.variant, "")
     )
+
+
+def _lora_snippet(preset: Preset) -> str:
+    """The README's code: the base model, and the adapter from adapter_config.json on it."""
+    return (
+        "```python\n"
+        "from peft import LoraConfig, get_peft_model\n"
+        "from transformers import AutoModelForCausalLM\n\n"
+        'config = LoraConfig.from_pretrained("THIS_DIRECTORY")\n'
+        f'model = get_peft_model(AutoModelForCausalLM.from_pretrained("{_model(preset)}"), config)\n'
+        "```\n"
+    )
+
+
+def _qlora_snippet(preset: Preset) -> str:
+    """The README's code for QLoRA: the base model in 4-bit NF4 (transformers' BitsAndBytesConfig), made ready for
+    training by PEFT's prepare_model_for_kbit_training, and the adapter from adapter_config.json on it."""
+    dtype = "torch.float32" if preset.on_cpu else "torch.bfloat16"
+    return (
+        "```python\n"
+        "import torch\n"
+        "from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training\n"
+        "from transformers import AutoModelForCausalLM, BitsAndBytesConfig\n\n"
+        "quantization = BitsAndBytesConfig(\n"
+        "    load_in_4bit=True,\n"
+        '    bnb_4bit_quant_type="nf4",\n'
+        "    bnb_4bit_use_double_quant=True,\n"
+        f"    bnb_4bit_compute_dtype={dtype},\n"
+        ")\n"
+        "model = AutoModelForCausalLM.from_pretrained(\n"
+        f'    "{_model(preset)}", quantization_config=quantization, dtype={dtype}\n'
+        ")\n"
+        # the input gradients and fp32 norms QLoRA needs; checkpointing as the preset was sized
+        f"model = prepare_model_for_kbit_training(model, use_gradient_checkpointing={preset.gradient_checkpointing})\n"
+        'config = LoraConfig.from_pretrained("THIS_DIRECTORY")\n'
+        "model = get_peft_model(model, config)\n"
+        "```\n"
+    )
+
+
+_QLORA_ROW = (
+    "QLoRA: the base model's linear layers in 4-bit NF4 with double quantisation (bitsandbytes), computing in "
+    "{compute}; prepare_model_for_kbit_training before get_peft_model"
+)
+
+
+def _model(preset: Preset) -> str:
+    """The preset's model as the README's code names it: its hub id, or the placeholder."""
+    return hub_id(preset.model) or base.MODEL_PLACEHOLDER
 
 
 def _data_rows(preset: Preset) -> str:
@@ -158,4 +206,6 @@ PEFT = base.ExportFormat(
         "pissa": "README.md shows how to save it as plain LoRA for the original base model.",
         "loraplus": "LoRA+ is PEFT's optimizer, not an adapter setting: README.md shows it.",
     },
+    qlora_note="adapter_config.json has no setting for it: README.md's code loads the base model with transformers' "
+    "BitsAndBytesConfig and prepares it with PEFT's prepare_model_for_kbit_training.",
 )

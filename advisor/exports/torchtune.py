@@ -8,7 +8,9 @@ what `recipes/lora_finetune_single_device.py` reads (`utils.get_device`, `traini
 prompt templates are `torchtune.models.llama2.Llama2ChatTemplate` and `torchtune.data.ChatMLTemplate`; torchtune
 has no attention setting (`modules/attention_utils.py`: SDPA, flex attention for packed rows on CUDA). Dataset
 builders from `torchtune/datasets/` (`chat_dataset`, `instruct_dataset`, `alpaca_dataset`, `text_completion_dataset`)
-and their message transforms in `data/_messages.py` (`OpenAIToMessages`, `ShareGPTToMessages`).
+and their message transforms in `data/_messages.py` (`OpenAIToMessages`, `ShareGPTToMessages`). QLoRA is each LoRA
+builder's `qlora_` twin (`models/llama2/_model_builders.py`: `quantize_base=True`, torchao's `to_nf4` in
+`modules/peft/lora.py`).
 scripts/export_checks/check_torchtune.py loads the file with `tune validate` and the recipe's own code.
 """
 
@@ -34,7 +36,12 @@ _TORCHTUNE_EXAMPLE = {
     "tokenizer_file": "original/tokenizer.model",
     "model_type": "LLAMA3_2",
 }
-
+QLORA_BUILDERS = {
+    "torchtune.models.llama2.lora_llama2_7b": "torchtune.models.llama2.qlora_llama2_7b",
+    "torchtune.models.llama3_2.lora_llama3_2_1b": "torchtune.models.llama3_2.qlora_llama3_2_1b",
+}
+"""Each LoRA builder above -> its QLoRA twin in torchtune 0.6.1 (`partial(lora_..., quantize_base=True)`, as its
+`recipes/configs/llama2/7B_qlora_single_device.yaml` names it); a builder without one is not guessed at."""
 
 # Each model family's chat format as torchtune's prompt template (a tokenizer argument).
 PROMPT_TEMPLATES = {
@@ -84,13 +91,17 @@ def torchtune_sections(preset: Preset) -> list[base.Section]:
         "example: replace _component_ (and the tokenizer and checkpointer.model_type) with your model's.\n"
         "torchtune names o_proj output_proj."
     )
+    component = builder["model"]
+    if preset.recipe.quantize is not None:
+        component = QLORA_BUILDERS.get(builder["model"], component)
+        model_note += "\n" + _qlora_note(builder["model"], family is not None)
     return [
         ("Where checkpoints and logs go.", {"output_dir": f"/tmp/torchtune/{preset.name}"}),
         (
             model_note,
             {
                 "model": {
-                    "_component_": builder["model"],
+                    "_component_": component,
                     "lora_attn_modules": attention,
                     "apply_lora_to_mlp": lora.targets in ("mlp", "all"),
                     "apply_lora_to_output": False,
@@ -181,6 +192,23 @@ def torchtune_sections(preset: Preset) -> list[base.Section]:
             },
         ),
     ]
+
+
+def _qlora_note(lora_builder: str, own_builder: bool) -> str:
+    """The model comment's paragraph on QLoRA: the LoRA builder's QLoRA twin, or that torchtune has none."""
+    twin = QLORA_BUILDERS.get(lora_builder)
+    name = lora_builder.rsplit(".", 1)[-1]
+    if twin is None:
+        return _note(
+            f"QLoRA: torchtune has no QLoRA twin of {name}, so this file trains 16-bit LoRA: for QLoRA, use your "
+            "model's qlora_ builder where torchtune has one."
+        )
+    keep = "" if own_builder else " (a replacement builder needs its qlora_ twin too)"
+    return _note(
+        f"QLoRA: {twin.rsplit('.', 1)[-1]} is {name} with quantize_base{keep}: the base model's linear weights in "
+        "torchao's NF4 (4-bit NormalFloat, its block scales quantised again to 8 bits: double quantisation), not "
+        "bitsandbytes; the LoRA weights and the computation in the recipe's dtype."
+    )
 
 
 def _dataset(preset: Preset) -> dict[str, Any]:
@@ -286,7 +314,14 @@ def read_torchtune(fields: dict[str, Any]) -> dict[str, Any]:
         "variant": base.variant_of({"dora": bool(model.get("use_dora"))}),
         "hardware": _hardware_of(fields["device"], fields["dtype"]),
         "gradient_checkpointing": bool(fields.get("enable_activation_checkpointing", False)),  # the recipe's default
+        # torchtune's QLoRA builders are its LoRA builders with quantize_base: NF4 with double quantisation
+        "quantize": "nf4" if _is_qlora(model) else None,
     }
+
+
+def _is_qlora(model: dict[str, Any]) -> bool:
+    """Whether a torchtune model section builds QLoRA: a qlora_ builder, or quantize_base set."""
+    return str(model["_component_"]).rsplit(".", 1)[-1].startswith("qlora_") or bool(model.get("quantize_base"))
 
 
 def _hardware_of(device: Any, dtype: Any) -> str:
@@ -312,11 +347,12 @@ TORCHTUNE = base.ExportFormat(
     fill_in="dataset.source (your data), tokenizer.path, checkpointer.checkpoint_dir and checkpoint_files; "
     "recount lr_scheduler.num_warmup_steps for your data (its comment says how)",
     # no warm-up share: torchtune's warm-up is a step count, which needs the data's size
-    carried=(*base.ADAPTER, *base.TRAINING, "variant", *base.HARDWARE_FIELDS),
+    carried=(*base.ADAPTER, *base.TRAINING, "variant", *base.HARDWARE_FIELDS, "quantize"),
     write=base.yaml_writer(torchtune_sections),
     read=read_torchtune,
     detect=is_torchtune,
     detect_order=10,
     refusal=torchtune_refusal,
     variants=("lora", "dora"),
+    qlora_note="torchtune quantises with torchao's NF4 (its qlora_ model builders), not bitsandbytes.",
 )

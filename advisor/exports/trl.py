@@ -7,6 +7,8 @@ and `trl sft` no LoRA+ optimizer, so those export as plain LoRA and the header s
 `chat_template_path`) and `trainer/sft_trainer.py`: a .jinja `chat_template_path` is read as the template,
 `maybe_convert_to_chatml` renames ShareGPT's keys but not its roles, and `assistant_only_loss` needs
 `{% generation %}` markers, which `chat_template_utils.get_training_chat_template` adds only to templates it knows.
+QLoRA is ModelConfig's `load_in_4bit`, `bnb_4bit_quant_type` and `use_bnb_nested_quant`, which
+`trainer/utils.py`'s `get_quantization_config` passes to transformers' BitsAndBytesConfig, computing in `dtype`.
 """
 
 from __future__ import annotations
@@ -25,11 +27,12 @@ def trl_sections(preset: Preset) -> list[base.Section]:
     lora = preset.recipe.lora
     return [
         (
-            "Model (trl.ModelConfig): loaded in the preset's precision, with PyTorch's SDPA attention.",
+            _model_note(preset),
             {
                 "model_name_or_path": base.model_or_placeholder(preset),
                 "dtype": "float32" if preset.on_cpu else "bfloat16",
                 "attn_implementation": "sdpa",
+                **(QLORA_KEYS if preset.recipe.quantize else {}),
             },
         ),
         (
@@ -66,6 +69,23 @@ def trl_sections(preset: Preset) -> list[base.Section]:
             },
         ),
     ]
+
+
+QLORA_KEYS: dict[str, Any] = {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "use_bnb_nested_quant": True}
+"""QLoRA in trl.ModelConfig's keys: `get_quantization_config` makes them a BitsAndBytesConfig (nested quant: double
+quantisation) computing in `dtype`."""
+
+
+def _model_note(preset: Preset) -> str:
+    """The model section's comment: precision and attention, and for QLoRA how TRL quantises."""
+    opening = "Model (trl.ModelConfig): loaded in the preset's precision, with PyTorch's SDPA attention."
+    if preset.recipe.quantize is None:
+        return opening
+    return base.note(
+        f"{opening} load_in_4bit, bnb_4bit_quant_type nf4 and use_bnb_nested_quant: QLoRA, the linear layers in "
+        "4-bit NF4 with double quantisation (TRL's get_quantization_config builds the BitsAndBytesConfig, computing "
+        "in dtype)."
+    )
 
 
 def _data_section(preset: Preset) -> base.Section:
@@ -198,7 +218,24 @@ def read_trl(fields: dict[str, Any]) -> dict[str, Any]:
         # SFTConfig's own defaults where a file leaves them out: bf16 on, gradient checkpointing on
         "hardware": "cpu" if fields.get("use_cpu") else "gpu",
         "gradient_checkpointing": bool(fields.get("gradient_checkpointing", True)),
+        "quantize": _quantize_of(fields),
     }
+
+
+def _quantize_of(fields: dict[str, Any]) -> str | None:
+    """'nf4' for 4-bit NF4 with nested (double) quantisation, None for 16 bits; TypeError for another quantisation
+    (ModelConfig's defaults where a key is left out: NF4, no nested quantisation)."""
+    if not fields.get("load_in_4bit"):
+        if fields.get("load_in_8bit"):
+            raise TypeError("load_in_8bit: LoRA Advisor's presets are 16-bit or 4-bit NF4 (QLoRA)")
+        return None
+    kind, nested = fields.get("bnb_4bit_quant_type", "nf4"), bool(fields.get("use_bnb_nested_quant", False))
+    if (kind, nested) != ("nf4", True):
+        raise TypeError(
+            f"bnb_4bit_quant_type {kind} with use_bnb_nested_quant {nested}: LoRA Advisor's QLoRA is NF4, "
+            "double quantised"
+        )
+    return "nf4"
 
 
 def is_trl(fields: dict[str, Any]) -> bool:

@@ -4,8 +4,9 @@ Run inside axolotl's virtual environment: `python scripts/export_checks/check_ax
 The file is read as `axolotl train` reads it (yaml.safe_load into a DictDefault), validated by
 `axolotl.utils.config.validate_config` with the capabilities `axolotl.cli.config.gpu_capabilities` probes, then
 given `choose_device` and `resolve_dtype`, the parts of `normalize_config` that pick the device and the dtype
-(the rest of it loads the model's config from the hub). The values come back from the validated config, and the
-chat template from what axolotl's `get_chat_template` resolves.
+(the rest of it loads the model's config from the hub). The values come back from the validated config, the chat
+template from what axolotl's `get_chat_template` resolves, and the quantisation (QLoRA: adapter qlora with
+load_in_4bit) from the BitsAndBytesConfig its model loader's `_set_quantization_config` builds.
 
 For a preset that knows its data format, the validated dataset entry says which reader axolotl picks (its `type`:
 chat_template with its message mappings, alpaca, completion, or a user-defined mapping, which axolotl's own
@@ -16,7 +17,11 @@ format is applied to the example record.
 from __future__ import annotations
 
 import contextlib
+import importlib.machinery
+import importlib.util
 import os
+import sys
+import types
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -133,8 +138,65 @@ def check(job: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         f"fp16={cfg.fp16}, tf32={cfg.tf32}); hardware read from the dtype, axolotl having no device key",
         how,
     ]
+    values["quantize"], quantised = quantization(cfg, job["expected"]["precision"])
     data, said = data_values(job, cfg)
-    return values | data, notes + said
+    return values | data, notes + said + quantised
+
+
+LOADER_ONLY = ("posthog", "fastcore", "fastcore.parallel")
+"""Packages axolotl's model loader imports at the top (telemetry; sharded FSDP loading) that the validator's install
+leaves out: stand-ins let it import, and the quantisation set-up never calls them."""
+
+
+class StandIn(types.ModuleType):
+    """An absent package's stand-in: any attribute is a function that says it is one if called."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+
+        def absent(*args: Any, **kwargs: Any) -> None:
+            raise RuntimeError(f"{self.__name__}.{name} is a stand-in: that package is not installed")
+
+        return absent
+
+
+def stand_in_absent_packages() -> list[str]:
+    """A StandIn for each of LOADER_ONLY that is not installed; a note naming them (none: no note)."""
+    tops = {name.split(".")[0] for name in LOADER_ONLY}
+    absent = {top for top in tops if isinstance(sys.modules.get(top), StandIn) or importlib.util.find_spec(top) is None}
+    stood_in = [name for name in LOADER_ONLY if name.split(".")[0] in absent]
+    for name in stood_in:
+        if not isinstance(sys.modules.get(name), StandIn):
+            module = StandIn(name)
+            module.__spec__ = importlib.machinery.ModuleSpec(name, None, is_package=True)
+            module.__path__ = []
+            sys.modules[name] = module
+    if not stood_in:
+        return []
+    return [
+        f"{', '.join(stood_in)} absent: stand-ins let axolotl.loaders.model import (its quantisation set-up uses none)"
+    ]
+
+
+def quantization(cfg: Any, precision: str) -> tuple[str | None, list[str]]:
+    """The quantisation axolotl's model loader would load the model with: its own ModelLoader._set_quantization_config
+    on the validated config, for a model config that names none (the loader's __init__ reads the model's config
+    from the hub, so the loader is made without it)."""
+    notes = stand_in_absent_packages()
+    from axolotl.loaders.model import ModelLoader
+
+    loader = object.__new__(ModelLoader)
+    loader.cfg, loader.model_kwargs, loader.model_config = cfg, {}, types.SimpleNamespace()
+    loader._set_quantization_config()
+    config = loader.model_kwargs.get("quantization_config")
+    if config is not None:
+        notes.append(
+            f"ModelLoader._set_quantization_config (adapter {cfg.adapter}, load_in_4bit {cfg.load_in_4bit}): "
+            f"BitsAndBytesConfig {config.bnb_4bit_quant_type}, double quant {config.bnb_4bit_use_double_quant}, "
+            f"compute {config.bnb_4bit_compute_dtype}"
+        )
+    return common.bnb_quantize(config, precision), notes
 
 
 def data_values(job: dict[str, Any], cfg: Any) -> tuple[dict[str, Any], list[str]]:

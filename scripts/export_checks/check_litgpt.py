@@ -1,8 +1,9 @@
 """LitGPT's check: litgpt-lora.yaml parsed by `litgpt finetune_lora --config`'s own command line (litgpt.__main__'s
 jsonargparse CLI), with finetune_lora's setup swapped for a stand-in that keeps the parsed arguments instead of
 training; then what finetune_lora does with them before training: its validate_args, Lightning Fabric at the parsed
-precision, the LoRA model (litgpt.lora.GPT, on the meta device, from LitGPT's own config for the checkpoint's name),
-the optimizer and get_lr_scheduler. The values are read back from those objects. See common.py for the protocol.
+precision (with `quantize: bnb.*`, Lightning's BitsandbytesPrecision in that precision's dtype, as setup builds it:
+QLoRA), the LoRA model (litgpt.lora.GPT, on the meta device, from LitGPT's own config for the checkpoint's name), the
+optimizer and get_lr_scheduler. The values are read back from those objects. See common.py for the protocol.
 
 The data file is the one thing filled in, as the export's header asks: a two-record JSON file in a temporary folder
 (`--data.init_args.json_path`), since litgpt.data.JSON refuses a path that does not exist.
@@ -31,11 +32,13 @@ from unittest import mock
 import common
 import lightning as L
 import torch
+from lightning.fabric.connector import _Connector
+from lightning.fabric.plugins import BitsandbytesPrecision
 from litgpt import __main__ as litgpt_cli
 from litgpt.finetune import lora as finetune_lora
 from litgpt.lora import GPT, Config, LoRALinear, LoRAQKVLinear
 from litgpt.prompts import prompt_styles
-from litgpt.utils import instantiate_torch_optimizer
+from litgpt.utils import instantiate_bnb_optimizer, instantiate_torch_optimizer
 
 PRECISIONS = {"bf16-true": "bf16", "32-true": "fp32"}
 HARDWARE = {"bf16-true": "gpu", "32-true": "cpu"}
@@ -120,6 +123,46 @@ def data_values(job: dict[str, Any], data: Any, record: dict[str, str]) -> tuple
     return {"loss": common.loss_of(masked)}, [note]
 
 
+def make_fabric(args: dict[str, Any], hardware: str) -> tuple[L.Fabric, list[str]]:
+    """Lightning Fabric as finetune_lora's setup builds it on one device (strategy "auto": CUDA where present, else
+    the CPU): at the parsed precision, or under bitsandbytes quantisation with BitsandbytesPrecision in that
+    precision's dtype (setup's refusal of a mixed one kept). The notes say what was quantised or patched (none: no
+    quantisation)."""
+    quantize, precision = args.get("quantize"), args["precision"]
+    one_device = {"devices": args["devices"], "num_nodes": args["num_nodes"], "strategy": "auto"}
+    if quantize is None or not quantize.startswith("bnb."):
+        return L.Fabric(**one_device, precision=precision), []
+    if "mixed" in precision:
+        raise ValueError("Quantization and mixed precision is not supported.")  # setup's own refusal
+    dtype = {"16-true": torch.float16, "bf16-true": torch.bfloat16, "32-true": torch.float32}[precision]
+    plugin = BitsandbytesPrecision(quantize[4:], dtype)
+    notes = [f"BitsandbytesPrecision({quantize[4:]!r}, {dtype}): linear layers {plugin._linear_cls.__name__}"]
+    with contextlib.ExitStack() as stack:
+        if hardware == "gpu" and not torch.cuda.is_available():
+            # Fabric's one CUDA check for the plugin; a CPU preset keeps it (and is refused, as LitGPT would)
+            stack.enter_context(
+                mock.patch.object(_Connector, "_check_and_init_precision", lambda self: self._precision_instance)
+            )
+            notes.append("no CUDA here: Fabric's 'Bitsandbytes is only supported on CUDA GPUs' check patched to pass")
+        fabric = L.Fabric(**one_device, precision=None, plugins=plugin)
+    return fabric, notes
+
+
+def quantization(layers: list[Any], precision: str) -> str | None:
+    """'nf4' where every LoRA layer's base linear is bitsandbytes' 4-bit NF4 with double quantisation
+    (compress_statistics) computing in the precision's dtype; None where none is 4-bit (16 bits)."""
+    import bitsandbytes as bnb
+
+    bases = [module.linear for module in layers]
+    four = [base for base in bases if isinstance(base, bnb.nn.Linear4bit)]
+    if not four:
+        return None
+    if len(four) < len(bases):
+        return f"4-bit on {len(four)} of {len(bases)} LoRA layers"
+    weight = four[0].weight
+    return common.four_bit(weight.quant_type, weight.compress_statistics, four[0].compute_dtype, precision)
+
+
 def check(job: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     records = [record_of(job["example"], job["expected"].get("columns"))] * 2 if "example" in job else DATA
     with tempfile.TemporaryDirectory() as folder:
@@ -128,17 +171,18 @@ def check(job: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         args = parsed_arguments(job["file"], data_file)
     train, evaluation = args["train"], args["eval"]
     finetune_lora.validate_args(train, evaluation)
-    # As setup builds it on one device (strategy "auto"; Fabric picks CUDA where present, else the CPU).
-    fabric = L.Fabric(
-        devices=args["devices"], num_nodes=args["num_nodes"], strategy="auto", precision=args["precision"]
-    )
-    precision = fabric.strategy.precision.precision
+    fabric, quantisation_notes = make_fabric(args, job["expected"]["hardware"])
+    quantised = isinstance(fabric.strategy.precision, BitsandbytesPrecision)
+    # with bitsandbytes, setup hands Fabric the plugin and no precision: the parsed one names the plugin's dtype
+    precision = args["precision"] if quantised else fabric.strategy.precision.precision
     name = Path(args["checkpoint_dir"]).name
     config = Config.from_name(
         name, **{key: args[key] for key in inspect.signature(finetune_lora.setup).parameters if key.startswith("lora_")}
     )
     with fabric.strategy.precision.module_init_context(), torch.device("meta"):
         model = GPT(config)
+    if quantised:
+        model = fabric.strategy.precision.convert_module(model)  # as fabric.setup_module: the 4-bit compute dtype
     block = model.transformer.h[0]
     qkv, out = block.attn.qkv, block.attn.proj
     layers: dict[str, LoRALinear | LoRAQKVLinear] = {}
@@ -154,7 +198,9 @@ def check(job: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         alpha={module.lora_alpha for module in layers.values()},
         dropout={getattr(module.lora_dropout, "p", 0.0) for module in layers.values()},
     )
-    optimizer = instantiate_torch_optimizer(args["optimizer"], [torch.nn.Parameter(torch.zeros(1))])
+    # as finetune_lora's main: bitsandbytes' PagedAdamW with the optimizer's arguments under quantisation
+    instantiate = instantiate_bnb_optimizer if quantised else instantiate_torch_optimizer
+    optimizer = instantiate(args["optimizer"], [torch.nn.Parameter(torch.zeros(1))])
     rate = optimizer.param_groups[0]["lr"]  # before the scheduler, which scales it by the warm-up's first step
     max_steps = 10 * max(1, train.lr_warmup_steps or 0)  # the schedule's length does not move the warm-up
     scheduler = finetune_lora.get_lr_scheduler(optimizer, warmup_steps=train.lr_warmup_steps, max_steps=max_steps)
@@ -171,6 +217,7 @@ def check(job: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         f"{train.max_norm}, lr_warmup_fraction {train.lr_warmup_fraction}; eval.max_new_tokens "
         f"{evaluation.max_new_tokens}",
         "LitGPT has no attention key (PyTorch SDPA) and no gradient checkpointing key in finetune_lora",
+        *quantisation_notes,
     ]
     got = {
         "learning_rate": rate,
@@ -185,7 +232,10 @@ def check(job: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         "warmup_steps": scheduler._milestones[0],
         "precision": PRECISIONS.get(precision, precision),
         "hardware": HARDWARE.get(precision, precision),
+        "quantize": quantization(list(layers.values()), PRECISIONS.get(precision, precision)),
     }
+    if quantised:
+        notes.append(f"quantize {args['quantize']}; optimizer {type(optimizer).__name__}")
     if style is not None:
         got["family"] = style
     if DTYPES.get(base_dtype) != got["precision"]:

@@ -4,7 +4,8 @@ Run inside LLaMA-Factory's virtual environment: `python scripts/export_checks/ch
 The file is read as `llamafactory-cli train FILE` reads it (`hparams.parser.read_args`: OmegaConf), parsed by
 `get_train_args` with unknown keys refused (ALLOW_EXTRA_ARGS unset), and its template looked up in LLaMA-Factory's
 template registry, as `get_template_and_fix_tokenizer` does before training. The values come back from the
-argument objects LLaMA-Factory built.
+argument objects LLaMA-Factory built; the quantisation from the BitsAndBytesConfig its `configure_quantization`
+builds from them (QLoRA), as loading the model would.
 
 For a preset that knows its data format, the dataset_info.json beside the file is read by LLaMA-Factory's own
 `data.parser.get_dataset_list` (the entry the file's `dataset` names, in its `dataset_dir`), and the job's example
@@ -15,6 +16,7 @@ data file would; where the loss is taken is read from the stage and train_on_pro
 from __future__ import annotations
 
 import contextlib
+import copy
 import importlib.machinery
 import importlib.util
 import os
@@ -81,6 +83,8 @@ def check(job: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         model_args, data_args, training_args, finetuning_args, _ = get_train_args()  # reads sys.argv's YAML
         data, said = data_values(job, data_args, finetuning_args.stage)  # dataset_dir is relative to job["dir"]
     notes += said
+    quantize, said = quantization(job, model_args)
+    notes += said
 
     if data_args.template is not None and data_args.template not in TEMPLATES:
         raise ValueError(f"Template {data_args.template} does not exist.")  # get_template_and_fix_tokenizer's refusal
@@ -110,6 +114,7 @@ def check(job: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
             training_args.gradient_checkpointing or not model_args.disable_gradient_checkpointing
         ),
         "family": data_args.template,
+        "quantize": quantize,
         **data,
     }
     if data_args.template == "empty":  # plain prompt/completion: no chat format, by design
@@ -132,6 +137,29 @@ def check(job: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         "family is the template name"
     )
     return values, notes
+
+
+def quantization(job: dict[str, Any], model_args: Any) -> tuple[str | None, list[str]]:
+    """The quantisation LLaMA-Factory would load the model with, from its own configure_quantization (given a model
+    config that names no quantisation and no dtype), and a note on it."""
+    from llamafactory.extras.misc import infer_optim_dtype
+    from llamafactory.model.model_utils.quantization import configure_quantization
+
+    model_args = copy.copy(model_args)  # the values read back elsewhere stay as get_train_args left them
+    if model_args.compute_dtype is None:  # bf16 off: patch_config picks it by the device when the model loads
+        model_args.compute_dtype = infer_optim_dtype(model_dtype=None)
+    init_kwargs: dict[str, Any] = {}
+    configure_quantization(types.SimpleNamespace(), None, model_args, True, init_kwargs)
+    config = init_kwargs.get("quantization_config")
+    if config is None:
+        return None, []
+    note = (
+        f"configure_quantization: quantization_bit {model_args.quantization_bit} ({model_args.quantization_method}) -> "
+        f"BitsAndBytesConfig load_in_4bit {config.load_in_4bit}, {config.bnb_4bit_quant_type}, double quant "
+        f"{config.bnb_4bit_use_double_quant}, compute {config.bnb_4bit_compute_dtype}; device_map "
+        f"{init_kwargs.get('device_map')}"
+    )
+    return common.bnb_quantize(config, job["expected"]["precision"]), [note]
 
 
 ALPACA_FORMATS = {

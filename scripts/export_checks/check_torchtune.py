@@ -1,7 +1,8 @@
 """torchtune's check: torchtune.yaml through `tune validate` (its CLI: every component's arguments bound to its
 signature), then through lora_finetune_single_device's own code: the recipe's __init__ (device, dtype, activation
-checkpointing and offloading, epochs), the model builder on the meta device under the recipe's dtype, the optimizer
-and the learning-rate scheduler; the values are read back from those objects. See common.py for the protocol.
+checkpointing and offloading, epochs), the model builder on the meta device under the recipe's dtype (a qlora_
+builder's base weights come out as torchao NF4 tensors: QLoRA), the optimizer and the learning-rate scheduler; the
+values are read back from those objects. See common.py for the protocol.
 
 For a preset that knows its data format, the dataset builder is instantiated by name from the config (with
 torchtune's dataset classes, which would load the data file, swapped for a stand-in that keeps their arguments), and
@@ -128,11 +129,32 @@ def check(job: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         "hardware": {"cuda": "gpu", "cpu": "cpu"}.get(recipe._device.type, recipe._device.type),
         "precision": PRECISIONS.get(recipe._dtype, str(recipe._dtype)),
         "gradient_checkpointing": recipe._enable_activation_checkpointing,
+        "quantize": quantization(list(adapters.values()), job["expected"]["precision"]),
     }
+    if got["quantize"] is not None:
+        weight = model.layers[0].attn.q_proj.weight
+        notes.append(
+            f"base weights NF4Tensor (block {weight.block_size}, scales quantised to {weight.quantized_scalers.dtype} "
+            f"in blocks of {weight.scaler_block_size}): {cfg.model._component_} quantises them with torchao"
+        )
     if PRECISIONS.get(base_dtype) != got["precision"]:
         notes.append(f"the model's base weights are {base_dtype}, not the recipe's dtype {recipe._dtype}")
     data, said = data_values(job, cfg)
     return got | data, notes + said
+
+
+def quantization(adapters: list[Any], precision: str) -> str | None:
+    """'nf4' where every LoRA layer's base weight is torchao's NF4Tensor (its scales quantised again: double
+    quantisation) in the recipe's dtype, None where none is (16 bits); else what was found."""
+    from torchao.dtypes.nf4tensor import NF4Tensor
+
+    quantised = [module.weight for module in adapters if isinstance(module.weight, NF4Tensor)]
+    if not quantised:
+        return None
+    if len(quantised) < len(adapters):
+        return f"NF4 on {len(quantised)} of {len(adapters)} LoRA layers"
+    double = all(str(weight.quantized_scalers.dtype) == "torch.int8" for weight in quantised)
+    return common.four_bit("nf4", double, quantised[0].dtype, precision)
 
 
 class Kept:

@@ -1,6 +1,7 @@
 """TRL's check: trl-sft.yaml parsed by `trl sft`'s own parser (TrlParser over ScriptArguments, SFTConfig, ModelConfig
-and DatasetMixtureConfig, unknown keys refused), the LoRA config built by TRL's get_peft_config, and the values
-read back from those objects. See common.py for the protocol.
+and DatasetMixtureConfig, unknown keys refused), the LoRA config built by TRL's get_peft_config and the
+BitsAndBytesConfig built by its get_quantization_config (QLoRA), and the values read back from those objects. See
+common.py for the protocol.
 
 For a preset that knows its data format, where the loss is taken is read from SFTConfig (TRL finds the format from
 the data's columns: conversations, prompt/completion or text), and a .jinja chat_template_path is checked as
@@ -16,7 +17,7 @@ from unittest import mock
 
 import common
 import torch
-from trl import get_peft_config
+from trl import get_peft_config, get_quantization_config
 from trl.scripts.sft import make_parser
 
 ATTENTION = {"q_proj", "k_proj", "v_proj", "o_proj"}
@@ -42,6 +43,7 @@ def check(job: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         parser = make_parser()
         _, training, model, _ = parser.parse_args_and_config(["--config", job["file"]], fail_with_unknown_args=True)
     lora = get_peft_config(model)
+    quantization = get_quantization_config(model)  # what `trl sft` passes to SFTTrainer (None: 16 bits)
     steps = 1_000_000
     if training.bf16 and model.dtype == "bfloat16":
         precision = "bf16"
@@ -64,7 +66,13 @@ def check(job: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         "precision": precision,
         "hardware": "cpu" if training.use_cpu else "gpu",
         "gradient_checkpointing": training.gradient_checkpointing,
+        "quantize": common.bnb_quantize(quantization, job["expected"]["precision"]),
     }
+    if quantization is not None:
+        notes.append(
+            f"get_quantization_config: load_in_4bit {quantization.load_in_4bit}, {quantization.bnb_4bit_quant_type}, "
+            f"double quant {quantization.bnb_4bit_use_double_quant}, compute {quantization.bnb_4bit_compute_dtype}"
+        )
     if model.attn_implementation != "sdpa":
         notes.append(f"attention: {model.attn_implementation}")
     data, said = data_values(job, training)

@@ -8,6 +8,8 @@ The checker loads each file through the tool's own parser, reads the values back
 "checked"} (checked: the names of the values compared). A job whose preset knows its data format also holds
 "example", one record of that format, and expects "data_format" and "loss" ('responses' or 'all') back where the tool
 can say them; for the columns format, "columns" (the prompt and response column names) too where the tool names them.
+Every job expects "quantize": 'nf4' for a QLoRA preset (4-bit NF4, double quantised, computing in the preset's
+precision), None for a 16-bit one; each checker reads it back from the quantisation the tool would build.
 """
 
 from __future__ import annotations
@@ -55,6 +57,30 @@ def data_format(job: dict[str, Any]) -> str | None:
 def loss_of(masked: list[bool]) -> str:
     """'all' where no token of an example is kept from the loss, 'responses' where some are (the prompt's)."""
     return "responses" if any(masked) else "all"
+
+
+DTYPES = {"torch.bfloat16": "bf16", "torch.float32": "fp32", "torch.float16": "fp16"}
+"""torch dtypes by their str(), as the presets' precision names them (this module imports no torch)."""
+
+
+def four_bit(kind: Any, double: Any, compute: Any, precision: str) -> str:
+    """'nf4' for 4-bit NF4 with double quantisation computing in `precision` (QLoRA as a preset means it), else what
+    the tool built, in words (which then differs from the preset's 'nf4')."""
+    computes = DTYPES.get(str(compute), str(compute))
+    if (str(kind), bool(double), computes) == ("nf4", True, precision):
+        return "nf4"
+    return f"4-bit {kind}, double quantisation {bool(double)}, computing in {computes}"
+
+
+def bnb_quantize(config: Any, precision: str) -> str | None:
+    """The quantisation a transformers BitsAndBytesConfig asks for (see four_bit); None for no config: 16 bits."""
+    if config is None or not (config.load_in_4bit or config.load_in_8bit):
+        return None
+    if not config.load_in_4bit:
+        return "8-bit"
+    return four_bit(
+        config.bnb_4bit_quant_type, config.bnb_4bit_use_double_quant, config.bnb_4bit_compute_dtype, precision
+    )
 
 
 def first_line(error: BaseException) -> str:

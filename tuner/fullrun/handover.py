@@ -44,6 +44,7 @@ class FinishedStudy:
             batch_size=budget.batch_size,
             seq_len=budget.seq_len,
             warmup_ratio=budget.warmup_ratio,
+            quantize=rec.quantize,
         )
 
     def origin(self) -> str:
@@ -106,6 +107,8 @@ class Overrides:
     regime: str | None = None
     method: str | None = None
     """'lora' or 'full' (full fine-tuning, the paper's reference); None keeps the starting point's (LoRA)."""
+    quantize: str | None = None
+    """'nf4' (QLoRA: the adapter on 4-bit weights) or 'none' (16-bit); None keeps the starting point's."""
 
     def explicit_recipe(self) -> TrainingRecipe:
         """A recipe from these settings alone: the paper's defaults (all linear layers, r 16, alpha 2r, its rate)."""
@@ -117,7 +120,8 @@ class Overrides:
             if self.method == "full":  # the authors' full fine-tuning rate (custom data: code's)
                 rate = self.learning_rate or FULL_FT_LEARNING_RATE.get(self.task, FULL_FT_LEARNING_RATE["code"])
                 return TrainingRecipe(lora=lora, learning_rate=rate, method="full")
-            return TrainingRecipe(lora=lora, learning_rate=self.learning_rate or paper_learning_rate(self.task, rank))
+            rate = self.learning_rate or paper_learning_rate(self.task, rank)
+            return TrainingRecipe(lora=lora, learning_rate=rate, quantize=_quantize(self.quantize, None))
         except ValueError as error:
             raise AdvisorError(str(error)) from None
 
@@ -155,6 +159,8 @@ def run_settings(
             warmup_ratio=recipe.warmup_ratio,
             max_grad_norm=recipe.max_grad_norm,
             method=method,
+            # A study's QLoRA pick trained in full is 16-bit (full fine-tuning has no frozen weights to quantise).
+            quantize=_quantize(overrides.quantize, None if method == "full" else recipe.quantize),
         )
         data = DataSettings(
             task=overrides.task or task,
@@ -170,6 +176,13 @@ def run_settings(
         )
     except ValueError as error:
         raise AdvisorError(str(error)) from None
+
+
+def _quantize(given: str | None, kept: str | None) -> str | None:
+    """The recipe's quantize from an override ('none': 16-bit) or the starting point's."""
+    if given is None:
+        return kept
+    return None if given == "none" else given
 
 
 def chosen_tasks(tasks: str | None, allow_code_execution: bool) -> tuple[str, ...]:

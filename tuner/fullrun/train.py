@@ -48,7 +48,9 @@ class RunOptions:
     score_each_epoch: bool = False
     """Also score the adapter after every epoch."""
     merge: bool = False
-    """Also save the base model with the adapter merged into it."""
+    """Also save the base model with the adapter merged into it (QLoRA's: into the 16-bit base model)."""
+    gradient_checkpointing: bool = False
+    """Recompute each decoder layer's activations in the backward pass: less memory, slower steps."""
 
     def __post_init__(self) -> None:
         if self.save_steps < 1:
@@ -68,16 +70,21 @@ def train_run(
     options: RunOptions | None = None,
     report: TrainReporter = ignore,
     callbacks: Sequence[TrainerCallback] = (),
-) -> RunReport:
+) -> RunReport | None:
     """Train the adapter for its epochs (resuming from the last checkpoint in `out_dir`), score it, write the report.
 
-    `callbacks` are extra transformers TrainerCallbacks (tests use one to kill the run mid-epoch).
+    `callbacks` are extra transformers TrainerCallbacks (tests use one to kill the run mid-epoch). Under the
+    launcher (tuner.fullrun.distributed), every rank trains its part of each step; rank 0 alone holds `out_dir`,
+    writes, reports and scores, and the other ranks return None once trained.
     """
+    import contextlib
+
     import torch
     from peft import PeftModel, get_peft_model
 
     from tuner.data.prepare import prepare_study_data
     from tuner.data.preview import summary_line
+    from tuner.fullrun.distributed import ranks
     from tuner.models.load import hub_id, load_model, load_tokenizer, loaded_identity, resolve_model, write_directory
     from tuner.rundir import run_dir_lock
     from tuner.training.fused_lora import fuse_lora_forwards
@@ -86,6 +93,8 @@ def train_run(
     from tuner.training.trial import adapter_optimizer, peft_config
 
     options = options or RunOptions()
+    place = ranks()
+    report = report if place.main else ignore
     quiet_libraries()
     if out_dir.exists() and not out_dir.is_dir():
         raise AdvisorError(f"--out {out_dir} exists and is not a directory")
@@ -104,13 +113,14 @@ def train_run(
         if data.counts is not None:
             report(DataFound(summary_line(data.counts, packing.seq_len)))
     out_dir.mkdir(parents=True, exist_ok=True)
-    with run_dir_lock(out_dir):
-        check_identity(out_dir, settings)
+    with run_dir_lock(out_dir) if place.main else contextlib.nullcontext():
+        if place.main:
+            check_identity(out_dir, settings)
         runtime = pick_runtime()
         report(Stage(f"loading {source.describe()} on {runtime.describe()}"))
-        model = load_model(source, runtime.device, runtime.dtype)
+        model = load_model(source, runtime.device, runtime.dtype, settings.recipe.quantize)
         identity = loaded_identity(source, model)
-        scorer = run_scorer(settings, options, tokenizer, data_dir, runtime, identity, report)
+        scorer = run_scorer(settings, options, tokenizer, data_dir, runtime, identity, report) if place.main else None
         epoch_scorer = EpochScorer(out_dir, scorer) if scorer is not None and options.score_each_epoch else None
 
         started = time.perf_counter()
@@ -119,9 +129,13 @@ def train_run(
             history, scores = _full_run(
                 model, settings, out_dir, data, tokenizer, options, scorer, epoch_scorer, report, callbacks, runtime
             )
+            if not place.main:
+                return None
             result = run_report(settings, options.scoring, out_dir, history, scores, runtime.describe())
             report(TrainFinished(result))
             return result
+        elif not place.main and data is None:
+            return None
         elif data is None:
             report(Stage(f"already trained: loading the adapter from {adapter_dir}"))
             peft_model = PeftModel.from_pretrained(model, adapter_dir)
@@ -141,6 +155,8 @@ def train_run(
                 peft_model, optimizer, settings, out_dir, data, options, runtime, report, callbacks, epoch_scorer
             )
             history = training_history(trainer, data, time.perf_counter() - started, resume)
+            if not place.main:  # rank 0 saves, scores and reports
+                return None
 
             # Save the adapter in PEFT format, whole or not at all.
             peft_model.peft_config["default"].base_model_name_or_path = hub_id(settings.model)
@@ -169,6 +185,10 @@ def train_run(
         # A merged model on request (after scoring: merging changes the base weights in place).
         if options.merge and not is_complete(out_dir / MERGED):
             report(Stage("merging the adapter into the base model"))
+            if recipe.quantize is not None:  # into the 16-bit weights, not a lossy round trip through 4 bits
+                del peft_model, model
+                base = load_model(source, runtime.device, runtime.dtype)
+                peft_model = PeftModel.from_pretrained(base, adapter_dir)
             merged = peft_model.merge_and_unload()
 
             def write_merged(staging: Path) -> None:
@@ -199,6 +219,7 @@ def _full_run(
     the LoRA run's data, schedule and clipping, the whole model saved in MODEL_DIR; then the trained model scored."""
     import torch
 
+    from tuner.fullrun.distributed import ranks
     from tuner.models.load import load_model, resolve_model, write_directory
     from tuner.training.trial import full_optimizer
 
@@ -208,7 +229,10 @@ def _full_run(
     model_dir = out_dir / FULL_MODEL
     base = scorer(model, "base") if scorer is not None else None
     recipe = settings.recipe
+    main = ranks().main
     if data is None:
+        if not main:
+            return {}, {}
         report(Stage(f"already trained: loading the model from {model_dir}"))
         del model
         model = load_model(resolve_model(str(model_dir)), runtime.device, full_dtype)
@@ -223,6 +247,8 @@ def _full_run(
             model, optimizer, settings, out_dir, data, options, runtime, report, callbacks, epoch_scorer
         )
         history = training_history(trainer, data, time.perf_counter() - started, resume)
+        if not main:  # rank 0 saves and scores
+            return history, {}
 
         def write_model(staging: Path) -> None:
             model.save_pretrained(staging)

@@ -3,6 +3,7 @@ resume from the last complete checkpoint, and what the training did."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,11 +27,23 @@ if TYPE_CHECKING:
     from tuner.training.runtime import Runtime
 
 
-def packed_dataset(rows: PackedRows) -> datasets.Dataset:
-    """Packed rows as a torch-formatted dataset for Trainer (input ids, labels, restarting position ids)."""
+def packed_dataset(rows: PackedRows, padding: int = 0) -> datasets.Dataset:
+    """Packed rows as a torch-formatted dataset for Trainer (input ids, labels, restarting position ids), with
+    `padding` rows after them whose labels are all ignored (a distributed run's last batch made whole)."""
     import datasets
+    import numpy as np
+
+    from tuner.data.packing import IGNORE_INDEX
 
     columns = {name: getattr(rows, name) for name in ("input_ids", "labels", "position_ids")}
+    if padding:
+        shape = (padding, rows.seq_len)
+        filler = {
+            "input_ids": np.zeros(shape, dtype=rows.input_ids.dtype),
+            "labels": np.full(shape, IGNORE_INDEX, dtype=rows.labels.dtype),
+            "position_ids": np.broadcast_to(np.arange(rows.seq_len, dtype=rows.position_ids.dtype), shape),
+        }
+        columns = {name: np.concatenate([columns[name], filler[name]]) for name in columns}
     return datasets.Dataset.from_dict(columns).with_format("torch")
 
 
@@ -127,23 +140,32 @@ def run_trainer(
     import torch
     from transformers import PrinterCallback, Trainer, TrainingArguments
 
+    from tuner.fullrun.distributed import StepOrder, ranks, shard_loss
+    from tuner.training.attention import packed_attention
     from tuner.training.compilation import layer_compiler
     from tuner.training.fused_elementwise import fused_elementwise
     from tuner.training.loss import training_loss
+
+    recipe, seed = settings.recipe, settings.data.seed
+    world = ranks().world
+    order = StepOrder(len(data.train), recipe.batch_size, seed) if world > 1 else None
 
     class PackedTrainer(Trainer):
         def compute_loss(
             self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None
         ) -> Any:
-            # One batch per optimizer step (no gradient accumulation), so the mean per label token is the loss.
-            loss = training_loss(model, inputs)
+            # One batch per optimizer step (no gradient accumulation), so the mean per label token is the loss; over
+            # several ranks, each rank's share of the whole step's mean (tuner.fullrun.distributed).
+            loss = shard_loss(model, inputs, world) if world > 1 and model.training else training_loss(model, inputs)
             return (loss, {"loss": loss}) if return_outputs else loss
 
-    recipe, seed = settings.recipe, settings.data.seed
+        def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+            return order if order is not None else super()._get_train_sampler(train_dataset)
+
     arguments = TrainingArguments(
         output_dir=str(out_dir / CHECKPOINTS),
         num_train_epochs=recipe.epochs,
-        per_device_train_batch_size=recipe.batch_size,
+        per_device_train_batch_size=recipe.batch_size // world,  # each rank its part of the one-process batch
         per_device_eval_batch_size=recipe.batch_size,
         learning_rate=recipe.learning_rate,
         lr_scheduler_type="cosine",
@@ -163,12 +185,24 @@ def run_trainer(
         remove_unused_columns=False,
         label_names=["labels"],
         dataloader_num_workers=0,
+        ddp_backend=("nccl" if runtime.is_cuda else "gloo") if world > 1 else None,
+        ddp_find_unused_parameters=False if world > 1 else None,  # every adapter (or weight) trains each step
+        ddp_timeout=6 * 3600,  # the other ranks wait in the first collective while rank 0 scores the base model
+        gradient_checkpointing=options.gradient_checkpointing,
+        # Non-reentrant: recomputes through frozen inputs too, so an adapter needs no input gradients.
+        gradient_checkpointing_kwargs={"use_reentrant": False} if options.gradient_checkpointing else None,
     )
-    with layer_compiler(model, runtime.device.type) as compiler, fused_elementwise(model):
+    compile_mode = "off" if options.gradient_checkpointing else None  # recomputed layers are not compiled
+    with (
+        layer_compiler(model, runtime.device.type, compile_mode) as compiler,
+        fused_elementwise(model),
+        # With checkpointing, the backward pass recomputes each layer: it must attend by example as the forward did.
+        packed_attention(model) if options.gradient_checkpointing else contextlib.nullcontext(),
+    ):
         trainer = PackedTrainer(
             model=model,
             args=arguments,
-            train_dataset=packed_dataset(data.train),
+            train_dataset=packed_dataset(data.train, order.padding if order is not None else 0),
             eval_dataset={"target": packed_dataset(data.heldout), "general": packed_dataset(data.general)},
             callbacks=[
                 *_callbacks(report, recipe.batch_size * recipe.seq_len, epoch_scorer),

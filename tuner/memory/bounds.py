@@ -14,32 +14,68 @@ from tuner.settings import LoraSettings, RunSettings, StudySettings
 from tuner.study.space import SearchSpace
 
 Feasibility = Callable[[LoraSettings], "str | None"]
-"""Why an adapter configuration would not fit the memory budget, or None if it fits."""
+"""Why an adapter configuration would not fit the memory budget, or None if it fits (with checkpointing, if needed)."""
+Checkpointing = Callable[[LoraSettings], bool]
+"""Whether an adapter configuration fits the memory budget only with gradient checkpointing."""
 
 
-def memory_bounds(settings: StudySettings, space: SearchSpace | None = None) -> tuple[SearchSpace, Feasibility | None]:
-    """The search space narrowed to what the memory estimate says fits the budget, and the check each trial passes.
+def study_quantize(settings: StudySettings, space: SearchSpace, device: str) -> str | None:
+    """The trials' base weights: 'nf4' (QLoRA) where asked, or where no configuration fits the memory budget in
+    16 bits but one does in 4; else None (16-bit)."""
+    if settings.quantize in ("nf4", "none"):
+        return "nf4" if settings.quantize == "nf4" else None
+    if settings.memory_budget is None:
+        return None
+    shape = memory.model_shape(settings.model)
+    setup = memory.TrainSetup(device=device, batch=settings.budget.batch_size, seq_len=settings.budget.seq_len)
 
-    Ranks that fit with some target set and target sets that fit at the smallest rank stay; a drawn pair that
-    still does not fit is pruned before it runs. Nothing fitting is an error that says what would.
+    def any_fits(quantized: bool) -> bool:
+        return any(
+            memory.estimate(shape, replace(setup, rank=r, targets=t, quantized=quantized)).total
+            <= settings.memory_budget
+            for r in space.ranks
+            for t in space.targets
+        )
+
+    return "nf4" if not any_fits(False) and any_fits(True) else None
+
+
+def memory_bounds(
+    settings: StudySettings, space: SearchSpace | None = None, quantized: bool = False
+) -> tuple[SearchSpace, Feasibility | None, Checkpointing | None]:
+    """The search space narrowed to what the memory estimate says fits the budget (on 4-bit weights where
+    `quantized`), the check each trial passes, and which configurations need gradient checkpointing to fit.
+
+    A configuration fits without checkpointing where it can, else with it (each layer's activations recomputed in
+    the backward pass: its trial runs so). Ranks that fit with some target set and target sets that fit at the
+    smallest rank stay; a drawn pair that still does not fit is pruned before it runs. Nothing fitting is an error
+    that says what would.
     """
     from tuner.training.runtime import pick_runtime
 
     space = space or SearchSpace()
     if settings.memory_budget is None:
-        return space, None
+        return space, None, None
     device = pick_runtime().device.type  # where the trials will run
     shape = memory.model_shape(settings.model)
-    trial_setup = memory.TrainSetup(device=device, batch=settings.budget.batch_size, seq_len=settings.budget.seq_len)
+    trial_setup = memory.TrainSetup(
+        device=device, batch=settings.budget.batch_size, seq_len=settings.budget.seq_len, quantized=quantized
+    )
     limit = settings.memory_budget
 
-    def feasible(lora: LoraSettings) -> str | None:
+    def total(lora: LoraSettings, checkpointing: bool) -> int:
         setup = replace(trial_setup, rank=lora.rank, targets=lora.targets, variant=lora.variant)
-        total = memory.estimate(shape, setup).total
-        if total <= limit:
+        return memory.estimate(shape, replace(setup, gradient_checkpointing=checkpointing)).total
+
+    def feasible(lora: LoraSettings) -> str | None:
+        least = total(lora, True)
+        if least <= limit:
             return None
         over = format_size(limit)
-        return f"estimated {format_size(total)} for r={lora.rank} on {lora.targets}, over {over}"
+        return f"estimated {format_size(least)} for r={lora.rank} on {lora.targets} with checkpointing, over {over}"
+
+    def checkpointing(lora: LoraSettings) -> bool:
+        return total(lora, False) > limit
 
     fitting = [(r, t) for r in space.ranks for t in space.targets if feasible(LoraSettings(r, 2 * r, t)) is None]
     if not fitting:
@@ -53,10 +89,12 @@ def memory_bounds(settings: StudySettings, space: SearchSpace | None = None) -> 
         raise AdvisorError(f"no LoRA configuration fits {fits} at these trial settings. {advice}")
     ranks = tuple(sorted({r for r, _ in fitting}))
     targets = tuple(t for t in space.targets if t in {target for _, target in fitting})
-    return replace(space, ranks=ranks, targets=targets), feasible
+    return replace(space, ranks=ranks, targets=targets), feasible, checkpointing
 
 
-def run_memory_refusal(settings: RunSettings, budget: int, device: str) -> str | None:
+def run_memory_refusal(
+    settings: RunSettings, budget: int, device: str, gradient_checkpointing: bool = False
+) -> str | None:
     """Why the full run's step would not fit `budget` by the estimate (what it needs, and what LoRA needs instead
     for full fine-tuning); None when it fits."""
     recipe = settings.recipe
@@ -69,11 +107,14 @@ def run_memory_refusal(settings: RunSettings, budget: int, device: str) -> str |
         batch=recipe.batch_size,
         seq_len=recipe.seq_len,
         variant="lora" if recipe.is_full else recipe.lora.variant,
+        quantized=recipe.quantize is not None,
+        gradient_checkpointing=gradient_checkpointing,
     )
     total = memory.estimate(shape, setup).total
     if total <= budget:
         return None
-    what = "full fine-tuning" if recipe.is_full else f"LoRA r={recipe.lora.rank} on {targets}"
+    what = "full fine-tuning" if recipe.is_full else f"{'QLoRA' if setup.quantized else 'LoRA'} r={recipe.lora.rank}"
+    what += "" if recipe.is_full else f" on {targets}"
     text = f"{what} at {recipe.batch_size} x {recipe.seq_len} tokens needs an estimated {format_size(total)}"
     text += f" on {device}, over the budget of {format_size(budget)}"
     if recipe.is_full:

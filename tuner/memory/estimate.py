@@ -114,6 +114,8 @@ class TrainSetup:
     """QLoRA: the frozen weights in 4-bit NF4."""
     variant: str = "lora"
     """The LoRA variant (see tuner.defaults.VARIANTS); DoRA and, on the CPU, PiSSA cost more than LoRA."""
+    shards: int = 1
+    """Full fine-tuning sharded over this many GPUs with FSDP (full shard): the figures are one GPU's."""
 
     def __post_init__(self) -> None:
         if self.device not in DEVICES:
@@ -131,6 +133,10 @@ class TrainSetup:
             raise ValueError(f"unknown LoRA variant {self.variant!r}: choose from {', '.join(VARIANTS)}")
         if self.variant != "lora" and self.targets == "full":
             raise ValueError(f"{self.variant} is a LoRA variant: it needs LoRA targets, not 'full'")
+        if self.shards < 1:
+            raise ValueError(f"shards must be at least 1, got {self.shards}")
+        if self.shards > 1 and self.targets != "full":
+            raise ValueError("FSDP shards full fine-tuning's weights and optimizer state; LoRA's are small: use 1")
 
     @property
     def tokens(self) -> int:
@@ -234,7 +240,13 @@ def estimate(shape: ModelShape, setup: TrainSetup) -> MemoryEstimate:
     # peft keeps adapters in float32 (autocast_adapter_dtype); full fine-tuning keeps float32 weights too (the
     # advisor trains them so on a GPU as well, under bf16 autocast: AdamW's small steps vanish in bf16).
     trainable_bytes = 4
-    weights = math.ceil(frozen_params * (QLORA_BYTES_PER_PARAM if setup.quantized else weight_bytes))
+    if setup.quantized:
+        # Only the decoder layers' linear weights are 4-bit; PEFT's k-bit preparation keeps the embeddings, the head
+        # and the norms in float32.
+        linear = shape.layers * sum(i * o for i, o in shape.linear_shapes().values())
+        weights = math.ceil(linear * QLORA_BYTES_PER_PARAM) + (frozen_params - linear) * 4
+    else:
+        weights = math.ceil(frozen_params * weight_bytes)
     if setup.variant == "pissa" and setup.device == "cpu":  # the adapted base weights, kept to put them back
         linears = shape.linear_shapes()
         weights += shape.layers * sum(linears[m][0] * linears[m][1] for m in setup.trained_modules()) * weight_bytes
@@ -244,11 +256,17 @@ def estimate(shape: ModelShape, setup: TrainSetup) -> MemoryEstimate:
         activation_values = setup.tokens * (shape.layers * shape.hidden + per_layer)
     else:
         activation_values = setup.tokens * shape.layers * per_layer
+    shards = setup.shards
+    if shards > 1:
+        # Each GPU keeps 1/N of the float32 weights, their gradients and AdamW's state, and gathers whole layers as
+        # they run: the layer computing and the next one prefetched.
+        linears = shape.linear_shapes()
+        weights = 2 * sum(i * o for i, o in linears.values()) * trainable_bytes
     return MemoryEstimate(
         weights=weights,
-        trainable=trainable * trainable_bytes,
-        gradients=trainable * trainable_bytes,
-        optimizer=trainable * trainable_bytes * OPTIMIZERS[setup.optimizer],
+        trainable=math.ceil(trainable * trainable_bytes / shards),
+        gradients=math.ceil(trainable * trainable_bytes / shards),
+        optimizer=math.ceil(trainable * trainable_bytes * OPTIMIZERS[setup.optimizer] / shards),
         activations=math.ceil(activation_values * setup.activation_bytes) + dora_forward_values(shape, setup) * 4,
         logits=setup.tokens * shape.vocab * 4 * LOGIT_COPIES,  # the loss runs in float32
         overhead=RUNTIME_OVERHEAD[setup.device],

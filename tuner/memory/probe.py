@@ -39,9 +39,18 @@ def synthetic_rows(vocab: int, rows: int, seq_len: int, seed: int = 0) -> object
 
 
 def measure(
-    model: str, rank: int, targets: str, batch: int, seq_len: int, steps: int = 2, return_freed_memory_too: bool = False
+    model: str,
+    rank: int,
+    targets: str,
+    batch: int,
+    seq_len: int,
+    steps: int = 2,
+    return_freed_memory_too: bool = False,
+    quantize: str | None = None,
+    gradient_checkpointing: bool = False,
 ) -> dict[str, object]:
-    """Train `steps` optimizer steps of one LoRA configuration and report the measured peak memory."""
+    """Train `steps` optimizer steps of one LoRA configuration (on 4-bit weights with quantize 'nf4', recomputing
+    activations with gradient_checkpointing) and report the measured peak memory."""
     import torch
 
     from tuner.data.prepare import StudyData
@@ -55,7 +64,7 @@ def measure(
         return_freed_memory()
     source, runtime = resolve_model(model), pick_runtime()
     before = _status("VmRSS")
-    loaded = load_model(source, runtime.device, runtime.dtype)
+    loaded = load_model(source, runtime.device, runtime.dtype, quantize)
     vocab = int(loaded.config.vocab_size)
     train = synthetic_rows(vocab, batch * steps, seq_len)
     heldout = synthetic_rows(vocab, batch, seq_len, seed=1)
@@ -66,7 +75,9 @@ def measure(
         torch.cuda.reset_peak_memory_stats()
     else:
         Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS now, with the model loaded
-    result = run_trial(loaded, data, lora, 1e-4, budget, runtime, start_loss=20.0)
+    result = run_trial(
+        loaded, data, lora, 1e-4, budget, runtime, start_loss=20.0, gradient_checkpointing=gradient_checkpointing
+    )
     reserved = None
     if runtime.is_cuda:
         measured, reserved = torch.cuda.max_memory_allocated(), torch.cuda.max_memory_reserved()
@@ -79,6 +90,8 @@ def measure(
         "targets": targets,
         "batch": batch,
         "seq_len": seq_len,
+        "quantize": quantize,
+        "gradient_checkpointing": gradient_checkpointing,
         "measured_bytes": measured,
         "reserved_bytes": reserved,
         "steps": len(result.train_curve),
@@ -108,9 +121,19 @@ def main() -> None:
         action="store_true",
         help="fix glibc's mmap threshold at 64 KiB, as a trial under --memory-budget does where jemalloc is missing",
     )
+    parser.add_argument("--quantize", choices=("nf4",), default=None, help="QLoRA: the weights in 4-bit NF4")
+    parser.add_argument("--gradient-checkpointing", action="store_true", help="recompute activations per layer")
     args = parser.parse_args()
     figures = measure(
-        args.model, args.rank, args.targets, args.batch, args.seq_len, args.steps, args.return_freed_memory
+        args.model,
+        args.rank,
+        args.targets,
+        args.batch,
+        args.seq_len,
+        args.steps,
+        args.return_freed_memory,
+        args.quantize,
+        args.gradient_checkpointing,
     )
     print(json.dumps(figures))
 

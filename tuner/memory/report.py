@@ -110,3 +110,59 @@ def feasible_text(report: dict[str, Any]) -> str:
         qlora = "only QLoRA (4-bit weights) fits" if found["qlora_fits"] else "not even QLoRA fits"
         lines.append(f"  at r=8, batch 1 x 128 tokens with checkpointing: {qlora}")
     return "\n".join(lines)
+
+
+FSDP_GPUS = 8
+"""GPUs the full fine-tuning row shards over when none are named: a node of eight."""
+
+
+def memory_options(shape: ModelShape, setup: TrainSetup, budget: int | None, gpus: int = FSDP_GPUS) -> list[dict]:
+    """The ways to train at the setup's rank, targets, batch and row length, each with its estimated peak (per GPU)
+    and, under a budget, whether it fits: 16-bit LoRA and QLoRA, without and with gradient checkpointing, full
+    fine-tuning on one GPU and sharded with FSDP over `gpus` (with checkpointing, as sharded runs are)."""
+    lora = replace(setup, targets=setup.targets if setup.targets != "full" else "all", variant="lora", shards=1)
+    full = replace(lora, targets="full", quantized=False)
+    what = f"r={lora.rank} on {lora.targets}"
+    rows = [
+        ("lora", f"LoRA {what}, 16-bit weights", replace(lora, quantized=False, gradient_checkpointing=False)),
+        ("lora+ckpt", "  + gradient checkpointing", replace(lora, quantized=False, gradient_checkpointing=True)),
+        ("qlora", f"QLoRA {what}, 4-bit NF4 weights", replace(lora, quantized=True, gradient_checkpointing=False)),
+        ("qlora+ckpt", "  + gradient checkpointing", replace(lora, quantized=True, gradient_checkpointing=True)),
+        ("full", "full fine-tuning, one GPU", replace(full, gradient_checkpointing=False)),
+    ]
+    if setup.device == "cuda" and gpus > 1:
+        fsdp = replace(full, gradient_checkpointing=True, shards=gpus)
+        rows.append(("full+fsdp", f"full fine-tuning, FSDP over {gpus} GPUs (per GPU)", fsdp))
+    options = []
+    for key, label, option in rows:
+        total = estimate(shape, option).total
+        options.append(
+            {"option": key, "label": label, "total_bytes": total, "fits": None if budget is None else total <= budget}
+        )
+    return options
+
+
+def options_text(options: list[dict]) -> str:
+    """The options as aligned lines: label, estimate, and whether each fits where a budget was given."""
+    width = max(len(option["label"]) for option in options)
+    lines = []
+    for option in options:
+        verdict = {True: "fits", False: "does not fit", None: ""}[option["fits"]]
+        lines.append(f"  {option['label']:{width}s} {format_size(option['total_bytes']):>10s}  {verdict}".rstrip())
+    return "\n".join(lines)
+
+
+CHECKPOINTING_SPEED = {"cpu": None, "cuda": None}
+"""Training tokens per second with gradient checkpointing over without, by device (bench/memory_estimate.py --modes
+measures it); None where not measured."""
+
+
+def checkpointing_cost(device: str) -> str:
+    """What gradient checkpointing costs in speed on a device, as measured, in a sentence."""
+    ratio = CHECKPOINTING_SPEED.get(device)
+    if ratio is None:
+        return (
+            "It recomputes each layer's forward pass once more, about a third more compute per step; not yet measured "
+            f"on {device} (bench/memory_estimate.py --modes ckpt)."
+        )
+    return f"It trains at {ratio:.2f}x the speed without it on {device} (bench/memory_estimate.py --modes ckpt)."

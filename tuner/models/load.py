@@ -128,9 +128,9 @@ def model_identity(source: ModelSource) -> str:
 def loaded_identity(source: ModelSource, model: PreTrainedModel) -> str:
     """model_identity, with a hub model's resolved revision (the commit its files came from) where known."""
     revision = getattr(model.config, "_commit_hash", None)
-    if source.kind == "hub" and revision:
-        return f"{source.location}@{revision}"
-    return model_identity(source)
+    identity = f"{source.location}@{revision}" if source.kind == "hub" and revision else model_identity(source)
+    # A 4-bit base scores as itself: its base figures are not the 16-bit model's.
+    return f"{identity}+nf4" if getattr(model, "is_loaded_in_4bit", False) else identity
 
 
 def _load_kwargs(dtype: torch.dtype | None = None) -> dict[str, object]:
@@ -249,13 +249,26 @@ def load_tokenizer(source: ModelSource) -> PreTrainedTokenizerBase:
     return tokenizer
 
 
-def load_model(source: ModelSource, device: torch.device, dtype: torch.dtype) -> PreTrainedModel:
-    """The model in `dtype` on `device`, with PyTorch's scaled-dot-product attention."""
+def load_model(
+    source: ModelSource, device: torch.device, dtype: torch.dtype, quantize: str | None = None
+) -> PreTrainedModel:
+    """The model in `dtype` on `device`, with PyTorch's scaled-dot-product attention; with quantize 'nf4', its
+    linear layers in 4-bit NF4 computing in `dtype`, prepared for QLoRA (tuner.models.quantize)."""
     from transformers import AutoModelForCausalLM
 
     location = loadable_location(source)
+    kwargs = _load_kwargs(dtype)
+    if quantize is not None:
+        from tuner.models.quantize import check_quantize, quantization_config
+
+        check_quantize(device.type)
+        kwargs |= {"quantization_config": quantization_config(dtype), "device_map": {"": device}}
     try:
-        model = AutoModelForCausalLM.from_pretrained(location, **_load_kwargs(dtype))
+        model = AutoModelForCausalLM.from_pretrained(location, **kwargs)
     except (OSError, ValueError) as error:
         raise _hub_error(source, error) from None
+    if quantize is not None:
+        from tuner.models.quantize import prepare_quantized
+
+        return prepare_quantized(model)  # placed on the device as it loaded: a 4-bit model cannot be moved
     return model.to(device)

@@ -32,6 +32,8 @@ class TrialRecord:
     infeasible: bool = False
     """Estimated or measured over the memory budget."""
     measured_peak_bytes: int | None = None
+    gradient_checkpointing: bool = False
+    """Ran with gradient checkpointing: only so did it fit the memory budget."""
     scores: dict[str, float] = field(default_factory=dict)
     """Benchmark name -> score of the adapter."""
     scoring_seconds: float = 0.0
@@ -51,7 +53,10 @@ class TrialRecord:
     records from before slots were kept (the trial's number then)."""
 
     def to_json(self) -> dict[str, Any]:
-        return {"version": RECORD_VERSION, **without(asdict(self), ("lora", "confirm", "slot"))}
+        payload = {"version": RECORD_VERSION, **without(asdict(self), ("lora", "confirm", "slot"))}
+        if not self.gradient_checkpointing:  # as every record from before checkpointing was a lever
+            payload.pop("gradient_checkpointing")
+        return payload
 
     @classmethod
     def from_json(cls, payload: dict[str, Any]) -> TrialRecord:
@@ -134,6 +139,10 @@ class Recommendation:
     scores: StudyScores | None = None
     data: DataSize | None = None
     """What a full run's duration is estimated from (None in files from before it was kept)."""
+    quantize: str | None = None
+    """'nf4': the trials trained QLoRA (4-bit NF4 base weights), and so should the full run; None: 16-bit."""
+    gradient_checkpointing: bool = False
+    """The pick fits the memory budget only with gradient checkpointing (its trial, and the full run, use it)."""
     reference: ReferenceSummary | None = None
     """`--reference full`: full fine-tuning's runs beside the pick, its best rate, the rate ratio, the held-out loss
     gaps and, where the pick was scored, the best run's scores on the same items with the score gaps
@@ -148,6 +157,10 @@ class Recommendation:
         payload = without(payload, ("data", "reference"))  # files from before each was kept
         if self.variant == "lora":  # plain LoRA, as every file from before variants existed
             payload.pop("variant")
+        if self.quantize is None:  # 16-bit, as every file from before QLoRA
+            payload.pop("quantize")
+        if not self.gradient_checkpointing:  # as every file from before checkpointing was a lever
+            payload.pop("gradient_checkpointing")
         return payload
 
     def headline(self) -> str:

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     import optuna
     from transformers import PreTrainedModel
 
+    from tuner.memory.bounds import Checkpointing
     from tuner.records import Recommendation
     from tuner.scoring.evaluation import TrialScorer
     from tuner.study.loop import StudyLock
@@ -73,6 +74,10 @@ class Study:
     """Where this process trains and measures."""
     model: PreTrainedModel | None = None
     """The model as the search left it (loaded once for the trials), or as re-measuring the finalists loaded it."""
+    checkpointing: Checkpointing | None = None
+    """Whether a configuration fits the memory budget only with gradient checkpointing (None: no budget)."""
+    quantize: str | None = None
+    """The trials' base weights: 'nf4' (QLoRA, asked for or the only thing fitting the memory budget) or None."""
     base_losses: dict[str, Any] | None = None
     """The base model's held-out losses, as set-up found them stored or the search measured them."""
 
@@ -108,7 +113,7 @@ class Study:
         from tuner.models.load import load_model
 
         self.options.report(Stage(f"loading {self.inputs.source.describe()} on {self.runtime.describe()}{purpose}"))
-        return load_model(self.inputs.source, self.runtime.device, self.runtime.dtype)
+        return load_model(self.inputs.source, self.runtime.device, self.runtime.dtype, self.quantize)
 
     def scorer(self) -> TrialScorer:
         """What scores the surviving trials on the benchmarks (the forgetting three and the task's own)."""

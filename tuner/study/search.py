@@ -19,7 +19,7 @@ from tuner.study.state import StudyState
 from tuner.study.summary import FINALISTS_DIR, write_trial, write_trials
 from tuner.study.trial_objective import Spending, TrialFailed, TrialObjective
 from tuner.study.trials import finished_trials, trial_record
-from tuner.training.trial import heldout_loss
+from tuner.training.trial import checkpointing, heldout_loss
 
 if TYPE_CHECKING:
     import optuna
@@ -88,6 +88,7 @@ def _search(study: Study) -> None:
         base,
         options.report,
         study.feasible,
+        study.checkpointing,
         scorer,
         spend,
         run_dir / FINALISTS_DIR,
@@ -137,7 +138,8 @@ def searched_space(study: Study, model: PreTrainedModel) -> SearchSpace:
         named = f" of {VARIANT_LABELS[lora.variant]}" if variant else ""
         sweep = f"{plan.start:g} to {plan.end:g} over {plan.steps} steps"
         options.report(Stage(f"learning-rate range test{named}: {sweep}"))
-        found = run_range_test(model, inputs.data, lora, study.runtime, plan, seed=settings.data.seed)
+        with checkpointing(model, study.checkpointing is not None and study.checkpointing(lora)):
+            found = run_range_test(model, inputs.data, lora, study.runtime, plan, seed=settings.data.seed)
         write_json(run_dir / range_file(variant), found.to_json())
         options.report(Stage(found.describe()))
         return {key: value for key, value in found.to_json().items() if key != "curve"}

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING
 from tuner.data.encode import DATA_FILE
 from tuner.errors import AdvisorError
 from tuner.events import DataFound, Stage, StudyStarted
-from tuner.memory.bounds import memory_bounds
+from tuner.memory.bounds import memory_bounds, study_quantize
+from tuner.memory.sizes import format_size
 from tuner.rundir import run_dir_lock, write_json
 from tuner.study.loop import StudyLock
 from tuner.study.priors import starting_points
@@ -59,7 +60,9 @@ def set_up(study: Study) -> Iterator[None]:
     """Set the study up, then hold its run directory for the block (the search and the summary): the stored study
     must match these settings, and the data is prepared before anything is written."""
     settings, run_dir, options = study.settings, study.run_dir, study.options
-    study.space, study.feasible = memory_bounds(settings, options.space)
+    study.quantize = _quantize(study)
+    bounds = memory_bounds(settings, options.space, quantized=study.quantize is not None)
+    study.space, study.feasible, study.checkpointing = bounds
     for params in options.first_configurations:
         study.space = study.space.including(params)
     if options.study is not None and options.storage is None:
@@ -90,6 +93,27 @@ def set_up(study: Study) -> Iterator[None]:
             options.spawn()  # the other workers, to their end; this process then runs what they left
         study.runtime = pick_runtime()
         yield
+
+
+def _quantize(study: Study) -> str | None:
+    """The trials' base weights ('nf4': QLoRA; None: 16-bit), said when the budget chose them; AdvisorError where
+    bitsandbytes cannot train them here or the searched variants include PiSSA."""
+    from tuner.models.quantize import check_quantize
+    from tuner.study.space import SearchSpace
+
+    device = pick_runtime().device.type
+    quantize = study_quantize(study.settings, study.options.space or SearchSpace(), device)
+    if quantize is None:
+        return None
+    check_quantize(device)
+    if study.options.reference == "full":
+        raise AdvisorError("--reference full trains every weight, which QLoRA's 4-bit base cannot: drop one of them")
+    if "pissa" in (study.options.space or SearchSpace()).variants:
+        raise AdvisorError("PiSSA rewrites the base weights it starts from, which QLoRA keeps in 4 bits: drop one")
+    if study.settings.quantize is None:
+        budget = format_size(study.settings.memory_budget or 0)
+        study.options.report(Stage(f"only QLoRA (4-bit NF4 weights) fits the memory budget of {budget}: trials use it"))
+    return quantize
 
 
 def _check_stored(study: Study, name: str, storage: optuna.storages.RDBStorage | None) -> None:
@@ -131,7 +155,8 @@ def _prepare_inputs(study: Study) -> StudyInputs:
     width = next(
         (config[key] for key in ("hidden_size", "n_embd", "d_model") if isinstance(config.get(key), int)), None
     )
-    return StudyInputs(source, model_identity(source), tokenizer, data, width, str(config.get("model_type", "")))
+    identity = model_identity(source) + ("+nf4" if study.quantize else "")  # a 4-bit base scores as itself
+    return StudyInputs(source, identity, tokenizer, data, width, str(config.get("model_type", "")))
 
 
 @contextlib.contextmanager

@@ -14,9 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 from tuner.defaults import CONFIRM_TRIALS, HALVING_RATE, VARIANT_LABELS
 from tuner.events import Stage, StudyFinished, TrialScored
+from tuner.memory.report import checkpointing_cost
+from tuner.memory.sizes import format_size
+from tuner.paper import FINDINGS
 from tuner.records import DataSize, Recommendation, TrialRecord
 from tuner.rundir import write_json
 from tuner.scoring.benchmarks import LEARNING_TASK, forgetting_score
+from tuner.settings import LoraSettings
 from tuner.study.budget import describe_spent
 from tuner.study.confirm import mean_loss
 from tuner.study.range_test import RangeResult
@@ -55,7 +59,8 @@ def summarise(study: Study) -> Recommendation:
             )
             scored = pick_summary(chosen.scores, chosen.trial)
             data = _data_size(study, records)
-            return replace(chosen, scores=scored, data=data, reference=reference_beside(state, chosen))
+            chosen = replace(chosen, scores=scored, data=data, reference=reference_beside(state, chosen))
+            return hardware_choices(chosen, study)
 
         study.model = _confirm_finalists(study, records)
         records = write_trials(run_dir, optuna_study)
@@ -196,4 +201,30 @@ def _train_again(study: Study, model: PreTrainedModel, record: TrialRecord, adap
         start_loss=start_loss,
         seed=study.settings.data.seed + (record.slot if record.slot is not None else record.number),
         on_trained=keep,
+        gradient_checkpointing=needs_checkpointing(study, lora_from_params(record.params)),
     )
+
+
+def needs_checkpointing(study: Study, lora: LoraSettings) -> bool:
+    """Whether a configuration fits the study's memory budget only with gradient checkpointing."""
+    return study.checkpointing is not None and study.checkpointing(lora)
+
+
+def hardware_choices(chosen: Recommendation, study: Study) -> Recommendation:
+    """The recommendation with the trials' QLoRA and the pick's gradient checkpointing, each with why (the full run
+    and the exports then use them too)."""
+    evidence = dict(chosen.evidence)
+    budget = study.settings.memory_budget
+    if study.quantize is not None:
+        why = "asked with --quantize nf4" if study.settings.quantize == "nf4" else ""
+        if not why and budget is not None:
+            why = f"only 4-bit weights fit the memory budget of {format_size(budget)} by the estimate"
+        evidence["quantize"] = f"QLoRA: the trials trained on 4-bit NF4 base weights ({why}). {FINDINGS['qlora']}."
+    pick = LoraSettings(chosen.rank, chosen.alpha, chosen.targets, variant=chosen.variant)
+    checkpointed = chosen.trial is not None and needs_checkpointing(study, pick)
+    if checkpointed and budget is not None:
+        evidence["gradient_checkpointing"] = (
+            f"on: r={chosen.rank} on {chosen.targets} fits the memory budget of {format_size(budget)} only when each "
+            f"layer's activations are recomputed in the backward pass. {checkpointing_cost(study.runtime.device.type)}"
+        )
+    return replace(chosen, quantize=study.quantize, gradient_checkpointing=checkpointed, evidence=evidence)

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
     from tuner.data.prepare import StudyData
-    from tuner.memory.bounds import Feasibility
+    from tuner.memory.bounds import Checkpointing, Feasibility
     from tuner.scoring.evaluation import TaskScore, TrialScorer
     from tuner.training.runtime import Runtime
     from tuner.training.trial import TrialResult
@@ -89,6 +89,8 @@ class TrialObjective:
     base_losses: dict[str, Any]
     report: Reporter
     feasible: Feasibility | None = None
+    checkpointing: Checkpointing | None = None
+    """Whether a configuration fits the memory budget only with gradient checkpointing (its trial then runs so)."""
     scorer: TrialScorer | None = None
     spending: Spending | None = None
     finalists: Path | None = None
@@ -113,6 +115,8 @@ class TrialObjective:
             raise optuna.TrialPruned(too_big)
 
         scores: dict[str, TaskScore] = {}
+        if self.checkpointing is not None and self.checkpointing(lora):
+            state.checkpointed()
         result = self._train(trial, lora, float(params["learning_rate"]), scores)
         state.trained(
             [[s, round(v, 5)] for s, v in result.train_curve],
@@ -185,6 +189,7 @@ class TrialObjective:
                 on_step=on_step,
                 on_eval=on_eval,
                 on_trained=on_trained,
+                gradient_checkpointing=self.checkpointing is not None and self.checkpointing(lora),
             )
         except torch.OutOfMemoryError as error:
             peak = torch.cuda.max_memory_allocated() if self.runtime.is_cuda else None

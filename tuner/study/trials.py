@@ -43,6 +43,10 @@ class TrialState:
         self.trial.set_user_attr("tokens_per_second", tokens_per_second)
         self.trial.set_user_attr("train_seconds", train_seconds)
 
+    def checkpointed(self) -> None:
+        """The trial runs with gradient checkpointing: only so does it fit the memory budget."""
+        self.trial.set_user_attr("gradient_checkpointing", True)
+
     def losses(self, target_loss: float, general_loss: float, forgetting_rise: float) -> None:
         self.trial.set_user_attr("target_loss", target_loss)
         self.trial.set_user_attr("general_loss", general_loss)
@@ -100,6 +104,7 @@ def trial_record(trial: optuna.trial.FrozenTrial) -> TrialRecord:
         evaluations=attrs.get("evaluations", []),
         infeasible=bool(attrs.get("infeasible", False)),
         measured_peak_bytes=attrs.get("measured_peak_bytes"),
+        gradient_checkpointing=bool(attrs.get("gradient_checkpointing", False)),
         scores={name: score["score"] for name, score in scores.items()},
         scoring_seconds=round(sum(score["seconds"] for score in scores.values()), 2),
         general_score=attrs.get("general_score"),

@@ -122,12 +122,17 @@ def return_freed_memory() -> bool:
 
 
 def pick_runtime() -> Runtime:
-    """CUDA with bf16 where the GPU supports it, else CUDA fp32, else CPU fp32."""
+    """CUDA with bf16 where the GPU supports it (this process's GPU, under the launcher), else CUDA fp32, else CPU
+    fp32."""
     import torch
 
     if torch.cuda.is_available():
         dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
-        return Runtime(torch.device("cuda"), dtype)
+        local = os.environ.get("LOCAL_RANK")  # one GPU per process under the launcher
+        device = torch.device("cuda", int(local)) if local is not None else torch.device("cuda")
+        if local is not None:
+            torch.cuda.set_device(device)
+        return Runtime(device, dtype)
     return Runtime(torch.device("cpu"), torch.float32)
 
 

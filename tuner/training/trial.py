@@ -17,6 +17,7 @@ from tuner.data.packing import IGNORE_INDEX, PackedRows
 from tuner.defaults import LORAPLUS_LR_RATIO
 from tuner.settings import LoraSettings, TrainBudget
 from tuner.study.objective import DivergenceGuard
+from tuner.training.attention import packed_attention
 from tuner.training.compilation import layer_compiler
 from tuner.training.fused_elementwise import fused_elementwise
 from tuner.training.fused_lora import fuse_lora_forwards
@@ -247,6 +248,22 @@ def swapped_weights(model: PreTrainedModel, weights: Weights) -> Iterator[PreTra
         model.load_state_dict(own)
 
 
+@contextlib.contextmanager
+def checkpointing(model: PreTrainedModel, on: bool) -> Iterator[None]:
+    """Within this block, with `on`, `model`'s decoder layers recompute their activations in the backward pass
+    (non-reentrant: through frozen inputs too, so adapters need no input gradients). Attention by example stays on
+    for the whole block: the recomputation, in the backward pass, must attend as the forward pass did."""
+    if not on:
+        yield
+        return
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    try:
+        with packed_attention(model):
+            yield
+    finally:
+        model.gradient_checkpointing_disable()
+
+
 def _steps(budget: TrainBudget, train_rows: int, seed: int) -> Iterator[tuple[int, list[int]]]:
     order = row_order(train_rows, budget.steps() * budget.batch_size, seed)
     for step in range(1, budget.steps() + 1):
@@ -267,10 +284,12 @@ def run_trial(
     on_eval: EvalCallback | None = None,
     on_trained: TrainedCallback | None = None,
     compile_mode: str | None = None,
+    gradient_checkpointing: bool = False,
 ) -> TrialResult:
     """Train LoRA adapters on `model` (or, with `lora` None, every weight: full fine-tuning) for the budget and
     evaluate them; `model` is left as it was. The decoder layers are compiled where the trial is long enough to
-    repay it (tuner.training.compilation; `compile_mode` auto, on or off, else ADVISOR_COMPILE's)."""
+    repay it (tuner.training.compilation; `compile_mode` auto, on or off, else ADVISOR_COMPILE's), and not with
+    `gradient_checkpointing` (each layer's activations recomputed in the backward pass)."""
     import torch
     from transformers import get_cosine_schedule_with_warmup
 
@@ -278,7 +297,10 @@ def run_trial(
     session_of = adapter_session(model, lora, learning_rate, seed) if lora else full_session(model, learning_rate, seed)
     with (
         session_of as session,
-        layer_compiler(session.peft_model, runtime.device.type, compile_mode) as compiler,
+        checkpointing(model, gradient_checkpointing),
+        layer_compiler(
+            session.peft_model, runtime.device.type, "off" if gradient_checkpointing else compile_mode
+        ) as compiler,
         fused_elementwise(session.peft_model),
     ):
         peft_model, optimizer, trainable = session.peft_model, session.optimizer, session.trainable

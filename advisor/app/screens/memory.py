@@ -36,7 +36,7 @@ class MemoryScreen(StepScreen):
         """The breakdown of a paper-default trial (r=16, all linear layers, 4 x 512) and, under a budget, what fits."""
         from tuner.errors import AdvisorError
         from tuner.memory.estimate import PARTS, TrainSetup, estimate, model_shape
-        from tuner.memory.report import feasible_text, memory_report
+        from tuner.memory.report import feasible_text, memory_options, memory_report, options_text
         from tuner.memory.sizes import format_size, parse_size
 
         problem = ""  # a budget that does not parse is said once, where Next would say it
@@ -53,7 +53,10 @@ class MemoryScreen(StepScreen):
                 size, problem = None, str(error)
             if size is not None:
                 report = memory_report(self.advisor_app.choices.model, shape, setup, size)
-                lines += ["", feasible_text(report)]
+                options = memory_options(shape, setup, size)
+                lines += ["", feasible_text(report), "", "Ways to train a trial:", options_text(options)]
+                if not options[0]["fits"] and not options[1]["fits"] and options[2]["fits"]:
+                    lines.append("Only QLoRA fits: the study trains its trials on 4-bit weights (--quantize nf4).")
             message = "\n".join(lines)
         except (AdvisorError, ValueError) as error:
             message = f"[red]{error}[/red]"
@@ -88,6 +91,8 @@ def too_small(model: str, budget: int) -> str | None:
 
     shape = model_shape(model)
     smallest = TrainSetup(rank=8, targets="attention", batch=4, seq_len=512)
+    if estimate(shape, replace(smallest, quantized=True)).total <= budget:
+        return None  # QLoRA fits where 16-bit weights might not: the study turns it on
     refusal = weights_refusal(shape, smallest, budget)
     if refusal is not None:
         return refusal[0].upper() + refusal[1:] + "."

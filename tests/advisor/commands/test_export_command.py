@@ -75,6 +75,7 @@ def test_cli_exports_a_finished_study(capsys, tmp_path):
         "warmup_ratio": 0.1,
         "hardware": "cpu",  # where the study ran
         "gradient_checkpointing": False,
+        "quantize": None,
     }
     preset = load_preset(str(tmp_path / "out"))
     assert preset.source == "study" and preset.extra["trial"] == 7 and preset.model == "smollm2-135m-instruct"

@@ -51,11 +51,23 @@ VARIANT_PRESETS = {
 MESSAGES = replace(load_preset("math-cpu"), name="custom-messages", task="custom", data_format="messages")
 TEXT = replace(MESSAGES, name="custom-text", data_format="text", regime="cpt")
 LLAMA2_MESSAGES = replace(load_preset("math-24gib"), name="llama2-messages", data_format="messages")
+
+
+def qlora(preset: Preset) -> Preset:
+    """PRESET as a QLoRA preset: its adapter trained on the base model's weights in 4-bit NF4."""
+    return replace(preset, name=f"{preset.name}-qlora", recipe=replace(preset.recipe, quantize="nf4"))
+
+
+# QLoRA: the paper's Llama-2-7B on a GPU, and the built-in model on a CPU (which LitGPT refuses).
+QLORA = qlora(load_preset("math-24gib"))
+QLORA_CPU = qlora(load_preset("math-cpu"))
 PRESETS = {
     "math-24gib": load_preset("math-24gib"),
     "code-80gib": load_preset("code-80gib"),
     "attention": ATTENTION,
     "mlp": MLP,
+    "qlora": QLORA,
+    "qlora-cpu": QLORA_CPU,
 }
 
 

@@ -10,12 +10,15 @@ from advisor.exports.axolotl import LLAMA2_CHAT_TEMPLATE, LORA_KERNELS
 from advisor.presets import load_preset
 from tests.advisor.exports.shared import (
     MLP,
+    PRESETS,
     VARIANT_PRESETS,
     check_header,
+    comments,
     exported_fields,
     own_keys,
     variant_keys,
 )
+from tuner.errors import AdvisorError
 
 # What axolotl calls the settings of math-24gib (r=16, alpha=32, all linear layers, lr 1e-4, 4 epochs,
 # batch 2 x 512, 10 % warm-up, bf16 on a GPU, no gradient checkpointing, Llama-2); sources in
@@ -114,3 +117,25 @@ def test_axolotl_sets_each_variant_in_its_own_key(tmp_path, variant):
     fields = exported_fields(tmp_path, "axolotl", VARIANT_PRESETS[variant])
     assert variant_keys(fields, VARIANT_KEYS) == VARIANT_KEYS[variant]
     assert variant_keys(exported_fields(tmp_path / "plain", "axolotl"), VARIANT_KEYS) == {}
+
+
+# QLoRA in axolotl's keys: its loader then builds NF4 with double quantisation, computing in the training dtype.
+QLORA_KEYS = {"adapter": "qlora", "load_in_4bit": True}
+
+
+@pytest.mark.parametrize(("key", "plain"), [("qlora", "math-24gib"), ("qlora-cpu", "math-cpu")])
+def test_axolotl_qlora_is_the_qlora_adapter_on_4_bit_weights(tmp_path, key, plain):
+    fields = exported_fields(tmp_path, "axolotl", PRESETS[key])
+    assert own_keys(fields, QLORA_KEYS) == QLORA_KEYS
+    assert read_export(tmp_path)["quantize"] == "nf4"
+    assert "adapter qlora with load_in_4bit loads the base model's linear layers" in comments(tmp_path / "axolotl.yaml")
+    fields = exported_fields(tmp_path / "plain", "axolotl", load_preset(plain))
+    assert (fields["adapter"], "load_in_4bit" in fields) == ("lora", False)
+
+
+def test_an_axolotl_qlora_file_without_4_bit_weights_is_refused(tmp_path):
+    fields = exported_fields(tmp_path, "axolotl", PRESETS["qlora"])
+    del fields["load_in_4bit"]
+    (tmp_path / "axolotl.yaml").write_text(yaml.safe_dump(fields), encoding="utf-8")
+    with pytest.raises(AdvisorError, match="adapter qlora without load_in_4bit: true, which axolotl refuses"):
+        read_export(tmp_path)

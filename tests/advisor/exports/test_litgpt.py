@@ -7,11 +7,12 @@ from dataclasses import replace
 
 import pytest
 
-from advisor.exports import carried_fields, read_export
+from advisor.exports import carried_fields, export_preset, read_export
 from advisor.exports.base import warmup_steps, warmup_steps_note
 from advisor.presets import load_preset, shipped_presets
 from tests.advisor.exports.shared import (
     ATTENTION,
+    PRESETS,
     VARIANT_PRESETS,
     check_header,
     comments,
@@ -111,4 +112,30 @@ def test_litgpt_refuses_to_read_a_precision_no_preset_trains_in(tmp_path):
     path = tmp_path / "litgpt-lora.yaml"
     path.write_text(path.read_text(encoding="utf-8").replace("32-true", "16-mixed"), encoding="utf-8")
     with pytest.raises(AdvisorError, match="precision 16-mixed"):
+        read_export(tmp_path)
+
+
+def test_litgpt_qlora_quantizes_with_bitsandbytes_nf4_double_quantised_in_bf16_true(tmp_path):
+    fields = exported_fields(tmp_path, "litgpt", PRESETS["qlora"])
+    # finetune_lora's setup refuses quantisation with a mixed precision: bf16-true is the dtype it computes in
+    assert (fields["quantize"], fields["precision"]) == ("bnb.nf4-dq", "bf16-true")
+    assert (
+        read_export(tmp_path) == carried_fields(PRESETS["qlora"], "litgpt")
+        and read_export(tmp_path)["quantize"] == "nf4"
+    )
+    assert "bitsandbytes' PagedAdamW" in comments(tmp_path / "litgpt-lora.yaml")
+    assert "quantize" not in exported_fields(tmp_path / "plain", "litgpt", load_preset("math-24gib"))
+
+
+def test_litgpt_refuses_a_cpu_qlora_preset_which_lightning_cannot_quantize(tmp_path):
+    with pytest.raises(AdvisorError, match="Fabric refuses without a CUDA GPU"):
+        export_preset(PRESETS["qlora-cpu"], "litgpt", tmp_path / "out", origin="a test")
+    assert not (tmp_path / "out").exists()
+
+
+def test_litgpt_refuses_to_read_another_quantisation(tmp_path):
+    exported_fields(tmp_path, "litgpt", PRESETS["qlora"])
+    path = tmp_path / "litgpt-lora.yaml"
+    path.write_text(path.read_text(encoding="utf-8").replace("bnb.nf4-dq", "bnb.fp4"), encoding="utf-8")
+    with pytest.raises(AdvisorError, match=r"quantize bnb.fp4: LoRA Advisor's QLoRA is bnb.nf4-dq"):
         read_export(tmp_path)

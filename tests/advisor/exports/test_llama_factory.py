@@ -9,6 +9,7 @@ from advisor.exports import DATA_PLACEHOLDER, export_preset, read_export
 from advisor.presets import load_preset
 from tests.advisor.exports.shared import (
     MLP,
+    PRESETS,
     VARIANT_PRESETS,
     check_header,
     comments,
@@ -16,6 +17,7 @@ from tests.advisor.exports.shared import (
     own_keys,
     variant_keys,
 )
+from tuner.errors import AdvisorError
 
 # What LLaMA-Factory calls the settings of math-24gib (r=16, alpha=32, all linear layers, lr 1e-4, 4 epochs,
 # batch 2 x 512, 10 % warm-up, bf16 on a GPU, no gradient checkpointing, Llama-2); sources in
@@ -103,3 +105,33 @@ def test_llama_factory_sets_each_variant_in_its_own_keys(tmp_path, variant):
     fields = exported_fields(tmp_path, "llama-factory", VARIANT_PRESETS[variant])
     assert variant_keys(fields, VARIANT_KEYS) == VARIANT_KEYS[variant]
     assert variant_keys(exported_fields(tmp_path / "plain", "llama-factory"), VARIANT_KEYS) == {}
+
+
+# QLoRA in LLaMA-Factory's QuantizationArguments: 4-bit bitsandbytes, NF4, double quantisation.
+QLORA_KEYS = {
+    "quantization_bit": 4,
+    "quantization_method": "bnb",
+    "quantization_type": "nf4",
+    "double_quantization": True,
+}
+
+
+@pytest.mark.parametrize(("key", "plain"), [("qlora", "math-24gib"), ("qlora-cpu", "math-cpu")])
+def test_llama_factory_qlora_is_4_bit_bitsandbytes_nf4_double_quantised(tmp_path, key, plain):
+    fields = exported_fields(tmp_path, "llama-factory", PRESETS[key])
+    assert own_keys(fields, QLORA_KEYS) == QLORA_KEYS and fields["finetuning_type"] == "lora"
+    assert read_export(tmp_path)["quantize"] == "nf4"
+    assert "quantization_bit 4 with bitsandbytes, NF4 and double_quantization" in comments(
+        tmp_path / "llama-factory.yaml"
+    )
+    assert not set(QLORA_KEYS) & set(exported_fields(tmp_path / "plain", "llama-factory", load_preset(plain)))
+
+
+def test_a_llama_factory_file_with_another_quantisation_is_refused(tmp_path):
+    fields = exported_fields(tmp_path, "llama-factory", PRESETS["qlora"])
+    (tmp_path / "llama-factory.yaml").write_text(yaml.safe_dump({**fields, "quantization_bit": 8}), encoding="utf-8")
+    with pytest.raises(AdvisorError, match="LoRA Advisor's QLoRA is 4-bit bitsandbytes NF4 with double quantisation"):
+        read_export(tmp_path)
+    del fields["quantization_type"], fields["double_quantization"]  # LLaMA-Factory's defaults: NF4, double quantised
+    (tmp_path / "llama-factory.yaml").write_text(yaml.safe_dump(fields), encoding="utf-8")
+    assert read_export(tmp_path)["quantize"] == "nf4"

@@ -25,11 +25,11 @@ from advisor.exports import (
 )
 from advisor.exports.base import ADAPTER, ExportFormat
 from advisor.presets import load_preset, shipped_presets
-from tests.advisor.exports.shared import ATTENTION, MLP, PRESETS, VARIANT_PRESETS, comments
+from tests.advisor.exports.shared import ATTENTION, MLP, PRESETS, QLORA, VARIANT_PRESETS, comments, qlora
 from tuner.errors import AdvisorError
 
 # The only (format, preset) pairs an export refuses; the format's own test says why.
-REFUSED = {("torchtune", "mlp")}
+REFUSED = {("torchtune", "mlp"), ("litgpt", "qlora-cpu")}
 
 
 EVERY_PRESET = {**{name: load_preset(name) for name in shipped_presets()}, **PRESETS}
@@ -77,6 +77,34 @@ def test_a_variant_is_the_tools_own_setting_or_the_header_says_the_tool_has_none
     else:
         assert read_export(tmp_path).get("variant", "lora") == "lora"
         assert f"{chosen.tool} has no setting for" in headed and "so this file trains plain LoRA" in headed
+
+
+QUANTISATION = re.compile(r"qlora|quanti[sz]|4bit|4-bit|nf4|bnb", re.IGNORECASE)
+"""Any word of quantisation, which no 16-bit preset's export holds."""
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_qlora_preset_says_so_and_reads_back_and_a_16_bit_one_names_no_quantisation(tmp_path, fmt):
+    export_preset(QLORA, fmt, tmp_path / "qlora", origin="a test")
+    headed = comments(tmp_path / "qlora" / ("README.md" if fmt == "peft" else CONFIG_FILES[fmt]))
+    assert "QLoRA: the base model's linear layers in 4-bit NF4 with double quantisation" in headed
+    # set in the tool's own keys, but for PEFT, whose adapter config has no setting for it
+    assert (f"set in {TOOL_NAMES[fmt]}'s own keys below" in headed) is ("quantize" in CARRIED[fmt])
+    assert read_export(tmp_path / "qlora") == carried_fields(QLORA, fmt)
+    assert load_preset(str(tmp_path / "qlora")) == QLORA  # preset.yaml keeps quantize: nf4
+    written = export_preset(PRESETS["math-24gib"], fmt, tmp_path / "lora", origin="a test")
+    assert not [path.name for path in written if QUANTISATION.search(path.read_text(encoding="utf-8"))]
+    assert read_export(tmp_path / "lora").get("quantize") is None
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_qlora_preset_keeps_its_variant_where_the_tool_has_one(tmp_path, fmt):
+    preset = qlora(VARIANT_PRESETS["dora"])
+    export_preset(preset, fmt, tmp_path, origin="a test")
+    assert read_export(tmp_path) == carried_fields(preset, fmt)
+    assert read_export(tmp_path).get("variant", "lora") == (
+        "dora" if "dora" in EXPORT_FORMATS[fmt].variants else "lora"
+    )
 
 
 def test_formats_are_offered_in_the_registrys_order_with_their_own_names_and_files():

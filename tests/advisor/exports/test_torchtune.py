@@ -14,11 +14,13 @@ from advisor.presets import load_preset, shipped_presets
 from tests.advisor.exports.shared import (
     ATTENTION,
     MLP,
+    PRESETS,
     VARIANT_PRESETS,
     check_header,
     comments,
     exported_fields,
     own_keys,
+    qlora,
 )
 from tuner.errors import AdvisorError
 
@@ -131,3 +133,36 @@ def test_torchtune_refuses_to_read_a_device_and_dtype_no_preset_trains_in(tmp_pa
     path.write_text(path.read_text(encoding="utf-8").replace("dtype: fp32", "dtype: bf16"), encoding="utf-8")
     with pytest.raises(AdvisorError, match="device cpu with dtype bf16"):
         read_export(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("key", "builder"),
+    [("qlora", "llama2.qlora_llama2_7b"), ("qlora-cpu", "llama3_2.qlora_llama3_2_1b")],
+)
+def test_torchtune_qlora_is_the_lora_builders_qlora_twin(tmp_path, key, builder):
+    preset = PRESETS[key]
+    fields = exported_fields(tmp_path, "torchtune", preset)
+    assert fields["model"]["_component_"] == f"torchtune.models.{builder}"
+    assert read_export(tmp_path) == carried_fields(preset, "torchtune") and read_export(tmp_path)["quantize"] == "nf4"
+    assert "the base model's linear weights in torchao's NF4" in comments(tmp_path / "torchtune.yaml")
+    plain = exported_fields(
+        tmp_path / "plain", "torchtune", replace(preset, recipe=replace(preset.recipe, quantize=None))
+    )
+    assert plain["model"]["_component_"] == f"torchtune.models.{builder.replace('qlora_', 'lora_')}"
+
+
+def test_a_qlora_dora_preset_keeps_use_dora_on_the_qlora_builder(tmp_path):
+    model = exported_fields(tmp_path, "torchtune", qlora(VARIANT_PRESETS["dora"]))["model"]
+    assert (model["_component_"], model["use_dora"]) == ("torchtune.models.llama3_2.qlora_llama3_2_1b", True)
+
+
+def test_a_builder_without_a_qlora_twin_stays_lora_and_the_file_says_so(tmp_path, monkeypatch):
+    from advisor.exports import torchtune
+
+    monkeypatch.setattr(torchtune, "QLORA_BUILDERS", {})
+    fields = exported_fields(tmp_path, "torchtune", PRESETS["qlora"])
+    assert fields["model"]["_component_"] == "torchtune.models.llama2.lora_llama2_7b"  # no builder guessed at
+    assert "torchtune has no QLoRA twin of lora_llama2_7b, so this file trains 16-bit LoRA" in comments(
+        tmp_path / "torchtune.yaml"
+    )
+    assert read_export(tmp_path)["quantize"] is None

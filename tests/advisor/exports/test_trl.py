@@ -139,3 +139,26 @@ def test_trl_export_reads_back_hardware_and_checkpointing(tmp_path, name):
     export_preset(preset, "trl", tmp_path, origin="a test")
     assert read_export(tmp_path) == carried_fields(preset, "trl")
     assert read_export(tmp_path)["hardware"] == preset.hardware
+
+
+# QLoRA in trl.ModelConfig's keys (get_quantization_config turns them into a BitsAndBytesConfig).
+QLORA_KEYS = {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "use_bnb_nested_quant": True}
+
+
+@pytest.mark.filterwarnings("ignore:`gradient_checkpointing` is deprecated:FutureWarning")  # TRL's own default
+@pytest.mark.parametrize(
+    ("key", "plain", "compute"), [("qlora", "math-24gib", "bfloat16"), ("qlora-cpu", "math-cpu", "float32")]
+)
+def test_trl_qlora_builds_a_4_bit_nf4_double_quantised_config_computing_in_the_presets_dtype(
+    tmp_path, key, plain, compute
+):
+    fields = exported_fields(tmp_path, "trl", PRESETS[key])
+    assert own_keys(fields, QLORA_KEYS) == QLORA_KEYS
+    assert read_export(tmp_path)["quantize"] == "nf4"
+    assert not set(QLORA_KEYS) & set(exported_fields(tmp_path / "plain", "trl", load_preset(plain)))
+    trl = pytest.importorskip("trl")
+    parser = trl.TrlParser((trl.ScriptArguments, trl.SFTConfig, trl.ModelConfig, trl.DatasetMixtureConfig))
+    _, _, model_config, _ = parser.parse_args_and_config(["--config", str(tmp_path / "trl-sft.yaml"), "--use_cpu"])
+    config = trl.get_quantization_config(model_config)  # what `trl sft` hands SFTTrainer
+    assert (config.load_in_4bit, config.bnb_4bit_quant_type, config.bnb_4bit_use_double_quant) == (True, "nf4", True)
+    assert str(config.bnb_4bit_compute_dtype) == f"torch.{compute}"

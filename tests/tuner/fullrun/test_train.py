@@ -286,3 +286,17 @@ def test_a_run_compiled_once_its_first_steps_show_it_repays_trains_as_an_eager_o
     expected, got = adapter_weights(tmp_path / "eager"), adapter_weights(tmp_path / "compiled")
     for name in expected:
         torch.testing.assert_close(got[name], expected[name], rtol=1e-4, atol=1e-5)
+
+
+def test_gradient_checkpointing_gives_the_same_run(tiny_model: Path, data_dir: Path, tmp_path: Path) -> None:
+    from tuner.fullrun.train import RunOptions, train_run
+
+    curves = []
+    for checkpointing in (False, True):
+        out = tmp_path / f"checkpointing-{checkpointing}"
+        options = RunOptions(save_steps=100, gradient_checkpointing=checkpointing)
+        train_run(tiny_run(tiny_model), out, data_dir=data_dir, options=options)
+        curves.append(json.loads((out / "adapter" / "training.json").read_text())["loss_curve"])
+    plain, recomputed = curves
+    assert len(plain) == len(recomputed) == 20
+    assert all(a[1] == pytest.approx(b[1], abs=1e-4) for a, b in zip(plain, recomputed, strict=True))

@@ -239,3 +239,14 @@ def test_the_loss_at_labelled_positions_only_equals_the_models_own_with_its_grad
             torch.testing.assert_close(our_grads[name], grad, rtol=1e-4, atol=1e-6)
     finally:
         peft_model.unload()
+
+
+def test_gradient_checkpointing_trains_to_the_same_losses(setup):
+    model, data, runtime, start = setup
+    lora = LoraSettings(16, 32, "all")
+    plain = run_trial(model, data, lora, 1e-2, BUDGET, runtime, start_loss=start)
+    recomputed = run_trial(model, data, lora, 1e-2, BUDGET, runtime, start_loss=start, gradient_checkpointing=True)
+    assert [s for s, _ in recomputed.train_curve] == [s for s, _ in plain.train_curve]
+    for (_, expected), (_, loss) in zip(plain.train_curve, recomputed.train_curve, strict=True):
+        assert loss == pytest.approx(expected, abs=1e-4)
+    assert not model.is_gradient_checkpointing  # switched off again for the next trial
