@@ -43,9 +43,9 @@ METHODS = ("lora", "full")
 """LoRA adapters, or full fine-tuning: every weight trained, the reference Biderman et al. 2024 compare LoRA to."""
 VARIANTS = ("lora", "rslora", "dora", "pissa", "loraplus")
 """LoRA variants: plain, rank-stabilised scaling, weight-decomposed, PiSSA initialisation, a higher rate for B."""
-QUANTIZE_MODES = ("none", "nf4", "search")
-"""The base model's weights while LoRA trains: 16-bit ('none'), 4-bit NF4 with double quantisation (QLoRA,
-Dettmers et al. 2023), or both compared by the study ('search', since QLoRA costs quality)."""
+QUANTIZE_MODES = ("none", "nf4")
+"""The base model's weights while LoRA trains: 16-bit ('none') or 4-bit NF4 with double quantisation (QLoRA,
+Dettmers et al. 2023)."""
 
 # Llama-style module names (PAPER.md, "Names other tools use for the same settings").
 ATTENTION_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj")

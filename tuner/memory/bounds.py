@@ -29,10 +29,10 @@ def study_quantize(settings: StudySettings, space: SearchSpace, device: str) -> 
     shape = memory.model_shape(settings.model)
     setup = memory.TrainSetup(device=device, batch=settings.budget.batch_size, seq_len=settings.budget.seq_len)
 
-    def any_fits(quantized: bool) -> bool:
+    def any_fits(quantized: bool) -> bool:  # with checkpointing where needed, as the trials then run
+        least = replace(setup, quantized=quantized, gradient_checkpointing=True)
         return any(
-            memory.estimate(shape, replace(setup, rank=r, targets=t, quantized=quantized)).total
-            <= settings.memory_budget
+            memory.estimate(shape, replace(least, rank=r, targets=t)).total <= settings.memory_budget
             for r in space.ranks
             for t in space.targets
         )

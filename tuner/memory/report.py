@@ -121,14 +121,14 @@ def memory_options(shape: ModelShape, setup: TrainSetup, budget: int | None, gpu
     and, under a budget, whether it fits: 16-bit LoRA and QLoRA, without and with gradient checkpointing, full
     fine-tuning on one GPU and sharded with FSDP over `gpus` (with checkpointing, as sharded runs are)."""
     lora = replace(setup, targets=setup.targets if setup.targets != "full" else "all", variant="lora", shards=1)
-    full = replace(lora, targets="full", quantized=False)
+    full = replace(lora, targets="full", quantized=False, gradient_checkpointing=False)
     what = f"r={lora.rank} on {lora.targets}"
     rows = [
         ("lora", f"LoRA {what}, 16-bit weights", replace(lora, quantized=False, gradient_checkpointing=False)),
         ("lora+ckpt", "  + gradient checkpointing", replace(lora, quantized=False, gradient_checkpointing=True)),
         ("qlora", f"QLoRA {what}, 4-bit NF4 weights", replace(lora, quantized=True, gradient_checkpointing=False)),
         ("qlora+ckpt", "  + gradient checkpointing", replace(lora, quantized=True, gradient_checkpointing=True)),
-        ("full", "full fine-tuning, one GPU", replace(full, gradient_checkpointing=False)),
+        ("full", "full fine-tuning" + (", one GPU" if setup.device == "cuda" else ""), replace(full)),
     ]
     if setup.device == "cuda" and gpus > 1:
         fsdp = replace(full, gradient_checkpointing=True, shards=gpus)

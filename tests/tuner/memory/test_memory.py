@@ -191,3 +191,35 @@ def test_tune_with_a_budget_nothing_fits_in_says_so(capsys, tiny_model, data_dir
     code, _, err = run_cli(capsys, *args, "--out", str(tmp_path / "run"), "--memory-budget", "1000")
     assert code == 2 and err.startswith("advisor: error: a budget of 1 KiB is below the model's weights alone")
     assert not (tmp_path / "run").exists()
+
+
+def test_the_ways_to_train_under_a_budget_by_hand():
+    from tuner.memory.report import memory_options
+
+    setup = TrainSetup(device="cuda", rank=4, batch=2, seq_len=32)
+    lora = estimate(SMALL, setup).total
+    options = {row["option"]: row for row in memory_options(SMALL, setup, lora, gpus=4)}
+    assert list(options) == ["lora", "lora+ckpt", "qlora", "qlora+ckpt", "full", "full+fsdp"]
+    assert options["lora"]["total_bytes"] == lora and options["lora"]["fits"]
+    assert options["qlora"]["total_bytes"] == estimate(SMALL, replace(setup, quantized=True)).total
+    assert options["full"]["fits"] is False  # every weight and twice it in AdamW
+    # FSDP: each of 4 GPUs holds a quarter of the float32 weights, gradients and AdamW state, and two layers gathered
+    fsdp = estimate(SMALL, replace(setup, targets="full", gradient_checkpointing=True, shards=4))
+    full = estimate(SMALL, replace(setup, targets="full", gradient_checkpointing=True))
+    assert fsdp.optimizer == full.optimizer / 4 and fsdp.gradients == full.gradients / 4
+    assert fsdp.weights == 2 * sum(i * o for i, o in SMALL.linear_shapes().values()) * 4
+    assert options["full+fsdp"]["total_bytes"] == fsdp.total < options["full"]["total_bytes"]
+    assert "full+fsdp" not in {row["option"] for row in memory_options(SMALL, replace(setup, device="cpu"), None)}
+    with pytest.raises(ValueError, match="FSDP shards full fine-tuning"):
+        TrainSetup(rank=4, shards=2)
+
+
+def test_memory_cli_lists_the_ways_to_train_and_qlora(capsys, tiny_model):
+    code, out, _ = run_cli(capsys, "memory", "--model", str(tiny_model), "--memory-budget", "1GiB", "--quantize", "nf4")
+    assert code == 0
+    assert ": QLoRA r=16 on all, batch 4 x 512" in " ".join(out.split())
+    assert "Ways to train at batch 4 x 512 tokens:" in out and "QLoRA r=16 on all, 4-bit NF4 weights" in out
+    code, out, _ = run_cli(capsys, "memory", "--model", str(tiny_model), "--device", "cuda", "--nproc", "4", "--json")
+    assert code == 0
+    options = json.loads(out)["options"]
+    assert options[-1]["option"] == "full+fsdp" and options[-1]["fits"] is None

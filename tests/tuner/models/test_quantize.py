@@ -129,3 +129,49 @@ def test_the_cli_refuses_qlora_full_fine_tuning_in_one_line(tiny_model, tmp_path
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines()[-1].startswith("advisor: error: QLoRA trains an adapter")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_study_under_a_budget_only_4_bit_weights_fit_trains_qlora_and_says_why(tiny_model, data_dir, tmp_path):
+    from dataclasses import replace
+
+    from tuner.events import Stage
+    from tuner.memory.estimate import TrainSetup, estimate, model_shape
+    from tuner.settings import StudySettings
+    from tuner.study.options import StudyOptions
+    from tuner.study.run import run_study
+    from tuner.study.space import SearchSpace
+
+    space = SearchSpace(ranks=(8, 16), targets=("attention", "all"))
+    budget = TrainBudget(train_tokens=2048, batch_size=2, seq_len=128, evaluations=1)
+    least = TrainSetup(rank=8, targets="attention", batch=2, seq_len=128, gradient_checkpointing=True)
+    shape = model_shape(str(tiny_model))
+    sixteen, four = estimate(shape, least).total, estimate(shape, replace(least, quantized=True)).total
+    assert four < sixteen
+    settings = StudySettings(
+        model=str(tiny_model), data=DataSettings("math"), trials=1, budget=budget, memory_budget=sixteen - 1
+    )
+    said = []
+    options = StudyOptions(data_dir=data_dir, score_items=0, space=space, report=said.append)
+    recommendation = run_study(settings, tmp_path / "run", options)
+    assert recommendation.quantize == "nf4"
+    assert "only 4-bit weights fit the memory budget" in recommendation.evidence["quantize"]
+    assert any(isinstance(e, Stage) and "only QLoRA (4-bit NF4 weights) fits" in e.message for e in said)
+    written = json.loads((tmp_path / "run" / "recommendation.json").read_text())
+    assert written["quantize"] == "nf4"
+
+
+def test_a_qlora_studys_preset_and_full_run_keep_4_bit(tiny_model, tmp_path):
+    from advisor.presets import preset_from_dict
+
+    preset = preset_from_dict(
+        {
+            "name": "q",
+            "task": "math",
+            "lora": {"rank": 8, "alpha": 16, "targets": "all"},
+            "learning_rate": 1e-4,
+            "quantize": "nf4",
+        }
+    )
+    assert preset.recipe.quantize == "nf4" and preset.to_dict()["quantize"] == "nf4"
+    sixteen = preset_from_dict({**preset.to_dict(), "quantize": None})
+    assert "quantize" not in sixteen.to_dict()  # 16-bit presets are written as before
