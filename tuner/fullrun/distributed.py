@@ -10,6 +10,7 @@ checkpoints.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -140,10 +141,11 @@ def shard_loss(model: Any, inputs: dict[str, torch.Tensor], world: int) -> torch
     """This rank's share of the step's loss: its summed loss over the label tokens of every rank, times the ranks
     (DDP averages the ranks' gradients), so the step's gradient is the one-process step's mean per label token.
 
-    Through the model's own forward and loss (`num_items_in_batch` makes it a sum over that count): DDP syncs the
-    gradients of what runs through its wrapper, so the one-process run's loss, which reaches into the model's layers,
-    cannot be used; it equals the model's own to float tolerance. A rank whose rows are all padding (the last, short
-    batch of an epoch) sums nothing and contributes zero."""
+    `model` is the DDP wrapper, which syncs the gradients of what runs through its forward: inside summed_forward,
+    that forward is the one-process run's loss (summed); without it, the model's own loss (a sum through
+    `num_items_in_batch`), equal to it to float tolerance. A rank whose rows are all padding (the last, short batch
+    of an epoch) sums nothing and contributes zero."""
+    import torch
     import torch.distributed as dist
 
     from tuner.data.packing import IGNORE_INDEX
@@ -151,7 +153,41 @@ def shard_loss(model: Any, inputs: dict[str, torch.Tensor], world: int) -> torch
     total = (inputs["labels"][:, 1:] != IGNORE_INDEX).sum()
     dist.all_reduce(total)
     output = model(**inputs, use_cache=False, num_items_in_batch=total.clamp(min=1))
-    return output.loss * world
+    loss = output if isinstance(output, torch.Tensor) else output.loss
+    return loss * world
+
+
+@contextlib.contextmanager
+def summed_forward(model: Any) -> Iterator[None]:
+    """Within this block, `model` called on a packed batch returns the one-process run's loss summed over its label
+    tokens, over `num_items_in_batch` (tuner.training.loss: attention by example, logits in chunks at labelled
+    positions): what shard_loss runs through DDP's forward. Models the one-process loss leaves to their own loss
+    (scaled or soft-capped logits, a head that is not a plain linear layer) keep their forward."""
+    import types
+
+    from tuner.training.loss import _linear_weight, plain_output_head, training_loss
+
+    head = plain_output_head(model)
+    weight = _linear_weight(head) if head is not None else None
+    if weight is None:
+        yield
+        return
+
+    def forward(self: Any, *, num_items_in_batch: torch.Tensor, use_cache: bool = False, **batch: Any) -> Any:
+        from tuner.data.packing import IGNORE_INDEX
+
+        counted = (batch["labels"][:, 1:] != IGNORE_INDEX).sum()
+        if int(counted) == 0:  # every row padding: zero, through every trained weight (DDP expects them all)
+            trained = [p for p in self.parameters() if p.requires_grad]
+            decoder = self.get_decoder()(input_ids=batch["input_ids"], position_ids=batch["position_ids"])
+            return decoder.last_hidden_state.sum() * 0.0 + sum(p.sum() for p in trained) * 0.0
+        return training_loss(self, batch) * counted / num_items_in_batch
+
+    model.forward = types.MethodType(forward, model)
+    try:
+        yield
+    finally:
+        vars(model).pop("forward", None)
 
 
 class StepOrder:

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
     from tuner.data.packing import PackedRows
     from tuner.data.prepare import StudyData
+    from tuner.fullrun.distributed import StepOrder
     from tuner.fullrun.scores import EpochScorer
     from tuner.fullrun.train import RunOptions
     from tuner.training.compilation import LayerCompiler
@@ -120,6 +121,20 @@ def compiling(compiler: LayerCompiler, report: TrainReporter) -> TrainerCallback
     return Compiling()
 
 
+def epoch_setter(order: StepOrder) -> TrainerCallback:
+    """A callback giving the step order each epoch's number as it begins: a resumed run's data loader, wrapped once
+    more to skip the steps already trained, no longer passes Trainer's set_epoch down to it."""
+    import math
+
+    from transformers import TrainerCallback
+
+    class EpochSetter(TrainerCallback):
+        def on_epoch_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            order.set_epoch(math.floor((state.epoch or 0.0) + 1e-6))  # a resumed run begins mid-epoch
+
+    return EpochSetter()
+
+
 def run_trainer(
     model: Any,
     optimizer: Any,
@@ -140,7 +155,7 @@ def run_trainer(
     import torch
     from transformers import PrinterCallback, Trainer, TrainingArguments
 
-    from tuner.fullrun.distributed import StepOrder, ranks, shard_loss
+    from tuner.fullrun.distributed import StepOrder, ranks, shard_loss, summed_forward
     from tuner.training.attention import packed_attention
     from tuner.training.compilation import layer_compiler
     from tuner.training.fused_elementwise import fused_elementwise
@@ -198,6 +213,7 @@ def run_trainer(
         fused_elementwise(model),
         # With checkpointing, the backward pass recomputes each layer: it must attend by example as the forward did.
         packed_attention(model) if options.gradient_checkpointing else contextlib.nullcontext(),
+        summed_forward(model) if world > 1 else contextlib.nullcontext(),
     ):
         trainer = PackedTrainer(
             model=model,
@@ -207,6 +223,7 @@ def run_trainer(
             callbacks=[
                 *_callbacks(report, recipe.batch_size * recipe.seq_len, epoch_scorer),
                 compiling(compiler, report),
+                *([epoch_setter(order)] if order is not None else []),
                 *callbacks,
             ],
             # AdamW without weight decay (LoRA+'s for loraplus); Trainer wraps it in the cosine schedule.

@@ -37,6 +37,15 @@ counted until that bench calibrates it there."""
 LOGIT_COPIES = 3
 """Vocabulary-sized float32 tensors per token alive at once at the loss: the logits, their log-softmax, and
 one gradient (the two gradients are never alive together; bench/memory_estimate.py checks the count)."""
+LOGIT_CHUNK_BYTES = 128 * 2**20
+"""Float32 logits the loss makes at once (tuner.training.loss.LOGIT_CHUNK_BYTES, which this module, being pure,
+repeats): the loss takes the vocabulary projection a chunk of rows at a time, so no more than a chunk's logits exist
+together, whatever the tokens per step."""
+
+
+def logit_rows(tokens: int, vocab: int) -> int:
+    """Rows of logits alive at once at the loss: the step's tokens, at most one chunk's rows."""
+    return min(tokens, max(1, LOGIT_CHUNK_BYTES // (4 * vocab)))
 QLORA_BYTES_PER_PARAM = 0.5 + 0.5 / 64 * 1.0625
 """NF4 weights with double-quantised block constants (QLoRA, Dettmers et al. 2023): about 4.13 bits."""
 
@@ -268,7 +277,7 @@ def estimate(shape: ModelShape, setup: TrainSetup) -> MemoryEstimate:
         gradients=math.ceil(trainable * trainable_bytes / shards),
         optimizer=math.ceil(trainable * trainable_bytes * OPTIMIZERS[setup.optimizer] / shards),
         activations=math.ceil(activation_values * setup.activation_bytes) + dora_forward_values(shape, setup) * 4,
-        logits=setup.tokens * shape.vocab * 4 * LOGIT_COPIES,  # the loss runs in float32
+        logits=logit_rows(setup.tokens, shape.vocab) * shape.vocab * 4 * LOGIT_COPIES,  # the loss runs in float32
         overhead=RUNTIME_OVERHEAD[setup.device],
         trainable_parameters=trainable,
     )

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedModel
 
-LOGIT_CHUNK_BYTES = 128 * 2**20
+LOGIT_CHUNK_BYTES = 128 * 2**20  # the memory estimate counts one chunk (tuner.memory.estimate repeats this)
 """Float32 logits made at once: 682 rows of a 49,152-token vocabulary (SmolLM2's), 261 of a 128,256-token one
 (Llama 3's). Not less: a short chunk leaves the vocabulary projection's matmul starved of rows."""
 

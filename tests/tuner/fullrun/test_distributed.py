@@ -20,8 +20,9 @@ from tuner.fullrun.distributed import Launch, StepOrder
 
 
 def train_command(model: Path, data_dir: Path, out: Path, *options: str) -> list[str]:
-    """Two epochs of 11 steps: 22 examples of GSM8K at 64 tokens, batch 2 (one row per rank), checkpoints every 4."""
-    settings = ["--task", "math", "--epochs", "2", "--train-examples", "22", "--batch-size", "2", "--seq-len", "64"]
+    """Two epochs of 6 steps: 22 rows of GSM8K at 64 tokens, batch 4 (two rows per rank; each epoch's last step has
+    2 rows, so the second rank's part is padding), checkpoints every 4 steps."""
+    settings = ["--task", "math", "--epochs", "2", "--train-examples", "22", "--batch-size", "4", "--seq-len", "64"]
     settings += ["--learning-rate", "1e-2", "--no-eval", "--save-steps", "4"]
     where = ["--model", str(model), "--data-dir", str(data_dir), "--out", str(out)]
     return [sys.executable, "-m", "advisor.cli", "train", *where, *settings, *options]
@@ -54,7 +55,7 @@ def test_two_processes_give_the_one_process_losses_and_weights(one_process, tiny
     )
     assert done.returncode == 0, done.stderr[-2000:]
     one, two = history(one_process), history(out)
-    assert len(two["loss_curve"]) == len(one["loss_curve"]) == 22
+    assert len(two["loss_curve"]) == len(one["loss_curve"]) == 12 and one["train_rows"] == 22
     for (step, expected), (same_step, loss) in zip(one["loss_curve"], two["loss_curve"], strict=True):
         assert step == same_step and loss == pytest.approx(expected, abs=1e-4)
     assert one["loss_curve"][-1][1] < one["loss_curve"][0][1]  # it trained
@@ -106,6 +107,9 @@ def test_a_rank_killed_mid_run_stops_it_in_one_line_and_the_same_command_resumes
     assert done.returncode == 0, done.stderr[-2000:]
     resumed = history(out)
     assert resumed["resumed_from"] is not None and int(resumed["resumed_from"].split("-")[1]) >= 8
+    # mid-way through the second epoch: the steps after the checkpoint take the uninterrupted run's rows
+    for (step, expected), (_, loss) in zip(history(one_process)["loss_curve"], resumed["loss_curve"], strict=True):
+        assert loss == pytest.approx(expected, abs=1e-4), step
     expected_weights, weights = adapter(one_process), adapter(out)
     assert all(torch.allclose(weights[k], expected_weights[k], atol=1e-4) for k in weights)
 
