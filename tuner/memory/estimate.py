@@ -46,6 +46,8 @@ together, whatever the tokens per step."""
 def logit_rows(tokens: int, vocab: int) -> int:
     """Rows of logits alive at once at the loss: the step's tokens, at most one chunk's rows."""
     return min(tokens, max(1, LOGIT_CHUNK_BYTES // (4 * vocab)))
+
+
 QLORA_BYTES_PER_PARAM = 0.5 + 0.5 / 64 * 1.0625
 """NF4 weights with double-quantised block constants (QLoRA, Dettmers et al. 2023): about 4.13 bits."""
 
