@@ -256,12 +256,17 @@ def checkpointing(model: PreTrainedModel, on: bool) -> Iterator[None]:
     if not on:
         yield
         return
-    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers' name from 5.x (the old one warns)
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        disable = model.activation_checkpointing_disable
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        disable = model.gradient_checkpointing_disable
     try:
         with packed_attention(model):
             yield
     finally:
-        model.gradient_checkpointing_disable()
+        disable()
 
 
 def _steps(budget: TrainBudget, train_rows: int, seed: int) -> Iterator[tuple[int, list[int]]]:
