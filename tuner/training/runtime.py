@@ -145,3 +145,6 @@ def quiet_libraries() -> None:
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers|peft)\.")
+    # peft looks up the base model's config on the hub when it saves an adapter, to see whether the vocabulary
+    # changed; offline it warns and assumes not, which is so (the advisor never resizes it).
+    warnings.filterwarnings("ignore", message="Could not find a config file in", module=r"peft\.")
