@@ -121,7 +121,7 @@ def train(args: TrainArgs, argv: Sequence[str] = ()) -> int:
     from advisor.presets import explicit_preset, load_preset, preset_from_run, preset_run_settings
     from advisor.progress import TrainRichReporter
     from tuner.data.load import resolve_data_dir
-    from tuner.fullrun.distributed import LAUNCHED, Launch, launch, ranks
+    from tuner.fullrun.distributed import LAUNCHED, Launch, launch, peer_lost, ranks
     from tuner.fullrun.handover import scoring_settings
     from tuner.fullrun.train import RunOptions, train_run
     from tuner.models.limits import check_fits_model
@@ -180,7 +180,8 @@ def train(args: TrainArgs, argv: Sequence[str] = ()) -> int:
         return launch(["train", *argv], plan, gpus)
     stderr = Console(stderr=True)
     if not ranks().main:  # another rank trains its part, silently; rank 0 reports
-        train_run(settings, out, data_dir=mirror, options=options)
+        with peer_lost():
+            train_run(settings, out, data_dir=mirror, options=options)
         return 0
     if settings.recipe.epochs < MIN_IFT_EPOCHS:
         epochs = settings.recipe.epochs
@@ -191,7 +192,8 @@ def train(args: TrainArgs, argv: Sequence[str] = ()) -> int:
         sys.stderr.write("note: HumanEval left out: it runs the model's code; pass --allow-code-execution\n")
     reporter = TrainRichReporter(stderr, stderr if args.json else Console())
     try:
-        result = train_run(settings, out, data_dir=mirror, options=options, report=reporter)
+        with peer_lost():
+            result = train_run(settings, out, data_dir=mirror, options=options, report=reporter)
     finally:
         reporter.close()
     if result is None:

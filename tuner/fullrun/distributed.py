@@ -98,8 +98,10 @@ def launch(arguments: Sequence[str], plan: Launch, gpus: int) -> int:
     import logging
     import signal
     import sys
+    import tempfile
     import uuid
 
+    from torch.distributed.elastic.multiprocessing import DefaultLogsSpecs, Std
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
@@ -110,7 +112,12 @@ def launch(arguments: Sequence[str], plan: Launch, gpus: int) -> int:
         environment["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // plan.nproc))
     os.environ.update(environment)
     single = plan.nnodes == 1 and plan.rdzv_endpoint is None
+    # The other ranks say nothing but their failures, which are said below: their output goes to files, so a rank
+    # caught mid-collective by another's failure does not print its traceback over the one line that explains it.
+    logs = tempfile.mkdtemp(prefix="advisor-ranks-")
+    quiet = {rank: Std.ALL for rank in range(1, plan.nproc)}
     config = LaunchConfig(
+        logs_specs=DefaultLogsSpecs(log_dir=logs, redirects=quiet),
         min_nodes=plan.nnodes,
         max_nodes=plan.nnodes,
         nproc_per_node=plan.nproc,
@@ -124,17 +131,46 @@ def launch(arguments: Sequence[str], plan: Launch, gpus: int) -> int:
     try:
         elastic_launch(config, sys.executable)("-m", "advisor.cli", *arguments)
     except ChildFailedError as error:
-        # The agent stops the other ranks with SIGTERM once one fails, and times failures to the second: the rank
-        # that failed is the first not stopped by it.
+        # The agent stops the other ranks with SIGTERM once one fails, and times failures to the second; a rank
+        # caught in a collective by another's death exits PEER_LOST: the rank that failed is the first of neither.
         rank, failure = min(
-            error.failures.items(), key=lambda item: (item[1].exitcode == -signal.SIGTERM, item[1].timestamp, item[0])
+            error.failures.items(),
+            key=lambda item: (item[1].exitcode in (-signal.SIGTERM, PEER_LOST), item[1].timestamp, item[0]),
         )
         how = f"was killed by signal {-failure.exitcode}" if failure.exitcode < 0 else f"exited {failure.exitcode}"
         raise AdvisorError(
-            f"rank {rank} of {plan.world} {how}, and the others were stopped; the same command resumes from the "
-            "last checkpoint"
+            f"rank {rank} of {plan.world} {how}, and the others were stopped (their output: {logs}); the same "
+            "command resumes from the last checkpoint"
         ) from None
     return 0
+
+
+PEER_LOST = 3
+"""A rank's exit status when a collective failed because another rank went away (the launcher names that one)."""
+
+
+@contextlib.contextmanager
+def peer_lost() -> Iterator[None]:
+    """Within this block, a rank whose collective fails because another rank died (torch.distributed's errors, and
+    the transport's: gloo raises a plain RuntimeError) exits with PEER_LOST and one line, not a traceback; outside the
+    launcher, nothing changes."""
+    import re
+    import sys
+
+    if not ranks().distributed:
+        yield
+        return
+    import torch.distributed as dist
+
+    try:
+        yield
+    except RuntimeError as error:
+        transport = re.search(r"gloo|nccl|connection (reset|closed|refused)|broken pipe", str(error), re.IGNORECASE)
+        if not isinstance(error, dist.DistError) and not transport:
+            raise
+        first = str(error).splitlines()[0] if str(error) else type(error).__name__
+        sys.stderr.write(f"advisor: rank {ranks().rank} lost the other ranks: {first[:200]}\n")
+        raise SystemExit(PEER_LOST) from None
 
 
 def shard_loss(model: Any, inputs: dict[str, torch.Tensor], world: int) -> torch.Tensor:

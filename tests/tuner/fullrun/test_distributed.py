@@ -97,10 +97,9 @@ def test_a_rank_killed_mid_run_stops_it_in_one_line_and_the_same_command_resumes
     os.kill(victim, signal.SIGKILL)
     _, stderr = launcher.communicate(timeout=120)
     assert launcher.returncode == 2
-    assert stderr.strip().splitlines()[-1] == (
-        "advisor: error: rank 1 of 2 was killed by signal 9, and the others were stopped; the same command "
-        "resumes from the last checkpoint"
-    )
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("advisor: error: rank 1 of 2 was killed by signal 9, and the others were stopped")
+    assert last.endswith("; the same command resumes from the last checkpoint") and "Traceback" not in stderr
     assert not (out / "adapter").exists()
 
     done = subprocess.run(command, capture_output=True, text=True, timeout=600)
