@@ -31,7 +31,6 @@ class Ranks:
 
     rank: int = 0
     world: int = 1
-    local: int = 0
 
     @property
     def main(self) -> bool:
@@ -48,7 +47,7 @@ def ranks() -> Ranks:
     environ = os.environ
     if LAUNCHED not in environ or "WORLD_SIZE" not in environ:
         return Ranks()
-    return Ranks(int(environ["RANK"]), int(environ["WORLD_SIZE"]), int(environ.get("LOCAL_RANK", 0)))
+    return Ranks(int(environ["RANK"]), int(environ["WORLD_SIZE"]))
 
 
 @dataclass(frozen=True)
@@ -96,6 +95,7 @@ def launch(arguments: Sequence[str], plan: Launch, gpus: int) -> int:
     """Run `python -m advisor.cli ARGUMENTS` as plan.nproc processes here (of plan.world in all) under torchrun's
     elastic agent; returns 0, or raises AdvisorError naming the rank that failed (the same command resumes)."""
     import logging
+    import shutil
     import signal
     import sys
     import tempfile
@@ -142,6 +142,7 @@ def launch(arguments: Sequence[str], plan: Launch, gpus: int) -> int:
             f"rank {rank} of {plan.world} {how}, and the others were stopped (their output: {logs}); the same "
             "command resumes from the last checkpoint"
         ) from None
+    shutil.rmtree(logs, ignore_errors=True)  # kept only to explain a failure
     return 0
 
 

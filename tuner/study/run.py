@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from tuner.memory.bounds import Checkpointing
     from tuner.records import Recommendation
     from tuner.scoring.evaluation import TrialScorer
+    from tuner.settings import LoraSettings
     from tuner.study.loop import StudyLock
     from tuner.study.space import SearchSpace
     from tuner.study.trial_objective import Feasibility
@@ -114,6 +115,10 @@ class Study:
 
         self.options.report(Stage(f"loading {self.inputs.source.describe()} on {self.runtime.describe()}{purpose}"))
         return load_model(self.inputs.source, self.runtime.device, self.runtime.dtype, self.quantize)
+
+    def needs_checkpointing(self, lora: LoraSettings) -> bool:
+        """Whether a configuration fits the memory budget only with gradient checkpointing (its runs then use it)."""
+        return self.checkpointing is not None and self.checkpointing(lora)
 
     def scorer(self) -> TrialScorer:
         """What scores the surviving trials on the benchmarks (the forgetting three and the task's own)."""

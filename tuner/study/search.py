@@ -138,7 +138,7 @@ def searched_space(study: Study, model: PreTrainedModel) -> SearchSpace:
         named = f" of {VARIANT_LABELS[lora.variant]}" if variant else ""
         sweep = f"{plan.start:g} to {plan.end:g} over {plan.steps} steps"
         options.report(Stage(f"learning-rate range test{named}: {sweep}"))
-        with checkpointing(model, study.checkpointing is not None and study.checkpointing(lora)):
+        with checkpointing(model, study.needs_checkpointing(lora)):
             found = run_range_test(model, inputs.data, lora, study.runtime, plan, seed=settings.data.seed)
         write_json(run_dir / range_file(variant), found.to_json())
         options.report(Stage(found.describe()))

@@ -201,13 +201,8 @@ def _train_again(study: Study, model: PreTrainedModel, record: TrialRecord, adap
         start_loss=start_loss,
         seed=study.settings.data.seed + (record.slot if record.slot is not None else record.number),
         on_trained=keep,
-        gradient_checkpointing=needs_checkpointing(study, lora_from_params(record.params)),
+        gradient_checkpointing=study.needs_checkpointing(lora_from_params(record.params)),
     )
-
-
-def needs_checkpointing(study: Study, lora: LoraSettings) -> bool:
-    """Whether a configuration fits the study's memory budget only with gradient checkpointing."""
-    return study.checkpointing is not None and study.checkpointing(lora)
 
 
 def hardware_choices(chosen: Recommendation, study: Study) -> Recommendation:
@@ -221,7 +216,7 @@ def hardware_choices(chosen: Recommendation, study: Study) -> Recommendation:
             why = f"only 4-bit weights fit the memory budget of {format_size(budget)} by the estimate"
         evidence["quantize"] = f"QLoRA: the trials trained on 4-bit NF4 base weights ({why}). {FINDINGS['qlora']}."
     pick = LoraSettings(chosen.rank, chosen.alpha, chosen.targets, variant=chosen.variant)
-    checkpointed = chosen.trial is not None and needs_checkpointing(study, pick)
+    checkpointed = chosen.trial is not None and study.needs_checkpointing(pick)
     if checkpointed and budget is not None:
         evidence["gradient_checkpointing"] = (
             f"on: r={chosen.rank} on {chosen.targets} fits the memory budget of {format_size(budget)} only when each "

@@ -115,9 +115,10 @@ class TrialObjective:
             raise optuna.TrialPruned(too_big)
 
         scores: dict[str, TaskScore] = {}
-        if self.checkpointing is not None and self.checkpointing(lora):
+        checkpointed = self.checkpointing is not None and self.checkpointing(lora)
+        if checkpointed:
             state.checkpointed()
-        result = self._train(trial, lora, float(params["learning_rate"]), scores)
+        result = self._train(trial, lora, float(params["learning_rate"]), scores, checkpointed)
         state.trained(
             [[s, round(v, 5)] for s, v in result.train_curve],
             [list(e) for e in result.evaluations],
@@ -134,8 +135,11 @@ class TrialObjective:
             raise optuna.TrialPruned(result.stopped_reason)
         return objective_value(target_loss, general_loss, self.base_losses["general_loss"], settings.goal)
 
-    def _train(self, trial: optuna.Trial, lora: LoraSettings, rate: float, scores: dict[str, TaskScore]) -> TrialResult:
-        """The trial's training run, reporting each step and evaluation; out of memory becomes TrialFailed."""
+    def _train(
+        self, trial: optuna.Trial, lora: LoraSettings, rate: float, scores: dict[str, TaskScore], checkpointed: bool
+    ) -> TrialResult:
+        """The trial's training run (with gradient checkpointing where `checkpointed`), reporting each step and
+        evaluation; out of memory becomes TrialFailed."""
         import torch
 
         from tuner.training.trial import run_trial
@@ -189,7 +193,7 @@ class TrialObjective:
                 on_step=on_step,
                 on_eval=on_eval,
                 on_trained=on_trained,
-                gradient_checkpointing=self.checkpointing is not None and self.checkpointing(lora),
+                gradient_checkpointing=checkpointed,
             )
         except torch.OutOfMemoryError as error:
             peak = torch.cuda.max_memory_allocated() if self.runtime.is_cuda else None

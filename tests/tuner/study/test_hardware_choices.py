@@ -16,7 +16,7 @@ def study(quantize: str | None, asked: str | None, checkpointing=None) -> Simple
     return SimpleNamespace(
         settings=settings,
         quantize=quantize,
-        checkpointing=checkpointing,
+        needs_checkpointing=lambda lora: checkpointing is not None and checkpointing(lora),
         runtime=SimpleNamespace(device=SimpleNamespace(type="cuda")),
     )
 
