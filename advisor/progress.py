@@ -171,7 +171,7 @@ def summary_table(trials: list[TrialRecord]) -> Table:
             number(params.get("learning_rate"), ".1e"),
             str(params.get("rank", "-")),
             number(lora.get("alpha"), "g"),
-            str(params.get("targets", "-")),
+            str(params.get("targets", "-")) + (" nf4" if params.get("quantize") == "nf4" else ""),
             trial_outcome(trial),
             number(trial.value, ".4f"),
             number(trial.target_loss, ".4f"),

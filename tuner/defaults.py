@@ -46,6 +46,9 @@ VARIANTS = ("lora", "rslora", "dora", "pissa", "loraplus")
 QUANTIZE_MODES = ("none", "nf4")
 """The base model's weights while LoRA trains: 16-bit ('none') or 4-bit NF4 with double quantisation (QLoRA,
 Dettmers et al. 2023)."""
+STUDY_QUANTIZE_MODES = (*QUANTIZE_MODES, "search")
+"""A study's base weights: one of QUANTIZE_MODES for every trial, or 'search': each trial draws 16 or 4 bits (QLoRA
+costs quality, so the search weighs it only when asked)."""
 
 # Llama-style module names (PAPER.md, "Names other tools use for the same settings").
 ATTENTION_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj")

@@ -28,6 +28,7 @@ from tuner.defaults import (
     PISSA_INIT,
     QUANTIZE_MODES,
     REGIMES,
+    STUDY_QUANTIZE_MODES,
     TARGET_SETS,
     TASKS,
     VARIANT_LABELS,
@@ -230,11 +231,11 @@ class StudySettings:
     search_budget: StudyBudget | None = None
     """Training tokens or seconds the whole study may spend (None: `trials` trials, however long they take)."""
     quantize: str | None = None
-    """The base model's weights in the trials (QUANTIZE_MODES); None: 16-bit, or 4-bit NF4 (QLoRA) where only that
-    fits the memory budget."""
+    """The base model's weights in the trials (STUDY_QUANTIZE_MODES; 'search': each trial draws 16 or 4 bits); None:
+    16-bit, or 4-bit NF4 (QLoRA) where only that fits the memory budget."""
 
     def __post_init__(self) -> None:
-        check_quantize_mode(self.quantize, "lora")
+        check_quantize_mode(self.quantize, "lora", allowed=STUDY_QUANTIZE_MODES)
         if self.memory_budget is not None and self.memory_budget < 1:
             raise ValueError(f"memory budget must be positive, got {self.memory_budget}")
         if self.trials < 1:

@@ -24,6 +24,7 @@ def describe_params(params: dict[str, Any]) -> str:
         return "-"
     lora = lora_from_params(params)
     variant = f", {lora.variant}" if lora.variant != "lora" else ""
+    variant += ", QLoRA" if params.get("quantize") == "nf4" else ""  # 4-bit base weights, under --quantize search
     return f"lr {float(params['learning_rate']):.2e}, r {lora.rank}, alpha {lora.alpha:g}, {lora.targets}{variant}"
 
 
@@ -96,6 +97,7 @@ def recommendation_text(recommendation: Recommendation) -> str:
         f"lr {recommendation.learning_rate:.2e}, rank {recommendation.rank}, "
         f"alpha {recommendation.alpha:g}, targets {recommendation.targets}, "
         + (f"variant {recommendation.variant}, " if recommendation.variant != "lora" else "")
+        + ("QLoRA (4-bit NF4 base), " if recommendation.quantize else "")
         + f"{recommendation.epochs} epochs",
     ]
     lines += [f"  {choice}: {why}" for choice, why in recommendation.evidence.items()]

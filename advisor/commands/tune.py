@@ -82,8 +82,11 @@ class TuneArgs(ModelArgs):
     """code task: score trials on HumanEval, running the generated code in a sandbox"""
     memory_budget: str | None = None
     """e.g. 24GiB (GPU memory, or RAM on CPU): only configurations estimated to fit are tried"""
-    quantize: str | None = option(None, choices=("none", "nf4"), shown_default="nf4 where only it fits the budget")
-    """nf4: QLoRA, the trials train on the base model's weights in 4-bit NF4 (bitsandbytes); none: 16-bit"""
+    quantize: str | None = option(
+        None, choices=("none", "nf4", "search"), shown_default="nf4 where only it fits the budget"
+    )
+    """nf4: QLoRA, the trials train on the base model's weights in 4-bit NF4 (bitsandbytes); none: 16-bit;
+    search: each trial draws 16 or 4 bits where both fit"""
     score_items: int | None = option(
         None, parse=non_negative, shown_default="as many as fit in 20% of a trial's time; 0: no scoring"
     )

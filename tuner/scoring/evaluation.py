@@ -292,20 +292,31 @@ class TrialScorer:
             state.base_scores_items = settings.limit
         return {name: TaskScore.from_dict(score) for name, score in (state.base_scores or {}).items()}
 
-    def __call__(self, adapted: PeftModel) -> dict[str, TaskScore] | None:
-        """Score a trial's adapter (and, once, the base model with the adapter switched off); None unless the
-        plan scores each trial."""
+    def __call__(self, adapted: PeftModel, base: PreTrainedModel | None = None) -> dict[str, TaskScore] | None:
+        """Score a trial's adapter (and, once, the base model: `base`, or the adapted one with the adapter switched
+        off); None unless the plan scores each trial."""
         if not self.scores_trials():
             return None
         settings = self._settings(StudyState(self.study).score_plan["limit"])  # type: ignore[index]
-        with adapted.disable_adapter():
-            self._score_base(adapted, settings)
+        if base is not None:  # a QLoRA trial of --quantize search, measured against the 16-bit base
+            self._score_base(base, settings)
+        else:
+            with adapted.disable_adapter():
+                self._score_base(adapted, settings)
         return score_model(adapted, self.tokenizer, settings, self.data_dir, self.runtime, notify=self.notify)
 
-    def score_pick(self, model: PreTrainedModel, adapter_dir: Path, trial: int, train_seconds: float) -> dict[str, Any]:
-        """Score the pick's adapter and the base model on items sized to PICK_SHARE of the study's training time, no
-        more than a general mean to TARGET_GENERAL_STDERR needs; returns (and stores) {trial, items, seconds,
-        scores}. The model is left as it was."""
+    def score_pick(
+        self,
+        model: PreTrainedModel,
+        adapter_dir: Path,
+        trial: int,
+        train_seconds: float,
+        adapter_base: PreTrainedModel | None = None,
+    ) -> dict[str, Any]:
+        """Score the pick's adapter (on `adapter_base`, the 4-bit base it trained on under --quantize search, else on
+        `model`) and the base model on items sized to PICK_SHARE of the study's training time, no more than a
+        general mean to TARGET_GENERAL_STDERR needs; returns (and stores) {trial, items, seconds, scores}. The
+        models are left as they were."""
         from peft import PeftModel
 
         from tuner.scoring.benchmarks import MAX_PICK_ITEMS, TARGET_GENERAL_STDERR, pick_items, scoring_seconds
@@ -329,12 +340,19 @@ class TrialScorer:
         measured = sum(score.seconds for score in base.values() if not score.cached)
         if measured > 0:  # the estimate refined by what the base model took on these items
             self.notify(f"scoring trial {trial}'s adapter (about {format_duration(measured)})")
-        adapted = PeftModel.from_pretrained(model, str(adapter_dir))
-        adapted.merge_adapter()  # scored at the base model's speed: generation pays no adapter per new token
+        from tuner.models.quantize import is_quantized
+
+        adapted = PeftModel.from_pretrained(adapter_base or model, str(adapter_dir))
+        # Merged, it is scored at the base model's speed (generation pays no adapter per new token); not into 4-bit
+        # weights, which would round the adapter and not give the base back.
+        merged = not is_quantized(adapter_base or model)
+        if merged:
+            adapted.merge_adapter()
         try:
             scores = score_model(adapted, self.tokenizer, settings, self.data_dir, self.runtime, notify=self.notify)
         finally:
-            adapted.unmerge_adapter()
+            if merged:
+                adapted.unmerge_adapter()
             adapted.unload()  # the base model's own layers back, as they were (to float rounding)
         figures = {
             "trial": trial,

@@ -10,7 +10,8 @@ from tuner.paper import FINDINGS, MIN_IFT_EPOCHS, paper_learning_rate
 from tuner.records import ObjectiveSummary, Recommendation, StudyScores, TrialRecord
 from tuner.settings import StudySettings
 from tuner.study.confirm import confirm_choice
-from tuner.study.space import SearchSpace, lora_from_params
+from tuner.study.objective import objective_value
+from tuner.study.space import SearchSpace, lora_from_params, quantize_from_params
 
 
 def best_by(trials: Sequence[TrialRecord], key: str) -> dict[str, tuple[float, int]]:
@@ -23,6 +24,38 @@ def best_by(trials: Sequence[TrialRecord], key: str) -> dict[str, tuple[float, i
 
 def _group_text(groups: dict[str, tuple[float, int]]) -> str:
     return ", ".join(f"{name} {best:.4f} ({count} trial{'s' * (count != 1)})" for name, (best, count) in groups.items())
+
+
+PRECISION_LABELS = {"none": "16-bit", "nf4": "QLoRA (4-bit NF4)"}
+
+
+def _precision_evidence(
+    trials: Sequence[TrialRecord], pick: str | None, source: str, base_general: float | None, goal: float
+) -> str:
+    """Under --quantize search: the pick's base weights, the best objective in each precision, and the pairs of
+    trials that differ only in it (the single guess is run on both), compared at the last step both reached."""
+    searched = [t for t in trials if "quantize" in t.params and t.state == "COMPLETE" and t.value is not None]
+    groups = {PRECISION_LABELS[kind]: best for kind, best in best_by(searched, "quantize").items()}
+    text = f"{PRECISION_LABELS[pick or 'none']} base weights from {source}, searched with --quantize search."
+    if groups:
+        text += f" Best objective by base weights here: {_group_text(groups)}."
+    by_config: dict[str, dict[str, TrialRecord]] = {}
+    for trial in trials:
+        if "quantize" in trial.params and trial.evaluations:
+            config = repr(sorted((k, v) for k, v in trial.params.items() if k != "quantize"))
+            by_config.setdefault(config, {})[str(trial.params["quantize"])] = trial
+    gaps = []
+    for kinds in by_config.values():
+        if {"none", "nf4"} <= set(kinds) and base_general is not None:
+            full, four = ({int(e[0]): e for e in kinds[kind].evaluations} for kind in ("none", "nf4"))
+            step = max(set(full) & set(four), default=None)
+            if step is not None:
+                (_, *losses16), (_, *losses4) = full[step], four[step]
+                gap = objective_value(*losses4, base_general, goal) - objective_value(*losses16, base_general, goal)
+                gaps.append(f"{gap:+.4f} at step {step}")
+    if gaps:
+        text += f" The same configuration on 4-bit weights, against 16-bit: {', '.join(gaps)} objective."
+    return f"{text} Finding: {FINDINGS['qlora']}."
 
 
 def _stopped_rates(trials: Sequence[TrialRecord]) -> list[float]:
@@ -77,6 +110,11 @@ def recommend(
         evidence["target_modules"] += f" Best objective by targets here: {_group_text(by_targets)}."
         evidence["rank"] += f" Best objective by rank here: {_group_text(by_rank)}."
 
+    if any("quantize" in t.params for t in trials):
+        base_general = base_losses.get("general_loss")
+        evidence["quantize"] = _precision_evidence(
+            trials, quantize_from_params(params), source, base_general, settings.goal
+        )
     if search:
         evidence["search"] = " ".join(search)
     if confirmation is not None:
@@ -115,6 +153,7 @@ def recommend(
         target_modules=lora.target_modules(),
         epochs=MIN_IFT_EPOCHS,
         variant=lora.variant,
+        quantize=quantize_from_params(params),
         objective=objective,
         trials={state.lower(): count for state, count in counts.items()},
         evidence=evidence,

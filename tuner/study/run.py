@@ -74,11 +74,16 @@ class Study:
     runtime: Runtime
     """Where this process trains and measures."""
     model: PreTrainedModel | None = None
-    """The model as the search left it (loaded once for the trials), or as re-measuring the finalists loaded it."""
+    """The model as the search left it (loaded once for the trials), or as re-measuring the finalists loaded it;
+    16-bit under --quantize search."""
+    quantized_model: PreTrainedModel | None = None
+    """Under --quantize search, the 4-bit base the QLoRA trials train on (loaded at the first, then held beside
+    `model`)."""
     checkpointing: Checkpointing | None = None
     """Whether a configuration fits the memory budget only with gradient checkpointing (None: no budget)."""
     quantize: str | None = None
-    """The trials' base weights: 'nf4' (QLoRA, asked for or the only thing fitting the memory budget) or None."""
+    """The trials' base weights: 'nf4' (QLoRA, asked for or the only thing fitting the memory budget), 'search'
+    (each trial draws 16 or 4 bits: --quantize search where both fit) or None (16-bit)."""
     base_losses: dict[str, Any] | None = None
     """The base model's held-out losses, as set-up found them stored or the search measured them."""
 
@@ -109,16 +114,32 @@ class Study:
         """The options' sampler for the trial in `slot`, seeded by the study's seed plus the slot."""
         return self.options.sampler(self.settings.data.seed + slot, self.options.parallel)
 
-    def load_model(self, purpose: str = "") -> PreTrainedModel:
-        """The model on this process's device, saying what for (" to score the pick")."""
+    def load_model(self, purpose: str = "", quantize: str | None = None) -> PreTrainedModel:
+        """The model on this process's device, saying what for (" to score the pick"); in the study's precision, or
+        under --quantize search in `quantize`'s ('nf4' or None: 16-bit)."""
         from tuner.models.load import load_model
 
-        self.options.report(Stage(f"loading {self.inputs.source.describe()} on {self.runtime.describe()}{purpose}"))
-        return load_model(self.inputs.source, self.runtime.device, self.runtime.dtype, self.quantize)
+        kind = quantize if self.quantize == "search" else self.quantize
+        what = " in 4-bit NF4" if self.quantize == "search" and kind else ""
+        where = f"{self.inputs.source.describe()}{what} on {self.runtime.describe()}"
+        self.options.report(Stage(f"loading {where}{purpose}"))
+        return load_model(self.inputs.source, self.runtime.device, self.runtime.dtype, kind)
 
-    def needs_checkpointing(self, lora: LoraSettings) -> bool:
-        """Whether a configuration fits the memory budget only with gradient checkpointing (its runs then use it)."""
-        return self.checkpointing is not None and self.checkpointing(lora)
+    def base_for(self, quantize: str | None, purpose: str = "") -> PreTrainedModel:
+        """The base a trial trains on for the weights it drew: under --quantize search the 4-bit one for 'nf4'
+        (loaded once, then held beside the 16-bit one), else `model` (loaded where it is not yet)."""
+        if self.quantize == "search" and quantize == "nf4":
+            if self.quantized_model is None:
+                self.quantized_model = self.load_model(purpose, "nf4")
+            return self.quantized_model
+        if self.model is None:
+            self.model = self.load_model(purpose)
+        return self.model
+
+    def needs_checkpointing(self, lora: LoraSettings, drawn: object = None) -> bool:
+        """Whether a configuration fits the memory budget only with gradient checkpointing (its runs then use it);
+        `drawn` is the base weights its trial drew under --quantize search."""
+        return self.checkpointing is not None and self.checkpointing(lora, drawn)
 
     def scorer(self) -> TrialScorer:
         """What scores the surviving trials on the benchmarks (the forgetting three and the task's own)."""

@@ -93,6 +93,7 @@ def _search(study: Study) -> None:
         spend,
         run_dir / FINALISTS_DIR,
         remeasure_now=options.parallel,
+        base_for=study.base_for if study.quantize == "search" else None,
     )
 
     def trial_done(trial: optuna.trial.FrozenTrial) -> None:

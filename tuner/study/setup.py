@@ -61,7 +61,7 @@ def set_up(study: Study) -> Iterator[None]:
     must match these settings, and the data is prepared before anything is written."""
     settings, run_dir, options = study.settings, study.run_dir, study.options
     study.quantize = _quantize(study)
-    bounds = memory_bounds(settings, options.space, quantized=study.quantize is not None)
+    bounds = memory_bounds(settings, options.space, quantize=study.quantize)
     study.space, study.feasible, study.checkpointing = bounds
     for params in options.first_configurations:
         study.space = study.space.including(params)
@@ -96,23 +96,30 @@ def set_up(study: Study) -> Iterator[None]:
 
 
 def _quantize(study: Study) -> str | None:
-    """The trials' base weights ('nf4': QLoRA; None: 16-bit), said when the budget chose them; AdvisorError where
-    bitsandbytes cannot train them here or the searched variants include PiSSA."""
+    """The trials' base weights ('nf4': QLoRA; 'search': each trial draws 16 or 4 bits; None: 16-bit), said when
+    the budget chose them; AdvisorError where bitsandbytes cannot train them here or the searched variants include
+    PiSSA."""
     from tuner.models.quantize import check_quantize
     from tuner.study.space import SearchSpace
 
+    settings, options = study.settings, study.options
     device = pick_runtime().device.type
-    quantize = study_quantize(study.settings, study.options.space or SearchSpace(), device)
+    quantize = study_quantize(settings, options.space or SearchSpace(), device)
     if quantize is None:
+        if settings.quantize == "search":
+            budget = format_size(settings.memory_budget or 0)
+            options.report(Stage(f"16-bit and 4-bit weights do not fit {budget} side by side: every trial is 16-bit"))
         return None
     check_quantize(device)
-    if study.options.reference == "full":
+    if options.reference == "full" and quantize == "nf4":
         raise AdvisorError("--reference full trains every weight, which QLoRA's 4-bit base cannot: drop one of them")
-    if "pissa" in (study.options.space or SearchSpace()).variants:
+    if "pissa" in (options.space or SearchSpace()).variants:
         raise AdvisorError("PiSSA rewrites the base weights it starts from, which QLoRA keeps in 4 bits: drop one")
-    if study.settings.quantize is None:
-        budget = format_size(study.settings.memory_budget or 0)
-        study.options.report(Stage(f"only QLoRA (4-bit NF4 weights) fits the memory budget of {budget}: trials use it"))
+    budget = format_size(settings.memory_budget or 0)
+    if settings.quantize is None:
+        options.report(Stage(f"only QLoRA (4-bit NF4 weights) fits the memory budget of {budget}: trials use it"))
+    elif settings.quantize == "search" and quantize == "nf4":
+        options.report(Stage(f"only QLoRA fits the memory budget of {budget}: every trial uses it, nothing to compare"))
     return quantize
 
 
@@ -155,7 +162,8 @@ def _prepare_inputs(study: Study) -> StudyInputs:
     width = next(
         (config[key] for key in ("hidden_size", "n_embd", "d_model") if isinstance(config.get(key), int)), None
     )
-    identity = model_identity(source) + ("+nf4" if study.quantize else "")  # a 4-bit base scores as itself
+    # A 4-bit base scores as itself; under --quantize search every trial is measured against the 16-bit base.
+    identity = model_identity(source) + ("+nf4" if study.quantize == "nf4" else "")
     return StudyInputs(source, identity, tokenizer, data, width, str(config.get("model_type", "")))
 
 
@@ -198,9 +206,12 @@ def _start(study: Study) -> None:
         if state.start(settings):
             points = starting_points(study.space, study.inputs.hidden_size, study.inputs.model_type, settings.task)
             state.starting_points = [point.to_json() for point in points]
-            for params in [*options.first_configurations, *(point.params for point in points)]:
-                if study.feasible is None or study.feasible(lora_from_params(params)) is None:
-                    optuna_study.enqueue_trial(study.space.fitting(params), skip_if_exists=True)
+            configurations = [*options.first_configurations, *(point.params for point in points)]
+            if study.space.quantize and points:  # the guess on both bases: a paired measure of what 4 bits cost
+                configurations.insert(len(options.first_configurations) + 1, {**points[0].params, "quantize": "nf4"})
+            for params in map(study.space.fitting, configurations):
+                if study.feasible is None or study.feasible(lora_from_params(params), params.get("quantize")) is None:
+                    optuna_study.enqueue_trial(params, skip_if_exists=True)
         if not options.worker:
             state.record_run(settings)
         if options.storage is None and not options.worker:  # its own file, before any worker starts: a trial left

@@ -1,11 +1,12 @@
-"""The search space over learning rate, rank, alpha, target modules and LoRA variant (pure: optuna is only called)."""
+"""The search space over learning rate, rank, alpha, target modules, LoRA variant and, when asked, the base weights'
+precision (pure: optuna is only called)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from tuner.defaults import TARGET_SETS, VARIANTS
+from tuner.defaults import QUANTIZE_MODES, TARGET_SETS, VARIANTS
 from tuner.paper import FIXED_ALPHA, paper_learning_rate
 from tuner.settings import LoraSettings
 
@@ -60,6 +61,9 @@ class SearchSpace:
     variant_rates: tuple[tuple[str, float, float], ...] = ()
     """(variant, lowest, highest rate) for variants with a rate range of their own (each its range test's);
     the others draw from lr_low to lr_high."""
+    quantize: tuple[str, ...] = ()
+    """The base weights each trial draws ('none': 16-bit, 'nf4': QLoRA) under --quantize search; empty: one kind
+    for every trial (the study's), not a parameter."""
 
     def __post_init__(self) -> None:
         if not 0 < self.lr_low < self.lr_high:
@@ -77,6 +81,8 @@ class SearchSpace:
         if not self.variants or unknown_variants:
             named = ", ".join(sorted(unknown_variants)) or "(none given)"
             raise ValueError(f"unknown LoRA variant {named}: choose from {', '.join(VARIANTS)}")
+        if set(self.quantize) - set(QUANTIZE_MODES):
+            raise ValueError(f"searched base weights must be drawn from {QUANTIZE_MODES}, got {self.quantize}")
         for variant, low, high in self.variant_rates:
             if variant not in VARIANTS or not 0 < low < high:
                 raise ValueError(f"a variant's rates need a known variant and 0 < low < high, got {variant, low, high}")
@@ -102,6 +108,8 @@ class SearchSpace:
         params["targets"] = trial.suggest_categorical("targets", list(self.targets))
         if self.variants != ("lora",):
             params["variant"] = variant
+        if self.quantize:
+            params["quantize"] = trial.suggest_categorical("quantize", list(self.quantize))
         return params
 
     def alpha_rule(self) -> str:
@@ -150,7 +158,10 @@ class SearchSpace:
     def fitting(self, params: dict[str, object]) -> dict[str, object]:
         """A configuration's parameters in this space's terms (alpha fixed or as a multiple of the rank)."""
         lora = lora_from_params(params)
-        return trial_params(lora, float(params["learning_rate"]), self)  # type: ignore[arg-type]
+        fitted = trial_params(lora, float(params["learning_rate"]), self)  # type: ignore[arg-type]
+        if self.quantize:  # 16-bit unless the configuration says otherwise
+            fitted["quantize"] = str(params.get("quantize", "none"))
+        return fitted
 
     def paper_configurations(self, task: str) -> list[dict[str, object]]:
         """The paper's all-linear settings at r = 16 and r = 256 (alpha = 2r), as evidence and the fallback."""
@@ -191,3 +202,9 @@ def lora_from_params(params: dict[str, object]) -> LoraSettings:
     lora = LoraSettings(rank=rank, alpha=float(alpha), targets=str(params["targets"]))  # type: ignore[arg-type]
     variant = str(params.get("variant", "lora"))
     return replace(lora, variant=variant) if variant != "lora" else lora
+
+
+def quantize_from_params(params: dict[str, object]) -> str | None:
+    """The base weights a trial trained on where the study searched them: 'nf4' (QLoRA) or None (16-bit, and every
+    trial of a study that did not search them)."""
+    return "nf4" if params.get("quantize") == "nf4" else None

@@ -26,7 +26,7 @@ from tuner.study.confirm import mean_loss
 from tuner.study.range_test import RangeResult
 from tuner.study.recommend import recommend
 from tuner.study.reference_arm import reference_beside, run_reference_arm
-from tuner.study.space import lora_from_params
+from tuner.study.space import lora_from_params, quantize_from_params
 from tuner.study.summary import FINALISTS_DIR, pick_summary, study_scores, write_trials
 from tuner.study.trial_objective import Spending, finalist_dir, save_whole
 from tuner.training.trial import row_losses, run_trial
@@ -60,7 +60,7 @@ def summarise(study: Study) -> Recommendation:
             scored = pick_summary(chosen.scores, chosen.trial)
             data = _data_size(study, records)
             chosen = replace(chosen, scores=scored, data=data, reference=reference_beside(state, chosen))
-            return hardware_choices(chosen, study)
+            return hardware_choices(chosen, study, records)
 
         study.model = _confirm_finalists(study, records)
         records = write_trials(run_dir, optuna_study)
@@ -114,21 +114,21 @@ def _confirm_finalists(study: Study, records: list[TrialRecord]) -> PreTrainedMo
     from peft import PeftModel
 
     settings, run_dir, options, runtime = study.settings, study.run_dir, study.options, study.runtime
-    model = study.model
     confirm, general = study.inputs.data.confirm, study.inputs.data.confirm_general
     complete = sorted((r for r in records if r.state == "COMPLETE" and r.value is not None), key=lambda r: r.value)
     finalists = complete[:CONFIRM_TRIALS]
     if confirm is None or general is None or len(finalists) < 2:
-        return model
+        return study.model
     state = study.state
     confirmed = dict(state.confirmed or {})
     todo = [r.number for r in finalists if r.confirm is None and str(r.number) not in confirmed]
     todo = [n for n in todo if (finalist_dir(run_dir / FINALISTS_DIR, n) / "adapter_config.json").is_file()]
     base = state.base_losses or {}
+    params = {r.number: r.params for r in finalists}
     if not todo and "confirm_general_loss" in base:
-        return model
-    if model is None:
-        model = study.load_model(" to re-measure the best trials")
+        return study.model
+    purpose = " to re-measure the best trials"
+    model = study.base_for(None, purpose)  # the study's base (16-bit under --quantize search)
     batch = settings.budget.batch_size
     if "confirm_general_loss" not in base:
         options.report(Stage(f"measuring the base model on the confirm sets ({len(confirm)} + {len(general)} rows)"))
@@ -139,14 +139,15 @@ def _confirm_finalists(study: Study, records: list[TrialRecord]) -> PreTrainedMo
         }
     for number in todo:
         options.report(Stage(f"re-measuring trial {number}, among the best {CONFIRM_TRIALS}, on the confirm sets"))
-        adapted = PeftModel.from_pretrained(model, str(finalist_dir(run_dir / FINALISTS_DIR, number)))
+        trained_on = study.base_for(quantize_from_params(params[number]), purpose)
+        adapted = PeftModel.from_pretrained(trained_on, str(finalist_dir(run_dir / FINALISTS_DIR, number)))
         try:
             confirmed[str(number)] = {
                 "target": row_losses(adapted, confirm, batch, runtime),
                 "general": row_losses(adapted, general, batch, runtime),
             }
         finally:
-            model = adapted.unload()
+            adapted.unload()  # the base's own layers back, in place
         state.confirmed = confirmed
     return model
 
@@ -169,14 +170,17 @@ def _score_pick(study: Study, recommendation: Recommendation, records: list[Tria
         why = "its adapter was not kept (a PiSSA adapter, or a trial from before adapters were kept)"
         state.pick_scores = {"trial": pick, "note": f"trial {pick} is not scored: {why}"}
         return True
-    model = study.model if study.model is not None else study.load_model(" to score the pick")
+    model = study.base_for(None, " to score the pick")
+    quantize = quantize_from_params(record.params) if record is not None else None
+    trained_on = study.base_for(quantize, " to score the pick")  # the 4-bit base for a QLoRA pick of --quantize search
     if not (adapter / "adapter_config.json").is_file():
         assert record is not None
         options.report(Stage(f"trial {pick}'s adapter is on another worker's machine: training it again here"))
         start = (state.base_losses or {}).get("target_loss", math.inf)
-        _train_again(study, model, record, adapter, start)
+        _train_again(study, trained_on, record, adapter, start)
     train_seconds = sum(record.train_seconds or 0.0 for record in records)
-    figures = study.scorer().score_pick(model, adapter, pick, train_seconds)
+    on_other = trained_on if trained_on is not model else None
+    figures = study.scorer().score_pick(model, adapter, pick, train_seconds, on_other)
     scores = {name: float(score["score"]) for name, score in figures["scores"].items()}
     learning = LEARNING_TASK.get(settings.task)
     options.report(TrialScored(pick, scores, forgetting_score(scores), scores.get(learning) if learning else None))
@@ -190,36 +194,41 @@ def _train_again(study: Study, model: PreTrainedModel, record: TrialRecord, adap
     def keep(adapted: Any, result: TrialResult) -> None:
         save_whole(adapted, adapter)
 
+    lora = lora_from_params(record.params)
     adapter.parent.mkdir(parents=True, exist_ok=True)
     run_trial(
         model,
         study.inputs.data,
-        lora_from_params(record.params),
+        lora,
         float(record.params["learning_rate"]),
         study.settings.budget,
         study.runtime,
         start_loss=start_loss,
         seed=study.settings.data.seed + (record.slot if record.slot is not None else record.number),
         on_trained=keep,
-        gradient_checkpointing=study.needs_checkpointing(lora_from_params(record.params)),
+        gradient_checkpointing=study.needs_checkpointing(lora, record.params.get("quantize")),
     )
 
 
-def hardware_choices(chosen: Recommendation, study: Study) -> Recommendation:
+def hardware_choices(chosen: Recommendation, study: Study, records: list[TrialRecord]) -> Recommendation:
     """The recommendation with the trials' QLoRA and the pick's gradient checkpointing, each with why (the full run
-    and the exports then use them too)."""
+    and the exports then use them too); under --quantize search the pick's own base weights (recommend's)."""
     evidence = dict(chosen.evidence)
     budget = study.settings.memory_budget
-    if study.quantize is not None:
-        why = "asked with --quantize nf4" if study.settings.quantize == "nf4" else ""
-        if not why and budget is not None:
+    if study.quantize == "nf4":
+        asked = study.settings.quantize == "nf4"
+        why = "asked with --quantize nf4" if asked else ""
+        if not asked and budget is not None:
             why = f"only 4-bit weights fit the memory budget of {format_size(budget)} by the estimate"
         evidence["quantize"] = f"QLoRA: the trials trained on 4-bit NF4 base weights ({why}). {FINDINGS['qlora']}."
+    quantize = chosen.quantize if study.quantize == "search" else study.quantize
     pick = LoraSettings(chosen.rank, chosen.alpha, chosen.targets, variant=chosen.variant)
-    checkpointed = chosen.trial is not None and study.needs_checkpointing(pick)
+    record = next((r for r in records if r.number == chosen.trial), None)
+    drawn = record.params.get("quantize") if record is not None else None
+    checkpointed = chosen.trial is not None and study.needs_checkpointing(pick, drawn)
     if checkpointed and budget is not None:
         evidence["gradient_checkpointing"] = (
             f"on: r={chosen.rank} on {chosen.targets} fits the memory budget of {format_size(budget)} only when each "
             f"layer's activations are recomputed in the backward pass. {checkpointing_cost(study.runtime.device.type)}"
         )
-    return replace(chosen, quantize=study.quantize, gradient_checkpointing=checkpointed, evidence=evidence)
+    return replace(chosen, quantize=quantize, gradient_checkpointing=checkpointed, evidence=evidence)

@@ -18,11 +18,13 @@ from tuner.study.budget import Spent, describe_spent
 from tuner.study.confirm import worth_remeasuring
 from tuner.study.objective import forgetting_rise, objective_value
 from tuner.study.retry import trial_slot
-from tuner.study.space import SearchSpace, lora_from_params
+from tuner.study.space import SearchSpace, lora_from_params, quantize_from_params
 from tuner.study.state import study_spent
 from tuner.study.trials import TrialState, finished_trials, trial_cost
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import optuna
     from peft import PeftModel
     from transformers import PreTrainedModel
@@ -98,6 +100,8 @@ class TrialObjective:
     remeasure_now: bool = False
     """Re-measure each finalist on the confirm sets as it ends (into the storage): with several workers, the one
     that summarises the study may not hold the adapter."""
+    base_for: Callable[[str | None], PreTrainedModel] | None = None
+    """Under --quantize search, the base a trial trains on for the weights it drew ('nf4' or None: `model`)."""
 
     def __call__(self, trial: optuna.Trial) -> float:
         """Run one trial; Optuna records its value, or PRUNED / FAIL with the reason in its attributes."""
@@ -109,16 +113,18 @@ class TrialObjective:
         index = len(finished_trials(trial.study)) + 1
         total = settings.trials if settings.search_budget is None else 0  # a budget, not a count, ends the study
         self.report(TrialStarted(trial.number, index, total, budget.steps(), params))
-        too_big = self.feasible(lora) if self.feasible is not None else None
+        drawn = params.get("quantize")  # the base weights, where the study searches them
+        too_big = self.feasible(lora, drawn) if self.feasible is not None else None
         if too_big is not None:
             state.pruned(f"infeasible: {too_big}", infeasible=True)
             raise optuna.TrialPruned(too_big)
 
         scores: dict[str, TaskScore] = {}
-        checkpointed = self.checkpointing is not None and self.checkpointing(lora)
+        checkpointed = self.checkpointing is not None and self.checkpointing(lora, drawn)
         if checkpointed:
             state.checkpointed()
-        result = self._train(trial, lora, float(params["learning_rate"]), scores, checkpointed)
+        model = self.model if self.base_for is None else self.base_for(quantize_from_params(params))
+        result = self._train(trial, model, lora, float(params["learning_rate"]), scores, checkpointed)
         state.trained(
             [[s, round(v, 5)] for s, v in result.train_curve],
             [list(e) for e in result.evaluations],
@@ -136,10 +142,16 @@ class TrialObjective:
         return objective_value(target_loss, general_loss, self.base_losses["general_loss"], settings.goal)
 
     def _train(
-        self, trial: optuna.Trial, lora: LoraSettings, rate: float, scores: dict[str, TaskScore], checkpointed: bool
+        self,
+        trial: optuna.Trial,
+        model: PreTrainedModel,
+        lora: LoraSettings,
+        rate: float,
+        scores: dict[str, TaskScore],
+        checkpointed: bool,
     ) -> TrialResult:
-        """The trial's training run (with gradient checkpointing where `checkpointed`), reporting each step and
-        evaluation; out of memory becomes TrialFailed."""
+        """The trial's training run on `model` (with gradient checkpointing where `checkpointed`), reporting each
+        step and evaluation; out of memory becomes TrialFailed."""
         import torch
 
         from tuner.training.trial import run_trial
@@ -177,12 +189,12 @@ class TrialObjective:
             if self.scorer is None:
                 return
             self.scorer.plan(result.train_seconds, result.tokens_per_second())
-            if self.scorer.scores_trials():
-                scores.update(self.scorer(adapted) or {})
+            if self.scorer.scores_trials():  # against the study's base, 16-bit under --quantize search
+                scores.update(self.scorer(adapted, base=self.model if model is not self.model else None) or {})
 
         try:
             return run_trial(
-                self.model,
+                model,
                 self.data,
                 lora,
                 rate,
