@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from tuner.defaults import DEFAULT_GOAL, DEFAULT_TASK, DEFAULT_TRIAL_TOKENS, DEFAULT_TRIALS
 from tuner.models.load import DEFAULT_MODEL
@@ -45,6 +45,9 @@ class Choices:
     """What the whole study may spend, as `advisor tune --search-budget` takes it (None: `trials` trials)."""
     allow_code_execution: bool | None = None
     """Whether HumanEval may run the model's code (asked once, when the task is code); None: not asked yet."""
+    typed: dict[str, str] = field(default_factory=dict)
+    """What was typed in each step's fields ('Step#field-id') when it was left by Back, valid or not: the step shows
+    it again when it is opened next (and checks it on Next)."""
 
 
 def task_advice(task: str, data_format: str = "auto", regime: str | None = None) -> str:

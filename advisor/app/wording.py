@@ -33,6 +33,28 @@ def trial_outcome(trial: TrialRecord) -> str:
     return "diverged" if trial.diverged() else trial.state.lower()
 
 
+def trial_row(trial: TrialRecord) -> tuple[str, ...]:
+    """A stored trial as a row of the live study's table (advisor.app.screens.study.COLUMNS)."""
+
+    def figure(value: float | None, spec: str) -> str:
+        return format(value, spec) if isinstance(value, int | float) else "-"
+
+    return (
+        str(trial.number),
+        trial_outcome(trial),
+        figure(trial.target_loss, ".4f"),
+        figure(trial.general_score, ".3f"),
+        figure(trial.learning_score, ".3f"),
+        describe_params(trial.params),
+        str(trial.reason or "")[:60],
+    )
+
+
+def first_line(error: Exception) -> str:
+    """An error in one line: its message's first, else its type's name."""
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
 def scores_text(event: TrialScored | RunScored) -> str:
     """A scored trial's (or the full run's) figures in one line."""
     parts = [f"{name} {value:.3f}" for name, value in event.scores.items()]

@@ -72,6 +72,11 @@ class GoalScreen(StepScreen):
             return f"A budget of {spend.tokens:,} tokens is below one trial ({trial_tokens:,} tokens)."
         return spend, trial_tokens
 
+    def keep_typed(self) -> None:
+        """The fields, and the goal chosen, kept for the next visit (Back loses nothing)."""
+        super().keep_typed()
+        self.advisor_app.choices = replace(self.advisor_app.choices, goal=self._chosen_goal())
+
     def accept(self) -> str | None:
         chosen = self._chosen()
         if isinstance(chosen, str):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
-from textual.widgets import Button, Footer, Header, Static
+from textual.widgets import Button, Footer, Header, Input, Static
 
 from advisor.app.screens.base import AdvisorScreen
 
@@ -35,6 +37,24 @@ class StepScreen(AdvisorScreen):
 
     def compose_step(self) -> ComposeResult:
         yield from ()
+
+    def on_mount(self) -> None:
+        """Show again what was typed here before Back left the step (after the step's own set-up, which fills the
+        fields from the choices accepted so far; each change is checked as typing would be)."""
+        typed = self.advisor_app.choices.typed
+        for field in self.query(Input):
+            kept = typed.get(self._typed_key(field))
+            if kept is not None and kept != field.value:
+                field.value = kept
+
+    def _typed_key(self, field: Input) -> str:
+        return f"{type(self).__name__}#{field.id}"
+
+    def keep_typed(self) -> None:
+        """Keep what is typed in this step's fields, valid or not, so that Back loses nothing."""
+        typed = {self._typed_key(field): field.value for field in self.query(Input) if field.id}
+        choices = self.advisor_app.choices
+        self.advisor_app.choices = replace(choices, typed={**choices.typed, **typed})
 
     def on_screen_resume(self) -> None:
         """Open at the step's heading, the first control focused (so typing answers the question at once) without
@@ -71,8 +91,10 @@ class StepScreen(AdvisorScreen):
         error = self.accept()
         self.show_error(error or "")
         if error is None:
+            self.keep_typed()  # what a later visit shows: the values accepted, not those an earlier Back kept
             self.advisor_app.next_step()
 
     def action_back(self) -> None:
         if len(self.app.screen_stack) > 2:
+            self.keep_typed()
             self.app.pop_screen()

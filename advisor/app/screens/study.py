@@ -22,12 +22,12 @@ from textual_plotext import PlotextPlot
 
 from advisor.app.screens import LOSS_LINE
 from advisor.app.screens.base import AdvisorScreen
-from advisor.app.wording import describe_params, trial_outcome
+from advisor.app.screens.study_status import Progress, trial_share
+from advisor.app.wording import describe_params, first_line, trial_row
 from tuner import events
 from tuner.events import Event
 from tuner.records import Recommendation, TrialRecord
 from tuner.settings import StudySettings
-from tuner.study.budget import format_duration
 from tuner.study.watch import INTERRUPTED
 
 WATCH_SECONDS = 2.0
@@ -80,6 +80,13 @@ class StudyScreen(AdvisorScreen):
         self.stop_requested = threading.Event()
         self.running = False
         self.started = 0.0
+        self.elapsed_before = 0.0
+        """Seconds the study ran in this app before its latest start (a stop and resume keep them)."""
+        self.current_trial: int | None = None
+        """The trial training now, as the table numbers it; None between trials (set-up, range test, scoring)."""
+        self.trial_spent = 0.0
+        """The running trial's share of the study's budget so far (its steps' tokens, or its seconds)."""
+        self.trial_started = 0.0
         self.finished_trials = 0
         self.resumed_from = 0
         """Trials finished before this run of the worker: the ETA counts only what this run did."""
@@ -138,7 +145,7 @@ class StudyScreen(AdvisorScreen):
         except StudyStopped as stopped:
             self.post_message(StudyEnded(None, str(stopped)))
         except Exception as error:  # noqa: BLE001 (shown in the app, never as a traceback)
-            self.post_message(StudyEnded(None, f"[red]error: {_first_line(error)}[/red]"))
+            self.post_message(StudyEnded(None, f"[red]error: {first_line(error)}[/red]"))
 
     @work(thread=True, exclusive=True, exit_on_error=False)
     def watch_study(self, url: str, name: str) -> None:
@@ -156,7 +163,7 @@ class StudyScreen(AdvisorScreen):
                     changes = watcher.poll()
                 except Exception as error:  # noqa: BLE001 (a storage that stops answering may answer again)
                     failing = True
-                    self.post_message(StudyEvent(events.Stage(f"cannot read the storage ({_first_line(error)})")))
+                    self.post_message(StudyEvent(events.Stage(f"cannot read the storage ({first_line(error)})")))
                     self.stop_requested.wait(WATCH_SECONDS)
                     continue
                 if failing:
@@ -172,7 +179,7 @@ class StudyScreen(AdvisorScreen):
                 self.stop_requested.wait(WATCH_SECONDS)  # wakes at once when the person stops watching
             self.post_message(StudyEnded(None, "stopped watching; the study's workers go on"))
         except Exception as error:  # noqa: BLE001 (shown in the app, never as a traceback)
-            self.post_message(StudyEnded(None, f"[red]error: {_first_line(error)}[/red]"))
+            self.post_message(StudyEnded(None, f"[red]error: {first_line(error)}[/red]"))
 
     # -- handlers -----------------------------------------------------------------------------
 
@@ -189,6 +196,7 @@ class StudyScreen(AdvisorScreen):
                 self.watched = event.run_dir
             self.show_stored_trials()
         elif isinstance(event, events.TrialStarted):
+            self.current_trial, self.trial_spent, self.trial_started = event.number, 0.0, time.monotonic()
             row = (str(event.number), "running", "-", "-", "-", describe_params(event.params), "")
             if str(event.number) in table.rows:
                 table.remove_row(str(event.number))
@@ -199,6 +207,7 @@ class StudyScreen(AdvisorScreen):
                 self.curve, self.curve_trial = [], event.number
             self.curve.append((event.step, event.loss))
             self.draw_curve(event.number)
+            self.trial_spent = trial_share(self.settings, event.step, time.monotonic() - self.trial_started)
         elif isinstance(event, events.TrialEvaluated):
             self._cell(event.number, "loss", f"{event.target_loss:.4f}")
         elif isinstance(event, events.TrialScored):
@@ -213,6 +222,7 @@ class StudyScreen(AdvisorScreen):
             if event.reason != INTERRUPTED:  # a dead worker's trial is not counted: it runs again, as a new one
                 self.finished_trials += 1
             self.spent_share = event.spent_share
+            self.current_trial, self.trial_spent = None, 0.0
             self._cell(event.number, "state", event.state.lower())
             self._cell(event.number, "reason", (event.reason or "")[:60])
         elif isinstance(event, events.StudyFinished):
@@ -231,19 +241,7 @@ class StudyScreen(AdvisorScreen):
             if key in table.rows:
                 continue
 
-            def figure(value: float | None, spec: str) -> str:
-                return format(value, spec) if isinstance(value, int | float) else "-"
-
-            table.add_row(
-                key,
-                trial_outcome(trial),
-                figure(trial.target_loss, ".4f"),
-                figure(trial.general_score, ".3f"),
-                figure(trial.learning_score, ".3f"),
-                describe_params(trial.params),
-                str(trial.reason or "")[:60],
-                key=key,
-            )
+            table.add_row(*trial_row(trial), key=key)
             if trial.general_score is not None and trial.learning_score is not None:
                 self.points[f"trial {key}"] = (trial.general_score, trial.learning_score)
             if trial.train_curve and self.curve_trial is None:
@@ -261,8 +259,11 @@ class StudyScreen(AdvisorScreen):
 
     @on(StudyEnded)
     def study_ended(self, message: StudyEnded) -> None:
+        if self.running:
+            self.elapsed_before += time.monotonic() - self.started
         self.running = False
         self.stage = None
+        self.current_trial, self.trial_spent = None, 0.0
         self.recommendation = message.recommendation or self.recommendation
         table = self.query_one("#trials", DataTable)
         for key in list(table.rows):  # a trial cut short is not running any more: it runs again on resume
@@ -280,27 +281,25 @@ class StudyScreen(AdvisorScreen):
         if self.shared_study is not None:
             self.show_watch_status()
             return
-        elapsed = time.monotonic() - self.started
-        done = max(self.finished_trials, 0)
+        spend = self.settings.search_budget
+        if self.current_trial is not None and spend is not None and spend.seconds is not None:
+            self.trial_spent = trial_share(self.settings, 0, time.monotonic() - self.trial_started)
         state = "pausing after this trial" if self.pause_requested.is_set() else "running"
         if self.stop_requested.is_set():
             state = "stopping at the next step"
-        if self.settings.search_budget is not None:
-            share = self.spent_share or 0.0
-            progress = f"trial {done + 1}, {share:.0%} of the budget spent"
-            gained = share - self.resumed_share
-            left = elapsed / gained * (1 - share) if gained > 0 else None
-        else:
-            progress = f"trial {min(done + 1, self.total_trials)}/{self.total_trials}"
-            ran = done - self.resumed_from
-            left = elapsed / ran * (self.total_trials - done) if ran > 0 else None
-        eta = ", time left known after a trial"
-        if left is not None:
-            eta = f", about {format_duration(left)} left" if left >= 60 else ", under a minute left"
-        doing = f"; {self.stage}" if self.stage else ""
-        self.query_one("#status", Static).update(
-            f"{state}: {progress}, {elapsed / 60:.1f} min elapsed{eta}{doing}  ({self.run_dir})"
+        progress = Progress(
+            self.settings.search_budget is not None,
+            self.current_trial,
+            self.stage,
+            max(self.finished_trials, 0),
+            self.total_trials,
+            self.resumed_from,
+            min((self.spent_share or 0.0) + self.trial_spent, 1.0),  # every token counted as it trains
+            self.resumed_share,
         )
+        ran = time.monotonic() - self.started
+        line = progress.line(state, ran, self.elapsed_before + ran)
+        self.query_one("#status", Static).update(f"{line}  ({self.run_dir})")
 
     def show_watch_status(self) -> None:
         """What the watched study's workers have done, and where it is stored."""
@@ -393,8 +392,3 @@ class StudyScreen(AdvisorScreen):
 
         if self.recommendation is not None:
             self.app.push_screen(RecommendationScreen(self.recommendation))
-
-
-def _first_line(error: Exception) -> str:
-    """An error in one line: its message's first, else its type's name."""
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

@@ -21,7 +21,7 @@ from advisor.app.screens.goal import GoalScreen
 from advisor.app.screens.memory import MemoryScreen
 from advisor.app.screens.model import ModelScreen
 from advisor.app.screens.recommendation import RecommendationScreen
-from advisor.app.screens.study import StudyEvent, StudyScreen
+from advisor.app.screens.study import StudyEnded, StudyEvent, StudyScreen
 from advisor.app.screens.task import TaskScreen
 from advisor.app.screens.train import TrainScreen
 from tuner import events
@@ -178,10 +178,36 @@ async def test_the_study_screen_says_what_runs_between_trial_steps(tiny_model: P
         screen.running = True
         screen.study_event(StudyEvent(events.Stage("scoring the base model on held-out target and general text")))
         screen.show_status()
-        assert "; scoring the base model" in str(screen.query_one("#status", Static).render())
+        status = str(screen.query_one("#status", Static).render())
+        assert status.startswith("running: scoring the base model on held-out") and "1/1 trials ended" in status
+        screen.study_event(StudyEvent(events.TrialStarted(0, 1, 1, 4, PARAMS)))
         screen.study_event(StudyEvent(events.TrialProgress(0, 1, 4, 2.0, 200.0)))
         screen.show_status()
-        assert "scoring the base model" not in str(screen.query_one("#status", Static).render())
+        status = str(screen.query_one("#status", Static).render())
+        assert status.startswith("running: trial 0;") and "scoring the base model" not in status  # the table's 0
+
+
+async def test_the_status_counts_the_running_trials_tokens_and_keeps_the_time_across_a_stop(
+    tiny_model: Path, tmp_path: Path
+):
+    app = AdvisorApp(runner=FakeTuner(), runs_root=tmp_path)
+    app.choices = app.choices.__class__(model=str(tiny_model), study_budget="40k", trial_tokens=16384)
+    async with app.run_test(size=(100, 30)) as pilot:
+        app.start_study(app.study_settings(), tmp_path / "run")
+        await settle(app, pilot)
+        screen = app.screen
+        screen.running, screen.spent_share, screen.finished_trials = True, 0.0, 0
+        screen.study_event(StudyEvent(events.TrialStarted(5, 1, 0, 8, PARAMS)))
+        screen.study_event(StudyEvent(events.TrialProgress(5, 4, 8, 2.0, 200.0)))  # 4 x 2,048 tokens of 40,000
+        screen.show_status()
+        status = str(screen.query_one("#status", Static).render())
+        assert status.startswith("running: trial 5; 0 trials ended, 20% of the budget spent"), status
+        screen.started -= 90  # 1.5 min into this start, then stopped: the time is kept for the next start
+        screen.study_ended(StudyEnded(None, "stopped"))
+        assert 89 < screen.elapsed_before < 95
+        screen.running, screen.started = True, time.monotonic()
+        screen.show_status()
+        assert "1.5 min elapsed" in str(screen.query_one("#status", Static).render())
 
 
 async def test_the_finished_studys_scatter_shows_the_base_model_and_full_fine_tuning(tiny_model: Path, tmp_path: Path):
@@ -225,7 +251,7 @@ async def test_a_time_budget_runs_the_study_to_its_budget(tiny_model: Path, tmp_
         app.screen.running = True  # the status line as it reads while the study runs, its budget spent
         app.screen.show_status()
         status = str(app.screen.query_one("#status", Static).render())
-        assert "running: trial 4, 100% of the budget spent" in status and "under a minute left" in status
+        assert "3 trials ended, 100% of the budget spent" in status and "under a minute left" in status
 
 
 @pytest.mark.parametrize("size", [(80, 24), (60, 20)])
@@ -676,3 +702,41 @@ def load_preset_hardware(run_dir: Path) -> str:
     from advisor.presets import preset_from_run
 
     return preset_from_run(run_dir)[0].hardware
+
+
+async def test_back_keeps_what_was_typed_on_the_memory_and_time_steps(tiny_model: Path, tmp_path: Path):
+    app = AdvisorApp(runner=FakeTuner(), runs_root=tmp_path)
+    app.choices = app.choices.__class__(model=str(tiny_model), memory_budget="8GiB")
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.push_screen(ModelScreen())
+        await settle(app, pilot)
+        await pilot.press("ctrl+n")
+        await settle(app, pilot)
+        await settle(app, pilot)
+        assert isinstance(app.screen, MemoryScreen)
+        app.screen.query_one("#budget", Input).value = "4GiB"
+        await settle(app, pilot)
+        await pilot.press("escape")  # back to the model step, then on again: 4GiB, not the 8GiB accepted before
+        await settle(app, pilot)
+        assert isinstance(app.screen, ModelScreen)
+        await pilot.press("ctrl+n")
+        await settle(app, pilot)
+        await settle(app, pilot)
+        assert app.screen.query_one("#budget", Input).value == "4GiB"
+        assert "4.00 GiB" in str(app.screen.query_one("#estimate", Static).render())  # estimated for it too
+        await pilot.press("ctrl+n")
+        await settle(app, pilot)
+        assert isinstance(app.screen, GoalScreen) and app.choices.memory_budget == "4GiB"
+        app.screen.query_one("#study-budget", Input).value = "20k"
+        app.screen.query_one("#trial-tokens", Input).value = "4x"  # not valid yet: kept as typed all the same
+        app.screen.query("#goal RadioButton").first().value = True  # learn most
+        await settle(app, pilot)
+        await pilot.press("escape")
+        await settle(app, pilot)
+        assert isinstance(app.screen, MemoryScreen)
+        await pilot.press("ctrl+n")
+        await settle(app, pilot)
+        assert app.screen.query_one("#study-budget", Input).value == "20k"
+        assert app.screen.query_one("#trial-tokens", Input).value == "4x"
+        assert app.choices.goal == 0.0 and app.screen._chosen_goal() == 0.0
+        assert "whole number" in str(app.screen.query_one("#error", Static).render())
