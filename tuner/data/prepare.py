@@ -140,10 +140,15 @@ def pack_study_data(
     kept = rest[: len(rest) - spared] if train_examples is None else rest[:train_examples]
     train = pack(kept, seq_len)
     if len(heldout) < 1 or len(train) < batch_size:
+        rows = f"{len(train)} training row{'s' * (len(train) != 1)} of {seq_len} tokens"
+        if train_examples is not None and len(heldout) >= 1:
+            raise AdvisorError(
+                f"{train_examples} training example{'s' * (train_examples != 1)} give {rows}; one batch needs "
+                f"{batch_size}: train on more examples (of {len(rest)})"
+            )
         raise AdvisorError(
-            f"{settings.where()} is too small: {len(examples)} usable examples give {len(train)} training rows of "
-            f"{seq_len} tokens after a held-out set of {len(heldout)}; one batch needs {batch_size} "
-            "(lower --batch-size or --seq-len, or give more data)"
+            f"{settings.where()} is too small: {len(examples)} usable examples give {rows} after a held-out set of "
+            f"{len(heldout)}; one batch needs {batch_size} {CLI_ROWS_ADVICE}"
         )
     texts = general_texts(data_dir)
     random.Random(settings.seed).shuffle(texts)  # mix the sources before taking the first rows
@@ -155,6 +160,8 @@ def pack_study_data(
     return StudyData(train, heldout, general, len(kept), held, confirm, confirm_general)
 
 
+CLI_ROWS_ADVICE = "(lower --batch-size or --seq-len, or give more data)"
+"""What the CLI can change when the data gives too few rows (the app words its own way on)."""
 CONFIRM_SHARE = 4
 """A confirm set takes at most 1 / CONFIRM_SHARE of the examples left after the held-out set."""
 

@@ -16,6 +16,8 @@ if TYPE_CHECKING:
 
 CHECKPOINTS = "checkpoints"
 SETTINGS_FILE = "train_settings.json"
+OTHER_OUT = "resume it with the same settings or choose another --out"
+"""How a run directory holding other settings is left (the app words its own way on)."""
 KEPT_CHECKPOINTS = 2
 """Checkpoints kept on disk: the newest, and the one before it in case the newest was cut short."""
 
@@ -51,8 +53,7 @@ def check_identity(out_dir: Path, settings: RunSettings) -> None:
         if stored != wanted:
             differing = sorted(k for k in set(wanted) | set(stored) if stored.get(k) != wanted.get(k))
             raise AdvisorError(
-                f"{out_dir} holds a training run with other settings ({', '.join(differing)} differ); "
-                "resume it with the same settings or choose another --out"
+                f"{out_dir} holds a training run with other settings ({', '.join(differing)} differ); {OTHER_OUT}"
             )
         return
     write_json(path, wanted)

@@ -16,6 +16,8 @@ from advisor.app.screens.step import StepScreen
 class ModelScreen(StepScreen):
     step_title = "2/4  Which model?"
     parameters: int | None = None
+    """The parameters of the model in the field, where it is the one checked (the advice's figure)."""
+    checked_parameters: int | None = None
     checked: str | None = None
     """The model the figures shown belong to."""
     checking: str | None = None
@@ -38,7 +40,13 @@ class ModelScreen(StepScreen):
 
     @on(Input.Changed, "#model")
     def changed(self, event: Input.Changed) -> None:
-        if event.value.strip() not in (self.checked, self.checking):
+        value = event.value.strip()
+        self.show_error("")  # said of another value
+        shown = self.checked_parameters if value == self.checked else None
+        if shown != self.parameters:  # the advice's figure is the checked model's, not this one's
+            self.parameters = shown
+            self.show_advice()
+        if value not in (self.checked, self.checking):
             self.query_one("#model-info", Static).update("Press Enter to check this model.")
 
     @on(Input.Submitted, "#model")
@@ -71,6 +79,7 @@ class ModelScreen(StepScreen):
             return  # another check was started since
         self.checking = None
         self.checked, self.parameters, self.problem = model, parameters, problem
+        self.checked_parameters = parameters
         self.query_one("#model-info", Static).update(message)
         self.show_advice()
         if self.go_on:
@@ -87,6 +96,6 @@ class ModelScreen(StepScreen):
                 self.check(model)
             return f"Checking {model} first; the next step opens when it is found."
         if self.problem is not None:
-            return self.problem
+            return "This model cannot be used (the reason is above): give another."
         self.advisor_app.choices = replace(self.advisor_app.choices, model=model)
         return None

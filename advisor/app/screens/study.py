@@ -20,11 +20,12 @@ from textual.widgets import DataTable, Footer, Header, Static
 from textual.worker import get_current_worker
 from textual_plotext import PlotextPlot
 
-from advisor.app.screens import LOSS_LINE
 from advisor.app.screens.base import AdvisorScreen
+from advisor.app.screens.study_plots import StudyPlots
 from advisor.app.screens.study_status import Progress, trial_share
 from advisor.app.wording import describe_params, first_line, trial_row
 from tuner import events
+from tuner.data.prepare import CLI_ROWS_ADVICE
 from tuner.events import Event
 from tuner.records import Recommendation, TrialRecord
 from tuner.settings import StudySettings
@@ -58,7 +59,7 @@ class StudyEnded(Message):
         self.message = message
 
 
-class StudyScreen(AdvisorScreen):
+class StudyScreen(StudyPlots, AdvisorScreen):
     CSS_PATH = "study.tcss"
     BINDINGS = [
         Binding("p", "pause", "Pause after trial"),
@@ -66,6 +67,7 @@ class StudyScreen(AdvisorScreen):
         Binding("s", "stop_watching", "Stop watching"),
         Binding("r", "resume", "Resume"),
         Binding("enter", "recommendation", "Recommendation", priority=True),
+        Binding("escape", "back", "Back", show=False),  # said in the status line where it is the way on
     ]
 
     def __init__(self, settings: StudySettings, run_dir: Path, watch: tuple[str, str] | None = None) -> None:
@@ -145,7 +147,8 @@ class StudyScreen(AdvisorScreen):
         except StudyStopped as stopped:
             self.post_message(StudyEnded(None, str(stopped)))
         except Exception as error:  # noqa: BLE001 (shown in the app, never as a traceback)
-            self.post_message(StudyEnded(None, f"[red]error: {first_line(error)}[/red]"))
+            said = first_line(error).replace(CLI_ROWS_ADVICE, "(give more data, or a larger study budget per trial)")
+            self.post_message(StudyEnded(None, f"[red]error: {said}[/red]"))
 
     @work(thread=True, exclusive=True, exit_on_error=False)
     def watch_study(self, url: str, name: str) -> None:
@@ -270,6 +273,8 @@ class StudyScreen(AdvisorScreen):
             if self.shared_study is None and table.get_cell(key, "state") == "running":
                 self._cell(int(key.value or 0), "state", "stopped")
         hint = "press Enter for the recommendation" if message.recommendation else "press r to resume"
+        if not message.recommendation and message.message.startswith("[red]"):
+            hint = "r tries again; Esc goes back to the steps to change what the study runs"
         if self.shared_study is not None and not message.recommendation:
             hint = "ctrl+q quits"
         self.query_one("#status", Static).update(f"{message.message}; {hint}")
@@ -313,41 +318,6 @@ class StudyScreen(AdvisorScreen):
         doing = f"; {self.stage}" if self.stage else ""
         self.query_one("#status", Static).update(f"{state}: {progress}, {running} running{doing}")
 
-    def draw_curve(self, number: int) -> None:
-        plot = self.query_one("#curve", PlotextPlot)
-        plot.plt.clear_data()
-        plot.plt.title(f"trial {number}: training loss")
-        plot.plt.plot([s for s, _ in self.curve], [v for _, v in self.curve], color=LOSS_LINE)
-        plot.refresh()
-
-    def mark_points(self, recommendation: Recommendation) -> None:
-        """The base model and full fine-tuning (with `--reference full`) on the scatter beside the trials, as the
-        study's own plot has them."""
-        from tuner.scoring.plot import BASE_MARKER, FULL_MARKER
-
-        scores = recommendation.scores
-        for point in (scores.points if scores else None) or []:
-            if point.is_base or point.is_reference:
-                marker = BASE_MARKER if point.is_base else FULL_MARKER
-                self.marked[point.label] = (point.general, point.learning, marker)
-            else:  # a trial, as the study scored it (the pick of a resumed study sent no TrialScored)
-                self.points.setdefault(point.label, (point.general, point.learning))
-        if self.marked:
-            self.draw_scatter()
-
-    def draw_scatter(self) -> None:
-        plot = self.query_one("#scatter", PlotextPlot)
-        plot.plt.clear_data()
-        plot.plt.title("learning vs general (forgets less ->)")
-        if self.points:
-            plot.plt.scatter([g for g, _ in self.points.values()], [v for _, v in self.points.values()])
-        for general, learning, marker in self.marked.values():
-            plot.plt.scatter([general], [learning], marker=marker)
-        # The marked points' key under the axis, where no point hides behind it (plotext's legend sits on the
-        # top left, where full fine-tuning, learning more and forgetting more, tends to be).
-        plot.plt.xlabel("  ".join(f"{marker} {label}" for label, (_, _, marker) in self.marked.items()) or None)
-        plot.refresh()
-
     # -- actions ------------------------------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -361,7 +331,19 @@ class StudyScreen(AdvisorScreen):
             return not self.running and self.recommendation is None
         if action == "recommendation":
             return self.recommendation is not None
+        if action == "back":
+            return not self.running and self.shared_study is None
         return True
+
+    def action_back(self) -> None:
+        """Back to the steps, to change what the study runs (it is stopped or failed; what it stored is kept)."""
+        from advisor.app.screens.step import StepScreen
+
+        stack = self.app.screen_stack
+        if len(stack) > 1 and isinstance(stack[-2], StepScreen):
+            self.app.pop_screen()
+        else:  # reopened with --run: no steps beneath it
+            self.app.switch_screen(self.advisor_app.steps[0]())
 
     def action_pause(self) -> None:
         self.pause_requested.set()

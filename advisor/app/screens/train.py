@@ -20,12 +20,13 @@ from textual_plotext import PlotextPlot
 
 from advisor.app.screens import LOSS_LINE
 from advisor.app.screens.base import AdvisorScreen
+from advisor.app.screens.run_form import run_form_values
 from advisor.app.wording import scores_text, train_start_text, train_summary
 from advisor.presets import preset_from_run
 from tuner import events
 from tuner.defaults import VARIANT_LABELS
 from tuner.events import TrainEvent
-from tuner.fullrun.checkpoints import SETTINGS_FILE
+from tuner.fullrun.checkpoints import OTHER_OUT, SETTINGS_FILE
 from tuner.fullrun.handover import read_study, run_estimate
 from tuner.fullrun.report import REPORT_JSON as REPORT_FILE
 from tuner.fullrun.train import RunOptions
@@ -57,15 +58,6 @@ class TrainEnded(Message):
         super().__init__()
         self.report = report
         self.message = message
-
-
-def _optional_count(text: str, what: str) -> int | None:
-    """A positive whole number from an input, None when it is left empty."""
-    if not text.strip():
-        return None
-    if not text.strip().isdigit() or int(text) < 1:
-        raise ValueError(f"{what} must be a whole number of at least 1, got {text!r}")
-    return int(text)
 
 
 class TrainScreen(AdvisorScreen):
@@ -119,7 +111,7 @@ class TrainScreen(AdvisorScreen):
             )
             yield Static("", id="existing")
             with Horizontal(classes="field"):
-                yield Label("Epochs")
+                yield Label(f"Epochs (empty: {preset.recipe.epochs})")
                 yield Input(str(preset.recipe.epochs), id="epochs", type="integer")
             with Horizontal(classes="field"):
                 yield Label("Training examples (empty: all)")
@@ -127,6 +119,7 @@ class TrainScreen(AdvisorScreen):
             with Horizontal(classes="field"):
                 yield Label("Items per benchmark (empty: all)")
                 yield Input("", id="eval-limit", type="integer")
+            yield Static("", id="form-error")
             yield Static("", id="estimate")
             with Horizontal(id="actions"):
                 yield Button("Start (ctrl+n)", id="start", variant="primary")
@@ -198,17 +191,32 @@ class TrainScreen(AdvisorScreen):
         allow = self.advisor_app.choices.allow_code_execution is True
         return study_benchmarks(self.study.task, allow)
 
+    def form_values(self) -> tuple[int | None, int | None, int | None]:
+        """The form's epochs, training examples and items per benchmark (advisor.app.screens.run_form)."""
+        texts = (self.query_one(f"#{name}", Input).value for name in ("epochs", "examples", "eval-limit"))
+        return run_form_values(*texts, self.recommendation.data, self.preset.recipe)
+
     @on(Input.Changed)
     def update_estimate(self) -> None:
-        """How long the run in the form should take, at the speeds the study measured."""
+        """How long the run in the form should take, at the speeds the study measured; what is wrong with a field,
+        as it is typed (the estimate then goes, not to be read for the values before)."""
         try:
-            epochs = _optional_count(self.query_one("#epochs", Input).value, "epochs") or self.preset.recipe.epochs
-            examples = _optional_count(self.query_one("#examples", Input).value, "training examples")
-            limit = _optional_count(self.query_one("#eval-limit", Input).value, "items per benchmark")
-        except ValueError:
-            return  # Start says what is wrong
-        found = run_estimate(self.recommendation, epochs, examples, limit, self._benchmarks())
+            epochs, examples, limit = self.form_values()
+        except ValueError as error:
+            self.show_form_error(str(error))
+            self.query_one("#estimate", Static).update("")
+            return
+        self.show_form_error("")
+        found = run_estimate(
+            self.recommendation, epochs or self.preset.recipe.epochs, examples, limit, self._benchmarks()
+        )
         self.query_one("#estimate", Static).update(found.describe() + "." if found else "")
+
+    def show_form_error(self, message: str) -> None:
+        """What is wrong with a field, under the fields (taking no room when nothing is)."""
+        error = self.query_one("#form-error", Static)
+        error.update(f"[red]{message}[/red]" if message else "")
+        error.display = bool(message)
 
     # -- the worker ---------------------------------------------------------------------------
 
@@ -218,8 +226,11 @@ class TrainScreen(AdvisorScreen):
 
         def report(event: TrainEvent) -> None:
             self.post_message(TrainMessage(event))
-            if self.stop_requested.is_set() and isinstance(event, events.TrainProgress):
-                raise TrainingStopped("stopped; start again to resume from the last checkpoint")
+            # At the last step the run is as good as done: it goes on to save, rather than lose the steps since
+            # its last checkpoint.
+            if isinstance(event, events.TrainProgress) and event.step < event.total_steps:
+                if self.stop_requested.is_set():
+                    raise TrainingStopped(self._stopped_at(event.step))
 
         try:
             trainer = self.advisor_app.trainer
@@ -229,7 +240,17 @@ class TrainScreen(AdvisorScreen):
             self.post_message(TrainEnded(None, str(stopped)))
         except Exception as error:  # noqa: BLE001 (shown in the app, never as a traceback)
             first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            first = first.replace(OTHER_OUT, "Replace (ctrl+r) moves it aside, and Start then trains the form's")
             self.post_message(TrainEnded(None, f"[red]error: {first}[/red]"))
+
+    def _stopped_at(self, step: int) -> str:
+        """What a stop at `step` leaves: the checkpoint a new start resumes from, or that it starts afresh."""
+        from tuner.fullrun.checkpoints import CHECKPOINTS, latest_checkpoint
+
+        kept = latest_checkpoint(self.train_dir / CHECKPOINTS)
+        if kept is None:
+            return f"stopped at step {step}, before the first checkpoint: start again to train from the beginning"
+        return f"stopped at step {step}; start again to resume from {kept.name.replace('-', ' ')}"
 
     # -- handlers -----------------------------------------------------------------------------
 
@@ -268,8 +289,11 @@ class TrainScreen(AdvisorScreen):
         if message.report is not None:
             for line in train_summary(message.report).splitlines():
                 self.query_one("#log", RichLog).write(line)
-        # Finished: the log (with the summary) takes the room; stopped or failed: the form comes back.
+        # Finished: the log (with the summary) takes the room; stopped or failed: the form comes back, with the
+        # run its directory now holds (Replace moves it aside).
         self.query_one("#form").display = message.report is None
+        if message.report is None:
+            self.show_existing()
         self.refresh_bindings()
 
     def draw_loss(self) -> None:
@@ -299,9 +323,7 @@ class TrainScreen(AdvisorScreen):
         from tuner.fullrun.handover import Overrides, scoring_settings
 
         try:
-            epochs = _optional_count(self.query_one("#epochs", Input).value, "epochs")
-            examples = _optional_count(self.query_one("#examples", Input).value, "training examples")
-            limit = _optional_count(self.query_one("#eval-limit", Input).value, "items per benchmark")
+            epochs, examples, limit = self.form_values()
             settings = preset_run_settings(self.preset, Overrides(epochs=epochs, train_examples=examples), self.study)
             allow = self.advisor_app.choices.allow_code_execution is True
             options = RunOptions(scoring=scoring_settings(settings, limit=limit, allow_code_execution=allow))

@@ -6,6 +6,7 @@ import json
 import re
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from advisor.app.screens.task import TaskScreen
 from advisor.app.screens.train import TrainScreen
 from tuner import events
 from tuner.defaults import MAX_BUDGET_TRIALS
-from tuner.records import Recommendation, RunReport
+from tuner.records import DataSize, Recommendation, RunReport
 
 PARAMS = {"learning_rate": 1e-4, "rank": 16, "alpha_multiple": 2.0, "targets": "all"}
 
@@ -279,7 +280,8 @@ async def test_the_model_step_checks_the_model_before_going_on(tiny_model: Path,
         await pilot.press("ctrl+n")  # checked first; it is not there, so the step stays with the reason
         await settle(app, pilot)
         assert isinstance(app.screen, ModelScreen) and app.choices.model == str(tiny_model)
-        assert "no-such-model" in str(app.screen.query_one("#error", Static).render())
+        assert "no-such-model" in str(app.screen.query_one("#model-info", Static).render())  # said once, above
+        assert "cannot be used" in str(app.screen.query_one("#error", Static).render())
         field.value = str(tiny_model)
         await pilot.pause()
         await pilot.press("ctrl+n")  # checked again, found, and the next step opens by itself
@@ -456,8 +458,10 @@ async def test_own_data_from_the_file_picker_with_a_preview(tmp_path: Path, monk
 class FakeTrainer:
     """Reports a full run's events like tuner.fullrun.train, slowly enough to be stopped; fails when told to."""
 
-    def __init__(self, step_pause: float = 0.0, error: str | None = None) -> None:
-        self.step_pause, self.error = step_pause, error
+    def __init__(
+        self, step_pause: float = 0.0, error: str | None = None, checkpoint_at: int | None = None, hold_at: int = 1
+    ) -> None:
+        self.step_pause, self.error, self.checkpoint_at, self.hold_at = step_pause, error, checkpoint_at, hold_at
         self.calls: list[tuple[Any, Path]] = []
         self.first_step = threading.Event()
         self.go_on = threading.Event()
@@ -471,10 +475,15 @@ class FakeTrainer:
         start = 0 if len(self.calls) == 1 else 4
         report(events.TrainStarted(8, settings.recipe.epochs, start, str(out_dir)))
         for step in range(start + 1, 9):
-            self.first_step.set()
+            if step == self.checkpoint_at:
+                (out_dir / "checkpoints" / f"checkpoint-{step}").mkdir(parents=True)
+                (out_dir / "checkpoints" / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
+            if step >= self.hold_at:
+                self.first_step.set()
             time.sleep(self.step_pause)
             report(events.TrainProgress(step, 8, step / 8, 2.0 - 0.1 * step, 300.0))
-            self.go_on.wait(5)
+            if step >= self.hold_at:
+                self.go_on.wait(5)
         report(events.EpochEvaluated(1, 8, 1.2, 2.1))
         training = {
             "steps": 8,
@@ -506,10 +515,27 @@ async def test_the_full_run_stops_resumes_and_shows_errors(tmp_path: Path):
         await pilot.press("t")
         await pilot.pause()
         app.screen.query_one("#epochs", Input).value = "0"
+        await pilot.pause()  # said as it is typed, where the field is, and the estimate for other values goes
+        said = "Epochs: a whole number of at least 1, or empty for 4; got '0'"
+        assert said in str(app.screen.query_one("#form-error", Static).render())
+        assert str(app.screen.query_one("#estimate", Static).render()).strip() == ""
         await pilot.press("ctrl+n")
         await pilot.pause()
-        assert "epochs must be a whole number of at least 1" in str(app.screen.query_one("#status", Static).render())
+        assert said in str(app.screen.query_one("#status", Static).render())
         assert trainer.calls == []
+        screen = app.screen
+        screen.recommendation = replace(screen.recommendation, data=DataSize(120, 24_000, 200.0))
+        for field, value, message in (
+            ("#epochs", "12345678", "Epochs: at most 100 (empty for 4); got 12,345,678"),
+            ("#examples", "121", "Training examples: at most 120 (empty for all); got 121"),
+            ("#eval-limit", "-3", "Items per benchmark: a whole number of at least 1, or empty for all; got '-3'"),
+        ):
+            app.screen.query_one(field, Input).value = value
+            await pilot.pause()
+            assert message in str(app.screen.query_one("#form-error", Static).render()), field
+            app.screen.query_one(field, Input).value = ""
+        await pilot.pause()
+        assert str(app.screen.query_one("#form-error", Static).render()).strip() == ""
         app.screen.query_one("#epochs", Input).value = "2"
         trainer.go_on.clear()  # held after its first step until the stop is asked for
         await pilot.press("ctrl+n")
@@ -517,7 +543,8 @@ async def test_the_full_run_stops_resumes_and_shows_errors(tmp_path: Path):
         await pilot.press("s")
         trainer.go_on.set()
         await settle(app, pilot)
-        assert "stopped; start again to resume" in str(app.screen.query_one("#status", Static).render())
+        stopped = "stopped at step 2, before the first checkpoint: start again to train from the beginning"
+        assert stopped in str(app.screen.query_one("#status", Static).render())
         await pilot.press("ctrl+n")
         await settle(app, pilot)
         assert "full run finished" in str(app.screen.query_one("#status", Static).render())
@@ -537,6 +564,26 @@ async def test_the_full_run_stops_resumes_and_shows_errors(tmp_path: Path):
         await pilot.press("ctrl+n")
         await settle(failing, pilot)
         assert "error: disk full" in str(failing.screen.query_one("#status", Static).render())
+
+
+@pytest.mark.parametrize(("held", "said"), [(5, "stopped at step 6; start again to resume from checkpoint 4"), (7, "")])
+async def test_a_stop_says_which_checkpoint_is_kept_and_at_the_last_step_the_run_finishes(
+    tmp_path: Path, held: int, said: str
+):
+    run_dir = finished_study(tmp_path / "run")
+    trainer = FakeTrainer(checkpoint_at=4, hold_at=held)
+    app = AdvisorApp(runner=FakeTuner(), trainer=trainer, runs_root=tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.push_screen(TrainScreen(run_dir))
+        await pilot.pause()
+        trainer.go_on.clear()
+        await pilot.press("ctrl+n")
+        assert trainer.first_step.wait(5)
+        await pilot.press("s")
+        trainer.go_on.set()
+        await settle(app, pilot)
+        status = str(app.screen.query_one("#status", Static).render())
+        assert said in status if said else "full run finished" in status  # the last step's work is not lost
 
 
 @pytest.mark.parametrize("size", [(60, 20), (80, 24)])
@@ -622,7 +669,7 @@ async def test_the_full_run_screen_keeps_its_status_in_view_at_60x20(tmp_path: P
         await pilot.press("ctrl+n")
         await pilot.pause()
         status = app.screen.query_one("#status")
-        assert "epochs must be a whole number" in str(status.render())
+        assert "Epochs: a whole number" in str(status.render())
         assert status.region.height >= 1 and status.region.bottom <= 20
 
 
