@@ -116,7 +116,8 @@ def budget_estimate(budget: StudyBudget, trial_tokens: int, tokens_per_second: f
         bought = f"{tokens:,} training tokens: {speed} {format_duration(tokens / tokens_per_second * OVERHEAD)}"
     worth = tokens / trial_tokens
     if worth < 1:
-        return f"{bought[0].upper()}{bought[1:]}, less than one trial of {trial_tokens:,} tokens."
+        unit = "token" if trial_tokens == 1 else "tokens"
+        return f"{bought[0].upper()}{bought[1:]}, less than one trial of {trial_tokens:,} {unit}."
     return (
         f"{bought[0].upper()}{bought[1:]}, {worth:.1f} full trials' worth, spread by successive halving over more, "
         "shorter trials. Loading the model and measuring it come first."

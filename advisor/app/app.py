@@ -58,6 +58,35 @@ def stored_settings(run_dir: Path) -> StudySettings | None:
     return StudySettings.from_json(json.loads(path.read_text(encoding="utf-8")))
 
 
+def reopen_summary(run_dir: Path, settings: StudySettings) -> tuple[str, bool]:
+    """What a run directory holds, for the question that reopens it: the study (finished, or how many trials it
+    has), its recommendation, the full run (finished or stopped) and the exports; and whether the study finished."""
+    from tuner.fullrun.checkpoints import SETTINGS_FILE
+    from tuner.fullrun.report import REPORT_JSON
+
+    spend = settings.search_budget
+    size = f"{settings.trials} trials" if spend is None else f"a budget of {spend.describe()}"
+    trials = len(list((run_dir / "trials").glob("trial_*.json")))
+    finished = (run_dir / "recommendation.json").is_file()
+    state = "finished" if finished else f"stopped after {trials} trial{'s' * (trials != 1)}"
+    lines = [
+        f"{run_dir} holds a {settings.task} study of {settings.model} ({size}, trials of "
+        f"{settings.budget.train_tokens:,} tokens): {state}."
+    ]
+    train = run_dir / "train"
+    if finished:
+        lines.append("Its recommendation is in recommendation.json.")
+    if (train / REPORT_JSON).is_file():
+        lines.append(f"A full run has finished in {train}.")
+    elif (train / SETTINGS_FILE).is_file():
+        lines.append(f"A full run was stopped in {train}: it resumes from its last checkpoint.")
+    exports = sorted(path.name for path in (run_dir / "export").glob("*") if path.is_dir())
+    if exports:
+        lines.append(f"Exports for {', '.join(exports)} are in {run_dir / 'export'}.")
+    lines.append("Open it?" if finished else "Continue it?")
+    return " ".join(lines), finished
+
+
 class AdvisorApp(App[None]):
     """LoRA Advisor in the terminal."""
 
@@ -102,12 +131,7 @@ class AdvisorApp(App[None]):
         if settings is None or run_dir is None:
             self.push_screen(self.steps[0]())
             return
-        spend = settings.search_budget
-        size = f"{settings.trials} trials" if spend is None else f"a budget of {spend.describe()}"
-        summary = (
-            f"{run_dir} holds a {settings.task} study of {settings.model} "
-            f"({size}, trials of {settings.budget.train_tokens:,} tokens). Continue it?"
-        )
+        summary, finished = reopen_summary(run_dir, settings)
 
         def answered(resume: bool | None) -> None:
             if resume:
@@ -115,7 +139,7 @@ class AdvisorApp(App[None]):
             else:
                 self.push_screen(self.steps[0]())
 
-        self.push_screen(QuestionScreen(summary, yes="Continue", no="New study"), answered)
+        self.push_screen(QuestionScreen(summary, yes="Open" if finished else "Continue", no="New study"), answered)
 
     def next_step(self) -> None:
         """Open the step after the current one, or start the study after the last."""

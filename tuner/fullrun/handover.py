@@ -233,7 +233,8 @@ class RunEstimate:
         25 min of scoring'."""
         total = self.train_seconds + (self.score_seconds or 0.0)
         text = (
-            f"About {format_duration(total)}: {self.tokens:,} training tokens over {self.train_examples:,} examples"
+            f"About {format_duration(total)}: {self.tokens:,} training tokens over {self.train_examples:,} "
+            f"example{'s' * (self.train_examples != 1)}"
             f" ({format_duration(self.train_seconds)} at the study's speed)"
         )
         if self.score_seconds is not None:

@@ -24,6 +24,16 @@ def parse_size(text: str) -> int:
     return int(value)
 
 
+def machine_memory() -> int | None:
+    """The bytes of RAM this machine has (None where the system does not say): a CPU trial's ceiling."""
+    import os
+
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
 def format_size(value: float) -> str:
     """Bytes as GiB (two decimals), MiB or KiB."""
     if value >= GIB / 10:

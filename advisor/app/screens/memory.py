@@ -37,7 +37,7 @@ class MemoryScreen(StepScreen):
         from tuner.errors import AdvisorError
         from tuner.memory.estimate import PARTS, TrainSetup, estimate, model_shape
         from tuner.memory.report import feasible_text, memory_options, memory_report, options_text
-        from tuner.memory.sizes import format_size, parse_size
+        from tuner.memory.sizes import format_size, machine_memory, parse_size
 
         problem = ""  # a budget that does not parse is said once, where Next would say it
         try:
@@ -51,6 +51,9 @@ class MemoryScreen(StepScreen):
                 size = parse_size(budget) if budget else None
             except ValueError as error:
                 size, problem = None, str(error)
+            machine = machine_memory()
+            if size is not None and machine is not None and size > machine:
+                lines += ["", f"This machine has {format_size(machine)} of RAM: a budget above it limits nothing here."]
             if size is not None:
                 report = memory_report(self.advisor_app.choices.model, shape, setup, size)
                 options = memory_options(shape, setup, size)

@@ -397,7 +397,9 @@ async def test_the_real_engine_runs_behind_the_app_on_the_tiny_model(tiny_model,
     reopened = AdvisorApp(run_dir=tmp_path / "run", runner=FakeTuner())
     async with reopened.run_test(size=(80, 24)) as pilot:
         await pilot.pause()
-        assert "holds a math study" in str(reopened.screen.query_one(Static).render())
+        said = str(reopened.screen.query_one(Static).render())
+        assert "holds a math study" in said and ": finished. Its recommendation is in recommendation.json." in said
+        assert f"Exports for peft are in {tmp_path / 'run' / 'export'}. Open it?" in said
         await pilot.press("y")
         await settle(reopened, pilot)
         assert isinstance(reopened.screen, StudyScreen)

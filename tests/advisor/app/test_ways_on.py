@@ -139,3 +139,34 @@ async def test_the_model_steps_error_is_said_once_and_goes_when_the_field_change
         await pilot.press("enter")
         await settle(app, pilot)
         assert "M parameters." in str(screen.query_one("#advice", Static).render())
+
+
+def test_a_reopened_stopped_study_says_what_its_directory_holds(tmp_path: Path):
+    from advisor.app.app import reopen_summary
+    from tuner.settings import DataSettings, StudySettings, TrainBudget
+
+    settings = StudySettings(model="tiny", data=DataSettings("math"), trials=8, budget=TrainBudget(4096))
+    (tmp_path / "trials").mkdir()
+    for number in range(3):
+        (tmp_path / "trials" / f"trial_{number:04d}.json").write_text("{}")
+    (tmp_path / "train").mkdir()
+    (tmp_path / "train" / "train_settings.json").write_text("{}")
+    said, finished = reopen_summary(tmp_path, settings)
+    assert not finished and "(8 trials, trials of 4,096 tokens): stopped after 3 trials." in said
+    assert f"A full run was stopped in {tmp_path / 'train'}: it resumes from its last checkpoint." in said
+    assert said.endswith("Continue it?") and "recommendation" not in said
+
+
+async def test_a_memory_budget_above_the_machines_ram_is_said(tiny_model: Path, tmp_path: Path):
+    from advisor.app.screens.memory import MemoryScreen
+
+    app = AdvisorApp(runner=FakeTuner(), runs_root=tmp_path)
+    app.choices = app.choices.__class__(model=str(tiny_model))
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.push_screen(MemoryScreen())
+        await settle(app, pilot)
+        from tuner.memory.sizes import machine_memory
+
+        app.screen.query_one("#budget", Input).value = f"{(2 * machine_memory()) >> 30}GiB"
+        await settle(app, pilot)
+        assert "of RAM: a budget above it limits nothing here" in str(app.screen.query_one("#estimate").render())
