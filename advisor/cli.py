@@ -6,7 +6,9 @@ from __future__ import annotations
 import argparse
 import inspect
 import os
+import shutil
 import sys
+import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +71,25 @@ COMMANDS = {
 }
 
 
+class _ParagraphFormatter(argparse.RawDescriptionHelpFormatter):
+    """A command's description paragraph by paragraph, each filled to the terminal's width (at most 80 columns);
+    indented lines (examples, lists) are kept as written."""
+
+    def __init__(self, prog: str, **kwargs: Any) -> None:
+        super().__init__(prog, width=min(shutil.get_terminal_size().columns, 80) - 2, **kwargs)
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        paragraphs = []
+        for paragraph in text.split("\n\n"):
+            lines = paragraph.splitlines()
+            if any(line[:1].isspace() or line.startswith("- ") for line in lines):
+                paragraphs.append("\n".join(indent + line for line in lines))
+            else:
+                filled = textwrap.fill(" ".join(lines), width, break_on_hyphens=False)
+                paragraphs.append(textwrap.indent(filled, indent))
+        return "\n\n".join(paragraphs)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse that reports bad arguments in one line."""
 
@@ -79,7 +100,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The `advisor` parser: the app's flags, then one subparser per command, each from its record."""
-    parser = _Parser(prog="advisor", description=inspect.getdoc(AppArgs))
+    parser = _Parser(prog="advisor", description=inspect.getdoc(AppArgs), formatter_class=_ParagraphFormatter)
     add_flags(parser, AppArgs)
     commands = parser.add_subparsers(dest="command", parser_class=_Parser)
     for name, command in COMMANDS.items():
@@ -87,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
             name,
             help=command.summary,
             description=inspect.getdoc(command.function),
-            formatter_class=argparse.RawDescriptionHelpFormatter,
+            formatter_class=_ParagraphFormatter,
         )
         add_flags(subparser, command.record)
     return parser

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from tuner.events import RunScored, TrainStarted, TrialScored
+from tuner.paper import FIXED_ALPHA
 from tuner.records import Recommendation, RunReport, StudyScores, TrialRecord
 from tuner.records.reference import ReferenceSummary
 from tuner.records.scores import ScoreChange
@@ -19,13 +20,20 @@ from tuner.study.space import lora_from_params
 
 
 def describe_params(params: dict[str, Any]) -> str:
-    """A trial's configuration in one short phrase."""
+    """A trial's configuration in a few columns: 'all r16 1.3e-3', with alpha where it is not the fixed 32, the
+    variant, and QLoRA where the trial trained on 4-bit weights."""
     if not params:
         return "-"
     lora = lora_from_params(params)
-    variant = f", {lora.variant}" if lora.variant != "lora" else ""
-    variant += ", QLoRA" if params.get("quantize") == "nf4" else ""  # 4-bit base weights, under --quantize search
-    return f"lr {float(params['learning_rate']):.2e}, r {lora.rank}, alpha {lora.alpha:g}, {lora.targets}{variant}"
+    parts = [lora.targets, f"r{lora.rank}"]
+    if lora.alpha != FIXED_ALPHA:
+        parts.append(f"\N{GREEK SMALL LETTER ALPHA}{lora.alpha:g}")
+    parts.append(f"{float(params['learning_rate']):.1e}".replace("e-0", "e-").replace("e+0", "e+"))
+    if lora.variant != "lora":
+        parts.append(lora.variant)
+    if params.get("quantize") == "nf4":  # 4-bit base weights, under --quantize search
+        parts.append("QLoRA")
+    return " ".join(parts)
 
 
 def trial_outcome(trial: TrialRecord) -> str:
@@ -43,9 +51,9 @@ def trial_row(trial: TrialRecord) -> tuple[str, ...]:
         str(trial.number),
         trial_outcome(trial),
         figure(trial.target_loss, ".4f"),
+        describe_params(trial.params),
         figure(trial.general_score, ".3f"),
         figure(trial.learning_score, ".3f"),
-        describe_params(trial.params),
         str(trial.reason or "")[:60],
     )
 

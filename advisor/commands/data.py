@@ -20,8 +20,9 @@ class DataArgs(ModelArgs):
 
     file: str = option(positional=True)
     """a JSONL/JSON/CSV/Parquet file or a hub dataset id"""
-    format: str = option("auto", choices=DATA_FORMATS)
-    """the data's format (auto: found from its columns)"""
+    format: str = option("auto", choices=DATA_FORMATS, metavar="FORMAT")
+    """the data's format: auto, messages, sharegpt, alpaca, prompt-completion, columns or text (auto: found from
+    its columns)"""
     regime: str | None = option(None, choices=REGIMES, shown_default="cpt for plain text, else ift")
     """ift: loss on the responses; cpt: continued pretraining, loss on every token"""
     prompt_column: str = "prompt"

@@ -45,8 +45,10 @@ def export(args: ExportArgs) -> int:
     cpu changes it for the tool, e.g. to train on a GPU what a study found on a CPU. A directory that holds
     anything already (a trained adapter, a run, an earlier export) is refused unless --force is given.
 
-      axolotl train DIR/axolotl.yaml              llamafactory-cli train DIR/llama-factory.yaml
-      trl sft --config DIR/trl-sft.yaml           litgpt finetune_lora --config DIR/litgpt-lora.yaml
+      axolotl train DIR/axolotl.yaml
+      llamafactory-cli train DIR/llama-factory.yaml
+      trl sft --config DIR/trl-sft.yaml
+      litgpt finetune_lora --config DIR/litgpt-lora.yaml
       tune run lora_finetune_single_device --config DIR/torchtune.yaml
       PEFT: LoraConfig.from_pretrained(DIR)
     """

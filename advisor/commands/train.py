@@ -63,8 +63,9 @@ class TrainArgs(ModelArgs):
     """custom task: instruction column"""
     response_column: str | None = option(None, shown_default="response")
     """custom task: answer column"""
-    format: str | None = option(None, choices=DATA_FORMATS, shown_default="the study's, else auto")
-    """custom task: the data's format (auto: found from its columns)"""
+    format: str | None = option(None, choices=DATA_FORMATS, metavar="FORMAT", shown_default="the study's, else auto")
+    """custom task: the data's format: auto, messages, sharegpt, alpaca, prompt-completion, columns or text (auto:
+    found from its columns)"""
     regime: str | None = option(None, choices=REGIMES, shown_default="the study's, else cpt for plain text, else ift")
     """ift: loss on the responses; cpt: continued pretraining, loss on every token"""
     quantize: str | None = option(None, choices=("none", "nf4"), shown_default="the study's or preset's, else none")

@@ -74,8 +74,9 @@ class TuneArgs(ModelArgs):
     """custom task: instruction column"""
     response_column: str = "response"
     """custom task: answer column"""
-    format: str = option("auto", choices=DATA_FORMATS)
-    """custom task: the data's format (auto: found from its columns; see `advisor data FILE`)"""
+    format: str = option("auto", choices=DATA_FORMATS, metavar="FORMAT")
+    """custom task: the data's format: auto, messages, sharegpt, alpaca, prompt-completion, columns or text (auto:
+    found from its columns; see `advisor data FILE`)"""
     regime: str | None = option(None, choices=REGIMES, shown_default="cpt for plain text, else ift")
     """ift: loss on the responses; cpt: continued pretraining, loss on every token"""
     allow_code_execution: bool = False

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from advisor.cli import main
+from advisor.cli import COMMANDS, main
 from tests.conftest import run_cli, tune_command
 
 
@@ -123,3 +123,12 @@ def test_tune_from_a_preset_tries_its_configuration_first(capsys, data_dir, tmp_
     assert trial["params"] == {"learning_rate": 3e-3, "rank": 12, "alpha": 6.0, "targets": "mlp"}
     settings = json.loads((out / "settings.json").read_text())
     assert (settings["task"], settings["budget"]["batch_size"], settings["budget"]["seq_len"]) == ("math", 2, 64)
+
+
+@pytest.mark.parametrize("command", ["", *COMMANDS])
+def test_every_help_fits_80_columns_on_a_wide_terminal(command, monkeypatch, capsys):
+    monkeypatch.setenv("COLUMNS", "200")
+    with pytest.raises(SystemExit):
+        main([command, "--help"] if command else ["--help"])
+    lines = capsys.readouterr().out.splitlines()
+    assert max(map(len, lines)) <= 80, [line for line in lines if len(line) > 80]

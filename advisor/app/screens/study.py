@@ -34,8 +34,9 @@ from tuner.study.watch import INTERRUPTED
 WATCH_SECONDS = 2.0
 """How often a watched study's storage is looked at."""
 
-COLUMNS = ("#", "state", "loss", "general", "learning", "configuration", "reason")
-"""The trials table's columns, the figures first: on a narrow terminal the configuration scrolls into view."""
+COLUMNS = ("#", "state", "loss", "configuration", "general", "learning", "reason")
+"""The trials table's columns: what each trial is and its held-out loss first (the configuration is a few columns,
+'all r16 1.3e-3'); the scores, often not yet measured while the study runs, scroll into view on a narrow terminal."""
 
 
 class StudyStopped(Exception):
@@ -122,6 +123,8 @@ class StudyScreen(StudyPlots, AdvisorScreen):
         table = self.query_one("#trials", DataTable)
         for column in COLUMNS:
             table.add_column(column, key=column)
+        self.draw_curve(None)  # titled and labelled from the start, not once data comes
+        self.draw_scatter()
         self.action_resume()
         self.set_interval(1.0, self.show_status)
 
@@ -200,7 +203,7 @@ class StudyScreen(StudyPlots, AdvisorScreen):
             self.show_stored_trials()
         elif isinstance(event, events.TrialStarted):
             self.current_trial, self.trial_spent, self.trial_started = event.number, 0.0, time.monotonic()
-            row = (str(event.number), "running", "-", "-", "-", describe_params(event.params), "")
+            row = (str(event.number), "running", "-", describe_params(event.params), "-", "-", "")
             if str(event.number) in table.rows:
                 table.remove_row(str(event.number))
             table.add_row(*row, key=str(event.number))

@@ -21,11 +21,14 @@ class StudyPlots:
     points: dict[str, tuple[float, float]]
     marked: dict[str, tuple[float, float, str]]
 
-    def draw_curve(self, number: int) -> None:
+    def draw_curve(self, number: int | None) -> None:
+        """Trial `number`'s training loss by step; titled and labelled before any trial has trained (None)."""
         plot = self.query_one("#curve", PlotextPlot)
         plot.plt.clear_data()
-        plot.plt.title(f"trial {number}: training loss")
-        plot.plt.plot([s for s, _ in self.curve], [v for _, v in self.curve], color=LOSS_LINE)
+        plot.plt.title(f"trial {number}: training loss" if number is not None else "training loss: no trial yet")
+        plot.plt.xlabel("step")
+        if self.curve:
+            plot.plt.plot([s for s, _ in self.curve], [v for _, v in self.curve], color=LOSS_LINE)
         plot.refresh()
 
     def mark_points(self, recommendation: Recommendation) -> None:
@@ -44,14 +47,20 @@ class StudyPlots:
             self.draw_scatter()
 
     def draw_scatter(self) -> None:
+        """Learning against general score: the scored trials, then the base model and full fine-tuning once the
+        study has them; titled, with its key, before any trial is scored."""
+        from tuner.scoring.plot import TRIAL_MARKER
+
         plot = self.query_one("#scatter", PlotextPlot)
         plot.plt.clear_data()
         plot.plt.title("learning vs general (forgets less ->)")
         if self.points:
-            plot.plt.scatter([g for g, _ in self.points.values()], [v for _, v in self.points.values()])
-        for general, learning, marker in self.marked.values():
-            plot.plt.scatter([general], [learning], marker=marker)
-        # The marked points' key under the axis, where no point hides behind it (plotext's legend sits on the
-        # top left, where full fine-tuning, learning more and forgetting more, tends to be).
-        plot.plt.xlabel("  ".join(f"{marker} {label}" for label, (_, _, marker) in self.marked.items()) or None)
+            general, learning = zip(*self.points.values(), strict=True)
+            plot.plt.scatter(list(general), list(learning), marker=TRIAL_MARKER)
+        for general_score, learning_score, marker in self.marked.values():
+            plot.plt.scatter([general_score], [learning_score], marker=marker)
+        # The key under the axis, where no point hides behind it (plotext's legend sits on the top left, where full
+        # fine-tuning, learning more and forgetting more, tends to be).
+        key = [f"{TRIAL_MARKER} trials", *(f"{marker} {label}" for label, (_, _, marker) in self.marked.items())]
+        plot.plt.xlabel("  ".join(key))
         plot.refresh()
