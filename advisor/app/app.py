@@ -149,12 +149,11 @@ class AdvisorApp(App[None]):
             self.push_screen(kinds[kinds.index(current) + 1]())
             return
         settings = self.study_settings()
-        run_dir = self.run_dir or self.runs_root / settings.task
-        stored = stored_settings(run_dir)
-        if stored is not None and stored.identity() != settings.identity():
-            taken, number = run_dir, 2
-            while (found := stored_settings(run_dir)) is not None and found.identity() != settings.identity():
-                run_dir, number = taken.with_name(f"{taken.name}-{number}"), number + 1
+        taken = run_dir = self.run_dir or self.runs_root / settings.task
+        number = 2
+        while (found := stored_settings(run_dir)) is not None and found.identity() != settings.identity():
+            run_dir, number = taken.with_name(f"{taken.name}-{number}"), number + 1
+        if run_dir != taken:
             self.notify(f"{taken} holds a study with other settings: this one goes to {run_dir}", timeout=10)
         self.start_study(settings, run_dir)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tuner.settings import StudySettings
-from tuner.study.budget import format_duration
+from tuner.study.budget import Spent, format_duration
 
 
 def trial_share(settings: StudySettings, step: int, seconds: float) -> float:
@@ -14,9 +14,7 @@ def trial_share(settings: StudySettings, step: int, seconds: float) -> float:
     spend = settings.search_budget
     if spend is None:
         return 0.0
-    if spend.tokens is not None:
-        return step * settings.budget.tokens_per_step() / spend.tokens
-    return seconds / float(spend.seconds or 1.0)
+    return spend.spent_share(Spent(step * settings.budget.tokens_per_step(), seconds))
 
 
 @dataclass(frozen=True)

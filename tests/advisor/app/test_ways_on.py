@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,12 +30,18 @@ TOO_SMALL = (
 )
 
 
+def tiny_app(tiny_model: Path, runs_root: Path, runner: Any = None) -> AdvisorApp:
+    """The app on the tiny model, its studies run by `runner` (a fake tuner by default)."""
+    app = AdvisorApp(runner=runner or FakeTuner(), runs_root=runs_root)
+    app.choices = app.choices.__class__(model=str(tiny_model))
+    return app
+
+
 async def test_a_study_that_fails_goes_back_to_the_steps_with_esc(tiny_model: Path, tmp_path: Path):
     def failing(*args, **kwargs):
         raise AdvisorError(TOO_SMALL)
 
-    app = AdvisorApp(runner=failing, runs_root=tmp_path)
-    app.choices = app.choices.__class__(model=str(tiny_model))
+    app = tiny_app(tiny_model, tmp_path, failing)
     async with app.run_test(size=(80, 24)) as pilot:
         app.push_screen(GoalScreen())
         await settle(app, pilot)
@@ -51,8 +58,7 @@ async def test_a_study_that_fails_goes_back_to_the_steps_with_esc(tiny_model: Pa
 
 async def test_a_study_whose_directory_holds_another_goes_to_a_fresh_one(tiny_model: Path, tmp_path: Path):
     tuner = FakeTuner()
-    app = AdvisorApp(runner=tuner, runs_root=tmp_path)
-    app.choices = app.choices.__class__(model=str(tiny_model))
+    app = tiny_app(tiny_model, tmp_path, tuner)
     other = replace(app.study_settings(), goal=1.0)
     (tmp_path / "math").mkdir()
     (tmp_path / "math" / "study.db").write_bytes(b"")
@@ -115,8 +121,7 @@ def test_the_datas_message_for_too_few_examples_asked_names_them(tiny_model: Pat
 async def test_the_model_steps_error_is_said_once_and_goes_when_the_field_changes(tiny_model: Path, tmp_path: Path):
     from advisor.app.screens.model import ModelScreen
 
-    app = AdvisorApp(runner=FakeTuner(), runs_root=tmp_path)
-    app.choices = app.choices.__class__(model=str(tiny_model))
+    app = tiny_app(tiny_model, tmp_path)
     async with app.run_test(size=(80, 24)) as pilot:
         app.push_screen(ModelScreen())
         await settle(app, pilot)
@@ -159,14 +164,12 @@ def test_a_reopened_stopped_study_says_what_its_directory_holds(tmp_path: Path):
 
 async def test_a_memory_budget_above_the_machines_ram_is_said(tiny_model: Path, tmp_path: Path):
     from advisor.app.screens.memory import MemoryScreen
+    from tuner.memory.sizes import machine_memory
 
-    app = AdvisorApp(runner=FakeTuner(), runs_root=tmp_path)
-    app.choices = app.choices.__class__(model=str(tiny_model))
+    app = tiny_app(tiny_model, tmp_path)
     async with app.run_test(size=(80, 24)) as pilot:
         app.push_screen(MemoryScreen())
         await settle(app, pilot)
-        from tuner.memory.sizes import machine_memory
-
         app.screen.query_one("#budget", Input).value = f"{(2 * machine_memory()) >> 30}GiB"
         await settle(app, pilot)
         assert "of RAM: a budget above it limits nothing here" in str(app.screen.query_one("#estimate").render())
